@@ -1,0 +1,234 @@
+//! Actions: restart scripts and retry-over commands. Each runs in its own
+//! process group with stdin closed, a clean environment, its output
+//! appended to a bounded log in the state directory, and is killed with its
+//! whole group at its timeout.
+
+use crate::config::RunAs;
+use crate::monitor::ScriptOutcome;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+/// A log grows to this size, then is moved to `NAME.log.1`.
+pub const LOG_LIMIT: u64 = 1 << 20;
+/// How much of the output goes into the event.
+const OUTPUT_TAIL: usize = 300;
+/// After SIGTERM to the group at the timeout, SIGKILL follows after this.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub user: Option<RunAs>,
+    pub timeout: Duration,
+    pub log: PathBuf,
+    pub header: String,
+}
+
+fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if std::fs::metadata(path).map(|m| m.len() > LOG_LIMIT).unwrap_or(false) {
+        let mut old = path.as_os_str().to_owned();
+        old.push(".1");
+        std::fs::rename(path, old)?;
+    }
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+}
+
+/// The last bytes written since `offset`, on one line, cut at a character
+/// boundary.
+fn tail(path: &Path, offset: u64) -> String {
+    let mut buf = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let from = offset.max(len.saturating_sub(OUTPUT_TAIL as u64 * 4));
+        if f.seek(SeekFrom::Start(from)).is_ok() {
+            let _ = f.take(OUTPUT_TAIL as u64 * 4).read_to_end(&mut buf);
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let joined = text.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ");
+    if joined.len() <= OUTPUT_TAIL {
+        return joined;
+    }
+    let mut start = joined.len() - OUTPUT_TAIL;
+    while !joined.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &joined[start..])
+}
+
+fn killpg(pgid: u32, sig: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pgid as i32) {
+        let _ = rustix::process::kill_process_group(pid, sig);
+    }
+}
+
+/// Run one script or command to its end (or its timeout).
+pub async fn run(r: Run) -> ScriptOutcome {
+    let Some(program) = r.argv.first() else {
+        return ScriptOutcome::SpawnFailed("empty command".into());
+    };
+    let (log, offset) = {
+        let path = r.log.clone();
+        let header = r.header.clone();
+        match tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, u64)> {
+            let mut f = open_log(&path)?;
+            writeln!(f, "=== {header}")?;
+            let off = f.metadata()?.len();
+            Ok((f, off))
+        })
+        .await
+        {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => return ScriptOutcome::SpawnFailed(format!("log {}: {e}", r.log.display())),
+            Err(e) => return ScriptOutcome::SpawnFailed(e.to_string()),
+        }
+    };
+    let out = match log.try_clone() {
+        Ok(f) => f,
+        Err(e) => return ScriptOutcome::SpawnFailed(e.to_string()),
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(&r.argv[1..])
+        .env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(r.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(log))
+        .process_group(0)
+        .kill_on_drop(false);
+    if let Some(u) = &r.user {
+        let groups: Vec<libc::gid_t> = u.groups.clone();
+        cmd.env("HOME", home_of(&u.name)).env("USER", &u.name).env("LOGNAME", &u.name);
+        cmd.uid(u.uid).gid(u.gid);
+        // SAFETY: setgroups is async-signal-safe; the list was built before fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return ScriptOutcome::SpawnFailed(format!("{program}: {e}")),
+    };
+    let pgid = child.id().unwrap_or(0);
+    let status = match tokio::time::timeout(r.timeout, child.wait()).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => return ScriptOutcome::SpawnFailed(e.to_string()),
+        Err(_) => None,
+    };
+    let log_path = r.log.clone();
+    let output = move || {
+        let p = log_path.clone();
+        async move { tokio::task::spawn_blocking(move || tail(&p, offset)).await.unwrap_or_default() }
+    };
+    match status {
+        Some(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            match (s.code(), s.signal()) {
+                (Some(code), _) => ScriptOutcome::Exited { code, output: output().await },
+                (None, Some(signal)) => ScriptOutcome::Signaled { signal, output: output().await },
+                _ => ScriptOutcome::Exited { code: -1, output: output().await },
+            }
+        }
+        None => {
+            killpg(pgid, rustix::process::Signal::TERM);
+            if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+                killpg(pgid, rustix::process::Signal::KILL);
+                let _ = child.wait().await;
+            } else {
+                // The leader is gone; its group may not be.
+                killpg(pgid, rustix::process::Signal::KILL);
+            }
+            ScriptOutcome::TimedOut { output: output().await }
+        }
+    }
+}
+
+fn home_of(user: &str) -> String {
+    nix::unistd::User::from_name(user)
+        .ok()
+        .flatten()
+        .map(|u| u.dir.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "/".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_sh(script: &str, timeout: Duration, dir: &Path) -> ScriptOutcome {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(run(Run {
+            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            env: vec![("PROCWARD_TARGET".into(), "t".into())],
+            user: None,
+            timeout,
+            log: dir.join("logs/t.log"),
+            header: "test".into(),
+        }))
+    }
+
+    #[test]
+    fn exit_code_output_and_environment() {
+        let d = tempfile::tempdir().unwrap();
+        let o = run_sh("echo target=$PROCWARD_TARGET; echo oops >&2; exit 3", Duration::from_secs(5), d.path());
+        assert_eq!(o, ScriptOutcome::Exited { code: 3, output: "target=t | oops".into() });
+        let log = std::fs::read_to_string(d.path().join("logs/t.log")).unwrap();
+        assert!(log.contains("=== test\ntarget=t\noops\n"), "{log}");
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_group() {
+        let d = tempfile::tempdir().unwrap();
+        let pidfile = d.path().join("child.pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+        let t0 = std::time::Instant::now();
+        let o = run_sh(&script, Duration::from_millis(300), d.path());
+        assert!(matches!(o, ScriptOutcome::TimedOut { .. }), "{o:?}");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        let pid: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        // The background sleep of the script's group is gone too (or a
+        // zombie of the killed shell, reaped by init).
+        let mut buf = Vec::new();
+        let mut gone = false;
+        for _ in 0..50 {
+            match crate::probe::procfs::read_stat(pid, &mut buf).unwrap() {
+                None => gone = true,
+                Some(s) if s.is_dead() => gone = true,
+                Some(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+            if gone {
+                break;
+            }
+        }
+        assert!(gone, "child {pid} of the timed-out script survived");
+    }
+
+    #[test]
+    fn missing_program_is_a_spawn_failure() {
+        let d = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let o = rt.block_on(run(Run {
+            argv: vec!["/nonexistent/script".into()],
+            env: vec![],
+            user: None,
+            timeout: Duration::from_secs(1),
+            log: d.path().join("l.log"),
+            header: "x".into(),
+        }));
+        assert!(matches!(o, ScriptOutcome::SpawnFailed(ref e) if e.contains("/nonexistent/script")), "{o:?}");
+    }
+}

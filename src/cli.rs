@@ -1,0 +1,112 @@
+//! Command-line definitions only (clap derive).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "procward", version, about = "Keeps business processes alive and tells the operations manager what happened")]
+pub struct Cli {
+    /// Configuration file [default: $PROCWARD_CONFIG or /etc/procward/procward.toml]
+    #[arg(short = 'c', long = "config", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LangArg {
+    En,
+    Ja,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum RenderFormat {
+    Rfc5424,
+    Rfc3164,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run the daemon in the foreground (systemd Type=notify)
+    Run {
+        /// Do not print events on stderr
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Validate configuration, catalog and templates; print every error
+    Check,
+    /// Show each target: state, pids, uptime, restarts in window, last event
+    Status {
+        /// Only this target
+        target: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop monitoring a target (persisted)
+    Pause {
+        target: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Resume monitoring a target
+    Resume {
+        target: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Clear the retry counter and a RETRY-OVER / FAILED state
+    Reset { target: String },
+    /// Re-read the configuration; an invalid one is rejected
+    Reload,
+    /// Show the event journal
+    Events {
+        /// Keep printing new events
+        #[arg(long)]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+        /// Only events since T: RFC 3339 time or a duration ago ("10m")
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Browse the message catalog
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCmd,
+    },
+    /// Render a catalog message with sample fields
+    Render {
+        id: String,
+        #[arg(long, value_enum, default_value = "rfc3164")]
+        format: RenderFormat,
+        #[arg(long, value_enum, default_value = "en")]
+        lang: LangArg,
+    },
+    /// Run a command as a child subreaper that reaps every orphan it
+    /// inherits (for containers whose PID 1 does not reap; used by the demo
+    /// and the tests)
+    #[command(hide = true)]
+    Reaper {
+        #[arg(trailing_var_arg = true, required = true)]
+        argv: Vec<String>,
+    },
+    /// Self-contained demo: start a sample service, kill it, watch procward restart it
+    Demo {
+        /// Seconds to wait for each step before giving up
+        #[arg(long, default_value_t = 20)]
+        timeout: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CatalogCmd {
+    /// List every message: ID, severity, name
+    List,
+    /// Show one message in full
+    Show {
+        id: String,
+        #[arg(long, value_enum, default_value = "en")]
+        lang: LangArg,
+    },
+}

@@ -1,0 +1,913 @@
+//! Configuration: TOML schema (raw.rs), loading with includes, and
+//! validation that collects every error at once, each located at
+//! file:line:col with the key it concerns.
+
+pub mod duration;
+pub mod raw;
+
+pub use duration::Dur;
+pub use raw::{Lang, OnRetryOver, SyslogFormat, Transport};
+
+use raw::*;
+use regex::Regex;
+use serde::Deserialize;
+use std::fmt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.col, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}: {}",
+                self.file.display(),
+                self.line,
+                self.col,
+                self.key,
+                self.message
+            )
+        }
+    }
+}
+
+/// All the errors of one load, in file order.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// How to find the processes of a target.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    pub exe: Option<PathBuf>,
+    pub comm: Option<String>,
+    pub cmdline: Option<Regex>,
+    pub pidfile: Option<PathBuf>,
+    pub uid: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Restart {
+    pub script: Option<PathBuf>,
+    pub timeout: Duration,
+    pub settle: Duration,
+    pub user: Option<RunAs>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    pub max: u32,
+    pub window: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Failover {
+    pub command: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// A validated target.
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    pub name: String,
+    pub matcher: Matcher,
+    /// `Some` when `count` is configured: the target is a group of
+    /// processes, all tracked, and /proc is scanned each interval for new
+    /// members. `None`: one main process.
+    pub count: Option<(u32, Option<u32>)>,
+    pub children_min: Option<u32>,
+    pub restart: Restart,
+    pub retry: Retry,
+    pub on_retry_over: OnRetryOver,
+    pub failover: Option<Failover>,
+    /// The match section as written, to tell on reload whether it changed.
+    pub match_raw: MatchRaw,
+}
+
+impl TargetSpec {
+    pub fn is_group(&self) -> bool {
+        self.count.is_some()
+    }
+    pub fn min_count(&self) -> u32 {
+        self.count.map(|c| c.0).unwrap_or(1).max(1)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SyslogSink {
+    pub name: String,
+    pub transport: Transport,
+    pub address: String,
+    pub format: SyslogFormat,
+    pub facility: u8,
+    pub min_severity: crate::event::Severity,
+    pub queue: usize,
+    pub max_size: usize,
+    pub language: Lang,
+}
+
+/// Users and groups allowed on the control socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allow {
+    pub uids: Vec<u32>,
+    pub gids: Vec<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Daemon {
+    pub interval: Duration,
+    pub control_socket: PathBuf,
+    pub allow: Allow,
+    pub state_dir: PathBuf,
+    pub language: Lang,
+    pub zombie_grace: Duration,
+    pub catalog_dir: Option<PathBuf>,
+    pub templates_dir: Option<PathBuf>,
+    pub hostname: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub daemon: Daemon,
+    pub syslog: Vec<SyslogSink>,
+    pub targets: Vec<TargetSpec>,
+    /// Every file read, the main one first.
+    pub files: Vec<PathBuf>,
+}
+
+pub const DEFAULT_PATH: &str = "/etc/procward/procward.toml";
+
+/// The configuration path: `-c` if given, else `$PROCWARD_CONFIG`, else the default.
+pub fn resolve_path(arg: Option<&Path>) -> PathBuf {
+    if let Some(p) = arg {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("PROCWARD_CONFIG") {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(DEFAULT_PATH),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Locating keys in the source text.
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn path_string(path: &[Seg]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+struct Source {
+    path: PathBuf,
+    text: String,
+    doc: toml_edit::ImDocument<String>,
+}
+
+impl Source {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+        (line, col)
+    }
+
+    /// The span of the deepest element of `path` that exists.
+    fn span_of(&self, path: &[Seg]) -> Option<std::ops::Range<usize>> {
+        #[derive(Clone, Copy)]
+        enum Node<'a> {
+            Table(&'a toml_edit::Table),
+            Item(&'a toml_edit::Item),
+            Value(&'a toml_edit::Value),
+        }
+        fn table_key<'a>(
+            t: &'a toml_edit::Table,
+            k: &str,
+            best: &mut Option<std::ops::Range<usize>>,
+        ) -> Option<Node<'a>> {
+            if let Some(span) = t.key(k).and_then(|k| k.span()) {
+                *best = Some(span);
+            }
+            t.get(k).map(Node::Item)
+        }
+        fn inline_key<'a>(
+            t: &'a toml_edit::InlineTable,
+            k: &str,
+            best: &mut Option<std::ops::Range<usize>>,
+        ) -> Option<Node<'a>> {
+            if let Some(span) = t.key(k).and_then(|k| k.span()) {
+                *best = Some(span);
+            }
+            t.get(k).map(Node::Value)
+        }
+        let mut node = Node::Table(self.doc.as_table());
+        let mut best: Option<std::ops::Range<usize>> = None;
+        for seg in path {
+            let next = match (node, seg) {
+                (Node::Table(t), Seg::Key(k)) | (Node::Item(toml_edit::Item::Table(t)), Seg::Key(k)) => {
+                    table_key(t, k, &mut best)
+                }
+                (Node::Item(toml_edit::Item::Value(toml_edit::Value::InlineTable(t))), Seg::Key(k))
+                | (Node::Value(toml_edit::Value::InlineTable(t)), Seg::Key(k)) => {
+                    inline_key(t, k, &mut best)
+                }
+                (Node::Item(toml_edit::Item::ArrayOfTables(a)), Seg::Index(i)) => a.get(*i).map(|t| {
+                    // The header `[[target]]` has no span of its own here:
+                    // point at the table's first key instead.
+                    let first = t.span().or_else(|| {
+                        t.iter().next().and_then(|(name, _)| t.key(name).and_then(|k| k.span()))
+                    });
+                    if let Some(span) = first {
+                        best = Some(span);
+                    }
+                    Node::Table(t)
+                }),
+                (Node::Item(toml_edit::Item::Value(toml_edit::Value::Array(a))), Seg::Index(i))
+                | (Node::Value(toml_edit::Value::Array(a)), Seg::Index(i)) => a.get(*i).map(|v| {
+                    if let Some(span) = v.span() {
+                        best = Some(span);
+                    }
+                    Node::Value(v)
+                }),
+                _ => None,
+            };
+            match next {
+                Some(n) => node = n,
+                None => break,
+            }
+        }
+        best
+    }
+}
+
+struct Collector {
+    errors: Vec<ConfigError>,
+}
+
+impl Collector {
+    fn at(&mut self, src: &Source, path: &[Seg], message: impl Into<String>) {
+        let (line, col) = src
+            .span_of(path)
+            .map(|s| src.line_col(s.start))
+            .unwrap_or((1, 1));
+        self.errors.push(ConfigError {
+            file: src.path.clone(),
+            line,
+            col,
+            key: path_string(path),
+            message: message.into(),
+        });
+    }
+
+    fn file(&mut self, path: &Path, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: path.to_path_buf(),
+            line: 1,
+            col: 1,
+            key: String::new(),
+            message: message.into(),
+        });
+    }
+
+    /// Deserialize `value` (found at `base` in `src`) into T, recording an
+    /// error located at the offending key.
+    fn de<T: for<'de> Deserialize<'de>>(
+        &mut self,
+        src: &Source,
+        base: &[Seg],
+        value: toml::Value,
+    ) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let mut path = base.to_vec();
+                for seg in e.path().iter() {
+                    match seg {
+                        serde_path_to_error::Segment::Seq { index } => path.push(Seg::Index(*index)),
+                        serde_path_to_error::Segment::Map { key } => path.push(Seg::Key(key.clone())),
+                        serde_path_to_error::Segment::Enum { variant } => {
+                            path.push(Seg::Key(variant.clone()))
+                        }
+                        serde_path_to_error::Segment::Unknown => {}
+                    }
+                }
+                let msg = e.inner().to_string();
+                if let Some(field) = msg
+                    .strip_prefix("unknown field `")
+                    .and_then(|r| r.split('`').next())
+                {
+                    path.push(Seg::Key(field.to_string()));
+                }
+                self.at(src, &path, msg);
+                None
+            }
+        }
+    }
+}
+
+fn k(s: &str) -> Seg {
+    Seg::Key(s.to_string())
+}
+
+/// Refuse files that group or others can write: whoever can write the
+/// configuration or a restart script can run code as root.
+fn writable_by_others(path: &Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o022 != 0 => Some(format!(
+            "{} is writable by group or others (mode {:o}); run: chmod go-w {}",
+            path.display(),
+            m.permissions().mode() & 0o7777,
+            path.display()
+        )),
+        _ => None,
+    }
+}
+
+fn read_source(c: &mut Collector, path: &Path) -> Option<Source> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            c.file(path, format!("cannot read: {e}"));
+            return None;
+        }
+    };
+    if let Some(msg) = writable_by_others(path) {
+        c.file(path, msg);
+    }
+    match toml_edit::ImDocument::parse(text.clone()) {
+        Ok(doc) => Some(Source { path: path.to_path_buf(), text, doc }),
+        Err(e) => {
+            let src_tmp = Source {
+                path: path.to_path_buf(),
+                text: text.clone(),
+                doc: toml_edit::ImDocument::parse(String::new()).expect("empty doc"),
+            };
+            let (line, col) = e.span().map(|s| src_tmp.line_col(s.start)).unwrap_or((1, 1));
+            c.errors.push(ConfigError {
+                file: path.to_path_buf(),
+                line,
+                col,
+                key: String::new(),
+                message: format!("TOML syntax error: {}", e.message().trim()),
+            });
+            None
+        }
+    }
+}
+
+struct Parsed {
+    daemon: Option<DaemonRaw>,
+    sinks: Vec<(usize, usize, SyslogSinkRaw)>,
+    targets: Vec<(usize, usize, TargetRaw)>,
+}
+
+/// Parse the sections of one file. `main` allows `[daemon]`.
+fn parse_sections(c: &mut Collector, src: &Source, src_idx: usize, main: bool, out: &mut Parsed) {
+    let table: toml::Table = match toml::from_str(&src.text) {
+        Ok(t) => t,
+        Err(e) => {
+            c.file(&src.path, e.message().to_string());
+            return;
+        }
+    };
+    for (key, value) in table {
+        match key.as_str() {
+            "daemon" if main => {
+                out.daemon = c.de::<DaemonRaw>(src, &[k("daemon")], value);
+            }
+            "daemon" => c.at(
+                src,
+                &[k("daemon")],
+                "[daemon] belongs in the main configuration file, not in an included one",
+            ),
+            "sink" => {
+                let toml::Value::Table(sinks) = value else {
+                    c.at(src, &[k("sink")], "expected a table, like [[sink.syslog]]");
+                    continue;
+                };
+                for (kind, list) in sinks {
+                    match kind.as_str() {
+                        "syslog" => {
+                            let toml::Value::Array(items) = list else {
+                                c.at(src, &[k("sink"), k("syslog")], "expected [[sink.syslog]] entries");
+                                continue;
+                            };
+                            for (i, item) in items.into_iter().enumerate() {
+                                let base = [k("sink"), k("syslog"), Seg::Index(i)];
+                                if let Some(s) = c.de::<SyslogSinkRaw>(src, &base, item) {
+                                    out.sinks.push((src_idx, i, s));
+                                }
+                            }
+                        }
+                        other => c.at(
+                            src,
+                            &[k("sink"), k(other)],
+                            format!("unknown sink kind `{other}`, expected `syslog`"),
+                        ),
+                    }
+                }
+            }
+            "target" => {
+                let toml::Value::Array(items) = value else {
+                    c.at(src, &[k("target")], "expected [[target]] entries");
+                    continue;
+                };
+                for (i, item) in items.into_iter().enumerate() {
+                    let base = [k("target"), Seg::Index(i)];
+                    if let Some(t) = c.de::<TargetRaw>(src, &base, item) {
+                        out.targets.push((src_idx, i, t));
+                    }
+                }
+            }
+            other => c.at(
+                src,
+                &[k(other)],
+                format!("unknown key `{other}`, expected one of `daemon`, `sink`, `target`"),
+            ),
+        }
+    }
+}
+
+fn lookup_user(name: &str) -> Result<RunAs, String> {
+    let user = match name.parse::<u32>() {
+        Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),
+        Err(_) => nix::unistd::User::from_name(name),
+    };
+    match user {
+        Ok(Some(u)) => {
+            let cname = std::ffi::CString::new(u.name.clone()).map_err(|e| e.to_string())?;
+            let groups = nix::unistd::getgrouplist(&cname, u.gid)
+                .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+                .unwrap_or_else(|_| vec![u.gid.as_raw()]);
+            Ok(RunAs { name: u.name, uid: u.uid.as_raw(), gid: u.gid.as_raw(), groups })
+        }
+        Ok(None) => Err(format!("no such user `{name}`")),
+        Err(e) => Err(format!("cannot look up user `{name}`: {e}")),
+    }
+}
+
+fn lookup_group(name: &str) -> Result<u32, String> {
+    match name.parse::<u32>() {
+        Ok(gid) => Ok(gid),
+        Err(_) => match nix::unistd::Group::from_name(name) {
+            Ok(Some(g)) => Ok(g.gid.as_raw()),
+            Ok(None) => Err(format!("no such group `{name}`")),
+            Err(e) => Err(format!("cannot look up group `{name}`: {e}")),
+        },
+    }
+}
+
+pub fn facility_code(name: &str) -> Option<u8> {
+    Some(match name {
+        "kern" => 0,
+        "user" => 1,
+        "mail" => 2,
+        "daemon" => 3,
+        "auth" => 4,
+        "syslog" => 5,
+        "lpr" => 6,
+        "news" => 7,
+        "uucp" => 8,
+        "cron" => 9,
+        "authpriv" => 10,
+        "ftp" => 11,
+        "local0" => 16,
+        "local1" => 17,
+        "local2" => 18,
+        "local3" => 19,
+        "local4" => 20,
+        "local5" => 21,
+        "local6" => 22,
+        "local7" => 23,
+        _ => return None,
+    })
+}
+
+fn kernel_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Load, parse and validate the configuration at `path` with its includes.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let mut c = Collector { errors: Vec::new() };
+    let mut sources: Vec<Source> = Vec::new();
+    let mut parsed = Parsed { daemon: None, sinks: Vec::new(), targets: Vec::new() };
+
+    if let Some(main) = read_source(&mut c, path) {
+        sources.push(main);
+        let (first, _) = sources.split_at(1);
+        parse_sections(&mut c, &first[0], 0, true, &mut parsed);
+    }
+    let daemon_raw = parsed.daemon.clone().unwrap_or_default();
+
+    // Includes: globs relative to the main file's directory, sorted.
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    for (i, pattern) in daemon_raw.include.iter().enumerate() {
+        let full = if Path::new(pattern).is_absolute() {
+            pattern.clone()
+        } else {
+            base_dir.join(pattern).to_string_lossy().into_owned()
+        };
+        let loc = [k("daemon"), k("include"), Seg::Index(i)];
+        match glob::glob(&full) {
+            Ok(paths) => {
+                let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+                files.sort();
+                for f in files {
+                    if let Some(src) = read_source(&mut c, &f) {
+                        let idx = sources.len();
+                        sources.push(src);
+                        parse_sections(&mut c, &sources[idx], idx, false, &mut parsed);
+                    }
+                }
+            }
+            Err(e) => {
+                if let Some(main) = sources.first() {
+                    c.at(main, &loc, format!("bad pattern: {e}"));
+                }
+            }
+        }
+    }
+
+    let main_src = sources.first();
+    let daemon = validate_daemon(&mut c, main_src, &daemon_raw);
+    let syslog = parsed
+        .sinks
+        .iter()
+        .filter_map(|(si, i, s)| validate_sink(&mut c, &sources[*si], *i, s, daemon_raw.language))
+        .collect::<Vec<_>>();
+    let mut names: Vec<&str> = Vec::new();
+    for (si, i, s) in &parsed.sinks {
+        if names.contains(&s.name.as_str()) {
+            c.at(
+                &sources[*si],
+                &[k("sink"), k("syslog"), Seg::Index(*i), k("name")],
+                format!("duplicate sink name `{}`", s.name),
+            );
+        }
+        names.push(&s.name);
+    }
+    let mut targets = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for (si, i, t) in &parsed.targets {
+        let src = &sources[*si];
+        if seen.contains(&t.name.as_str()) {
+            c.at(
+                src,
+                &[k("target"), Seg::Index(*i), k("name")],
+                format!("duplicate target name `{}`", t.name),
+            );
+        }
+        seen.push(&t.name);
+        if let Some(spec) = validate_target(&mut c, src, *i, t) {
+            targets.push(spec);
+        }
+    }
+
+    if c.errors.is_empty() {
+        Ok(Config {
+            path: path.to_path_buf(),
+            daemon: daemon.expect("daemon validated"),
+            syslog,
+            targets,
+            files: sources.iter().map(|s| s.path.clone()).collect(),
+        })
+    } else {
+        Err(ConfigErrors(c.errors))
+    }
+}
+
+fn validate_daemon(c: &mut Collector, src: Option<&Source>, d: &DaemonRaw) -> Option<Daemon> {
+    let src = src?;
+    let at = |c: &mut Collector, key: &str, msg: String| c.at(src, &[k("daemon"), k(key)], msg);
+    if d.interval.is_zero() {
+        at(c, "interval", "must be greater than zero".into());
+    }
+    if d.zombie_grace.0 > Duration::from_secs(60) {
+        at(c, "zombie-grace", "must be at most 60s".into());
+    }
+    let mut allow = Allow::default();
+    for (i, entry) in d.control_allow.iter().enumerate() {
+        let loc = [k("daemon"), k("control-allow"), Seg::Index(i)];
+        if let Some(g) = entry.strip_prefix('@') {
+            match lookup_group(g) {
+                Ok(gid) => allow.gids.push(gid),
+                Err(e) => c.at(src, &loc, e),
+            }
+        } else {
+            match lookup_user(entry) {
+                Ok(u) => allow.uids.push(u.uid),
+                Err(e) => c.at(src, &loc, e),
+            }
+        }
+    }
+    for (key, dir) in [("catalog-dir", &d.catalog_dir), ("templates-dir", &d.templates_dir)] {
+        if let Some(dir) = dir {
+            if !dir.is_dir() {
+                at(c, key, format!("{} is not a directory", dir.display()));
+            }
+        }
+    }
+    Some(Daemon {
+        interval: d.interval.0,
+        control_socket: d.control_socket.clone(),
+        allow,
+        state_dir: d.state_dir.clone(),
+        language: d.language,
+        zombie_grace: d.zombie_grace.0,
+        catalog_dir: d.catalog_dir.clone(),
+        templates_dir: d.templates_dir.clone(),
+        hostname: d.hostname.clone().unwrap_or_else(kernel_hostname),
+    })
+}
+
+fn validate_sink(
+    c: &mut Collector,
+    src: &Source,
+    i: usize,
+    s: &SyslogSinkRaw,
+    lang: Lang,
+) -> Option<SyslogSink> {
+    let base = |key: &str| [k("sink"), k("syslog"), Seg::Index(i), k(key)];
+    let mut ok = true;
+    let facility = match facility_code(&s.facility) {
+        Some(f) => f,
+        None => {
+            c.at(src, &base("facility"), format!("unknown facility `{}`", s.facility));
+            ok = false;
+            0
+        }
+    };
+    let address = match (s.transport, &s.address) {
+        (Transport::Unix, None) => "/dev/log".to_string(),
+        (_, None) => {
+            c.at(
+                src,
+                &[k("sink"), k("syslog"), Seg::Index(i)],
+                "udp and tcp sinks need `address = \"host:port\"`",
+            );
+            ok = false;
+            String::new()
+        }
+        (Transport::Unix, Some(a)) => a.clone(),
+        (_, Some(a)) => {
+            if !a.contains(':') {
+                c.at(src, &base("address"), format!("`{a}` is not host:port"));
+                ok = false;
+            }
+            a.clone()
+        }
+    };
+    if s.queue == 0 {
+        c.at(src, &base("queue"), "must be at least 1");
+        ok = false;
+    }
+    let default_max = match (s.transport, s.format) {
+        (Transport::Udp, SyslogFormat::Rfc3164) => 1024,
+        (Transport::Udp, SyslogFormat::Rfc5424) => 2048,
+        _ => 8192,
+    };
+    let max_size = s.max_size.unwrap_or(default_max);
+    if max_size < 480 {
+        c.at(src, &base("max-size"), "must be at least 480 bytes (RFC 5424 §6.1)");
+        ok = false;
+    }
+    ok.then(|| SyslogSink {
+        name: s.name.clone(),
+        transport: s.transport,
+        address,
+        format: s.format,
+        facility,
+        min_severity: s.min_severity,
+        queue: s.queue,
+        max_size,
+        language: s.language.unwrap_or(lang),
+    })
+}
+
+fn validate_target(c: &mut Collector, src: &Source, i: usize, t: &TargetRaw) -> Option<TargetSpec> {
+    let n0 = c.errors.len();
+    let p = |keys: &[&str]| {
+        let mut v = vec![k("target"), Seg::Index(i)];
+        v.extend(keys.iter().map(|s| k(s)));
+        v
+    };
+    if t.name.is_empty()
+        || !t.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+    {
+        c.at(src, &p(&["name"]), "use letters, digits, `-`, `_` and `.` only");
+    }
+    let m = &t.matcher;
+    if m.exe.is_none() && m.comm.is_none() && m.cmdline.is_none() && m.pidfile.is_none() {
+        c.at(
+            src,
+            &p(&["match"]),
+            "give at least one of match.exe, match.comm, match.cmdline, match.pidfile (match.user only narrows)",
+        );
+    }
+    if let Some(exe) = &m.exe {
+        if !exe.is_absolute() {
+            c.at(src, &p(&["match", "exe"]), "must be an absolute path");
+        }
+    }
+    if let Some(comm) = &m.comm {
+        if comm.is_empty() || comm.len() > 15 {
+            c.at(
+                src,
+                &p(&["match", "comm"]),
+                "the kernel keeps at most 15 bytes of a command name; use match.cmdline for longer names",
+            );
+        }
+    }
+    let cmdline = match &m.cmdline {
+        Some(re) => match Regex::new(re) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
+                c.at(src, &p(&["match", "cmdline"]), format!("bad regex: {first}"));
+                None
+            }
+        },
+        None => None,
+    };
+    let uid = match &m.user {
+        Some(u) => match lookup_user(u) {
+            Ok(u) => Some(u.uid),
+            Err(e) => {
+                c.at(src, &p(&["match", "user"]), e);
+                None
+            }
+        },
+        None => None,
+    };
+    let count = t.count.as_ref().map(|cnt| {
+        let min = cnt.min.unwrap_or(1);
+        if let Some(max) = cnt.max {
+            if max == 0 {
+                c.at(src, &p(&["count", "max"]), "must be at least 1");
+            }
+            if max < min {
+                c.at(src, &p(&["count", "max"]), format!("is below count.min ({min})"));
+            }
+        }
+        (min, cnt.max)
+    });
+    if let Some(ch) = &t.children {
+        if ch.min == 0 {
+            c.at(src, &p(&["children", "min"]), "must be at least 1 (or leave `children` out)");
+        }
+    }
+    let r = &t.restart;
+    if let Some(script) = &r.script {
+        let loc = p(&["restart", "script"]);
+        if !script.is_absolute() {
+            c.at(src, &loc, format!("{} must be an absolute path", script.display()));
+        } else {
+            match std::fs::metadata(script) {
+                Err(e) => c.at(src, &loc, format!("{}: {e}", script.display())),
+                Ok(md) if !md.is_file() => {
+                    c.at(src, &loc, format!("{} is not a regular file", script.display()))
+                }
+                Ok(md) if md.mode() & 0o111 == 0 => c.at(
+                    src,
+                    &loc,
+                    format!("{} is not executable; run: chmod +x {}", script.display(), script.display()),
+                ),
+                Ok(_) => {
+                    if let Some(msg) = writable_by_others(script) {
+                        c.at(src, &loc, msg);
+                    }
+                }
+            }
+        }
+    }
+    if r.timeout.is_zero() {
+        c.at(src, &p(&["restart", "timeout"]), "must be greater than zero");
+    }
+    if r.settle.is_zero() {
+        c.at(src, &p(&["restart", "settle"]), "must be greater than zero");
+    }
+    let user = match &r.user {
+        Some(u) => match lookup_user(u) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                c.at(src, &p(&["restart", "user"]), e);
+                None
+            }
+        },
+        None => None,
+    };
+    if t.retry.window.is_zero() {
+        c.at(src, &p(&["retry", "window"]), "must be greater than zero");
+    }
+    if t.retry.backoff.max.0 < t.retry.backoff.initial.0 {
+        c.at(src, &p(&["retry", "backoff", "max"]), "is below retry.backoff.initial");
+    }
+    let failover = match &t.failover {
+        Some(f) => {
+            if f.command.is_empty() || f.command[0].is_empty() {
+                c.at(src, &p(&["failover", "command"]), "must name a program");
+            } else if !Path::new(&f.command[0]).is_absolute() {
+                c.at(src, &p(&["failover", "command"]), "the program must be an absolute path");
+            }
+            if f.timeout.is_zero() {
+                c.at(src, &p(&["failover", "timeout"]), "must be greater than zero");
+            }
+            Some(Failover { command: f.command.clone(), timeout: f.timeout.0 })
+        }
+        None => None,
+    };
+    if matches!(t.on_retry_over, OnRetryOver::Failover | OnRetryOver::Exec) && failover.is_none() {
+        c.at(
+            src,
+            &p(&["on-retry-over"]),
+            format!("\"{}\" needs failover.command", t.on_retry_over.as_str()),
+        );
+    }
+    if c.errors.len() != n0 {
+        return None;
+    }
+    Some(TargetSpec {
+        name: t.name.clone(),
+        matcher: Matcher {
+            exe: m.exe.clone(),
+            comm: m.comm.clone(),
+            cmdline,
+            pidfile: m.pidfile.clone(),
+            uid,
+        },
+        count,
+        children_min: t.children.as_ref().map(|c| c.min),
+        restart: Restart {
+            script: r.script.clone(),
+            timeout: r.timeout.0,
+            settle: r.settle.0,
+            user,
+        },
+        retry: Retry {
+            max: t.retry.max,
+            window: t.retry.window.0,
+            backoff_initial: t.retry.backoff.initial.0,
+            backoff_max: t.retry.backoff.max.0,
+        },
+        on_retry_over: t.on_retry_over,
+        failover,
+        match_raw: t.matcher.clone(),
+    })
+}

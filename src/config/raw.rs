@@ -1,0 +1,276 @@
+//! The configuration as written (serde), before validation.
+
+use super::duration::Dur;
+use crate::event::Severity;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Lang {
+    #[default]
+    En,
+    Ja,
+}
+
+impl Lang {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Ja => "ja",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s {
+            "en" => Some(Lang::En),
+            "ja" => Some(Lang::Ja),
+            _ => None,
+        }
+    }
+}
+
+fn d_interval() -> Dur {
+    Dur::secs(1)
+}
+fn d_socket() -> PathBuf {
+    PathBuf::from("/run/procward/control.sock")
+}
+fn d_allow() -> Vec<String> {
+    vec!["root".into()]
+}
+fn d_state() -> PathBuf {
+    PathBuf::from("/var/lib/procward")
+}
+fn d_zombie_grace() -> Dur {
+    Dur(std::time::Duration::from_millis(500))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DaemonRaw {
+    #[serde(default = "d_interval")]
+    pub interval: Dur,
+    #[serde(default = "d_socket")]
+    pub control_socket: PathBuf,
+    #[serde(default = "d_allow")]
+    pub control_allow: Vec<String>,
+    #[serde(default = "d_state")]
+    pub state_dir: PathBuf,
+    #[serde(default)]
+    pub language: Lang,
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// How long an exited process may stay a zombie before it counts as one
+    /// (its parent usually reaps it at once: then it counts as disappeared).
+    #[serde(default = "d_zombie_grace")]
+    pub zombie_grace: Dur,
+    /// Directory whose `messages.toml` and `*.hbs` override the embedded
+    /// catalog and templates.
+    #[serde(default)]
+    pub catalog_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub templates_dir: Option<PathBuf>,
+    /// Host name used in messages (default: the kernel's host name).
+    #[serde(default)]
+    pub hostname: Option<String>,
+}
+
+impl Default for DaemonRaw {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    #[default]
+    Unix,
+    Udp,
+    Tcp,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyslogFormat {
+    #[default]
+    Rfc3164,
+    Rfc5424,
+}
+
+fn d_facility() -> String {
+    "daemon".into()
+}
+fn d_info() -> Severity {
+    Severity::Info
+}
+fn d_queue() -> usize {
+    10_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SyslogSinkRaw {
+    pub name: String,
+    #[serde(default)]
+    pub transport: Transport,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub format: SyslogFormat,
+    #[serde(default = "d_facility")]
+    pub facility: String,
+    #[serde(default = "d_info")]
+    pub min_severity: Severity,
+    /// Messages kept while the receiver is away; the oldest are dropped past this.
+    #[serde(default = "d_queue")]
+    pub queue: usize,
+    /// Largest message in bytes; longer ones are cut at a UTF-8 boundary.
+    #[serde(default)]
+    pub max_size: Option<usize>,
+    /// Language of the message text for this sink (default: daemon.language).
+    #[serde(default)]
+    pub language: Option<Lang>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SinkRaw {
+    #[serde(default)]
+    pub syslog: Vec<SyslogSinkRaw>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MatchRaw {
+    pub exe: Option<PathBuf>,
+    pub comm: Option<String>,
+    pub cmdline: Option<String>,
+    pub pidfile: Option<PathBuf>,
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CountRaw {
+    pub min: Option<u32>,
+    pub max: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ChildrenRaw {
+    pub min: u32,
+}
+
+fn d_timeout() -> Dur {
+    Dur::secs(60)
+}
+fn d_settle() -> Dur {
+    Dur::secs(10)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RestartRaw {
+    pub script: Option<PathBuf>,
+    #[serde(default = "d_timeout")]
+    pub timeout: Dur,
+    #[serde(default = "d_settle")]
+    pub settle: Dur,
+    pub user: Option<String>,
+}
+
+impl Default for RestartRaw {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+fn d_max() -> u32 {
+    3
+}
+fn d_window() -> Dur {
+    Dur::secs(86_400)
+}
+fn d_backoff_max() -> Dur {
+    Dur::secs(300)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BackoffRaw {
+    #[serde(default)]
+    pub initial: Dur,
+    #[serde(default = "d_backoff_max")]
+    pub max: Dur,
+}
+
+impl Default for BackoffRaw {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RetryRaw {
+    #[serde(default = "d_max")]
+    pub max: u32,
+    #[serde(default = "d_window")]
+    pub window: Dur,
+    #[serde(default)]
+    pub backoff: BackoffRaw,
+}
+
+impl Default for RetryRaw {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnRetryOver {
+    Continue,
+    #[default]
+    Unmonitor,
+    Failover,
+    Exec,
+}
+
+impl OnRetryOver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnRetryOver::Continue => "continue",
+            OnRetryOver::Unmonitor => "unmonitor",
+            OnRetryOver::Failover => "failover",
+            OnRetryOver::Exec => "exec",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FailoverRaw {
+    pub command: Vec<String>,
+    #[serde(default = "d_timeout")]
+    pub timeout: Dur,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TargetRaw {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matcher: MatchRaw,
+    pub count: Option<CountRaw>,
+    pub children: Option<ChildrenRaw>,
+    #[serde(default)]
+    pub restart: RestartRaw,
+    #[serde(default)]
+    pub retry: RetryRaw,
+    #[serde(default)]
+    pub on_retry_over: OnRetryOver,
+    pub failover: Option<FailoverRaw>,
+}

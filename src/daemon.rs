@@ -1,0 +1,705 @@
+//! The daemon: wires config, monitor core, probes, actions, notifier and
+//! control socket on tokio. All decisions are the core's; this file only
+//! turns its actions into I/O and I/O back into its inputs.
+
+use crate::action;
+use crate::catalog::Catalog;
+use crate::config::{self, Config};
+use crate::control::{self, Request, Response};
+use crate::event::{msg, now_ms, EventSpec};
+use crate::monitor::{Action, Command, Input, Monitor, ProcRef, Reason};
+use crate::notify::{journal, render::Renderer, syslog, Notifier};
+use crate::probe::{self, procfs, Pidfd};
+use anyhow::Context;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Validate everything a daemon needs: configuration, catalog, templates.
+pub fn load_all(path: &Path) -> Result<(Config, Arc<Renderer>), Vec<String>> {
+    let cfg = config::load(path).map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let catalog = Catalog::load(cfg.daemon.catalog_dir.as_deref())?;
+    let renderer = Renderer::new(Arc::new(catalog), cfg.daemon.templates_dir.as_deref(), &cfg.daemon.hostname)?;
+    Ok((cfg, Arc::new(renderer)))
+}
+
+pub struct Options {
+    pub config: PathBuf,
+    /// Print each event on stderr (the foreground).
+    pub console: bool,
+    /// Handle SIGTERM/SIGINT/SIGHUP (off when embedded, as in the demo).
+    pub signals: bool,
+}
+
+enum Msg {
+    Input(Input),
+    Poll(String, ProcRef),
+    Scanned(ScanResult),
+    Control(Request, String, oneshot::Sender<Response>),
+    Reloaded(Box<Result<(Config, Arc<Renderer>), Vec<String>>>, String, oneshot::Sender<Response>),
+    Denied(u32, String, String),
+    Sink(EventSpec),
+}
+
+struct ScanResult {
+    found: HashMap<String, Vec<ProcRef>>,
+    children: Vec<(String, u32, u32)>,
+    polled_dead: Vec<(String, ProcRef)>,
+}
+
+/// What the control connections share with the loop.
+struct Shared {
+    allow: RwLock<config::Allow>,
+    state_dir: PathBuf,
+    bus: tokio::sync::broadcast::Sender<Arc<crate::event::Event>>,
+}
+
+pub struct Handle {
+    stop: Option<oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Handle {
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.task.await?
+    }
+}
+
+struct Daemon {
+    cfg: Config,
+    renderer: Arc<Renderer>,
+    monitor: Monitor,
+    notifier: Notifier,
+    sinks: Vec<syslog::SinkHandle>,
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Msg>,
+    console: bool,
+    seq: u64,
+    last_seq: HashMap<String, u64>,
+    watchers: HashMap<String, Vec<(ProcRef, tokio::task::AbortHandle)>>,
+    polled: HashSet<(String, ProcRef)>,
+    timers: BTreeSet<(Instant, String, u64)>,
+    scanning: bool,
+    scan_soon: bool,
+    last_scan: Instant,
+    dirty: bool,
+    _lock: std::fs::File,
+}
+
+fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let bytes = path.as_encoded_bytes();
+    if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        if let Ok(addr) = std::os::unix::net::SocketAddr::from_abstract_name(name) {
+            let _ = sock.send_to_addr(state.as_bytes(), &addr);
+        }
+    } else {
+        let _ = sock.send_to(state.as_bytes(), &path);
+    }
+}
+
+fn lock_state_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    crate::state::ensure_dir(dir).with_context(|| format!("cannot create state directory {}", dir.display()))?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("procward.lock"))
+        .with_context(|| format!("cannot open {}", dir.join("procward.lock").display()))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+        anyhow::anyhow!("another procward is running with state directory {}", dir.display())
+    })?;
+    Ok(f)
+}
+
+fn bind_control(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!("control socket {} is in use: is procward already running?", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+    }
+    let l = tokio::net::UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(l)
+}
+
+/// Start the daemon on the current tokio runtime.
+pub async fn start(opts: Options) -> anyhow::Result<Handle> {
+    let path = opts.config.clone();
+    let (cfg, renderer) = tokio::task::spawn_blocking(move || load_all(&path))
+        .await?
+        .map_err(|errs| anyhow::anyhow!("invalid configuration:\n{}", errs.join("\n")))?;
+    let lock = lock_state_dir(&cfg.daemon.state_dir)?;
+    let (state, state_err) = match crate::state::load(&cfg.daemon.state_dir) {
+        Ok(s) => (s, None),
+        Err(e) => (Default::default(), Some(e)),
+    };
+    let listener = bind_control(&cfg.daemon.control_socket)?;
+    let notifier = Notifier::start(cfg.daemon.state_dir.clone())
+        .with_context(|| format!("cannot open the journal in {}", cfg.daemon.state_dir.display()))?;
+    let seq = journal::last_seq(&cfg.daemon.state_dir);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        allow: RwLock::new(cfg.daemon.allow.clone()),
+        state_dir: cfg.daemon.state_dir.clone(),
+        bus: notifier.bus.clone(),
+    });
+    let sinks = syslog::start_all(&cfg, renderer.clone(), sink_reporter(tx.clone()));
+    let monitor = Monitor::new(cfg.targets.clone(), &state, now_ms() ^ std::process::id() as u64);
+    let mut d = Daemon {
+        cfg,
+        renderer,
+        monitor,
+        notifier,
+        sinks,
+        shared: shared.clone(),
+        tx: tx.clone(),
+        console: opts.console,
+        seq,
+        last_seq: HashMap::new(),
+        watchers: HashMap::new(),
+        polled: HashSet::new(),
+        timers: BTreeSet::new(),
+        scanning: false,
+        scan_soon: true,
+        last_scan: Instant::now(),
+        dirty: false,
+        _lock: lock,
+    };
+    d.emit(
+        EventSpec::new(msg::DAEMON_STARTED)
+            .field("version", env!("CARGO_PKG_VERSION"))
+            .field("targets", d.cfg.targets.len())
+            .field("config", d.cfg.path.display().to_string()),
+    );
+    if let Some(e) = state_err {
+        d.emit(
+            EventSpec::new(msg::STATE_UNREADABLE)
+                .field("path", crate::state::path(&d.cfg.daemon.state_dir).display().to_string())
+                .field("error", e),
+        );
+    }
+    tokio::spawn(control_server(listener, shared, tx.clone()));
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let task = tokio::spawn(async move { d.run(rx, stop_rx, opts.signals).await });
+    sd_notify("READY=1");
+    Ok(Handle { stop: Some(stop_tx), task })
+}
+
+fn sink_reporter(tx: mpsc::UnboundedSender<Msg>) -> syslog::Reporter {
+    Arc::new(move |spec| {
+        let _ = tx.send(Msg::Sink(spec));
+    })
+}
+
+impl Daemon {
+    async fn run(
+        &mut self,
+        mut rx: mpsc::UnboundedReceiver<Msg>,
+        mut stop: oneshot::Receiver<()>,
+        signals: bool,
+    ) -> anyhow::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signals.then(|| signal(SignalKind::terminate())).transpose()?;
+        let mut int = signals.then(|| signal(SignalKind::interrupt())).transpose()?;
+        let mut hup = signals.then(|| signal(SignalKind::hangup())).transpose()?;
+        async fn sig(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let stop_reason;
+        loop {
+            let next_timer = self.timers.first().map(|t| t.0).unwrap_or(far);
+            let next_scan = if self.scanning { far } else { self.next_scan_at() };
+            tokio::select! {
+                _ = &mut stop => { stop_reason = "shutdown request"; break; }
+                _ = sig(&mut term) => { stop_reason = "SIGTERM"; break; }
+                _ = sig(&mut int) => { stop_reason = "SIGINT"; break; }
+                _ = sig(&mut hup) => {
+                    let (tx, _rx) = oneshot::channel();
+                    self.start_reload("SIGHUP".into(), tx);
+                }
+                Some(m) = rx.recv() => self.on_msg(m),
+                _ = tokio::time::sleep_until(next_timer) => self.fire_timers(),
+                _ = tokio::time::sleep_until(next_scan) => self.start_scan(),
+            }
+            self.after();
+        }
+        sd_notify("STOPPING=1");
+        self.emit(EventSpec::new(msg::DAEMON_STOPPING).field("signal", stop_reason));
+        for (_, ws) in self.watchers.drain() {
+            for (_, h) in ws {
+                h.abort();
+            }
+        }
+        self.notifier.save_state(self.monitor.snapshot());
+        self.notifier.sync();
+        syslog::flush_all(&self.sinks, Duration::from_secs(2)).await;
+        let _ = std::fs::remove_file(&self.cfg.daemon.control_socket);
+        Ok(())
+    }
+
+    fn next_scan_at(&self) -> Instant {
+        let settling = self.monitor.targets().iter().any(|t| matches!(t.phase, crate::monitor::Phase::Settling { .. }));
+        if self.scan_soon {
+            return self.last_scan; // now or in the past
+        }
+        let every = if settling { Duration::from_millis(100).min(self.cfg.daemon.interval) } else { self.cfg.daemon.interval };
+        self.last_scan + every
+    }
+
+    /// Work after each wake-up: persist, scan if asked.
+    fn after(&mut self) {
+        if self.dirty {
+            self.dirty = false;
+            self.notifier.save_state(self.monitor.snapshot());
+        }
+        if self.scan_soon && !self.scanning {
+            self.start_scan();
+        }
+    }
+
+    fn on_msg(&mut self, m: Msg) {
+        match m {
+            Msg::Input(i) => {
+                if let Input::Exited { target, proc, .. } = &i {
+                    if let Some(ws) = self.watchers.get_mut(target) {
+                        ws.retain(|(p, _)| p != proc);
+                    }
+                    self.polled.remove(&(target.clone(), *proc));
+                }
+                let acts = self.monitor.handle(i, now_ms());
+                self.apply(acts);
+            }
+            Msg::Poll(target, p) => {
+                self.polled.insert((target, p));
+            }
+            Msg::Scanned(r) => {
+                self.scanning = false;
+                let now = now_ms();
+                let mut found: Vec<_> = r.found.into_iter().collect();
+                found.sort_by(|a, b| a.0.cmp(&b.0));
+                for (target, procs) in found {
+                    let acts = self.monitor.handle(Input::Found { target, procs }, now);
+                    self.apply(acts);
+                }
+                for (target, pid, count) in r.children {
+                    let acts = self.monitor.handle(Input::Children { target, pid, count }, now);
+                    self.apply(acts);
+                }
+                for (target, p) in r.polled_dead {
+                    if self.polled.remove(&(target.clone(), p)) {
+                        self.classify_and_report(target, p);
+                    }
+                }
+            }
+            Msg::Control(req, user, reply) => {
+                let resp = self.on_control(req, &user, reply);
+                if let Some((resp, reply)) = resp {
+                    let _ = reply.send(resp);
+                }
+            }
+            Msg::Reloaded(result, by, reply) => self.finish_reload(*result, by, reply),
+            Msg::Denied(uid, user, command) => self.emit(
+                EventSpec::new(msg::CONTROL_DENIED).field("uid", uid).field("user", user).field("command", command),
+            ),
+            Msg::Sink(spec) => self.emit(spec),
+        }
+    }
+
+    fn on_control(
+        &mut self,
+        req: Request,
+        user: &str,
+        reply: oneshot::Sender<Response>,
+    ) -> Option<(Response, oneshot::Sender<Response>)> {
+        let now = now_ms();
+        let resp = match req {
+            Request::Status => Response::ok(serde_json::to_value(self.monitor.status(now)).unwrap_or_default()),
+            Request::Pause { target, all } | Request::Resume { target, all }
+                if all == target.is_some() =>
+            {
+                let _ = (target, all);
+                Response::err("name one target or --all")
+            }
+            Request::Pause { target, all } => self.command_many(target, all, Command::Pause, user),
+            Request::Resume { target, all } => self.command_many(target, all, Command::Resume, user),
+            Request::Reset { target } => self.command_many(Some(target), false, Command::Reset, user),
+            Request::Reload => {
+                self.start_reload(user.to_string(), reply);
+                return None;
+            }
+            Request::Events { .. } => Response::err("events are served by the connection"),
+        };
+        Some((resp, reply))
+    }
+
+    fn command_many(&mut self, target: Option<String>, all: bool, cmd: Command, user: &str) -> Response {
+        let names: Vec<String> = match target {
+            Some(t) => vec![t],
+            None => self.monitor.targets().iter().map(|t| t.spec.name.clone()).collect(),
+        };
+        let mut done = Vec::new();
+        let mut errors = Vec::new();
+        for n in names {
+            match self.monitor.command(&n, cmd.clone(), user, now_ms()) {
+                Ok(acts) => {
+                    self.apply(acts);
+                    done.push(n);
+                }
+                // With --all, targets already in the asked state are skipped.
+                Err(e) if !all => errors.push(e),
+                Err(_) => {}
+            }
+        }
+        if errors.is_empty() {
+            Response::ok(serde_json::json!({ "targets": done }))
+        } else {
+            Response::err(errors.join("; "))
+        }
+    }
+
+    fn start_reload(&mut self, by: String, reply: oneshot::Sender<Response>) {
+        let path = self.cfg.path.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let r = tokio::task::spawn_blocking(move || load_all(&path))
+                .await
+                .unwrap_or_else(|e| Err(vec![e.to_string()]));
+            let _ = tx.send(Msg::Reloaded(Box::new(r), by, reply));
+        });
+    }
+
+    fn finish_reload(&mut self, r: Result<(Config, Arc<Renderer>), Vec<String>>, by: String, reply: oneshot::Sender<Response>) {
+        match r {
+            Err(errors) => {
+                self.emit(
+                    EventSpec::new(msg::CONFIG_REJECTED)
+                        .field("errors", errors.len())
+                        .field("first", errors.first().cloned().unwrap_or_default())
+                        .field("by", by),
+                );
+                let _ = reply.send(Response::err(format!(
+                    "configuration rejected, the old one stays in force:\n{}",
+                    errors.join("\n")
+                )));
+            }
+            Ok((cfg, renderer)) => {
+                let old: HashSet<String> = self.cfg.targets.iter().map(|t| t.name.clone()).collect();
+                let new: HashSet<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
+                let list = |s: Vec<&String>| {
+                    let mut v: Vec<&str> = s.into_iter().map(String::as_str).collect();
+                    v.sort();
+                    if v.is_empty() { "-".to_string() } else { v.join(", ") }
+                };
+                let added = list(new.difference(&old).collect());
+                let removed = list(old.difference(&new).collect());
+                *self.shared.allow.write().expect("allow lock") = cfg.daemon.allow.clone();
+                let acts = self.monitor.reconfigure(cfg.targets.clone(), now_ms());
+                let new_sinks = syslog::start_all(&cfg, renderer.clone(), sink_reporter(self.tx.clone()));
+                let old_sinks = std::mem::take(&mut self.sinks);
+                syslog::abort_all(&old_sinks);
+                syslog::carry_over(&old_sinks, &new_sinks);
+                self.sinks = new_sinks;
+                self.renderer = renderer;
+                let n = cfg.targets.len();
+                // Settings that need a restart (socket, state dir) keep their old values.
+                let keep = (self.cfg.daemon.control_socket.clone(), self.cfg.daemon.state_dir.clone());
+                self.cfg = cfg;
+                self.cfg.daemon.control_socket = keep.0;
+                self.cfg.daemon.state_dir = keep.1;
+                self.apply(acts);
+                self.emit(
+                    EventSpec::new(msg::CONFIG_RELOADED)
+                        .field("targets", n)
+                        .field("added", added)
+                        .field("removed", removed)
+                        .field("by", by),
+                );
+                let _ = reply.send(Response::ok(serde_json::json!({ "targets": n })));
+            }
+        }
+    }
+
+    fn emit(&mut self, spec: EventSpec) {
+        self.seq += 1;
+        let lang = self.cfg.daemon.language;
+        let ev = self.renderer.event(&spec, self.seq, now_ms(), lang);
+        if let Some(t) = &spec.target {
+            self.last_seq.insert(t.clone(), self.seq);
+        }
+        let console = self
+            .console
+            .then(|| self.renderer.output("console", &ev, lang).unwrap_or_else(|_| ev.text.clone()));
+        let ev = Arc::new(ev);
+        for s in &self.sinks {
+            s.push(ev.clone());
+        }
+        self.notifier.publish((*ev).clone(), console);
+    }
+
+    fn apply(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Emit(spec) => self.emit(spec),
+                Action::Track { target, proc } => self.track(target, proc),
+                Action::UntrackAll { target } => {
+                    if let Some(ws) = self.watchers.remove(&target) {
+                        for (_, h) in ws {
+                            h.abort();
+                        }
+                    }
+                    self.polled.retain(|(t, _)| *t != target);
+                }
+                Action::RunScript { target, attempt, reason, pid } => self.run_script(target, attempt, reason, pid),
+                Action::RunCommand { target } => self.run_command(target),
+                Action::Arm { target, token, at } => {
+                    let delay = at.saturating_sub(now_ms());
+                    self.timers.insert((Instant::now() + Duration::from_millis(delay), target, token));
+                }
+                Action::ScanSoon => self.scan_soon = true,
+                Action::Persist => self.dirty = true,
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(first) = self.timers.first().cloned() {
+            if first.0 > now {
+                break;
+            }
+            self.timers.remove(&first);
+            let acts = self.monitor.handle(Input::Timer { target: first.1, token: first.2 }, now_ms());
+            self.apply(acts);
+        }
+    }
+
+    fn track(&mut self, target: String, p: ProcRef) {
+        let tx = self.tx.clone();
+        let grace = self.cfg.daemon.zombie_grace;
+        let name = target.clone();
+        let h = tokio::spawn(async move {
+            let opened = tokio::task::spawn_blocking(move || probe::open_pidfd(p)).await;
+            match opened {
+                Ok(Pidfd::Open(fd)) => {
+                    // SAFETY: the AsyncFd owns the pidfd, which stays open
+                    // for as long as it is registered.
+                    let afd = unsafe {
+                        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+                    };
+                    match afd {
+                        Ok(afd) => {
+                            let _ = afd.readable().await;
+                        }
+                        Err(_) => {
+                            let _ = tx.send(Msg::Poll(name, p));
+                            return;
+                        }
+                    }
+                }
+                Ok(Pidfd::Gone) => {}
+                Ok(Pidfd::Unsupported) | Err(_) => {
+                    let _ = tx.send(Msg::Poll(name, p));
+                    return;
+                }
+            }
+            let kind = procfs::classify_exit(p, grace).await;
+            let _ = tx.send(Msg::Input(Input::Exited { target: name, proc: p, kind }));
+        });
+        self.watchers.entry(target).or_default().push((p, h.abort_handle()));
+    }
+
+    fn classify_and_report(&mut self, target: String, p: ProcRef) {
+        let tx = self.tx.clone();
+        let grace = self.cfg.daemon.zombie_grace;
+        let h = tokio::spawn(async move {
+            let kind = procfs::classify_exit(p, grace).await;
+            let _ = tx.send(Msg::Input(Input::Exited { target, proc: p, kind }));
+        });
+        drop(h);
+    }
+
+    fn start_scan(&mut self) {
+        self.last_scan = Instant::now();
+        self.scan_soon = false;
+        let targets: Vec<config::TargetSpec> = self.monitor.scan_targets().cloned().collect();
+        let children: Vec<(String, u32)> =
+            self.monitor.children_checks().map(|(t, p)| (t.to_string(), p)).collect();
+        let polled: Vec<(String, ProcRef)> = self.polled.iter().cloned().collect();
+        if targets.is_empty() && children.is_empty() && polled.is_empty() {
+            return;
+        }
+        self.scanning = true;
+        let tx = self.tx.clone();
+        let me = std::process::id();
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&config::TargetSpec> = targets.iter().collect();
+            let found = if refs.is_empty() { HashMap::new() } else { procfs::scan(&refs, me) };
+            let children = children
+                .into_iter()
+                .filter_map(|(t, pid)| procfs::children_count(pid).ok().map(|n| (t, pid, n)))
+                .collect();
+            let mut buf = Vec::with_capacity(512);
+            let polled_dead = polled
+                .into_iter()
+                .filter(|(_, p)| procfs::read_pinned(*p, &mut buf).map(|s| s.is_dead()).unwrap_or(true))
+                .collect();
+            let _ = tx.send(Msg::Scanned(ScanResult { found, children, polled_dead }));
+        });
+    }
+
+    fn script_env(&self, target: &str, attempt: u32, reason: Reason, pid: Option<u32>) -> Vec<(String, String)> {
+        let spec = self.monitor.target(target).map(|t| &t.spec);
+        let seq = self.last_seq.get(target).copied().unwrap_or(0);
+        let last_id = self.monitor.target(target).and_then(|_| None::<String>);
+        let _ = last_id;
+        vec![
+            ("PROCWARD_TARGET".into(), target.to_string()),
+            ("PROCWARD_PID".into(), pid.map(|p| p.to_string()).unwrap_or_default()),
+            ("PROCWARD_REASON".into(), reason.as_str().into()),
+            ("PROCWARD_ATTEMPT".into(), attempt.to_string()),
+            ("PROCWARD_MAX".into(), spec.map(|s| s.retry.max).unwrap_or(0).to_string()),
+            ("PROCWARD_EVENT_ID".into(), seq.to_string()),
+        ]
+    }
+
+    fn run_script(&mut self, target: String, attempt: u32, reason: Reason, pid: Option<u32>) {
+        let Some(t) = self.monitor.target(&target) else { return };
+        let Some(script) = t.spec.restart.script.clone() else { return };
+        let run = action::Run {
+            argv: vec![script.to_string_lossy().into_owned()],
+            env: self.script_env(&target, attempt, reason, pid),
+            user: t.spec.restart.user.clone(),
+            timeout: t.spec.restart.timeout,
+            log: self.cfg.daemon.state_dir.join("script-logs").join(format!("{target}.log")),
+            header: format!("{} restart attempt {attempt} ({})", crate::event::rfc3339_ms(now_ms()), reason.as_str()),
+        };
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let outcome = action::run(run).await;
+            let _ = tx.send(Msg::Input(Input::ScriptDone { target, attempt, outcome }));
+        });
+    }
+
+    fn run_command(&mut self, target: String) {
+        let Some(t) = self.monitor.target(&target) else { return };
+        let Some(f) = t.spec.failover.clone() else { return };
+        let attempts = self.monitor.status(now_ms()).iter().find(|s| s.target == target).map(|s| s.restarts_in_window).unwrap_or(0);
+        let run = action::Run {
+            argv: f.command.clone(),
+            env: self.script_env(&target, attempts as u32, Reason::Disappeared, None)
+                .into_iter()
+                .filter(|(k, _)| k != "PROCWARD_REASON")
+                .chain([("PROCWARD_REASON".to_string(), "retry-over".to_string())])
+                .collect(),
+            user: None,
+            timeout: f.timeout,
+            log: self.cfg.daemon.state_dir.join("script-logs").join(format!("{target}.retry-over.log")),
+            header: format!("{} retry-over command", crate::event::rfc3339_ms(now_ms())),
+        };
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let outcome = action::run(run).await;
+            let _ = tx.send(Msg::Input(Input::CommandDone { target, outcome }));
+        });
+    }
+}
+
+async fn control_server(listener: tokio::net::UnixListener, shared: Arc<Shared>, tx: mpsc::UnboundedSender<Msg>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let shared = shared.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let _ = serve(stream, shared, tx).await;
+        });
+    }
+}
+
+async fn write_line(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Response) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(r).unwrap_or_default();
+    line.push(b'\n');
+    w.write_all(&line).await
+}
+
+async fn serve(stream: tokio::net::UnixStream, shared: Arc<Shared>, tx: mpsc::UnboundedSender<Msg>) -> std::io::Result<()> {
+    let cred = stream.peer_cred()?;
+    let (uid, gid) = (cred.uid(), cred.gid());
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    while let Some(line) = lines.next_line().await? {
+        let req: Request = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                write_line(&mut w, &Response::err(format!("bad request: {e}"))).await?;
+                continue;
+            }
+        };
+        let user = tokio::task::spawn_blocking(move || control::user_name(uid)).await.unwrap_or_default();
+        let allow = shared.allow.read().expect("allow lock").clone();
+        let ok = tokio::task::spawn_blocking(move || control::allowed(&allow, uid, gid)).await.unwrap_or(false);
+        if !ok {
+            let _ = tx.send(Msg::Denied(uid, user.clone(), req.name().to_string()));
+            write_line(&mut w, &Response::err(format!("permission denied: {user} is not in daemon.control-allow"))).await?;
+            return Ok(());
+        }
+        if let Request::Events { since_ms, follow } = req {
+            let mut sub = shared.bus.subscribe();
+            let dir = shared.state_dir.clone();
+            let past = tokio::task::spawn_blocking(move || journal::read(&dir, since_ms)).await.unwrap_or_default();
+            let mut last = 0;
+            for ev in past {
+                last = ev.seq;
+                write_line(&mut w, &Response::event(ev)).await?;
+            }
+            if !follow {
+                write_line(&mut w, &Response::ok(serde_json::json!({ "end": true }))).await?;
+                continue;
+            }
+            loop {
+                match sub.recv().await {
+                    Ok(ev) if ev.seq > last => {
+                        last = ev.seq;
+                        write_line(&mut w, &Response::event((*ev).clone())).await?;
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        write_line(&mut w, &Response::err(format!("{n} events skipped (reader too slow); see the journal"))).await?;
+                    }
+                    Err(_) => return Ok(()),
+                }
+            }
+        }
+        let (rtx, rrx) = oneshot::channel();
+        if tx.send(Msg::Control(req, user, rtx)).is_err() {
+            write_line(&mut w, &Response::err("procward is stopping")).await?;
+            return Ok(());
+        }
+        let resp = rrx.await.unwrap_or_else(|_| Response::err("procward is stopping"));
+        write_line(&mut w, &resp).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! `procward demo`: a self-contained tour. It writes a sample service, a
+//! restart script and a configuration into a temporary directory, starts
+//! the real daemon on them, kills the service with SIGKILL three times and
+//! shows detection, restart, RETRY-OVER and the rendered messages.
+
+use crate::catalog::Catalog;
+use crate::config::{Lang, SyslogFormat, SyslogSink, Transport};
+use crate::control::{Client, Request};
+use crate::monitor::TargetStatus;
+use crate::notify::{render::Renderer, syslog};
+use anyhow::{bail, Context};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Cleanup {
+    dir: PathBuf,
+    daemon: Option<Child>,
+    service_pids: Vec<u32>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            // SAFETY: signalling our own child by pid.
+            unsafe {
+                libc::kill(d.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = d.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        // The service started last by the restart script.
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("service.pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                // SAFETY: kill by the pid our own service wrote.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+        for pid in &self.service_pids {
+            // SAFETY: kill by a pid we saw as the demo service.
+            unsafe {
+                libc::kill(*pid as i32, libc::SIGKILL);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn write(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+fn status(sock: &Path) -> Option<TargetStatus> {
+    let r = Client::call(sock, &Request::Status).ok()?;
+    let rows: Vec<TargetStatus> = serde_json::from_value(r.result?).ok()?;
+    rows.into_iter().next()
+}
+
+fn wait_for(sock: &Path, timeout: Duration, what: &str, f: impl Fn(&TargetStatus) -> bool) -> anyhow::Result<TargetStatus> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(s) = status(sock) {
+            if f(&s) {
+                return Ok(s);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("timed out after {timeout:?} waiting for {what}")
+}
+
+fn say(s: &str) {
+    println!("\n\x1b[1m== {s}\x1b[0m");
+}
+
+pub fn run(timeout: Duration) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("procward-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    let mut guard = Cleanup { dir: dir.clone(), daemon: None, service_pids: Vec::new() };
+    let service = dir.join("demo-service.sh");
+    let restart = dir.join("restart.sh");
+    let cfg = dir.join("procward.toml");
+    let sock = dir.join("control.sock");
+    write(&service, &format!("#!/bin/sh\necho $$ > {}\nwhile :; do sleep 1; done\n", dir.join("service.pid").display()), 0o700)?;
+    write(
+        &restart,
+        &format!(
+            "#!/bin/sh\n# Started by procward with PROCWARD_TARGET=$PROCWARD_TARGET PROCWARD_REASON=$PROCWARD_REASON\nsetsid -f {} >/dev/null 2>&1 </dev/null\necho \"started demo-service (attempt ${{PROCWARD_ATTEMPT:-0}}/${{PROCWARD_MAX:-0}})\"\n",
+            service.display()
+        ),
+        0o700,
+    )?;
+    write(
+        &cfg,
+        &format!(
+            r#"[daemon]
+interval = "1s"
+state-dir = "{state}"
+control-socket = "{sock}"
+
+[[target]]
+name = "demo-service"
+match.cmdline = '^/bin/sh {svc}$'
+restart.script = "{restart}"
+restart.settle = "5s"
+retry.max = 2
+retry.window = "1h"
+on-retry-over = "unmonitor"
+"#,
+            state = dir.join("state").display(),
+            sock = sock.display(),
+            svc = regex::escape(&service.display().to_string()),
+            restart = restart.display(),
+        ),
+        0o600,
+    )?;
+    say(&format!("configuration {}", cfg.display()));
+    print!("{}", std::fs::read_to_string(&cfg)?);
+
+    say("starting the sample service and procward (events print below as they happen)");
+    let exe = std::env::current_exe()?;
+    let script = format!("{} && exec {} run -c {}", restart.display(), exe.display(), cfg.display());
+    let child = Command::new(&exe).args(["reaper", "--", "/bin/sh", "-c", &script]).spawn()?;
+    guard.daemon = Some(child);
+    let st = wait_for(&sock, timeout, "the service to be monitored", |s| s.state == "up")?;
+    let mut pid = st.pids[0];
+    guard.service_pids.push(pid);
+
+    for round in 1..=3 {
+        say(&format!("kill -9 {pid}  (failure {round} of 3; retry.max = 2)"));
+        let t0 = Instant::now();
+        // SAFETY: the pid procward reports for the demo service.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+        if round < 3 {
+            let st = wait_for(&sock, timeout, "the restart", |s| s.state == "up" && s.pids.first() != Some(&pid))?;
+            println!("   recovered in {:.0} ms: new pid {}, restarts in window {}/{}", t0.elapsed().as_secs_f64() * 1000.0, st.pids[0], st.restarts_in_window, st.retry_max);
+            pid = st.pids[0];
+            guard.service_pids.push(pid);
+        } else {
+            let st = wait_for(&sock, timeout, "RETRY-OVER", |s| s.state == "retry-over")?;
+            println!("   state {}: procward stopped restarting ({} restarts in the window)", st.state, st.restarts_in_window);
+        }
+    }
+
+    say("procward status");
+    let out = Command::new(&exe).args(["status", "-c"]).arg(&cfg).output()?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+
+    say("the same failure as an operations manager receives it");
+    let events = crate::notify::journal::read(&dir.join("state"), 0);
+    let ev = events.iter().find(|e| e.id == "PW2003").context("no PW2003 in the journal")?;
+    let r = Renderer::new(Arc::new(Catalog::embedded()), None, &ev.host).map_err(|e| anyhow::anyhow!(e.join("; ")))?;
+    for (label, format, transport, lang) in [
+        ("RFC 3164 (local /dev/log)", SyslogFormat::Rfc3164, Transport::Unix, Lang::En),
+        ("RFC 3164, Japanese", SyslogFormat::Rfc3164, Transport::Unix, Lang::Ja),
+        ("RFC 5424 (network)", SyslogFormat::Rfc5424, Transport::Udp, Lang::En),
+    ] {
+        let sink = SyslogSink {
+            name: "demo".into(),
+            transport,
+            address: String::new(),
+            format,
+            facility: 3,
+            min_severity: crate::event::Severity::Debug,
+            queue: 1,
+            max_size: 8192,
+            language: lang,
+        };
+        println!("{label}:\n   {}", String::from_utf8_lossy(&syslog::format(&sink, &r, ev, std::process::id())));
+    }
+    println!("journal (JSON lines in {}):\n   {}", dir.join("state/events.jsonl").display(), serde_json::to_string(ev)?);
+    say("stopping procward and the sample service; removing the demo directory");
+    drop(guard);
+    println!("done. Next: `procward catalog list`, and README.md for a real configuration.");
+    Ok(())
+}

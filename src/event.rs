@@ -1,0 +1,206 @@
+//! Events: what the monitor core says happened, and the rendered record
+//! every sink receives.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// RFC 5424 severities, most severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Emergency,
+    Alert,
+    Critical,
+    Error,
+    Warning,
+    Notice,
+    Info,
+    Debug,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 8] = [
+        Severity::Emergency,
+        Severity::Alert,
+        Severity::Critical,
+        Severity::Error,
+        Severity::Warning,
+        Severity::Notice,
+        Severity::Info,
+        Severity::Debug,
+    ];
+    /// The RFC 5424 numeric code (0 = emergency).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Emergency => "emergency",
+            Severity::Alert => "alert",
+            Severity::Critical => "critical",
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Notice => "notice",
+            Severity::Info => "info",
+            Severity::Debug => "debug",
+        }
+    }
+    /// True when `self` is as severe as `min` or more.
+    pub fn at_least(self, min: Severity) -> bool {
+        self.code() <= min.code()
+    }
+}
+
+/// Catalog message IDs the daemon emits. A unit test checks each against
+/// `message-catalog/messages.toml` (existence and declared fields).
+pub mod msg {
+    pub const DAEMON_STARTED: &str = "PW1001";
+    pub const DAEMON_STOPPING: &str = "PW1002";
+    pub const CONFIG_RELOADED: &str = "PW1003";
+    pub const CONFIG_REJECTED: &str = "PW1004";
+    pub const TARGET_PAUSED: &str = "PW1005";
+    pub const TARGET_RESUMED: &str = "PW1006";
+    pub const TARGET_RESET: &str = "PW1007";
+    pub const CONTROL_DENIED: &str = "PW1008";
+    pub const STATE_UNREADABLE: &str = "PW1009";
+
+    pub const TARGET_FOUND: &str = "PW2001";
+    pub const TARGET_WAITING: &str = "PW2002";
+    pub const PROCESS_DISAPPEARED: &str = "PW2003";
+    pub const PROCESS_ZOMBIE: &str = "PW2004";
+    pub const COUNT_BELOW_MIN: &str = "PW2005";
+    pub const COUNT_ABOVE_MAX: &str = "PW2006";
+    pub const COUNT_NORMAL: &str = "PW2007";
+    pub const CHILDREN_LOST: &str = "PW2008";
+    pub const RESTART_STARTED: &str = "PW2010";
+    pub const RESTART_SCRIPT_DONE: &str = "PW2011";
+    pub const RESTART_SCRIPT_FAILED: &str = "PW2012";
+    pub const RESTART_SCRIPT_TIMEOUT: &str = "PW2013";
+    pub const RESTART_NOT_SETTLED: &str = "PW2014";
+    pub const TARGET_RECOVERED: &str = "PW2015";
+    pub const RESTART_DELAYED: &str = "PW2016";
+    pub const TARGET_BACK: &str = "PW2017";
+    pub const RESTART_SPAWN_FAILED: &str = "PW2018";
+    pub const RETRY_OVER: &str = "PW2020";
+    pub const RETRY_OVER_COMMAND: &str = "PW2030";
+    pub const RETRY_OVER_COMMAND_OK: &str = "PW2031";
+    pub const RETRY_OVER_COMMAND_FAILED: &str = "PW2032";
+
+    pub const SINK_DROPPED: &str = "PW3001";
+    pub const SINK_FAILED: &str = "PW3002";
+    pub const SINK_RECOVERED: &str = "PW3003";
+}
+
+/// What the monitor core asks to be said: an ID and typed fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSpec {
+    pub id: &'static str,
+    pub target: Option<String>,
+    pub pid: Option<u32>,
+    pub fields: BTreeMap<String, Value>,
+}
+
+impl EventSpec {
+    pub fn new(id: &'static str) -> Self {
+        EventSpec { id, target: None, pid: None, fields: BTreeMap::new() }
+    }
+    pub fn target(mut self, t: &str) -> Self {
+        self.target = Some(t.to_string());
+        self.fields.insert("target".into(), Value::from(t));
+        self
+    }
+    pub fn pid(mut self, pid: u32) -> Self {
+        self.pid = Some(pid);
+        self.fields.insert("pid".into(), Value::from(pid));
+        self
+    }
+    pub fn field(mut self, name: &str, v: impl Into<Value>) -> Self {
+        self.fields.insert(name.to_string(), v.into());
+        self
+    }
+}
+
+/// A rendered event: one line of the journal, what every sink gets.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    pub seq: u64,
+    /// RFC 3339, UTC, milliseconds.
+    pub time: String,
+    /// Milliseconds since the Unix epoch (for sorting and `--since`).
+    pub time_ms: u64,
+    pub id: String,
+    pub name: String,
+    pub severity: Severity,
+    pub host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    pub fields: BTreeMap<String, Value>,
+    /// The message text in the daemon's language.
+    pub text: String,
+    pub lang: String,
+}
+
+/// Replace control characters (C0, DEL, C1) with `\xNN` so that no field
+/// can start a second log line or drive a terminal.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for ch in s.chars() {
+        if is_control(ch) {
+            out.push_str(&format!("\\x{:02x}", ch as u32));
+        } else {
+            out.push(ch);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+fn is_control(ch: char) -> bool {
+    let c = ch as u32;
+    c < 0x20 || c == 0x7f || (0x80..0xa0).contains(&c)
+}
+
+/// Escape every string inside a JSON value (recursively).
+pub fn escape_value(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(escape_controls(s).into_owned()),
+        Value::Array(a) => Value::Array(a.iter().map(escape_value).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), escape_value(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub fn rfc3339_ms(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("a\nb\x1b[31m\u{85}"), "a\\x0ab\\x1b[31m\\x85");
+        assert_eq!(escape_controls("プロセス"), "プロセス");
+    }
+
+    #[test]
+    fn severity_order() {
+        assert!(Severity::Critical.at_least(Severity::Warning));
+        assert!(!Severity::Info.at_least(Severity::Warning));
+        assert_eq!(Severity::Debug.code(), 7);
+    }
+}

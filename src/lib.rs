@@ -1,0 +1,15 @@
+//! procward: keeps business processes alive and reports every failure.
+
+pub mod action;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod demo;
+pub mod event;
+pub mod monitor;
+pub mod notify;
+pub mod probe;
+pub mod reaper;
+pub mod state;

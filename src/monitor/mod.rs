@@ -1,0 +1,842 @@
+//! The pure monitor core: one state machine per target plus the sliding
+//! retry window. It takes inputs (process found or exited, script finished,
+//! timer fired, operator command) with the current wall-clock time and
+//! returns actions (emit event, track pid, run script, arm timer, persist).
+//! It never reads /proc, spawns or sleeps, so every rule is unit-tested with
+//! a fake clock.
+
+use crate::config::{OnRetryOver, TargetSpec};
+use crate::event::{msg, EventSpec};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub type Ms = u64;
+
+/// A process pinned by pid and start time (clock ticks after boot), so that
+/// a reused pid never counts as the same process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProcRef {
+    pub pid: u32,
+    pub start: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reason {
+    Disappeared,
+    Zombie,
+    Stalled,
+    Count,
+    Children,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Disappeared => "disappeared",
+            Reason::Zombie => "zombie",
+            Reason::Stalled => "stalled",
+            Reason::Count => "count",
+            Reason::Children => "children",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitKind {
+    Disappeared,
+    Zombie { ppid: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptOutcome {
+    Exited { code: i32, output: String },
+    Signaled { signal: i32, output: String },
+    TimedOut { output: String },
+    SpawnFailed(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Result of a /proc scan for a target that needs one: every matching
+    /// live process, the main one (top-most, oldest) first. Empty: none.
+    Found { target: String, procs: Vec<ProcRef> },
+    /// A tracked process ended.
+    Exited { target: String, proc: ProcRef, kind: ExitKind },
+    /// Number of direct children of the main process.
+    Children { target: String, pid: u32, count: u32 },
+    ScriptDone { target: String, attempt: u32, outcome: ScriptOutcome },
+    CommandDone { target: String, outcome: ScriptOutcome },
+    Timer { target: String, token: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Pause,
+    Resume,
+    Reset,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Emit(EventSpec),
+    Track { target: String, proc: ProcRef },
+    UntrackAll { target: String },
+    RunScript { target: String, attempt: u32, reason: Reason, pid: Option<u32> },
+    /// Run `failover.command` (on-retry-over failover or exec).
+    RunCommand { target: String },
+    Arm { target: String, token: u64, at: Ms },
+    /// Scan /proc soon instead of at the next interval.
+    ScanSoon,
+    Persist,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Not found yet since start, resume or reset.
+    Waiting,
+    Up,
+    /// Failed, no restart script: waiting for it to come back.
+    Down,
+    /// Failed, next restart at a timer.
+    Backoff { reason: Reason, pid: Option<u32> },
+    Restarting { attempt: u32, reason: Reason },
+    /// Script succeeded; the target must be found before the timer.
+    Settling { attempt: u32, reason: Reason },
+    RetryOver,
+    Failed,
+    Paused,
+}
+
+impl Phase {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Phase::Waiting => "waiting",
+            Phase::Up => "up",
+            Phase::Down => "down",
+            Phase::Backoff { .. } => "backoff",
+            Phase::Restarting { .. } => "restarting",
+            Phase::Settling { .. } => "settling",
+            Phase::RetryOver => "retry-over",
+            Phase::Failed => "failed",
+            Phase::Paused => "paused",
+        }
+    }
+}
+
+/// What survives a restart of procward, per target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Persisted {
+    pub attempts: Vec<Ms>,
+    pub paused: bool,
+    /// "retry-over" or "failed" when the target was left in that state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub halted: Option<String>,
+    /// The target was up (or being recovered) when procward last ran.
+    pub ever_up: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_pid: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub spec: TargetSpec,
+    pub phase: Phase,
+    attempts: VecDeque<Ms>,
+    procs: Vec<ProcRef>,
+    ever_up: bool,
+    waiting_said: bool,
+    over_max: bool,
+    children_armed: bool,
+    /// In retry-over under `continue`: RETRY-OVER was said once.
+    over: bool,
+    up_since: Option<Ms>,
+    token: u64,
+    last_pid: Option<u32>,
+    last_event: Option<(String, Ms)>,
+}
+
+impl Target {
+    fn new(spec: TargetSpec, p: &Persisted) -> Self {
+        let phase = if p.paused {
+            Phase::Paused
+        } else {
+            match p.halted.as_deref() {
+                Some("failed") => Phase::Failed,
+                Some("retry-over") => Phase::RetryOver,
+                _ => Phase::Waiting,
+            }
+        };
+        Target {
+            spec,
+            phase,
+            attempts: p.attempts.iter().copied().collect(),
+            procs: Vec::new(),
+            ever_up: p.ever_up,
+            waiting_said: false,
+            over_max: false,
+            children_armed: false,
+            over: false,
+            up_since: None,
+            token: 0,
+            last_pid: p.last_pid,
+            last_event: None,
+        }
+    }
+
+    fn main(&self) -> Option<ProcRef> {
+        self.procs.first().copied()
+    }
+
+    fn needs_scan(&self) -> bool {
+        match self.phase {
+            Phase::Waiting | Phase::Down | Phase::Backoff { .. } | Phase::Settling { .. } => true,
+            Phase::Up => self.spec.is_group(),
+            _ => false,
+        }
+    }
+
+    fn prune(&mut self, now: Ms) {
+        let window = self.spec.retry.window.as_millis() as u64;
+        while let Some(&t) = self.attempts.front() {
+            if t + window <= now {
+                self.attempts.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn in_window(&self, now: Ms) -> usize {
+        let window = self.spec.retry.window.as_millis() as u64;
+        self.attempts.iter().filter(|&&t| t + window > now).count()
+    }
+
+    fn persisted(&self) -> Persisted {
+        Persisted {
+            attempts: self.attempts.iter().copied().collect(),
+            paused: self.phase == Phase::Paused,
+            halted: match self.phase {
+                Phase::Failed => Some("failed".into()),
+                Phase::RetryOver => Some("retry-over".into()),
+                _ => None,
+            },
+            ever_up: self.ever_up,
+            last_pid: self.last_pid,
+        }
+    }
+}
+
+/// A row of `procward status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TargetStatus {
+    pub target: String,
+    pub state: String,
+    pub pids: Vec<u32>,
+    pub uptime_s: Option<u64>,
+    pub restarts_in_window: usize,
+    pub retry_max: u32,
+    pub last_event: Option<String>,
+    pub last_event_time: Option<String>,
+}
+
+pub struct Monitor {
+    targets: Vec<Target>,
+    index: HashMap<String, usize>,
+    rng: u64,
+}
+
+/// Actions collected while handling one input.
+struct Out<'a> {
+    actions: &'a mut Vec<Action>,
+    now: Ms,
+}
+
+impl Out<'_> {
+    fn emit(&mut self, t: &mut Target, ev: EventSpec) {
+        t.last_event = Some((ev.id.to_string(), self.now));
+        self.actions.push(Action::Emit(ev));
+    }
+    fn push(&mut self, a: Action) {
+        self.actions.push(a);
+    }
+}
+
+impl Monitor {
+    pub fn new(specs: Vec<TargetSpec>, state: &BTreeMap<String, Persisted>, seed: u64) -> Self {
+        let mut m = Monitor { targets: Vec::new(), index: HashMap::new(), rng: seed | 1 };
+        for spec in specs {
+            let p = state.get(&spec.name).cloned().unwrap_or_default();
+            m.index.insert(spec.name.clone(), m.targets.len());
+            m.targets.push(Target::new(spec, &p));
+        }
+        m
+    }
+
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.index.get(name).map(|&i| &self.targets[i])
+    }
+
+    /// Targets a /proc scan must look for now.
+    pub fn scan_targets(&self) -> impl Iterator<Item = &TargetSpec> {
+        self.targets.iter().filter(|t| t.needs_scan()).map(|t| &t.spec)
+    }
+
+    /// Up targets whose children must be counted: (target, main pid).
+    pub fn children_checks(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.targets.iter().filter_map(|t| match (&t.phase, t.spec.children_min, t.main()) {
+            (Phase::Up, Some(_), Some(m)) => Some((t.spec.name.as_str(), m.pid)),
+            _ => None,
+        })
+    }
+
+    /// Every tracked process, with its target.
+    pub fn tracked(&self) -> impl Iterator<Item = (&str, ProcRef)> {
+        self.targets.iter().flat_map(|t| t.procs.iter().map(move |p| (t.spec.name.as_str(), *p)))
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, Persisted> {
+        self.targets.iter().map(|t| (t.spec.name.clone(), t.persisted())).collect()
+    }
+
+    pub fn status(&self, now: Ms) -> Vec<TargetStatus> {
+        self.targets
+            .iter()
+            .map(|t| TargetStatus {
+                target: t.spec.name.clone(),
+                state: t.phase.as_str().to_string(),
+                pids: t.procs.iter().map(|p| p.pid).collect(),
+                uptime_s: t.up_since.map(|s| now.saturating_sub(s) / 1000),
+                restarts_in_window: t.in_window(now),
+                retry_max: t.spec.retry.max,
+                last_event: t.last_event.as_ref().map(|(id, _)| id.clone()),
+                last_event_time: t.last_event.as_ref().map(|(_, ms)| crate::event::rfc3339_ms(*ms)),
+            })
+            .collect()
+    }
+
+    fn next_rand(&mut self) -> u64 {
+        // xorshift64*
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Backoff before attempt number `n + 1`, where `n` attempts are in the
+    /// window: initial × 2^n, capped, less up to 20 % jitter.
+    fn backoff(&mut self, t: usize, n: usize) -> Ms {
+        let r = self.targets[t].spec.retry;
+        let initial = r.backoff_initial.as_millis() as u64;
+        let cap = r.backoff_max.as_millis() as u64;
+        if initial == 0 {
+            return 0;
+        }
+        let exp = initial.saturating_mul(1u64 << n.min(40)).min(cap);
+        self.jitter(exp)
+    }
+
+    fn jitter(&mut self, d: Ms) -> Ms {
+        let j = self.next_rand() % 1000; // 0..999 per mille
+        d - d * j / 5000 // up to 20 % less
+    }
+
+    /// Apply a new configuration: targets with the same name keep their
+    /// state (counters, pause, tracked processes unless `match` changed).
+    pub fn reconfigure(&mut self, specs: Vec<TargetSpec>, now: Ms) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let mut old: HashMap<String, Target> =
+            self.targets.drain(..).map(|t| (t.spec.name.clone(), t)).collect();
+        self.index.clear();
+        for spec in specs {
+            let t = match old.remove(&spec.name) {
+                Some(mut t) => {
+                    let changed = t.spec.match_raw != spec.match_raw
+                        || t.spec.is_group() != spec.is_group();
+                    t.spec = spec;
+                    if changed && t.phase == Phase::Up {
+                        actions.push(Action::UntrackAll { target: t.spec.name.clone() });
+                        t.procs.clear();
+                        t.up_since = None;
+                        t.phase = Phase::Waiting;
+                        t.waiting_said = false;
+                    }
+                    t
+                }
+                None => Target::new(spec, &Persisted::default()),
+            };
+            self.index.insert(t.spec.name.clone(), self.targets.len());
+            self.targets.push(t);
+        }
+        for (name, _) in old {
+            actions.push(Action::UntrackAll { target: name });
+        }
+        let _ = now;
+        actions.push(Action::ScanSoon);
+        actions.push(Action::Persist);
+        actions
+    }
+
+    /// An operator command for one target. `by` names who asked.
+    pub fn command(&mut self, name: &str, cmd: Command, by: &str, now: Ms) -> Result<Vec<Action>, String> {
+        let &i = self.index.get(name).ok_or_else(|| format!("no target named `{name}`"))?;
+        let mut actions = Vec::new();
+        let mut out = Out { actions: &mut actions, now };
+        let t = &mut self.targets[i];
+        match cmd {
+            Command::Pause => {
+                if t.phase == Phase::Paused {
+                    return Err(format!("target `{name}` is already paused"));
+                }
+                let from = t.phase.as_str();
+                t.phase = Phase::Paused;
+                t.procs.clear();
+                t.up_since = None;
+                t.token += 1;
+                out.push(Action::UntrackAll { target: name.to_string() });
+                out.emit(t, EventSpec::new(msg::TARGET_PAUSED).target(name).field("by", by).field("state", from));
+            }
+            Command::Resume => {
+                if t.phase != Phase::Paused {
+                    return Err(format!("target `{name}` is not paused (state {})", t.phase.as_str()));
+                }
+                t.phase = Phase::Waiting;
+                t.waiting_said = false;
+                out.emit(t, EventSpec::new(msg::TARGET_RESUMED).target(name).field("by", by));
+                out.push(Action::ScanSoon);
+            }
+            Command::Reset => {
+                let from = t.phase.as_str();
+                let cleared = t.in_window(now);
+                t.attempts.clear();
+                t.over = false;
+                if matches!(t.phase, Phase::RetryOver | Phase::Failed) {
+                    t.phase = Phase::Waiting;
+                    t.waiting_said = false;
+                    out.push(Action::ScanSoon);
+                }
+                out.emit(
+                    t,
+                    EventSpec::new(msg::TARGET_RESET)
+                        .target(name)
+                        .field("by", by)
+                        .field("state", from)
+                        .field("cleared", cleared),
+                );
+            }
+        }
+        out.push(Action::Persist);
+        Ok(actions)
+    }
+
+    pub fn handle(&mut self, input: Input, now: Ms) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let name = match &input {
+            Input::Found { target, .. }
+            | Input::Exited { target, .. }
+            | Input::Children { target, .. }
+            | Input::ScriptDone { target, .. }
+            | Input::CommandDone { target, .. }
+            | Input::Timer { target, .. } => target.clone(),
+        };
+        let Some(&i) = self.index.get(&name) else {
+            return actions; // a target removed by a reload
+        };
+        match input {
+            Input::Found { procs, .. } => self.on_found(i, procs, now, &mut actions),
+            Input::Exited { proc, kind, .. } => self.on_exited(i, proc, kind, now, &mut actions),
+            Input::Children { pid, count, .. } => {
+                let t = &mut self.targets[i];
+                let min = t.spec.children_min.unwrap_or(0);
+                if t.phase == Phase::Up && t.main().map(|m| m.pid) == Some(pid) {
+                    if count >= min {
+                        t.children_armed = true;
+                    } else if t.children_armed {
+                        let ev = EventSpec::new(msg::CHILDREN_LOST)
+                            .target(&name)
+                            .pid(pid)
+                            .field("children", count)
+                            .field("min", min);
+                        self.fail(i, Reason::Children, Some(pid), ev, now, &mut actions);
+                    }
+                }
+            }
+            Input::ScriptDone { attempt, outcome, .. } => {
+                self.on_script_done(i, attempt, outcome, now, &mut actions)
+            }
+            Input::CommandDone { outcome, .. } => {
+                let t = &mut self.targets[i];
+                let mut out = Out { actions: &mut actions, now };
+                let ev = match outcome {
+                    ScriptOutcome::Exited { code: 0, .. } => {
+                        EventSpec::new(msg::RETRY_OVER_COMMAND_OK).target(&name)
+                    }
+                    other => EventSpec::new(msg::RETRY_OVER_COMMAND_FAILED)
+                        .target(&name)
+                        .field("status", outcome_status(&other))
+                        .field("output", outcome_output(&other)),
+                };
+                out.emit(t, ev);
+            }
+            Input::Timer { token, .. } => {
+                let t = &self.targets[i];
+                if token != t.token {
+                    return actions;
+                }
+                match t.phase.clone() {
+                    Phase::Backoff { reason, pid } => self.start_restart(i, reason, pid, now, &mut actions),
+                    Phase::Settling { attempt, reason } => {
+                        let t = &mut self.targets[i];
+                        let settle = t.spec.restart.settle;
+                        let mut out = Out { actions: &mut actions, now };
+                        out.emit(
+                            t,
+                            EventSpec::new(msg::RESTART_NOT_SETTLED)
+                                .target(&name)
+                                .field("attempt", attempt)
+                                .field("settle", humantime::format_duration(settle).to_string()),
+                        );
+                        self.recover(i, reason, None, now, &mut actions);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        actions
+    }
+
+    fn on_found(&mut self, i: usize, procs: Vec<ProcRef>, now: Ms, actions: &mut Vec<Action>) {
+        let t = &mut self.targets[i];
+        let name = t.spec.name.clone();
+        let enough = procs.len() as u32 >= t.spec.min_count();
+        let mut out = Out { actions, now };
+        match t.phase.clone() {
+            Phase::Waiting | Phase::Down | Phase::Backoff { .. } | Phase::Settling { .. } if enough => {
+                let ev = match &t.phase {
+                    Phase::Waiting => EventSpec::new(msg::TARGET_FOUND),
+                    Phase::Settling { attempt, .. } => {
+                        EventSpec::new(msg::TARGET_RECOVERED).field("attempt", *attempt)
+                    }
+                    _ => EventSpec::new(msg::TARGET_BACK),
+                };
+                let main = procs[0];
+                let adopt: Vec<ProcRef> =
+                    if t.spec.is_group() { procs.clone() } else { vec![main] };
+                for p in &adopt {
+                    out.push(Action::Track { target: name.clone(), proc: *p });
+                }
+                t.procs = adopt;
+                t.phase = Phase::Up;
+                t.up_since = Some(now);
+                t.waiting_said = false;
+                t.over_max = false;
+                t.children_armed = false;
+                t.token += 1;
+                let newly = !t.ever_up || t.last_pid != Some(main.pid);
+                t.ever_up = true;
+                t.last_pid = Some(main.pid);
+                out.emit(t, ev.target(&name).pid(main.pid).field("count", procs.len()));
+                if newly {
+                    out.push(Action::Persist);
+                }
+            }
+            Phase::Waiting if !t.waiting_said => {
+                t.waiting_said = true;
+                if t.ever_up {
+                    // It was up when procward last ran and is gone now.
+                    let pid = t.last_pid;
+                    let mut ev = EventSpec::new(msg::PROCESS_DISAPPEARED).target(&name);
+                    if let Some(p) = pid {
+                        ev = ev.pid(p);
+                    }
+                    self.fail(i, Reason::Disappeared, pid, ev, now, actions);
+                } else {
+                    let ev = EventSpec::new(msg::TARGET_WAITING).target(&name);
+                    out.emit(t, ev);
+                }
+            }
+            Phase::Up if t.spec.is_group() => {
+                for p in &procs {
+                    if !t.procs.contains(p) {
+                        t.procs.push(*p);
+                        out.push(Action::Track { target: name.clone(), proc: *p });
+                    }
+                }
+                let count = procs.len() as u32;
+                let (min, max) = t.spec.count.unwrap_or((1, None));
+                if count < min.max(1) {
+                    let pid = t.main().map(|m| m.pid);
+                    let ev = EventSpec::new(msg::COUNT_BELOW_MIN)
+                        .target(&name)
+                        .field("count", count)
+                        .field("min", min);
+                    self.fail(i, Reason::Count, pid, ev, now, actions);
+                } else if let Some(max) = max {
+                    if count > max && !t.over_max {
+                        t.over_max = true;
+                        let ev = EventSpec::new(msg::COUNT_ABOVE_MAX)
+                            .target(&name)
+                            .field("count", count)
+                            .field("max", max);
+                        out.emit(t, ev);
+                    } else if count <= max && t.over_max {
+                        t.over_max = false;
+                        let ev = EventSpec::new(msg::COUNT_NORMAL)
+                            .target(&name)
+                            .field("count", count)
+                            .field("max", max);
+                        out.emit(t, ev);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_exited(&mut self, i: usize, proc: ProcRef, kind: ExitKind, now: Ms, actions: &mut Vec<Action>) {
+        let t = &mut self.targets[i];
+        if t.phase != Phase::Up || !t.procs.contains(&proc) {
+            return; // stale: already handled, or not ours
+        }
+        let name = t.spec.name.clone();
+        let was_main = t.main() == Some(proc);
+        t.procs.retain(|p| *p != proc);
+        if was_main {
+            let (reason, ev) = match kind {
+                ExitKind::Disappeared => (
+                    Reason::Disappeared,
+                    EventSpec::new(msg::PROCESS_DISAPPEARED).target(&name).pid(proc.pid),
+                ),
+                ExitKind::Zombie { ppid } => (
+                    Reason::Zombie,
+                    EventSpec::new(msg::PROCESS_ZOMBIE).target(&name).pid(proc.pid).field("ppid", ppid),
+                ),
+            };
+            self.fail(i, reason, Some(proc.pid), ev, now, actions);
+        } else if (t.procs.len() as u32) < t.spec.min_count() {
+            let count = t.procs.len() as u32;
+            let min = t.spec.min_count();
+            let pid = t.main().map(|m| m.pid);
+            let ev = EventSpec::new(msg::COUNT_BELOW_MIN).target(&name).field("count", count).field("min", min);
+            self.fail(i, reason_count(), pid, ev, now, actions);
+        }
+    }
+
+    /// The target failed: say so, drop its processes, and recover.
+    fn fail(&mut self, i: usize, reason: Reason, pid: Option<u32>, ev: EventSpec, now: Ms, actions: &mut Vec<Action>) {
+        let t = &mut self.targets[i];
+        let name = t.spec.name.clone();
+        let mut out = Out { actions, now };
+        out.emit(t, ev);
+        if !t.procs.is_empty() {
+            out.push(Action::UntrackAll { target: name });
+        }
+        t.procs.clear();
+        t.up_since = None;
+        t.over_max = false;
+        t.children_armed = false;
+        self.recover(i, reason, pid, now, actions);
+    }
+
+    /// Decide what follows a failure: restart now, after a backoff, or
+    /// retry-over.
+    fn recover(&mut self, i: usize, reason: Reason, pid: Option<u32>, now: Ms, actions: &mut Vec<Action>) {
+        let t = &mut self.targets[i];
+        t.token += 1;
+        if t.spec.restart.script.is_none() {
+            t.phase = Phase::Down;
+            return;
+        }
+        t.prune(now);
+        let n = t.attempts.len();
+        if n >= t.spec.retry.max as usize {
+            self.retry_over(i, reason, pid, now, actions);
+            return;
+        }
+        t.over = false;
+        let delay = self.backoff(i, n);
+        if delay == 0 {
+            self.start_restart(i, reason, pid, now, actions);
+        } else {
+            self.delay_restart(i, reason, pid, delay, now, actions, msg::RESTART_DELAYED);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn delay_restart(
+        &mut self,
+        i: usize,
+        reason: Reason,
+        pid: Option<u32>,
+        delay: Ms,
+        now: Ms,
+        actions: &mut Vec<Action>,
+        id: &'static str,
+    ) {
+        let t = &mut self.targets[i];
+        let name = t.spec.name.clone();
+        t.phase = Phase::Backoff { reason, pid };
+        let mut out = Out { actions, now };
+        out.push(Action::Arm { target: name.clone(), token: t.token, at: now + delay });
+        let ev = EventSpec::new(id)
+            .target(&name)
+            .field("delay", humantime::format_duration(std::time::Duration::from_millis(delay / 1000 * 1000)).to_string())
+            .field("delay_ms", delay)
+            .field("attempt", t.attempts.len() as u64 + 1)
+            .field("max", t.spec.retry.max)
+            .field("reason", reason.as_str());
+        let ev = if id == msg::RETRY_OVER {
+            ev.field("attempts", t.attempts.len())
+                .field("window", humantime::format_duration(t.spec.retry.window).to_string())
+                .field("action", OnRetryOver::Continue.as_str())
+        } else {
+            ev
+        };
+        out.emit(t, ev);
+    }
+
+    fn retry_over(&mut self, i: usize, reason: Reason, pid: Option<u32>, now: Ms, actions: &mut Vec<Action>) {
+        let t = &mut self.targets[i];
+        let name = t.spec.name.clone();
+        let action = t.spec.on_retry_over;
+        if action == OnRetryOver::Continue {
+            let cap = t.spec.retry.backoff_max.as_millis() as u64;
+            let first = !t.over;
+            t.over = true;
+            let delay = self.jitter(cap);
+            let id = if first { msg::RETRY_OVER } else { msg::RESTART_DELAYED };
+            self.delay_restart(i, reason, pid, delay, now, actions, id);
+            return;
+        }
+        let mut out = Out { actions, now };
+        let ev = EventSpec::new(msg::RETRY_OVER)
+            .target(&name)
+            .field("attempts", t.attempts.len())
+            .field("window", humantime::format_duration(t.spec.retry.window).to_string())
+            .field("action", action.as_str())
+            .field("reason", reason.as_str())
+            .field("delay", "-")
+            .field("delay_ms", 0)
+            .field("attempt", t.attempts.len() as u64 + 1)
+            .field("max", t.spec.retry.max);
+        t.phase = if action == OnRetryOver::Failover { Phase::Failed } else { Phase::RetryOver };
+        out.emit(t, ev);
+        if let (OnRetryOver::Failover | OnRetryOver::Exec, Some(f)) = (action, &t.spec.failover) {
+            let ev = EventSpec::new(msg::RETRY_OVER_COMMAND)
+                .target(&name)
+                .field("command", f.command.join(" "))
+                .field("action", action.as_str());
+            out.emit(t, ev);
+            out.push(Action::RunCommand { target: name });
+        }
+        out.push(Action::Persist);
+    }
+
+    fn start_restart(&mut self, i: usize, reason: Reason, pid: Option<u32>, now: Ms, actions: &mut Vec<Action>) {
+        let t = &mut self.targets[i];
+        let name = t.spec.name.clone();
+        t.attempts.push_back(now);
+        let attempt = t.attempts.len() as u32;
+        t.phase = Phase::Restarting { attempt, reason };
+        t.token += 1;
+        let mut out = Out { actions, now };
+        let script = t.spec.restart.script.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        let mut ev = EventSpec::new(msg::RESTART_STARTED)
+            .target(&name)
+            .field("attempt", attempt)
+            .field("max", t.spec.retry.max)
+            .field("reason", reason.as_str())
+            .field("script", script);
+        if let Some(p) = pid {
+            ev = ev.pid(p);
+        }
+        out.emit(t, ev);
+        out.push(Action::RunScript { target: name, attempt, reason, pid });
+        out.push(Action::Persist);
+    }
+
+    fn on_script_done(&mut self, i: usize, attempt: u32, outcome: ScriptOutcome, now: Ms, actions: &mut Vec<Action>) {
+        let t = &mut self.targets[i];
+        let reason = match t.phase {
+            Phase::Restarting { attempt: a, reason } if a == attempt => reason,
+            _ => return, // paused, reset or reloaded meanwhile
+        };
+        let name = t.spec.name.clone();
+        let mut out = Out { actions, now };
+        match outcome {
+            ScriptOutcome::Exited { code: 0, .. } => {
+                let settle = t.spec.restart.settle;
+                t.phase = Phase::Settling { attempt, reason };
+                t.token += 1;
+                out.push(Action::Arm { target: name.clone(), token: t.token, at: now + settle.as_millis() as u64 });
+                out.emit(
+                    t,
+                    EventSpec::new(msg::RESTART_SCRIPT_DONE)
+                        .target(&name)
+                        .field("attempt", attempt)
+                        .field("settle", humantime::format_duration(settle).to_string()),
+                );
+                out.push(Action::ScanSoon);
+            }
+            ScriptOutcome::TimedOut { ref output } => {
+                let ev = EventSpec::new(msg::RESTART_SCRIPT_TIMEOUT)
+                    .target(&name)
+                    .field("attempt", attempt)
+                    .field("timeout", humantime::format_duration(t.spec.restart.timeout).to_string())
+                    .field("output", output.clone());
+                out.emit(t, ev);
+                self.recover(i, reason, None, now, actions);
+            }
+            ScriptOutcome::SpawnFailed(ref e) => {
+                let ev = EventSpec::new(msg::RESTART_SPAWN_FAILED)
+                    .target(&name)
+                    .field("attempt", attempt)
+                    .field("error", e.clone());
+                out.emit(t, ev);
+                self.recover(i, reason, None, now, actions);
+            }
+            other => {
+                let ev = EventSpec::new(msg::RESTART_SCRIPT_FAILED)
+                    .target(&name)
+                    .field("attempt", attempt)
+                    .field("status", outcome_status(&other))
+                    .field("output", outcome_output(&other));
+                out.emit(t, ev);
+                self.recover(i, reason, None, now, actions);
+            }
+        }
+    }
+}
+
+fn reason_count() -> Reason {
+    Reason::Count
+}
+
+pub fn outcome_status(o: &ScriptOutcome) -> String {
+    match o {
+        ScriptOutcome::Exited { code, .. } => format!("exit code {code}"),
+        ScriptOutcome::Signaled { signal, .. } => format!("killed by signal {signal}"),
+        ScriptOutcome::TimedOut { .. } => "timed out".into(),
+        ScriptOutcome::SpawnFailed(e) => format!("not started: {e}"),
+    }
+}
+
+pub fn outcome_output(o: &ScriptOutcome) -> String {
+    match o {
+        ScriptOutcome::Exited { output, .. }
+        | ScriptOutcome::Signaled { output, .. }
+        | ScriptOutcome::TimedOut { output } => output.clone(),
+        ScriptOutcome::SpawnFailed(_) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

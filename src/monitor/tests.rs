@@ -1,0 +1,417 @@
+//! Unit tests of the pure core with a fake clock (plain milliseconds).
+
+use super::*;
+use crate::config::{Failover, Matcher, Restart, Retry};
+use std::time::Duration;
+
+const S: Ms = 1000;
+const H: Ms = 3600 * S;
+const T0: Ms = 1_800_000_000_000;
+
+fn spec(name: &str) -> TargetSpec {
+    TargetSpec {
+        name: name.into(),
+        matcher: Matcher { exe: None, comm: Some("x".into()), cmdline: None, pidfile: None, uid: None },
+        count: None,
+        children_min: None,
+        restart: Restart {
+            script: Some("/bin/true".into()),
+            timeout: Duration::from_secs(60),
+            settle: Duration::from_secs(10),
+            user: None,
+        },
+        retry: Retry {
+            max: 3,
+            window: Duration::from_secs(86_400),
+            backoff_initial: Duration::ZERO,
+            backoff_max: Duration::from_secs(300),
+        },
+        on_retry_over: OnRetryOver::Unmonitor,
+        failover: None,
+        match_raw: Default::default(),
+    }
+}
+
+fn mon(s: TargetSpec) -> Monitor {
+    Monitor::new(vec![s], &BTreeMap::new(), 42)
+}
+
+fn p(pid: u32) -> ProcRef {
+    ProcRef { pid, start: pid as u64 * 10 }
+}
+
+fn ids(actions: &[Action]) -> Vec<&'static str> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Emit(e) => Some(e.id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn found(m: &mut Monitor, pids: &[u32], now: Ms) -> Vec<Action> {
+    m.handle(Input::Found { target: "a".into(), procs: pids.iter().map(|&x| p(x)).collect() }, now)
+}
+
+fn killed(m: &mut Monitor, pid: u32, now: Ms) -> Vec<Action> {
+    m.handle(Input::Exited { target: "a".into(), proc: p(pid), kind: ExitKind::Disappeared }, now)
+}
+
+fn script(m: &mut Monitor, attempt: u32, code: i32, now: Ms) -> Vec<Action> {
+    m.handle(
+        Input::ScriptDone {
+            target: "a".into(),
+            attempt,
+            outcome: ScriptOutcome::Exited { code, output: String::new() },
+        },
+        now,
+    )
+}
+
+fn arm(actions: &[Action]) -> (u64, Ms) {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Arm { token, at, .. } => Some((*token, *at)),
+            _ => None,
+        })
+        .expect("an Arm action")
+}
+
+fn timer(m: &mut Monitor, token: u64, now: Ms) -> Vec<Action> {
+    m.handle(Input::Timer { target: "a".into(), token }, now)
+}
+
+fn phase(m: &Monitor) -> Phase {
+    m.target("a").unwrap().phase.clone()
+}
+
+/// Found, killed, restarted by a script that succeeds, found again.
+fn crash_and_recover(m: &mut Monitor, pid: u32, now: Ms) -> u32 {
+    let a = killed(m, pid, now);
+    let attempt = a
+        .iter()
+        .find_map(|a| match a {
+            Action::RunScript { attempt, .. } => Some(*attempt),
+            _ => None,
+        })
+        .expect("restart started");
+    script(m, attempt, 0, now + 10);
+    found(m, &[pid + 1], now + 20);
+    assert_eq!(phase(m), Phase::Up);
+    attempt
+}
+
+#[test]
+fn found_target_is_tracked() {
+    let mut m = mon(spec("a"));
+    let a = found(&mut m, &[100], T0);
+    assert_eq!(ids(&a), vec![msg::TARGET_FOUND]);
+    assert!(a.contains(&Action::Track { target: "a".into(), proc: p(100) }));
+    assert_eq!(phase(&m), Phase::Up);
+    assert_eq!(m.scan_targets().count(), 0, "a tracked single target needs no scan");
+}
+
+#[test]
+fn waiting_is_said_once() {
+    let mut m = mon(spec("a"));
+    assert_eq!(ids(&found(&mut m, &[], T0)), vec![msg::TARGET_WAITING]);
+    assert!(ids(&found(&mut m, &[], T0 + S)).is_empty());
+    assert_eq!(phase(&m), Phase::Waiting);
+}
+
+#[test]
+fn disappearance_restarts_at_once_and_recovers() {
+    let mut m = mon(spec("a"));
+    found(&mut m, &[100], T0);
+    let a = killed(&mut m, 100, T0 + S);
+    assert_eq!(ids(&a), vec![msg::PROCESS_DISAPPEARED, msg::RESTART_STARTED]);
+    assert!(a.contains(&Action::RunScript {
+        target: "a".into(),
+        attempt: 1,
+        reason: Reason::Disappeared,
+        pid: Some(100)
+    }));
+    let a = script(&mut m, 1, 0, T0 + 2 * S);
+    assert_eq!(ids(&a), vec![msg::RESTART_SCRIPT_DONE]);
+    let (_, at) = arm(&a);
+    assert_eq!(at, T0 + 12 * S, "settle deadline");
+    assert!(matches!(phase(&m), Phase::Settling { attempt: 1, .. }));
+    let a = found(&mut m, &[200], T0 + 3 * S);
+    assert_eq!(ids(&a), vec![msg::TARGET_RECOVERED]);
+    assert_eq!(m.status(T0 + 3 * S)[0].restarts_in_window, 1);
+}
+
+#[test]
+fn zombie_is_reported_as_zombie() {
+    let mut m = mon(spec("a"));
+    found(&mut m, &[100], T0);
+    let a = m.handle(
+        Input::Exited { target: "a".into(), proc: p(100), kind: ExitKind::Zombie { ppid: 7 } },
+        T0 + S,
+    );
+    assert_eq!(ids(&a), vec![msg::PROCESS_ZOMBIE, msg::RESTART_STARTED]);
+    assert!(a.iter().any(|x| matches!(x, Action::RunScript { reason: Reason::Zombie, .. })));
+}
+
+#[test]
+fn stale_exit_of_a_reused_pid_is_ignored() {
+    let mut m = mon(spec("a"));
+    found(&mut m, &[100], T0);
+    let other = ProcRef { pid: 100, start: 999 };
+    let a = m.handle(Input::Exited { target: "a".into(), proc: other, kind: ExitKind::Disappeared }, T0 + S);
+    assert!(a.is_empty());
+    assert_eq!(phase(&m), Phase::Up);
+}
+
+#[test]
+fn settle_timeout_counts_as_failure_and_retries() {
+    let mut m = mon(spec("a"));
+    found(&mut m, &[100], T0);
+    killed(&mut m, 100, T0);
+    let a = script(&mut m, 1, 0, T0 + S);
+    let (tok, at) = arm(&a);
+    let a = timer(&mut m, tok, at);
+    assert_eq!(ids(&a), vec![msg::RESTART_NOT_SETTLED, msg::RESTART_STARTED]);
+    assert!(matches!(phase(&m), Phase::Restarting { attempt: 2, .. }));
+}
+
+#[test]
+fn failing_script_retries_then_retry_over_unmonitors() {
+    let mut m = mon(spec("a"));
+    found(&mut m, &[100], T0);
+    killed(&mut m, 100, T0);
+    let a = script(&mut m, 1, 3, T0 + S);
+    assert_eq!(ids(&a), vec![msg::RESTART_SCRIPT_FAILED, msg::RESTART_STARTED]);
+    let Action::Emit(ev) = &a[0] else { panic!() };
+    assert_eq!(ev.fields["status"], "exit code 3");
+    script(&mut m, 2, 1, T0 + 2 * S);
+    let a = script(&mut m, 3, 1, T0 + 3 * S);
+    assert_eq!(ids(&a), vec![msg::RESTART_SCRIPT_FAILED, msg::RETRY_OVER]);
+    assert_eq!(phase(&m), Phase::RetryOver);
+    assert!(a.contains(&Action::Persist));
+    assert_eq!(m.scan_targets().count(), 0, "retry-over is not monitored");
+}
+
+#[test]
+fn script_result_for_an_old_attempt_is_ignored() {
+    let mut m = mon(spec("a"));
+    found(&mut m, &[100], T0);
+    killed(&mut m, 100, T0);
+    assert!(script(&mut m, 7, 0, T0 + S).is_empty());
+    assert!(matches!(phase(&m), Phase::Restarting { attempt: 1, .. }));
+}
+
+#[test]
+fn sliding_window_forgets_old_attempts() {
+    let mut m = mon(spec("a"));
+    found(&mut m, &[100], T0);
+    // Three crashes, each recovered, one hour apart.
+    crash_and_recover(&mut m, 100, T0);
+    crash_and_recover(&mut m, 101, T0 + H);
+    crash_and_recover(&mut m, 102, T0 + 2 * H);
+    // A fourth crash inside the window: retry-over.
+    let mut m2 = Monitor::new(vec![spec("a")], &m.snapshot(), 1);
+    found(&mut m2, &[103], T0 + 3 * H);
+    let a = killed(&mut m2, 103, T0 + 3 * H);
+    assert_eq!(ids(&a), vec![msg::PROCESS_DISAPPEARED, msg::RETRY_OVER]);
+    // The same crash just after the first attempt left the window: restart.
+    let a = killed(&mut m, 103, T0 + 24 * H);
+    assert_eq!(ids(&a), vec![msg::PROCESS_DISAPPEARED, msg::RESTART_STARTED]);
+    assert!(a.iter().any(|x| matches!(x, Action::RunScript { attempt: 3, .. })), "{a:?}");
+}
+
+#[test]
+fn backoff_grows_exponentially_with_cap_and_jitter() {
+    let mut s = spec("a");
+    s.retry.max = 10;
+    s.retry.backoff_initial = Duration::from_secs(1);
+    s.retry.backoff_max = Duration::from_secs(5);
+    let mut m = mon(s);
+    found(&mut m, &[100], T0);
+    let a = killed(&mut m, 100, T0);
+    let mut now = T0;
+    let expected = [1000u64, 2000, 4000, 5000, 5000];
+    let mut a = a;
+    for (n, full) in expected.iter().enumerate() {
+        assert_eq!(ids(&a).last(), Some(&msg::RESTART_DELAYED), "round {n}: {a:?}");
+        let (tok, at) = arm(&a);
+        let delay = at - now;
+        assert!(delay <= *full && delay >= full * 8 / 10, "round {n}: delay {delay} vs {full}");
+        now = at;
+        let b = timer(&mut m, tok, now);
+        assert_eq!(ids(&b), vec![msg::RESTART_STARTED]);
+        now += 1;
+        a = script(&mut m, n as u32 + 1, 1, now);
+    }
+}
+
+#[test]
+fn target_back_during_backoff_cancels_the_restart() {
+    let mut s = spec("a");
+    s.retry.backoff_initial = Duration::from_secs(5);
+    let mut m = mon(s);
+    found(&mut m, &[100], T0);
+    let a = killed(&mut m, 100, T0);
+    let (tok, at) = arm(&a);
+    assert_eq!(ids(&found(&mut m, &[150], T0 + S)), vec![msg::TARGET_BACK]);
+    assert!(timer(&mut m, tok, at).is_empty(), "stale timer");
+    assert_eq!(phase(&m), Phase::Up);
+    assert_eq!(m.status(T0 + 2 * S)[0].restarts_in_window, 0, "no restart ran");
+}
+
+#[test]
+fn continue_keeps_trying_at_the_cap_and_says_retry_over_once() {
+    let mut s = spec("a");
+    s.retry.max = 1;
+    s.on_retry_over = OnRetryOver::Continue;
+    let mut m = mon(s);
+    found(&mut m, &[100], T0);
+    killed(&mut m, 100, T0);
+    let a = script(&mut m, 1, 1, T0 + S);
+    assert_eq!(ids(&a), vec![msg::RESTART_SCRIPT_FAILED, msg::RETRY_OVER]);
+    let (tok, at) = arm(&a);
+    assert!(at - (T0 + S) >= 240 * S && at - (T0 + S) <= 300 * S);
+    let a = timer(&mut m, tok, at);
+    assert_eq!(ids(&a), vec![msg::RESTART_STARTED]);
+    let a = script(&mut m, 2, 1, at + S);
+    assert_eq!(ids(&a), vec![msg::RESTART_SCRIPT_FAILED, msg::RESTART_DELAYED]);
+}
+
+#[test]
+fn failover_marks_failed_and_runs_the_command() {
+    let mut s = spec("a");
+    s.retry.max = 0;
+    s.on_retry_over = OnRetryOver::Failover;
+    s.failover = Some(Failover { command: vec!["/bin/true".into()], timeout: Duration::from_secs(5) });
+    let mut m = mon(s);
+    found(&mut m, &[100], T0);
+    let a = killed(&mut m, 100, T0);
+    assert_eq!(ids(&a), vec![msg::PROCESS_DISAPPEARED, msg::RETRY_OVER, msg::RETRY_OVER_COMMAND]);
+    assert!(a.contains(&Action::RunCommand { target: "a".into() }));
+    assert_eq!(phase(&m), Phase::Failed);
+    let a = m.handle(
+        Input::CommandDone { target: "a".into(), outcome: ScriptOutcome::Exited { code: 0, output: String::new() } },
+        T0 + S,
+    );
+    assert_eq!(ids(&a), vec![msg::RETRY_OVER_COMMAND_OK]);
+    assert_eq!(m.snapshot()["a"].halted.as_deref(), Some("failed"));
+}
+
+#[test]
+fn pause_resume_reset() {
+    let mut m = mon(spec("a"));
+    found(&mut m, &[100], T0);
+    let a = m.command("a", Command::Pause, "root", T0).unwrap();
+    assert_eq!(ids(&a), vec![msg::TARGET_PAUSED]);
+    assert!(a.contains(&Action::UntrackAll { target: "a".into() }));
+    assert!(m.command("a", Command::Pause, "root", T0).is_err());
+    // An exit while paused is not ours any more.
+    assert!(killed(&mut m, 100, T0 + S).is_empty());
+    assert!(m.snapshot()["a"].paused);
+    let a = m.command("a", Command::Resume, "root", T0 + 2 * S).unwrap();
+    assert_eq!(ids(&a), vec![msg::TARGET_RESUMED]);
+    assert_eq!(phase(&m), Phase::Waiting);
+    // Gone meanwhile, and it was up before: recover it.
+    let a = found(&mut m, &[], T0 + 3 * S);
+    assert_eq!(ids(&a), vec![msg::PROCESS_DISAPPEARED, msg::RESTART_STARTED]);
+    assert!(m.command("nope", Command::Reset, "root", T0).is_err());
+}
+
+#[test]
+fn reset_clears_counter_and_retry_over() {
+    let mut s = spec("a");
+    s.retry.max = 1;
+    let mut m = mon(s);
+    found(&mut m, &[100], T0);
+    killed(&mut m, 100, T0);
+    script(&mut m, 1, 1, T0 + S);
+    assert_eq!(phase(&m), Phase::RetryOver);
+    let a = m.command("a", Command::Reset, "root", T0 + 2 * S).unwrap();
+    assert_eq!(ids(&a), vec![msg::TARGET_RESET]);
+    assert_eq!(phase(&m), Phase::Waiting);
+    assert_eq!(m.status(T0 + 2 * S)[0].restarts_in_window, 0);
+    assert!(m.snapshot()["a"].halted.is_none());
+}
+
+#[test]
+fn state_survives_a_restart_of_procward() {
+    let mut s = spec("a");
+    s.retry.max = 2;
+    let mut m = mon(s.clone());
+    found(&mut m, &[100], T0);
+    crash_and_recover(&mut m, 100, T0);
+    crash_and_recover(&mut m, 101, T0 + S);
+    let saved = m.snapshot();
+    assert_eq!(saved["a"].attempts.len(), 2);
+    // procward restarts while the target is down: it is recovered, and
+    // the old attempts still count (a crash loop cannot reset the window).
+    let mut m = Monitor::new(vec![s.clone()], &saved, 7);
+    let a = found(&mut m, &[], T0 + 10 * S);
+    assert_eq!(ids(&a), vec![msg::PROCESS_DISAPPEARED, msg::RETRY_OVER]);
+    // Paused and retry-over states persist too.
+    let again = Monitor::new(vec![s], &m.snapshot(), 7);
+    assert_eq!(again.target("a").unwrap().phase, Phase::RetryOver);
+}
+
+#[test]
+fn group_count_below_min_above_max_and_back() {
+    let mut s = spec("a");
+    s.count = Some((2, Some(3)));
+    let mut m = mon(s);
+    assert_eq!(ids(&found(&mut m, &[100], T0)), vec![msg::TARGET_WAITING], "one is not enough");
+    let a = found(&mut m, &[100, 101], T0 + S);
+    assert_eq!(ids(&a), vec![msg::TARGET_FOUND]);
+    assert_eq!(a.iter().filter(|x| matches!(x, Action::Track { .. })).count(), 2);
+    assert_eq!(m.scan_targets().count(), 1, "group targets are scanned for new members");
+    assert_eq!(ids(&found(&mut m, &[100, 101, 102, 103], T0 + 2 * S)), vec![msg::COUNT_ABOVE_MAX]);
+    assert!(ids(&found(&mut m, &[100, 101, 102, 103], T0 + 3 * S)).is_empty(), "said once");
+    assert_eq!(ids(&found(&mut m, &[100, 101, 102], T0 + 4 * S)), vec![msg::COUNT_NORMAL]);
+    // Workers exit: 3 left, then 2, fine. Another: below min.
+    assert!(killed(&mut m, 102, T0 + 5 * S).is_empty());
+    assert!(killed(&mut m, 103, T0 + 5 * S).is_empty());
+    let a = killed(&mut m, 101, T0 + 6 * S);
+    assert_eq!(ids(&a), vec![msg::COUNT_BELOW_MIN, msg::RESTART_STARTED]);
+    assert!(a.iter().any(|x| matches!(x, Action::RunScript { reason: Reason::Count, .. })));
+}
+
+#[test]
+fn lost_children_fail_only_once_armed() {
+    let mut s = spec("a");
+    s.children_min = Some(2);
+    let mut m = mon(s);
+    found(&mut m, &[100], T0);
+    assert_eq!(m.children_checks().collect::<Vec<_>>(), vec![("a", 100)]);
+    let ch = |m: &mut Monitor, n, now| m.handle(Input::Children { target: "a".into(), pid: 100, count: n }, now);
+    assert!(ch(&mut m, 0, T0).is_empty(), "not armed while it starts up");
+    assert!(ch(&mut m, 2, T0 + S).is_empty());
+    let a = ch(&mut m, 1, T0 + 2 * S);
+    assert_eq!(ids(&a), vec![msg::CHILDREN_LOST, msg::RESTART_STARTED]);
+}
+
+#[test]
+fn without_a_script_the_target_is_down_until_it_returns() {
+    let mut s = spec("a");
+    s.restart.script = None;
+    let mut m = mon(s);
+    found(&mut m, &[100], T0);
+    assert_eq!(ids(&killed(&mut m, 100, T0)), vec![msg::PROCESS_DISAPPEARED]);
+    assert_eq!(phase(&m), Phase::Down);
+    assert_eq!(ids(&found(&mut m, &[120], T0 + S)), vec![msg::TARGET_BACK]);
+}
+
+#[test]
+fn reload_keeps_state_of_unchanged_targets() {
+    let mut m = mon(spec("a"));
+    found(&mut m, &[100], T0);
+    crash_and_recover(&mut m, 100, T0);
+    let a = m.reconfigure(vec![spec("a"), spec("b")], T0 + S);
+    assert!(!a.iter().any(|x| matches!(x, Action::UntrackAll { .. })));
+    assert_eq!(phase(&m), Phase::Up);
+    assert_eq!(m.status(T0 + S)[0].restarts_in_window, 1);
+    assert_eq!(m.target("b").unwrap().phase, Phase::Waiting);
+    let a = m.reconfigure(vec![spec("b")], T0 + 2 * S);
+    assert!(a.contains(&Action::UntrackAll { target: "a".into() }));
+    assert!(m.target("a").is_none());
+}

@@ -1,0 +1,367 @@
+//! syslog sinks: RFC 3164 (local socket; the text starts with the message
+//! ID) and RFC 5424 (MSGID = ID, fields as structured data), over a unix
+//! datagram socket, UDP, or TCP with RFC 6587 octet counting.
+//!
+//! Each sink has a bounded queue: a slow or dead receiver never blocks
+//! monitoring. A message leaves the queue only once written; TCP
+//! reconnects with backoff and sends it again. On overflow the oldest is
+//! dropped and, once the receiver is back, one PW3001 event says how many.
+//! Events about a sink's own failure are not queued into that sink.
+
+use crate::config::{Config, SyslogFormat, SyslogSink, Transport};
+use crate::event::{msg, Event, EventSpec};
+use crate::notify::render::Renderer;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
+
+/// Reports sink events (PW3xxx) back to the daemon.
+pub type Reporter = Arc<dyn Fn(EventSpec) + Send + Sync>;
+
+/// Private enterprise number used in the RFC 5424 SD-ID (`procward@32473`;
+/// 32473 is the PEN reserved for documentation, RFC 5612).
+pub const SD_ID: &str = "procward@32473";
+
+struct Queue {
+    items: Mutex<VecDeque<Arc<Event>>>,
+    cap: usize,
+    dropped: AtomicU64,
+    notify: Notify,
+    stop: AtomicBool,
+}
+
+pub struct SinkHandle {
+    pub name: String,
+    queue: Arc<Queue>,
+    min: crate::event::Severity,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SinkHandle {
+    pub fn push(&self, ev: Arc<Event>) {
+        if !ev.severity.at_least(self.min) {
+            return;
+        }
+        // Never recurse: a sink does not carry news of its own failure.
+        if ev.id.starts_with("PW3") && ev.fields.get("sink").and_then(|v| v.as_str()) == Some(&self.name) {
+            return;
+        }
+        let mut q = self.queue.items.lock().expect("queue");
+        q.push_back(ev);
+        while q.len() > self.queue.cap {
+            q.pop_front();
+            self.queue.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(q);
+        self.queue.notify.notify_one();
+    }
+
+    pub fn pending(&self) -> usize {
+        self.queue.items.lock().expect("queue").len()
+    }
+}
+
+/// Start every configured syslog sink.
+pub fn start_all(cfg: &Config, renderer: Arc<Renderer>, report: Reporter) -> Vec<SinkHandle> {
+    cfg.syslog.iter().map(|s| start(s.clone(), renderer.clone(), report.clone())).collect()
+}
+
+pub fn abort_all(sinks: &[SinkHandle]) {
+    for s in sinks {
+        s.queue.stop.store(true, Ordering::Relaxed);
+        s.queue.notify.notify_one();
+        s.task.abort();
+    }
+}
+
+/// Wait (bounded) until every queue is empty.
+pub async fn flush_all(sinks: &[SinkHandle], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline && sinks.iter().any(|s| s.pending() > 0) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn start(cfg: SyslogSink, renderer: Arc<Renderer>, report: Reporter) -> SinkHandle {
+    let queue = Arc::new(Queue {
+        items: Mutex::new(VecDeque::new()),
+        cap: cfg.queue,
+        dropped: AtomicU64::new(0),
+        notify: Notify::new(),
+        stop: AtomicBool::new(false),
+    });
+    let name = cfg.name.clone();
+    let min = cfg.min_severity;
+    let task = tokio::spawn(deliver(cfg, renderer, queue.clone(), report));
+    SinkHandle { name, queue, min, task }
+}
+
+async fn deliver(cfg: SyslogSink, renderer: Arc<Renderer>, queue: Arc<Queue>, report: Reporter) {
+    let mut conn = Conn::new(&cfg);
+    let mut failing: Option<(Instant, String)> = None;
+    let mut backoff = Duration::from_millis(100);
+    let pid = std::process::id();
+    loop {
+        let front = queue.items.lock().expect("queue").front().cloned();
+        let Some(ev) = front else {
+            if queue.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            queue.notify.notified().await;
+            continue;
+        };
+        let frame = format(&cfg, &renderer, &ev, pid);
+        match conn.send(&frame).await {
+            Ok(()) => {
+                {
+                    let mut q = queue.items.lock().expect("queue");
+                    if q.front().map(|f| f.seq) == Some(ev.seq) {
+                        q.pop_front();
+                    }
+                }
+                backoff = Duration::from_millis(100);
+                if let Some((since, _)) = failing.take() {
+                    let down = humantime::format_duration(Duration::from_secs(since.elapsed().as_secs())).to_string();
+                    report(EventSpec::new(msg::SINK_RECOVERED).field("sink", cfg.name.as_str()).field("down", down));
+                }
+                let dropped = queue.dropped.swap(0, Ordering::Relaxed);
+                if dropped > 0 {
+                    report(EventSpec::new(msg::SINK_DROPPED).field("sink", cfg.name.as_str()).field("dropped", dropped));
+                }
+            }
+            Err(e) => {
+                conn.reset();
+                let err = e.to_string();
+                if failing.is_none() {
+                    report(EventSpec::new(msg::SINK_FAILED).field("sink", cfg.name.as_str()).field("error", err.clone()));
+                    failing = Some((Instant::now(), err));
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+enum Conn {
+    Unix { sock: Option<tokio::net::UnixDatagram>, path: String },
+    Udp { sock: Option<tokio::net::UdpSocket>, addr: String },
+    Tcp { stream: Option<tokio::net::TcpStream>, addr: String },
+}
+
+impl Conn {
+    fn new(cfg: &SyslogSink) -> Conn {
+        match cfg.transport {
+            Transport::Unix => Conn::Unix { sock: None, path: cfg.address.clone() },
+            Transport::Udp => Conn::Udp { sock: None, addr: cfg.address.clone() },
+            Transport::Tcp => Conn::Tcp { stream: None, addr: cfg.address.clone() },
+        }
+    }
+
+    fn reset(&mut self) {
+        match self {
+            Conn::Unix { sock, .. } => *sock = None,
+            Conn::Udp { sock, .. } => *sock = None,
+            Conn::Tcp { stream, .. } => *stream = None,
+        }
+    }
+
+    async fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        match self {
+            Conn::Unix { sock, path } => {
+                if sock.is_none() {
+                    *sock = Some(tokio::net::UnixDatagram::unbound()?);
+                }
+                sock.as_ref().expect("set").send_to(frame, &*path).await.map(|_| ())
+            }
+            Conn::Udp { sock, addr } => {
+                if sock.is_none() {
+                    let target = tokio::net::lookup_host(addr.as_str())
+                        .await?
+                        .next()
+                        .ok_or_else(|| std::io::Error::other(format!("{addr}: no address")))?;
+                    let bind = if target.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+                    let s = tokio::net::UdpSocket::bind(bind).await?;
+                    s.connect(target).await?;
+                    *sock = Some(s);
+                }
+                sock.as_ref().expect("set").send(frame).await.map(|_| ())
+            }
+            Conn::Tcp { stream, addr } => {
+                // A receiver that went away has sent FIN: notice it before
+                // writing, so the message goes to the next connection.
+                if let Some(s) = stream.as_ref() {
+                    let mut b = [0u8; 64];
+                    match s.try_read(&mut b) {
+                        Ok(0) => *stream = None,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => *stream = None,
+                    }
+                }
+                if stream.is_none() {
+                    let s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr.as_str()))
+                        .await
+                        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{addr}: connect timed out")))??;
+                    s.set_nodelay(true)?;
+                    *stream = Some(s);
+                }
+                let s = stream.as_mut().expect("set");
+                let mut buf = Vec::with_capacity(frame.len() + 8);
+                buf.extend_from_slice(frame.len().to_string().as_bytes());
+                buf.push(b' ');
+                buf.extend_from_slice(frame);
+                s.write_all(&buf).await
+            }
+        }
+    }
+}
+
+/// Cut `s` to at most `max` bytes at a character boundary.
+pub fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn pri(facility: u8, ev: &Event) -> u16 {
+    facility as u16 * 8 + ev.severity.code() as u16
+}
+
+/// Escape an RFC 5424 PARAM-VALUE: `"`, `\` and `]`.
+pub fn sd_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for ch in v.chars() {
+        if matches!(ch, '"' | '\\' | ']') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn sd_element(ev: &Event) -> String {
+    let mut s = format!("[{SD_ID} seq=\"{}\" severity=\"{}\"", ev.seq, ev.severity.as_str());
+    for (k, v) in &ev.fields {
+        let val = match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        s.push_str(&format!(" {k}=\"{}\"", sd_escape(&val)));
+    }
+    s.push(']');
+    s
+}
+
+/// One syslog message for `ev`, framed for the sink (without TCP octet
+/// counting, which the transport adds).
+pub fn format(cfg: &SyslogSink, renderer: &Renderer, ev: &Event, pid: u32) -> Vec<u8> {
+    let network = cfg.transport != Transport::Unix;
+    match cfg.format {
+        SyslogFormat::Rfc3164 => {
+            let text = renderer.output("rfc3164", ev, cfg.language).unwrap_or_else(|_| format!("{} {}", ev.id, ev.text));
+            let t = std::time::UNIX_EPOCH + Duration::from_millis(ev.time_ms);
+            let local: chrono::DateTime<chrono::Local> = t.into();
+            let stamp = local.format("%b %e %H:%M:%S");
+            let head = if network {
+                format!("<{}>{} {} procward[{pid}]: ", pri(cfg.facility, ev), stamp, ev.host)
+            } else {
+                format!("<{}>{} procward[{pid}]: ", pri(cfg.facility, ev), stamp)
+            };
+            let room = cfg.max_size.saturating_sub(head.len());
+            let mut out = head.into_bytes();
+            out.extend_from_slice(truncate_utf8(&text, room).as_bytes());
+            out
+        }
+        SyslogFormat::Rfc5424 => {
+            let text = renderer.output("rfc5424", ev, cfg.language).unwrap_or_else(|_| ev.text.clone());
+            let head = format!("<{}>1 {} {} procward {pid} {} ", pri(cfg.facility, ev), ev.time, ev.host, ev.id);
+            let mut sd = sd_element(ev);
+            if head.len() + sd.len() + 1 > cfg.max_size {
+                sd = "-".into();
+            }
+            let room = cfg.max_size.saturating_sub(head.len() + sd.len() + 1);
+            format!("{head}{sd} {}", truncate_utf8(&text, room)).into_bytes()
+        }
+    }
+}
+
+/// Hand pending events from old sinks to new ones of the same name (reload).
+pub fn carry_over(old: &[SinkHandle], new: &[SinkHandle]) {
+    let by_name: HashMap<&str, &SinkHandle> = new.iter().map(|s| (s.name.as_str(), s)).collect();
+    for o in old {
+        if let Some(n) = by_name.get(o.name.as_str()) {
+            let pending: Vec<Arc<Event>> = o.queue.items.lock().expect("queue").drain(..).collect();
+            for ev in pending {
+                n.push(ev);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::config::Lang;
+
+    fn sink(format: SyslogFormat, transport: Transport, max: usize) -> SyslogSink {
+        SyslogSink {
+            name: "t".into(),
+            transport,
+            address: "x".into(),
+            format,
+            facility: 3,
+            min_severity: crate::event::Severity::Debug,
+            queue: 10,
+            max_size: max,
+            language: Lang::En,
+        }
+    }
+
+    fn renderer() -> Renderer {
+        Renderer::new(Arc::new(Catalog::embedded()), None, "node1").unwrap()
+    }
+
+    #[test]
+    fn rfc3164_local_line() {
+        let r = renderer();
+        let ev = r.sample_event("PW2003", Lang::En);
+        let line = String::from_utf8(format(&sink(SyslogFormat::Rfc3164, Transport::Unix, 1024), &r, &ev, 812)).unwrap();
+        assert!(line.starts_with("<27>"), "{line}"); // daemon.error = 3*8+3
+        assert!(line.ends_with(" procward[812]: PW2003 target httpd: process 4242 disappeared"), "{line}");
+    }
+
+    #[test]
+    fn rfc5424_line_with_structured_data() {
+        let r = renderer();
+        let mut ev = r.sample_event("PW2012", Lang::En);
+        ev.fields.insert("output".into(), serde_json::Value::from("a\"b]c\\d"));
+        let line = String::from_utf8(format(&sink(SyslogFormat::Rfc5424, Transport::Udp, 2048), &r, &ev, 9)).unwrap();
+        assert!(line.starts_with("<27>1 2025-11-24T16:00:00.000Z node1 procward 9 PW2012 [procward@32473 seq=\"1\""), "{line}");
+        assert!(line.contains(r#"output="a\"b\]c\\d""#), "{line}");
+        assert!(line.contains(r#"target="httpd""#), "{line}");
+    }
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary() {
+        assert_eq!(truncate_utf8("ああ", 4), "あ");
+        let r = renderer();
+        let mut ev = r.sample_event("PW2012", Lang::Ja);
+        ev.fields.insert("output".into(), serde_json::Value::from("エラー".repeat(400)));
+        ev.text = r.text("PW2012", &ev.fields, Lang::Ja).unwrap();
+        let mut s = sink(SyslogFormat::Rfc3164, Transport::Udp, 600);
+        s.language = Lang::Ja;
+        let out = format(&s, &r, &ev, 1);
+        assert!(out.len() <= 600);
+        assert!(String::from_utf8(out).is_ok());
+    }
+}

@@ -1,0 +1,348 @@
+//! /proc reading: one process's stat by itself, and the discovery scan
+//! that serves every untracked target in one pass. Blocking: call these
+//! from a blocking thread, never from an async worker.
+
+use crate::config::{Matcher, TargetSpec};
+use crate::monitor::ProcRef;
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    pub pid: u32,
+    pub comm: String,
+    pub state: char,
+    pub ppid: u32,
+    pub pgrp: u32,
+    pub flags: u64,
+    pub utime: u64,
+    pub stime: u64,
+    /// Clock ticks after boot.
+    pub starttime: u64,
+}
+
+impl Stat {
+    pub fn proc_ref(&self) -> ProcRef {
+        ProcRef { pid: self.pid, start: self.starttime }
+    }
+    pub fn is_dead(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// Parse the contents of /proc/PID/stat. The command name is inside
+/// parentheses and may itself contain spaces and parentheses.
+pub fn parse_stat(buf: &[u8]) -> Option<Stat> {
+    let open = buf.iter().position(|&b| b == b'(')?;
+    let close = buf.iter().rposition(|&b| b == b')')?;
+    let pid: u32 = std::str::from_utf8(&buf[..open]).ok()?.trim().parse().ok()?;
+    let comm = String::from_utf8_lossy(&buf[open + 1..close]).into_owned();
+    let rest = std::str::from_utf8(buf.get(close + 2..)?).ok()?;
+    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // f[0] = state (field 3), f[1] = ppid (4), f[2] = pgrp (5), f[6] = flags (9),
+    // f[11] = utime (14), f[12] = stime (15), f[19] = starttime (22)
+    Some(Stat {
+        pid,
+        comm,
+        state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
+        pgrp: f.get(2)?.parse().ok()?,
+        flags: f.get(6)?.parse().ok()?,
+        utime: f.get(11)?.parse().ok()?,
+        stime: f.get(12)?.parse().ok()?,
+        starttime: f.get(19)?.parse().ok()?,
+    })
+}
+
+/// Read /proc/PID/stat with one read into `buf` (reused). `Ok(None)` when
+/// the process is gone.
+pub fn read_stat(pid: u32, buf: &mut Vec<u8>) -> io::Result<Option<Stat>> {
+    buf.clear();
+    let path = format!("/proc/{pid}/stat");
+    match std::fs::File::open(&path).and_then(|mut f| f.read_to_end(buf)) {
+        Ok(_) => Ok(parse_stat(buf)),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The state of a pinned process now: None when it is gone (or the pid
+/// belongs to another process now).
+pub fn read_pinned(p: ProcRef, buf: &mut Vec<u8>) -> Option<Stat> {
+    match read_stat(p.pid, buf) {
+        Ok(Some(s)) if s.starttime == p.start => Some(s),
+        _ => None,
+    }
+}
+
+/// Direct children of `pid`, from /proc/PID/task/*/children (no scan).
+pub fn children_count(pid: u32) -> io::Result<u32> {
+    let mut n = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let task = task?;
+        match std::fs::read_to_string(task.path().join("children")) {
+            Ok(s) => n += s.split_ascii_whitespace().count() as u32,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn clk_tck() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 {
+        v as u64
+    } else {
+        100
+    }
+}
+
+fn boot_time() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    s.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
+}
+
+/// Wall-clock start of a process, in seconds since the epoch.
+fn start_epoch_secs(starttime: u64) -> Option<u64> {
+    Some(boot_time()? + starttime / clk_tck())
+}
+
+/// The pid named by a pidfile, if the file is fresh: a process that
+/// started after the file was written is a reused pid, not the target.
+pub fn pidfile_pid(path: &Path, buf: &mut Vec<u8>) -> Option<Stat> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let pid: u32 = text.split_whitespace().next()?.parse().ok()?;
+    if pid == 0 {
+        return None;
+    }
+    let st = read_stat(pid, buf).ok()??;
+    if st.is_dead() {
+        return None;
+    }
+    let mtime = std::fs::metadata(path).ok()?.modified().ok()?;
+    let mtime = mtime.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
+    let started = start_epoch_secs(st.starttime)?;
+    // btime and the tick count are whole seconds: allow 2 s of slack.
+    if started > mtime + 2 {
+        return None;
+    }
+    Some(st)
+}
+
+/// What we know of one process during a scan; the costly parts (exe,
+/// cmdline, uid) are read only when a target asks.
+struct Candidate {
+    stat: Stat,
+    exe: Option<Option<String>>,
+    cmdline: Option<Option<String>>,
+    uid: Option<Option<u32>>,
+}
+
+impl Candidate {
+    fn new(stat: Stat) -> Self {
+        Candidate { stat, exe: None, cmdline: None, uid: None }
+    }
+
+    fn exe(&mut self) -> Option<&str> {
+        let pid = self.stat.pid;
+        self.exe
+            .get_or_insert_with(|| {
+                std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| {
+                    let s = p.to_string_lossy().into_owned();
+                    s.strip_suffix(" (deleted)").map(str::to_string).unwrap_or(s)
+                })
+            })
+            .as_deref()
+    }
+
+    fn cmdline(&mut self) -> Option<&str> {
+        let pid = self.stat.pid;
+        self.cmdline
+            .get_or_insert_with(|| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).ok().map(|mut b| {
+                    while b.last() == Some(&0) {
+                        b.pop();
+                    }
+                    for x in b.iter_mut() {
+                        if *x == 0 {
+                            *x = b' ';
+                        }
+                    }
+                    String::from_utf8_lossy(&b).into_owned()
+                })
+            })
+            .as_deref()
+    }
+
+    fn uid(&mut self) -> Option<u32> {
+        let pid = self.stat.pid;
+        *self
+            .uid
+            .get_or_insert_with(|| std::fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid()))
+    }
+
+    fn matches(&mut self, m: &Matcher) -> bool {
+        if let Some(comm) = &m.comm {
+            if &self.stat.comm != comm {
+                return false;
+            }
+        }
+        if let Some(uid) = m.uid {
+            if self.uid() != Some(uid) {
+                return false;
+            }
+        }
+        if let Some(exe) = &m.exe {
+            if self.exe() != Some(exe.to_string_lossy().as_ref()) {
+                return false;
+            }
+        }
+        if let Some(re) = &m.cmdline {
+            match self.cmdline() {
+                Some(c) if re.is_match(c) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+/// Order matching processes: top-most (parent does not match) first,
+/// oldest first; the first is the main process.
+fn order(mut matched: Vec<Stat>) -> Vec<ProcRef> {
+    let pids: std::collections::HashSet<u32> = matched.iter().map(|s| s.pid).collect();
+    matched.sort_by_key(|s| (pids.contains(&s.ppid), s.starttime, s.pid));
+    matched.iter().map(Stat::proc_ref).collect()
+}
+
+/// Find the live processes of every target in `targets`, in one pass over
+/// /proc (skipped entirely when every target names a pidfile).
+/// `exclude` is procward's own pid.
+pub fn scan(targets: &[&TargetSpec], exclude: u32) -> HashMap<String, Vec<ProcRef>> {
+    let mut buf = Vec::with_capacity(512);
+    let mut out: HashMap<String, Vec<ProcRef>> = HashMap::new();
+    let need_full = targets.iter().any(|t| t.matcher.pidfile.is_none() || t.is_group());
+    let mut all: Vec<Candidate> = Vec::new();
+    if need_full {
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for entry in dir.flatten() {
+                let name = entry.file_name();
+                let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                    continue;
+                };
+                if pid == exclude {
+                    continue;
+                }
+                if let Ok(Some(st)) = read_stat(pid, &mut buf) {
+                    if st.flags & PF_KTHREAD != 0 || st.is_dead() {
+                        continue;
+                    }
+                    all.push(Candidate::new(st));
+                }
+            }
+        }
+    }
+    for t in targets {
+        let m = &t.matcher;
+        let matched: Vec<Stat> = if let Some(pf) = &m.pidfile {
+            match pidfile_pid(pf, &mut buf) {
+                Some(st) if st.pid != exclude => {
+                    let mut c = Candidate::new(st);
+                    if c.matches(m) {
+                        // With a pidfile, the group is the pidfile's process
+                        // and its matching descendants found in the scan.
+                        let main = c.stat.clone();
+                        let mut v = vec![main.clone()];
+                        if t.is_group() {
+                            for c in all.iter_mut() {
+                                if c.stat.ppid == main.pid && c.matches(m) {
+                                    v.push(c.stat.clone());
+                                }
+                            }
+                        }
+                        v
+                    } else {
+                        Vec::new()
+                    }
+                }
+                _ => Vec::new(),
+            }
+        } else {
+            all.iter_mut().filter_map(|c| c.matches(m).then(|| c.stat.clone())).collect()
+        };
+        out.insert(t.name.clone(), order(matched));
+    }
+    out
+}
+
+/// How a tracked process ended. A zombie is usually reaped by its parent
+/// at once: it counts as a zombie only if it stays one for `grace`.
+pub async fn classify_exit(p: ProcRef, grace: Duration) -> crate::monitor::ExitKind {
+    use crate::monitor::ExitKind;
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut wait = Duration::from_millis(1);
+    loop {
+        let st = tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::with_capacity(512);
+            read_pinned(p, &mut buf)
+        })
+        .await
+        .ok()
+        .flatten();
+        match st {
+            None => return ExitKind::Disappeared,
+            Some(s) if s.is_dead() => {
+                if tokio::time::Instant::now() >= deadline {
+                    return ExitKind::Zombie { ppid: s.ppid };
+                }
+            }
+            // Still running: the caller was wrong to ask; treat as gone
+            // only if it stays so (poll again).
+            Some(_) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return ExitKind::Disappeared;
+                }
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_odd_command_names() {
+        let line = b"4242 (my (evil) app) S 1 4242 4242 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 123456 1000 10 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(s.pid, 4242);
+        assert_eq!(s.comm, "my (evil) app");
+        assert_eq!(s.state, 'S');
+        assert_eq!(s.ppid, 1);
+        assert_eq!(s.utime, 7);
+        assert_eq!(s.stime, 3);
+        assert_eq!(s.starttime, 123456);
+    }
+
+    #[test]
+    fn reads_own_stat_and_children() {
+        let me = std::process::id();
+        let mut buf = Vec::new();
+        let st = read_stat(me, &mut buf).unwrap().unwrap();
+        assert_eq!(st.pid, me);
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        assert!(children_count(me).unwrap() >= 1);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(read_stat(child.id(), &mut buf).unwrap().is_none());
+    }
+}

@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "procward", version, about = "Keeps business processes alive and tells the operations manager what happened")]
+#[command(
+    name = "procward",
+    version,
+    about = "Keeps business processes alive and tells the operations manager what happened"
+)]
 pub struct Cli {
     /// Configuration file [default: $PROCWARD_CONFIG or /etc/procward/procward.toml]
     #[arg(short = 'c', long = "config", global = true)]

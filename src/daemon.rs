@@ -20,11 +20,19 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+/// A validated configuration with its renderer, or every error found.
+pub type Loaded = Result<(Config, Arc<Renderer>), Vec<String>>;
+
 /// Validate everything a daemon needs: configuration, catalog, templates.
-pub fn load_all(path: &Path) -> Result<(Config, Arc<Renderer>), Vec<String>> {
-    let cfg = config::load(path).map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+pub fn load_all(path: &Path) -> Loaded {
+    let cfg =
+        config::load(path).map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let catalog = Catalog::load(cfg.daemon.catalog_dir.as_deref())?;
-    let renderer = Renderer::new(Arc::new(catalog), cfg.daemon.templates_dir.as_deref(), &cfg.daemon.hostname)?;
+    let renderer = Renderer::new(
+        Arc::new(catalog),
+        cfg.daemon.templates_dir.as_deref(),
+        &cfg.daemon.hostname,
+    )?;
     Ok((cfg, Arc::new(renderer)))
 }
 
@@ -41,7 +49,7 @@ enum Msg {
     Poll(String, ProcRef),
     Scanned(ScanResult),
     Control(Request, String, oneshot::Sender<Response>),
-    Reloaded(Box<Result<(Config, Arc<Renderer>), Vec<String>>>, String, oneshot::Sender<Response>),
+    Reloaded(Box<Loaded>, String, oneshot::Sender<Response>),
     Denied(u32, String, String),
     Sink(EventSpec),
 }
@@ -95,8 +103,12 @@ struct Daemon {
 }
 
 fn sd_notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
     let bytes = path.as_encoded_bytes();
     if let Some(name) = bytes.strip_prefix(b"@") {
         use std::os::linux::net::SocketAddrExt;
@@ -109,7 +121,8 @@ fn sd_notify(state: &str) {
 }
 
 fn lock_state_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
-    crate::state::ensure_dir(dir).with_context(|| format!("cannot create state directory {}", dir.display()))?;
+    crate::state::ensure_dir(dir)
+        .with_context(|| format!("cannot create state directory {}", dir.display()))?;
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -117,7 +130,10 @@ fn lock_state_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
         .open(dir.join("procward.lock"))
         .with_context(|| format!("cannot open {}", dir.join("procward.lock").display()))?;
     rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
-        anyhow::anyhow!("another procward is running with state directory {}", dir.display())
+        anyhow::anyhow!(
+            "another procward is running with state directory {}",
+            dir.display()
+        )
     })?;
     Ok(f)
 }
@@ -128,11 +144,16 @@ fn bind_control(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            anyhow::bail!("control socket {} is in use: is procward already running?", path.display());
+            anyhow::bail!(
+                "control socket {} is in use: is procward already running?",
+                path.display()
+            );
         }
-        std::fs::remove_file(path).with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
     }
-    let l = tokio::net::UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))?;
+    let l = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot bind {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     Ok(l)
 }
@@ -149,8 +170,12 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         Err(e) => (Default::default(), Some(e)),
     };
     let listener = bind_control(&cfg.daemon.control_socket)?;
-    let notifier = Notifier::start(cfg.daemon.state_dir.clone())
-        .with_context(|| format!("cannot open the journal in {}", cfg.daemon.state_dir.display()))?;
+    let notifier = Notifier::start(cfg.daemon.state_dir.clone()).with_context(|| {
+        format!(
+            "cannot open the journal in {}",
+            cfg.daemon.state_dir.display()
+        )
+    })?;
     let seq = journal::last_seq(&cfg.daemon.state_dir);
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
@@ -159,7 +184,11 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         bus: notifier.bus.clone(),
     });
     let sinks = syslog::start_all(&cfg, renderer.clone(), sink_reporter(tx.clone()));
-    let monitor = Monitor::new(cfg.targets.clone(), &state, now_ms() ^ std::process::id() as u64);
+    let monitor = Monitor::new(
+        cfg.targets.clone(),
+        &state,
+        now_ms() ^ std::process::id() as u64,
+    );
     let mut d = Daemon {
         cfg,
         renderer,
@@ -189,7 +218,12 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
     if let Some(e) = state_err {
         d.emit(
             EventSpec::new(msg::STATE_UNREADABLE)
-                .field("path", crate::state::path(&d.cfg.daemon.state_dir).display().to_string())
+                .field(
+                    "path",
+                    crate::state::path(&d.cfg.daemon.state_dir)
+                        .display()
+                        .to_string(),
+                )
                 .field("error", e),
         );
     }
@@ -197,7 +231,10 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
     let (stop_tx, stop_rx) = oneshot::channel();
     let task = tokio::spawn(async move { d.run(rx, stop_rx, opts.signals).await });
     sd_notify("READY=1");
-    Ok(Handle { stop: Some(stop_tx), task })
+    Ok(Handle {
+        stop: Some(stop_tx),
+        task,
+    })
 }
 
 fn sink_reporter(tx: mpsc::UnboundedSender<Msg>) -> syslog::Reporter {
@@ -214,8 +251,12 @@ impl Daemon {
         signals: bool,
     ) -> anyhow::Result<()> {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signals.then(|| signal(SignalKind::terminate())).transpose()?;
-        let mut int = signals.then(|| signal(SignalKind::interrupt())).transpose()?;
+        let mut term = signals
+            .then(|| signal(SignalKind::terminate()))
+            .transpose()?;
+        let mut int = signals
+            .then(|| signal(SignalKind::interrupt()))
+            .transpose()?;
         let mut hup = signals.then(|| signal(SignalKind::hangup())).transpose()?;
         async fn sig(s: &mut Option<tokio::signal::unix::Signal>) {
             match s {
@@ -229,7 +270,11 @@ impl Daemon {
         let stop_reason;
         loop {
             let next_timer = self.timers.first().map(|t| t.0).unwrap_or(far);
-            let next_scan = if self.scanning { far } else { self.next_scan_at() };
+            let next_scan = if self.scanning {
+                far
+            } else {
+                self.next_scan_at()
+            };
             tokio::select! {
                 _ = &mut stop => { stop_reason = "shutdown request"; break; }
                 _ = sig(&mut term) => { stop_reason = "SIGTERM"; break; }
@@ -259,11 +304,19 @@ impl Daemon {
     }
 
     fn next_scan_at(&self) -> Instant {
-        let settling = self.monitor.targets().iter().any(|t| matches!(t.phase, crate::monitor::Phase::Settling { .. }));
+        let settling = self
+            .monitor
+            .targets()
+            .iter()
+            .any(|t| matches!(t.phase, crate::monitor::Phase::Settling { .. }));
         if self.scan_soon {
             return self.last_scan; // now or in the past
         }
-        let every = if settling { Duration::from_millis(100).min(self.cfg.daemon.interval) } else { self.cfg.daemon.interval };
+        let every = if settling {
+            Duration::from_millis(100).min(self.cfg.daemon.interval)
+        } else {
+            self.cfg.daemon.interval
+        };
         self.last_scan + every
     }
 
@@ -303,7 +356,9 @@ impl Daemon {
                     self.apply(acts);
                 }
                 for (target, pid, count) in r.children {
-                    let acts = self.monitor.handle(Input::Children { target, pid, count }, now);
+                    let acts = self
+                        .monitor
+                        .handle(Input::Children { target, pid, count }, now);
                     self.apply(acts);
                 }
                 for (target, p) in r.polled_dead {
@@ -320,7 +375,10 @@ impl Daemon {
             }
             Msg::Reloaded(result, by, reply) => self.finish_reload(*result, by, reply),
             Msg::Denied(uid, user, command) => self.emit(
-                EventSpec::new(msg::CONTROL_DENIED).field("uid", uid).field("user", user).field("command", command),
+                EventSpec::new(msg::CONTROL_DENIED)
+                    .field("uid", uid)
+                    .field("user", user)
+                    .field("command", command),
             ),
             Msg::Sink(spec) => self.emit(spec),
         }
@@ -334,7 +392,9 @@ impl Daemon {
     ) -> Option<(Response, oneshot::Sender<Response>)> {
         let now = now_ms();
         let resp = match req {
-            Request::Status => Response::ok(serde_json::to_value(self.monitor.status(now)).unwrap_or_default()),
+            Request::Status => {
+                Response::ok(serde_json::to_value(self.monitor.status(now)).unwrap_or_default())
+            }
             Request::Pause { target, all } | Request::Resume { target, all }
                 if all == target.is_some() =>
             {
@@ -342,8 +402,12 @@ impl Daemon {
                 Response::err("name one target or --all")
             }
             Request::Pause { target, all } => self.command_many(target, all, Command::Pause, user),
-            Request::Resume { target, all } => self.command_many(target, all, Command::Resume, user),
-            Request::Reset { target } => self.command_many(Some(target), false, Command::Reset, user),
+            Request::Resume { target, all } => {
+                self.command_many(target, all, Command::Resume, user)
+            }
+            Request::Reset { target } => {
+                self.command_many(Some(target), false, Command::Reset, user)
+            }
             Request::Reload => {
                 self.start_reload(user.to_string(), reply);
                 return None;
@@ -353,10 +417,21 @@ impl Daemon {
         Some((resp, reply))
     }
 
-    fn command_many(&mut self, target: Option<String>, all: bool, cmd: Command, user: &str) -> Response {
+    fn command_many(
+        &mut self,
+        target: Option<String>,
+        all: bool,
+        cmd: Command,
+        user: &str,
+    ) -> Response {
         let names: Vec<String> = match target {
             Some(t) => vec![t],
-            None => self.monitor.targets().iter().map(|t| t.spec.name.clone()).collect(),
+            None => self
+                .monitor
+                .targets()
+                .iter()
+                .map(|t| t.spec.name.clone())
+                .collect(),
         };
         let mut done = Vec::new();
         let mut errors = Vec::new();
@@ -389,7 +464,12 @@ impl Daemon {
         });
     }
 
-    fn finish_reload(&mut self, r: Result<(Config, Arc<Renderer>), Vec<String>>, by: String, reply: oneshot::Sender<Response>) {
+    fn finish_reload(
+        &mut self,
+        r: Result<(Config, Arc<Renderer>), Vec<String>>,
+        by: String,
+        reply: oneshot::Sender<Response>,
+    ) {
         match r {
             Err(errors) => {
                 self.emit(
@@ -404,18 +484,24 @@ impl Daemon {
                 )));
             }
             Ok((cfg, renderer)) => {
-                let old: HashSet<String> = self.cfg.targets.iter().map(|t| t.name.clone()).collect();
+                let old: HashSet<String> =
+                    self.cfg.targets.iter().map(|t| t.name.clone()).collect();
                 let new: HashSet<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
                 let list = |s: Vec<&String>| {
                     let mut v: Vec<&str> = s.into_iter().map(String::as_str).collect();
                     v.sort();
-                    if v.is_empty() { "-".to_string() } else { v.join(", ") }
+                    if v.is_empty() {
+                        "-".to_string()
+                    } else {
+                        v.join(", ")
+                    }
                 };
                 let added = list(new.difference(&old).collect());
                 let removed = list(old.difference(&new).collect());
                 *self.shared.allow.write().expect("allow lock") = cfg.daemon.allow.clone();
                 let acts = self.monitor.reconfigure(cfg.targets.clone(), now_ms());
-                let new_sinks = syslog::start_all(&cfg, renderer.clone(), sink_reporter(self.tx.clone()));
+                let new_sinks =
+                    syslog::start_all(&cfg, renderer.clone(), sink_reporter(self.tx.clone()));
                 let old_sinks = std::mem::take(&mut self.sinks);
                 syslog::abort_all(&old_sinks);
                 syslog::carry_over(&old_sinks, &new_sinks);
@@ -423,7 +509,10 @@ impl Daemon {
                 self.renderer = renderer;
                 let n = cfg.targets.len();
                 // Settings that need a restart (socket, state dir) keep their old values.
-                let keep = (self.cfg.daemon.control_socket.clone(), self.cfg.daemon.state_dir.clone());
+                let keep = (
+                    self.cfg.daemon.control_socket.clone(),
+                    self.cfg.daemon.state_dir.clone(),
+                );
                 self.cfg = cfg;
                 self.cfg.daemon.control_socket = keep.0;
                 self.cfg.daemon.state_dir = keep.1;
@@ -447,9 +536,11 @@ impl Daemon {
         if let Some(t) = &spec.target {
             self.last_seq.insert(t.clone(), self.seq);
         }
-        let console = self
-            .console
-            .then(|| self.renderer.output("console", &ev, lang).unwrap_or_else(|_| ev.text.clone()));
+        let console = self.console.then(|| {
+            self.renderer
+                .output("console", &ev, lang)
+                .unwrap_or_else(|_| ev.text.clone())
+        });
         let ev = Arc::new(ev);
         for s in &self.sinks {
             s.push(ev.clone());
@@ -470,11 +561,20 @@ impl Daemon {
                     }
                     self.polled.retain(|(t, _)| *t != target);
                 }
-                Action::RunScript { target, attempt, reason, pid } => self.run_script(target, attempt, reason, pid),
+                Action::RunScript {
+                    target,
+                    attempt,
+                    reason,
+                    pid,
+                } => self.run_script(target, attempt, reason, pid),
                 Action::RunCommand { target } => self.run_command(target),
                 Action::Arm { target, token, at } => {
                     let delay = at.saturating_sub(now_ms());
-                    self.timers.insert((Instant::now() + Duration::from_millis(delay), target, token));
+                    self.timers.insert((
+                        Instant::now() + Duration::from_millis(delay),
+                        target,
+                        token,
+                    ));
                 }
                 Action::ScanSoon => self.scan_soon = true,
                 Action::Persist => self.dirty = true,
@@ -489,7 +589,13 @@ impl Daemon {
                 break;
             }
             self.timers.remove(&first);
-            let acts = self.monitor.handle(Input::Timer { target: first.1, token: first.2 }, now_ms());
+            let acts = self.monitor.handle(
+                Input::Timer {
+                    target: first.1,
+                    token: first.2,
+                },
+                now_ms(),
+            );
             self.apply(acts);
         }
     }
@@ -505,7 +611,10 @@ impl Daemon {
                     // SAFETY: the AsyncFd owns the pidfd, which stays open
                     // for as long as it is registered.
                     let afd = unsafe {
-                        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+                        tokio::io::unix::AsyncFd::register_with_interest(
+                            fd,
+                            tokio::io::Interest::READABLE,
+                        )
                     };
                     match afd {
                         Ok(afd) => {
@@ -524,9 +633,16 @@ impl Daemon {
                 }
             }
             let kind = procfs::classify_exit(p, grace).await;
-            let _ = tx.send(Msg::Input(Input::Exited { target: name, proc: p, kind }));
+            let _ = tx.send(Msg::Input(Input::Exited {
+                target: name,
+                proc: p,
+                kind,
+            }));
         });
-        self.watchers.entry(target).or_default().push((p, h.abort_handle()));
+        self.watchers
+            .entry(target)
+            .or_default()
+            .push((p, h.abort_handle()));
     }
 
     fn classify_and_report(&mut self, target: String, p: ProcRef) {
@@ -534,7 +650,11 @@ impl Daemon {
         let grace = self.cfg.daemon.zombie_grace;
         let h = tokio::spawn(async move {
             let kind = procfs::classify_exit(p, grace).await;
-            let _ = tx.send(Msg::Input(Input::Exited { target, proc: p, kind }));
+            let _ = tx.send(Msg::Input(Input::Exited {
+                target,
+                proc: p,
+                kind,
+            }));
         });
         drop(h);
     }
@@ -543,8 +663,11 @@ impl Daemon {
         self.last_scan = Instant::now();
         self.scan_soon = false;
         let targets: Vec<config::TargetSpec> = self.monitor.scan_targets().cloned().collect();
-        let children: Vec<(String, u32)> =
-            self.monitor.children_checks().map(|(t, p)| (t.to_string(), p)).collect();
+        let children: Vec<(String, u32)> = self
+            .monitor
+            .children_checks()
+            .map(|(t, p)| (t.to_string(), p))
+            .collect();
         let polled: Vec<(String, ProcRef)> = self.polled.iter().cloned().collect();
         if targets.is_empty() && children.is_empty() && polled.is_empty() {
             return;
@@ -554,7 +677,11 @@ impl Daemon {
         let me = std::process::id();
         tokio::task::spawn_blocking(move || {
             let refs: Vec<&config::TargetSpec> = targets.iter().collect();
-            let found = if refs.is_empty() { HashMap::new() } else { procfs::scan(&refs, me) };
+            let found = if refs.is_empty() {
+                HashMap::new()
+            } else {
+                procfs::scan(&refs, me)
+            };
             let children = children
                 .into_iter()
                 .filter_map(|(t, pid)| procfs::children_count(pid).ok().map(|n| (t, pid, n)))
@@ -562,59 +689,110 @@ impl Daemon {
             let mut buf = Vec::with_capacity(512);
             let polled_dead = polled
                 .into_iter()
-                .filter(|(_, p)| procfs::read_pinned(*p, &mut buf).map(|s| s.is_dead()).unwrap_or(true))
+                .filter(|(_, p)| {
+                    procfs::read_pinned(*p, &mut buf)
+                        .map(|s| s.is_dead())
+                        .unwrap_or(true)
+                })
                 .collect();
-            let _ = tx.send(Msg::Scanned(ScanResult { found, children, polled_dead }));
+            let _ = tx.send(Msg::Scanned(ScanResult {
+                found,
+                children,
+                polled_dead,
+            }));
         });
     }
 
-    fn script_env(&self, target: &str, attempt: u32, reason: Reason, pid: Option<u32>) -> Vec<(String, String)> {
+    fn script_env(
+        &self,
+        target: &str,
+        attempt: u32,
+        reason: Reason,
+        pid: Option<u32>,
+    ) -> Vec<(String, String)> {
         let spec = self.monitor.target(target).map(|t| &t.spec);
         let seq = self.last_seq.get(target).copied().unwrap_or(0);
-        let last_id = self.monitor.target(target).and_then(|_| None::<String>);
-        let _ = last_id;
         vec![
             ("PROCWARD_TARGET".into(), target.to_string()),
-            ("PROCWARD_PID".into(), pid.map(|p| p.to_string()).unwrap_or_default()),
+            (
+                "PROCWARD_PID".into(),
+                pid.map(|p| p.to_string()).unwrap_or_default(),
+            ),
             ("PROCWARD_REASON".into(), reason.as_str().into()),
             ("PROCWARD_ATTEMPT".into(), attempt.to_string()),
-            ("PROCWARD_MAX".into(), spec.map(|s| s.retry.max).unwrap_or(0).to_string()),
+            (
+                "PROCWARD_MAX".into(),
+                spec.map(|s| s.retry.max).unwrap_or(0).to_string(),
+            ),
             ("PROCWARD_EVENT_ID".into(), seq.to_string()),
         ]
     }
 
     fn run_script(&mut self, target: String, attempt: u32, reason: Reason, pid: Option<u32>) {
-        let Some(t) = self.monitor.target(&target) else { return };
-        let Some(script) = t.spec.restart.script.clone() else { return };
+        let Some(t) = self.monitor.target(&target) else {
+            return;
+        };
+        let Some(script) = t.spec.restart.script.clone() else {
+            return;
+        };
         let run = action::Run {
             argv: vec![script.to_string_lossy().into_owned()],
             env: self.script_env(&target, attempt, reason, pid),
             user: t.spec.restart.user.clone(),
             timeout: t.spec.restart.timeout,
-            log: self.cfg.daemon.state_dir.join("script-logs").join(format!("{target}.log")),
-            header: format!("{} restart attempt {attempt} ({})", crate::event::rfc3339_ms(now_ms()), reason.as_str()),
+            log: self
+                .cfg
+                .daemon
+                .state_dir
+                .join("script-logs")
+                .join(format!("{target}.log")),
+            header: format!(
+                "{} restart attempt {attempt} ({})",
+                crate::event::rfc3339_ms(now_ms()),
+                reason.as_str()
+            ),
         };
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let outcome = action::run(run).await;
-            let _ = tx.send(Msg::Input(Input::ScriptDone { target, attempt, outcome }));
+            let _ = tx.send(Msg::Input(Input::ScriptDone {
+                target,
+                attempt,
+                outcome,
+            }));
         });
     }
 
     fn run_command(&mut self, target: String) {
-        let Some(t) = self.monitor.target(&target) else { return };
-        let Some(f) = t.spec.failover.clone() else { return };
-        let attempts = self.monitor.status(now_ms()).iter().find(|s| s.target == target).map(|s| s.restarts_in_window).unwrap_or(0);
+        let Some(t) = self.monitor.target(&target) else {
+            return;
+        };
+        let Some(f) = t.spec.failover.clone() else {
+            return;
+        };
+        let attempts = self
+            .monitor
+            .status(now_ms())
+            .iter()
+            .find(|s| s.target == target)
+            .map(|s| s.restarts_in_window)
+            .unwrap_or(0);
         let run = action::Run {
             argv: f.command.clone(),
-            env: self.script_env(&target, attempts as u32, Reason::Disappeared, None)
+            env: self
+                .script_env(&target, attempts as u32, Reason::Disappeared, None)
                 .into_iter()
                 .filter(|(k, _)| k != "PROCWARD_REASON")
                 .chain([("PROCWARD_REASON".to_string(), "retry-over".to_string())])
                 .collect(),
             user: None,
             timeout: f.timeout,
-            log: self.cfg.daemon.state_dir.join("script-logs").join(format!("{target}.retry-over.log")),
+            log: self
+                .cfg
+                .daemon
+                .state_dir
+                .join("script-logs")
+                .join(format!("{target}.retry-over.log")),
             header: format!("{} retry-over command", crate::event::rfc3339_ms(now_ms())),
         };
         let tx = self.tx.clone();
@@ -625,7 +803,11 @@ impl Daemon {
     }
 }
 
-async fn control_server(listener: tokio::net::UnixListener, shared: Arc<Shared>, tx: mpsc::UnboundedSender<Msg>) {
+async fn control_server(
+    listener: tokio::net::UnixListener,
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Msg>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -645,7 +827,11 @@ async fn write_line(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Response) -> s
     w.write_all(&line).await
 }
 
-async fn serve(stream: tokio::net::UnixStream, shared: Arc<Shared>, tx: mpsc::UnboundedSender<Msg>) -> std::io::Result<()> {
+async fn serve(
+    stream: tokio::net::UnixStream,
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Msg>,
+) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
     let (uid, gid) = (cred.uid(), cred.gid());
     let (r, mut w) = stream.into_split();
@@ -658,18 +844,30 @@ async fn serve(stream: tokio::net::UnixStream, shared: Arc<Shared>, tx: mpsc::Un
                 continue;
             }
         };
-        let user = tokio::task::spawn_blocking(move || control::user_name(uid)).await.unwrap_or_default();
+        let user = tokio::task::spawn_blocking(move || control::user_name(uid))
+            .await
+            .unwrap_or_default();
         let allow = shared.allow.read().expect("allow lock").clone();
-        let ok = tokio::task::spawn_blocking(move || control::allowed(&allow, uid, gid)).await.unwrap_or(false);
+        let ok = tokio::task::spawn_blocking(move || control::allowed(&allow, uid, gid))
+            .await
+            .unwrap_or(false);
         if !ok {
             let _ = tx.send(Msg::Denied(uid, user.clone(), req.name().to_string()));
-            write_line(&mut w, &Response::err(format!("permission denied: {user} is not in daemon.control-allow"))).await?;
+            write_line(
+                &mut w,
+                &Response::err(format!(
+                    "permission denied: {user} is not in daemon.control-allow"
+                )),
+            )
+            .await?;
             return Ok(());
         }
         if let Request::Events { since_ms, follow } = req {
             let mut sub = shared.bus.subscribe();
             let dir = shared.state_dir.clone();
-            let past = tokio::task::spawn_blocking(move || journal::read(&dir, since_ms)).await.unwrap_or_default();
+            let past = tokio::task::spawn_blocking(move || journal::read(&dir, since_ms))
+                .await
+                .unwrap_or_default();
             let mut last = 0;
             for ev in past {
                 last = ev.seq;
@@ -687,7 +885,13 @@ async fn serve(stream: tokio::net::UnixStream, shared: Arc<Shared>, tx: mpsc::Un
                     }
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        write_line(&mut w, &Response::err(format!("{n} events skipped (reader too slow); see the journal"))).await?;
+                        write_line(
+                            &mut w,
+                            &Response::err(format!(
+                                "{n} events skipped (reader too slow); see the journal"
+                            )),
+                        )
+                        .await?;
                     }
                     Err(_) => return Ok(()),
                 }
@@ -698,7 +902,9 @@ async fn serve(stream: tokio::net::UnixStream, shared: Arc<Shared>, tx: mpsc::Un
             write_line(&mut w, &Response::err("procward is stopping")).await?;
             return Ok(());
         }
-        let resp = rrx.await.unwrap_or_else(|_| Response::err("procward is stopping"));
+        let resp = rrx
+            .await
+            .unwrap_or_else(|_| Response::err("procward is stopping"));
         write_line(&mut w, &resp).await?;
     }
     Ok(())

@@ -69,7 +69,12 @@ fn status(sock: &Path) -> Option<TargetStatus> {
     rows.into_iter().next()
 }
 
-fn wait_for(sock: &Path, timeout: Duration, what: &str, f: impl Fn(&TargetStatus) -> bool) -> anyhow::Result<TargetStatus> {
+fn wait_for(
+    sock: &Path,
+    timeout: Duration,
+    what: &str,
+    f: impl Fn(&TargetStatus) -> bool,
+) -> anyhow::Result<TargetStatus> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if let Some(s) = status(sock) {
@@ -90,12 +95,23 @@ pub fn run(timeout: Duration) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("procward-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-    let mut guard = Cleanup { dir: dir.clone(), daemon: None, service_pids: Vec::new() };
+    let mut guard = Cleanup {
+        dir: dir.clone(),
+        daemon: None,
+        service_pids: Vec::new(),
+    };
     let service = dir.join("demo-service.sh");
     let restart = dir.join("restart.sh");
     let cfg = dir.join("procward.toml");
     let sock = dir.join("control.sock");
-    write(&service, &format!("#!/bin/sh\necho $$ > {}\nwhile :; do sleep 1; done\n", dir.join("service.pid").display()), 0o700)?;
+    write(
+        &service,
+        &format!(
+            "#!/bin/sh\necho $$ > {}\nwhile :; do sleep 1; done\n",
+            dir.join("service.pid").display()
+        ),
+        0o700,
+    )?;
     write(
         &restart,
         &format!(
@@ -133,43 +149,87 @@ on-retry-over = "unmonitor"
 
     say("starting the sample service and procward (events print below as they happen)");
     let exe = std::env::current_exe()?;
-    let script = format!("{} && exec {} run -c {}", restart.display(), exe.display(), cfg.display());
-    let child = Command::new(&exe).args(["reaper", "--", "/bin/sh", "-c", &script]).spawn()?;
+    let script = format!(
+        "{} && exec {} run -c {}",
+        restart.display(),
+        exe.display(),
+        cfg.display()
+    );
+    let child = Command::new(&exe)
+        .args(["reaper", "--", "/bin/sh", "-c", &script])
+        .spawn()?;
     guard.daemon = Some(child);
-    let st = wait_for(&sock, timeout, "the service to be monitored", |s| s.state == "up")?;
+    let st = wait_for(&sock, timeout, "the service to be monitored", |s| {
+        s.state == "up"
+    })?;
     let mut pid = st.pids[0];
     guard.service_pids.push(pid);
 
     for round in 1..=3 {
-        say(&format!("kill -9 {pid}  (failure {round} of 3; retry.max = 2)"));
+        say(&format!(
+            "kill -9 {pid}  (failure {round} of 3; retry.max = 2)"
+        ));
         let t0 = Instant::now();
         // SAFETY: the pid procward reports for the demo service.
         unsafe {
             libc::kill(pid as i32, libc::SIGKILL);
         }
         if round < 3 {
-            let st = wait_for(&sock, timeout, "the restart", |s| s.state == "up" && s.pids.first() != Some(&pid))?;
-            println!("   recovered in {:.0} ms: new pid {}, restarts in window {}/{}", t0.elapsed().as_secs_f64() * 1000.0, st.pids[0], st.restarts_in_window, st.retry_max);
+            let st = wait_for(&sock, timeout, "the restart", |s| {
+                s.state == "up" && s.pids.first() != Some(&pid)
+            })?;
+            println!(
+                "   recovered in {:.0} ms: new pid {}, restarts in window {}/{}",
+                t0.elapsed().as_secs_f64() * 1000.0,
+                st.pids[0],
+                st.restarts_in_window,
+                st.retry_max
+            );
             pid = st.pids[0];
             guard.service_pids.push(pid);
         } else {
             let st = wait_for(&sock, timeout, "RETRY-OVER", |s| s.state == "retry-over")?;
-            println!("   state {}: procward stopped restarting ({} restarts in the window)", st.state, st.restarts_in_window);
+            println!(
+                "   state {}: procward stopped restarting ({} restarts in the window)",
+                st.state, st.restarts_in_window
+            );
         }
     }
 
     say("procward status");
-    let out = Command::new(&exe).args(["status", "-c"]).arg(&cfg).output()?;
+    let out = Command::new(&exe)
+        .args(["status", "-c"])
+        .arg(&cfg)
+        .output()?;
     print!("{}", String::from_utf8_lossy(&out.stdout));
 
     say("the same failure as an operations manager receives it");
     let events = crate::notify::journal::read(&dir.join("state"), 0);
-    let ev = events.iter().find(|e| e.id == "PW2003").context("no PW2003 in the journal")?;
-    let r = Renderer::new(Arc::new(Catalog::embedded()), None, &ev.host).map_err(|e| anyhow::anyhow!(e.join("; ")))?;
+    let ev = events
+        .iter()
+        .find(|e| e.id == "PW2003")
+        .context("no PW2003 in the journal")?;
+    let r = Renderer::new(Arc::new(Catalog::embedded()), None, &ev.host)
+        .map_err(|e| anyhow::anyhow!(e.join("; ")))?;
     for (label, format, transport, lang) in [
-        ("RFC 3164 (local /dev/log)", SyslogFormat::Rfc3164, Transport::Unix, Lang::En),
-        ("RFC 3164, Japanese", SyslogFormat::Rfc3164, Transport::Unix, Lang::Ja),
-        ("RFC 5424 (network)", SyslogFormat::Rfc5424, Transport::Udp, Lang::En),
+        (
+            "RFC 3164 (local /dev/log)",
+            SyslogFormat::Rfc3164,
+            Transport::Unix,
+            Lang::En,
+        ),
+        (
+            "RFC 3164, Japanese",
+            SyslogFormat::Rfc3164,
+            Transport::Unix,
+            Lang::Ja,
+        ),
+        (
+            "RFC 5424 (network)",
+            SyslogFormat::Rfc5424,
+            Transport::Udp,
+            Lang::En,
+        ),
     ] {
         let sink = SyslogSink {
             name: "demo".into(),
@@ -182,9 +242,16 @@ on-retry-over = "unmonitor"
             max_size: 8192,
             language: lang,
         };
-        println!("{label}:\n   {}", String::from_utf8_lossy(&syslog::format(&sink, &r, ev, std::process::id())));
+        println!(
+            "{label}:\n   {}",
+            String::from_utf8_lossy(&syslog::format(&sink, &r, ev, std::process::id()))
+        );
     }
-    println!("journal (JSON lines in {}):\n   {}", dir.join("state/events.jsonl").display(), serde_json::to_string(ev)?);
+    println!(
+        "journal (JSON lines in {}):\n   {}",
+        dir.join("state/events.jsonl").display(),
+        serde_json::to_string(ev)?
+    );
     say("stopping procward and the sample service; removing the demo directory");
     drop(guard);
     println!("done. Next: `procward catalog list`, and README.md for a real configuration.");

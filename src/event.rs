@@ -103,7 +103,12 @@ pub struct EventSpec {
 
 impl EventSpec {
     pub fn new(id: &'static str) -> Self {
-        EventSpec { id, target: None, pid: None, fields: BTreeMap::new() }
+        EventSpec {
+            id,
+            target: None,
+            pid: None,
+            fields: BTreeMap::new(),
+        }
     }
     pub fn target(mut self, t: &str) -> Self {
         self.target = Some(t.to_string());
@@ -170,7 +175,11 @@ pub fn escape_value(v: &Value) -> Value {
     match v {
         Value::String(s) => Value::String(escape_controls(s).into_owned()),
         Value::Array(a) => Value::Array(a.iter().map(escape_value).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), escape_value(v))).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (k.clone(), escape_value(v)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -193,7 +202,10 @@ mod tests {
 
     #[test]
     fn control_characters_are_escaped() {
-        assert_eq!(escape_controls("a\nb\x1b[31m\u{85}"), "a\\x0ab\\x1b[31m\\x85");
+        assert_eq!(
+            escape_controls("a\nb\x1b[31m\u{85}"),
+            "a\\x0ab\\x1b[31m\\x85"
+        );
         assert_eq!(escape_controls("プロセス"), "プロセス");
     }
 

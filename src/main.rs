@@ -62,7 +62,12 @@ fn dispatch(cmd: Cmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
         Cmd::Run { quiet } => {
             let rt = runtime()?;
             rt.block_on(async {
-                let h = daemon::start(daemon::Options { config: cfg_path.to_path_buf(), console: !quiet, signals: true }).await?;
+                let h = daemon::start(daemon::Options {
+                    config: cfg_path.to_path_buf(),
+                    console: !quiet,
+                    signals: true,
+                })
+                .await?;
                 h.task.await??;
                 Ok::<_, anyhow::Error>(())
             })?;
@@ -84,7 +89,12 @@ fn dispatch(cmd: Cmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
                 for e in &errors {
                     eprintln!("{e}");
                 }
-                eprintln!("{}: {} errors", cfg_path.display(), errors.len());
+                let n = errors.len();
+                eprintln!(
+                    "{}: {n} error{}",
+                    cfg_path.display(),
+                    if n == 1 { "" } else { "s" }
+                );
                 Ok(EXIT_FAIL)
             }
         },
@@ -108,9 +118,18 @@ fn dispatch(cmd: Cmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Cmd::Pause { target, all } => Ok(print_response(&Client::call(&sock(), &Request::Pause { target, all })?)),
-        Cmd::Resume { target, all } => Ok(print_response(&Client::call(&sock(), &Request::Resume { target, all })?)),
-        Cmd::Reset { target } => Ok(print_response(&Client::call(&sock(), &Request::Reset { target })?)),
+        Cmd::Pause { target, all } => Ok(print_response(&Client::call(
+            &sock(),
+            &Request::Pause { target, all },
+        )?)),
+        Cmd::Resume { target, all } => Ok(print_response(&Client::call(
+            &sock(),
+            &Request::Resume { target, all },
+        )?)),
+        Cmd::Reset { target } => Ok(print_response(&Client::call(
+            &sock(),
+            &Request::Reset { target },
+        )?)),
         Cmd::Reload => {
             let r = Client::call(&sock(), &Request::Reload)?;
             if r.ok {
@@ -118,7 +137,11 @@ fn dispatch(cmd: Cmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
             }
             Ok(print_response(&r))
         }
-        Cmd::Events { follow, json, since } => {
+        Cmd::Events {
+            follow,
+            json,
+            since,
+        } => {
             let since_ms = match since {
                 None => 0,
                 Some(s) => parse_since(&s)?,
@@ -132,11 +155,19 @@ fn dispatch(cmd: Cmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
                         if json {
                             println!("{}", serde_json::to_string(&ev)?);
                         } else {
-                            println!("{} {:<8} {} {}", ev.time, ev.severity.as_str(), ev.id, ev.text);
+                            println!(
+                                "{} {:<8} {} {}",
+                                ev.time,
+                                ev.severity.as_str(),
+                                ev.id,
+                                ev.text
+                            );
                         }
                     }
                     (true, None) => return Ok(0),
-                    (false, None) => return Ok(print_response(&Response::err(r.error.unwrap_or_default()))),
+                    (false, None) => {
+                        return Ok(print_response(&Response::err(r.error.unwrap_or_default())))
+                    }
                 }
             }
         }
@@ -145,7 +176,13 @@ fn dispatch(cmd: Cmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
             match command {
                 CatalogCmd::List => {
                     for m in &c.messages {
-                        println!("{}  {:<9}  {:<24}  {}", m.id, m.severity.as_str(), m.name, m.text.en);
+                        println!(
+                            "{}  {:<9}  {:<24}  {}",
+                            m.id,
+                            m.severity.as_str(),
+                            m.name,
+                            m.text.en
+                        );
                     }
                     Ok(0)
                 }
@@ -157,7 +194,11 @@ fn dispatch(cmd: Cmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
                     let l = lang(l);
                     println!("{} {} ({})", m.id, m.name, m.severity.as_str());
                     println!("text:        {}", m.text(l));
-                    let fields: Vec<String> = m.fields.iter().map(|(k, v)| format!("{k}: {v:?}").to_lowercase()).collect();
+                    let fields: Vec<String> = m
+                        .fields
+                        .iter()
+                        .map(|(k, v)| format!("{k}: {v:?}").to_lowercase())
+                        .collect();
                     println!("fields:      {}", fields.join(", "));
                     println!("snmp:        {}", m.snmp);
                     println!("description: {}", m.description);
@@ -166,13 +207,20 @@ fn dispatch(cmd: Cmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
                 }
             }
         }
-        Cmd::Render { id, format, lang: l } => {
+        Cmd::Render {
+            id,
+            format,
+            lang: l,
+        } => {
             let c = Arc::new(Catalog::embedded());
             if c.get(&id).is_none() {
                 eprintln!("procward: no message {id}; see `procward catalog list`");
                 return Ok(EXIT_FAIL);
             }
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_default()
+                .trim()
+                .to_string();
             let r = Renderer::new(c, None, &host).map_err(|e| anyhow::anyhow!(e.join("\n")))?;
             let l = lang(l);
             let ev = r.sample_event(&id, l);
@@ -219,19 +267,29 @@ fn parse_since(s: &str) -> anyhow::Result<u64> {
     if let Ok(t) = humantime::parse_rfc3339_weak(s) {
         return Ok(t.duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64);
     }
-    let ago = config::duration::parse(s).map_err(|e| anyhow::anyhow!("--since: {e}, or an RFC 3339 time"))?;
+    let ago = config::duration::parse(s)
+        .map_err(|e| anyhow::anyhow!("--since: {e}, or an RFC 3339 time"))?;
     Ok(procward::event::now_ms().saturating_sub(ago.as_millis() as u64))
 }
 
 fn print_status(rows: &[TargetStatus]) {
-    println!("{:<16} {:<11} {:<18} {:>9} {:>9}  LAST EVENT", "TARGET", "STATE", "PIDS", "UPTIME", "RESTARTS");
+    println!(
+        "{:<16} {:<11} {:<18} {:>9} {:>9}  LAST EVENT",
+        "TARGET", "STATE", "PIDS", "UPTIME", "RESTARTS"
+    );
     for r in rows {
         let pids = if r.pids.is_empty() {
             "-".to_string()
         } else {
-            r.pids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+            r.pids
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
         };
-        let up = r.uptime_s.map(|s| humantime::format_duration(std::time::Duration::from_secs(s)).to_string());
+        let up = r
+            .uptime_s
+            .map(|s| humantime::format_duration(std::time::Duration::from_secs(s)).to_string());
         let last = match (&r.last_event, &r.last_event_time) {
             (Some(id), Some(t)) => format!("{id} {t}"),
             _ => "-".into(),

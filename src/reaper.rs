@@ -26,7 +26,10 @@ pub fn run(argv: &[String]) -> u8 {
             libc::signal(s, forward as *const () as libc::sighandler_t);
         }
     }
-    let child = match std::process::Command::new(&argv[0]).args(&argv[1..]).spawn() {
+    let child = match std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .spawn()
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("procward reaper: {}: {e}", argv[0]);

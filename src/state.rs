@@ -22,7 +22,10 @@ pub fn path(dir: &Path) -> PathBuf {
 }
 
 pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// Load the state. A missing file is an empty state; an unreadable one is
@@ -47,9 +50,17 @@ pub fn load(dir: &Path) -> Result<BTreeMap<String, Persisted>, String> {
 /// Write the state atomically (temp file, fsync, rename).
 pub fn save(dir: &Path, targets: &BTreeMap<String, Persisted>) -> std::io::Result<()> {
     let tmp = dir.join("state.json.tmp");
-    let body = serde_json::to_vec_pretty(&StateFile { version: 1, targets: targets.clone() })?;
+    let body = serde_json::to_vec_pretty(&StateFile {
+        version: 1,
+        targets: targets.clone(),
+    })?;
     {
-        let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(&body)?;
         f.sync_all()?;
     }
@@ -65,7 +76,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         assert!(load(d.path()).unwrap().is_empty());
         let mut m = BTreeMap::new();
-        m.insert("a".to_string(), Persisted { attempts: vec![1, 2], paused: true, ..Default::default() });
+        m.insert(
+            "a".to_string(),
+            Persisted {
+                attempts: vec![1, 2],
+                paused: true,
+                ..Default::default()
+            },
+        );
         save(d.path(), &m).unwrap();
         assert_eq!(load(d.path()).unwrap(), m);
         std::fs::write(path(d.path()), "{garbage").unwrap();

@@ -32,12 +32,19 @@ fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    if std::fs::metadata(path).map(|m| m.len() > LOG_LIMIT).unwrap_or(false) {
+    if std::fs::metadata(path)
+        .map(|m| m.len() > LOG_LIMIT)
+        .unwrap_or(false)
+    {
         let mut old = path.as_os_str().to_owned();
         old.push(".1");
         std::fs::rename(path, old)?;
     }
-    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 /// The last bytes written since `offset`, on one line, cut at a character
@@ -52,7 +59,12 @@ fn tail(path: &Path, offset: u64) -> String {
         }
     }
     let text = String::from_utf8_lossy(&buf);
-    let joined = text.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ");
+    let joined = text
+        .split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ");
     if joined.len() <= OUTPUT_TAIL {
         return joined;
     }
@@ -86,7 +98,9 @@ pub async fn run(r: Run) -> ScriptOutcome {
         .await
         {
             Ok(Ok(x)) => x,
-            Ok(Err(e)) => return ScriptOutcome::SpawnFailed(format!("log {}: {e}", r.log.display())),
+            Ok(Err(e)) => {
+                return ScriptOutcome::SpawnFailed(format!("log {}: {e}", r.log.display()))
+            }
             Err(e) => return ScriptOutcome::SpawnFailed(e.to_string()),
         }
     };
@@ -97,7 +111,10 @@ pub async fn run(r: Run) -> ScriptOutcome {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(&r.argv[1..])
         .env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .envs(r.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir("/")
         .stdin(Stdio::null())
@@ -107,7 +124,9 @@ pub async fn run(r: Run) -> ScriptOutcome {
         .kill_on_drop(false);
     if let Some(u) = &r.user {
         let groups: Vec<libc::gid_t> = u.groups.clone();
-        cmd.env("HOME", home_of(&u.name)).env("USER", &u.name).env("LOGNAME", &u.name);
+        cmd.env("HOME", home_of(&u.name))
+            .env("USER", &u.name)
+            .env("LOGNAME", &u.name);
         cmd.uid(u.uid).gid(u.gid);
         // SAFETY: setgroups is async-signal-safe; the list was built before fork.
         unsafe {
@@ -132,27 +151,45 @@ pub async fn run(r: Run) -> ScriptOutcome {
     let log_path = r.log.clone();
     let output = move || {
         let p = log_path.clone();
-        async move { tokio::task::spawn_blocking(move || tail(&p, offset)).await.unwrap_or_default() }
+        async move {
+            tokio::task::spawn_blocking(move || tail(&p, offset))
+                .await
+                .unwrap_or_default()
+        }
     };
     match status {
         Some(s) => {
             use std::os::unix::process::ExitStatusExt;
             match (s.code(), s.signal()) {
-                (Some(code), _) => ScriptOutcome::Exited { code, output: output().await },
-                (None, Some(signal)) => ScriptOutcome::Signaled { signal, output: output().await },
-                _ => ScriptOutcome::Exited { code: -1, output: output().await },
+                (Some(code), _) => ScriptOutcome::Exited {
+                    code,
+                    output: output().await,
+                },
+                (None, Some(signal)) => ScriptOutcome::Signaled {
+                    signal,
+                    output: output().await,
+                },
+                _ => ScriptOutcome::Exited {
+                    code: -1,
+                    output: output().await,
+                },
             }
         }
         None => {
             killpg(pgid, rustix::process::Signal::TERM);
-            if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+            if tokio::time::timeout(KILL_GRACE, child.wait())
+                .await
+                .is_err()
+            {
                 killpg(pgid, rustix::process::Signal::KILL);
                 let _ = child.wait().await;
             } else {
                 // The leader is gone; its group may not be.
                 killpg(pgid, rustix::process::Signal::KILL);
             }
-            ScriptOutcome::TimedOut { output: output().await }
+            ScriptOutcome::TimedOut {
+                output: output().await,
+            }
         }
     }
 }
@@ -170,7 +207,10 @@ mod tests {
     use super::*;
 
     fn run_sh(script: &str, timeout: Duration, dir: &Path) -> ScriptOutcome {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(run(Run {
             argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
             env: vec![("PROCWARD_TARGET".into(), "t".into())],
@@ -184,8 +224,18 @@ mod tests {
     #[test]
     fn exit_code_output_and_environment() {
         let d = tempfile::tempdir().unwrap();
-        let o = run_sh("echo target=$PROCWARD_TARGET; echo oops >&2; exit 3", Duration::from_secs(5), d.path());
-        assert_eq!(o, ScriptOutcome::Exited { code: 3, output: "target=t | oops".into() });
+        let o = run_sh(
+            "echo target=$PROCWARD_TARGET; echo oops >&2; exit 3",
+            Duration::from_secs(5),
+            d.path(),
+        );
+        assert_eq!(
+            o,
+            ScriptOutcome::Exited {
+                code: 3,
+                output: "target=t | oops".into()
+            }
+        );
         let log = std::fs::read_to_string(d.path().join("logs/t.log")).unwrap();
         assert!(log.contains("=== test\ntarget=t\noops\n"), "{log}");
     }
@@ -199,7 +249,11 @@ mod tests {
         let o = run_sh(&script, Duration::from_millis(300), d.path());
         assert!(matches!(o, ScriptOutcome::TimedOut { .. }), "{o:?}");
         assert!(t0.elapsed() < Duration::from_secs(5));
-        let pid: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let pid: u32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         // The background sleep of the script's group is gone too (or a
         // zombie of the killed shell, reaped by init).
         let mut buf = Vec::new();
@@ -220,7 +274,10 @@ mod tests {
     #[test]
     fn missing_program_is_a_spawn_failure() {
         let d = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let o = rt.block_on(run(Run {
             argv: vec!["/nonexistent/script".into()],
             env: vec![],
@@ -229,6 +286,9 @@ mod tests {
             log: d.path().join("l.log"),
             header: "x".into(),
         }));
-        assert!(matches!(o, ScriptOutcome::SpawnFailed(ref e) if e.contains("/nonexistent/script")), "{o:?}");
+        assert!(
+            matches!(o, ScriptOutcome::SpawnFailed(ref e) if e.contains("/nonexistent/script")),
+            "{o:?}"
+        );
     }
 }

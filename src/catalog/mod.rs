@@ -111,7 +111,10 @@ impl Catalog {
                 .span()
                 .map(|s| {
                     let before = &text[..s.start];
-                    (before.matches('\n').count() + 1, before.rsplit('\n').next().unwrap_or("").chars().count() + 1)
+                    (
+                        before.matches('\n').count() + 1,
+                        before.rsplit('\n').next().unwrap_or("").chars().count() + 1,
+                    )
                 })
                 .unwrap_or((1, 1));
             vec![format!("{origin}:{line}:{col}: {}", e.message())]
@@ -126,15 +129,22 @@ impl Catalog {
                 && m.id[2..].chars().all(|c| c.is_ascii_digit())
                 && matches!(&m.id[2..3], "1" | "2" | "3");
             if !ok_id {
-                errors.push(format!("{origin}: message {}: id must be PW1xxx, PW2xxx or PW3xxx", m.id));
+                errors.push(format!(
+                    "{origin}: message {}: id must be PW1xxx, PW2xxx or PW3xxx",
+                    m.id
+                ));
             }
             if by_id.insert(m.id.clone(), i).is_some() {
                 errors.push(format!("{origin}: message {}: duplicate id", m.id));
             }
             if !names.insert(m.name.clone()) {
-                errors.push(format!("{origin}: message {}: duplicate name {}", m.id, m.name));
+                errors.push(format!(
+                    "{origin}: message {}: duplicate name {}",
+                    m.id, m.name
+                ));
             }
-            if !snmp.insert(m.snmp.clone()) || !m.snmp.starts_with(|c: char| c.is_ascii_lowercase()) {
+            if !snmp.insert(m.snmp.clone()) || !m.snmp.starts_with(|c: char| c.is_ascii_lowercase())
+            {
                 errors.push(format!(
                     "{origin}: message {}: snmp name `{}` must be unique and start with a lower-case letter",
                     m.id, m.snmp
@@ -146,18 +156,25 @@ impl Catalog {
                 }
             }
             if m.description.trim().is_empty() || m.action.trim().is_empty() {
-                errors.push(format!("{origin}: message {}: description and action are required", m.id));
+                errors.push(format!(
+                    "{origin}: message {}: description and action are required",
+                    m.id
+                ));
             }
         }
         if errors.is_empty() {
-            Ok(Catalog { messages: file.message, by_id })
+            Ok(Catalog {
+                messages: file.message,
+                by_id,
+            })
         } else {
             Err(errors)
         }
     }
 
     pub fn embedded() -> Catalog {
-        Catalog::parse(EMBEDDED, "message-catalog/messages.toml").expect("the embedded catalog is valid")
+        Catalog::parse(EMBEDDED, "message-catalog/messages.toml")
+            .expect("the embedded catalog is valid")
     }
 
     /// The catalog from `dir/messages.toml`, or the embedded one.
@@ -166,7 +183,8 @@ impl Catalog {
             None => Ok(Catalog::embedded()),
             Some(d) => {
                 let p = d.join("messages.toml");
-                let text = std::fs::read_to_string(&p).map_err(|e| vec![format!("{}: {e}", p.display())])?;
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| vec![format!("{}: {e}", p.display())])?;
                 Catalog::parse(&text, &p.display().to_string())
             }
         }
@@ -205,8 +223,13 @@ mod tests {
         let c = Catalog::embedded();
         let lock = parse_lock(IDS_LOCK);
         for (id, name) in &lock {
-            let m = c.get(id).unwrap_or_else(|| panic!("{id} ({name}) is in ids.lock but was removed from the catalog"));
-            assert_eq!(&m.name, name, "{id} changed its name: IDs are never given another meaning");
+            let m = c.get(id).unwrap_or_else(|| {
+                panic!("{id} ({name}) is in ids.lock but was removed from the catalog")
+            });
+            assert_eq!(
+                &m.name, name,
+                "{id} changed its name: IDs are never given another meaning"
+            );
         }
         for m in &c.messages {
             assert!(
@@ -234,6 +257,9 @@ action = "a"
 "#;
         let errs = Catalog::parse(bad, "t.toml").unwrap_err();
         assert!(errs.iter().any(|e| e.contains("id must be")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.contains("text.ja is empty")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains("text.ja is empty")),
+            "{errs:?}"
+        );
     }
 }

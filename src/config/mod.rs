@@ -29,7 +29,14 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.key.is_empty() {
-            write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.col, self.message)
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.col,
+                self.message
+            )
         } else {
             write!(
                 f,
@@ -220,7 +227,12 @@ impl Source {
     fn line_col(&self, offset: usize) -> (usize, usize) {
         let before = &self.text[..offset.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+        let col = before
+            .rsplit('\n')
+            .next()
+            .map(|l| l.chars().count())
+            .unwrap_or(0)
+            + 1;
         (line, col)
     }
 
@@ -256,24 +268,32 @@ impl Source {
         let mut best: Option<std::ops::Range<usize>> = None;
         for seg in path {
             let next = match (node, seg) {
-                (Node::Table(t), Seg::Key(k)) | (Node::Item(toml_edit::Item::Table(t)), Seg::Key(k)) => {
+                (Node::Table(t), Seg::Key(k))
+                | (Node::Item(toml_edit::Item::Table(t)), Seg::Key(k)) => {
                     table_key(t, k, &mut best)
                 }
-                (Node::Item(toml_edit::Item::Value(toml_edit::Value::InlineTable(t))), Seg::Key(k))
+                (
+                    Node::Item(toml_edit::Item::Value(toml_edit::Value::InlineTable(t))),
+                    Seg::Key(k),
+                )
                 | (Node::Value(toml_edit::Value::InlineTable(t)), Seg::Key(k)) => {
                     inline_key(t, k, &mut best)
                 }
-                (Node::Item(toml_edit::Item::ArrayOfTables(a)), Seg::Index(i)) => a.get(*i).map(|t| {
-                    // The header `[[target]]` has no span of its own here:
-                    // point at the table's first key instead.
-                    let first = t.span().or_else(|| {
-                        t.iter().next().and_then(|(name, _)| t.key(name).and_then(|k| k.span()))
-                    });
-                    if let Some(span) = first {
-                        best = Some(span);
-                    }
-                    Node::Table(t)
-                }),
+                (Node::Item(toml_edit::Item::ArrayOfTables(a)), Seg::Index(i)) => {
+                    a.get(*i).map(|t| {
+                        // The header `[[target]]` has no span of its own here:
+                        // point at the table's first key instead.
+                        let first = t.span().or_else(|| {
+                            t.iter()
+                                .next()
+                                .and_then(|(name, _)| t.key(name).and_then(|k| k.span()))
+                        });
+                        if let Some(span) = first {
+                            best = Some(span);
+                        }
+                        Node::Table(t)
+                    })
+                }
                 (Node::Item(toml_edit::Item::Value(toml_edit::Value::Array(a))), Seg::Index(i))
                 | (Node::Value(toml_edit::Value::Array(a)), Seg::Index(i)) => a.get(*i).map(|v| {
                     if let Some(span) = v.span() {
@@ -335,20 +355,27 @@ impl Collector {
                 let mut path = base.to_vec();
                 for seg in e.path().iter() {
                     match seg {
-                        serde_path_to_error::Segment::Seq { index } => path.push(Seg::Index(*index)),
-                        serde_path_to_error::Segment::Map { key } => path.push(Seg::Key(key.clone())),
+                        serde_path_to_error::Segment::Seq { index } => {
+                            path.push(Seg::Index(*index))
+                        }
+                        serde_path_to_error::Segment::Map { key } => {
+                            path.push(Seg::Key(key.clone()))
+                        }
                         serde_path_to_error::Segment::Enum { variant } => {
                             path.push(Seg::Key(variant.clone()))
                         }
                         serde_path_to_error::Segment::Unknown => {}
                     }
                 }
-                let msg = e.inner().to_string();
+                let full = e.inner().to_string();
+                let msg = full.lines().next().unwrap_or_default().trim().to_string();
                 if let Some(field) = msg
                     .strip_prefix("unknown field `")
                     .and_then(|r| r.split('`').next())
                 {
-                    path.push(Seg::Key(field.to_string()));
+                    if path.last() != Some(&Seg::Key(field.to_string())) {
+                        path.push(Seg::Key(field.to_string()));
+                    }
                 }
                 self.at(src, &path, msg);
                 None
@@ -387,14 +414,21 @@ fn read_source(c: &mut Collector, path: &Path) -> Option<Source> {
         c.file(path, msg);
     }
     match toml_edit::ImDocument::parse(text.clone()) {
-        Ok(doc) => Some(Source { path: path.to_path_buf(), text, doc }),
+        Ok(doc) => Some(Source {
+            path: path.to_path_buf(),
+            text,
+            doc,
+        }),
         Err(e) => {
             let src_tmp = Source {
                 path: path.to_path_buf(),
                 text: text.clone(),
                 doc: toml_edit::ImDocument::parse(String::new()).expect("empty doc"),
             };
-            let (line, col) = e.span().map(|s| src_tmp.line_col(s.start)).unwrap_or((1, 1));
+            let (line, col) = e
+                .span()
+                .map(|s| src_tmp.line_col(s.start))
+                .unwrap_or((1, 1));
             c.errors.push(ConfigError {
                 file: path.to_path_buf(),
                 line,
@@ -441,7 +475,11 @@ fn parse_sections(c: &mut Collector, src: &Source, src_idx: usize, main: bool, o
                     match kind.as_str() {
                         "syslog" => {
                             let toml::Value::Array(items) = list else {
-                                c.at(src, &[k("sink"), k("syslog")], "expected [[sink.syslog]] entries");
+                                c.at(
+                                    src,
+                                    &[k("sink"), k("syslog")],
+                                    "expected [[sink.syslog]] entries",
+                                );
                                 continue;
                             };
                             for (i, item) in items.into_iter().enumerate() {
@@ -491,7 +529,12 @@ fn lookup_user(name: &str) -> Result<RunAs, String> {
             let groups = nix::unistd::getgrouplist(&cname, u.gid)
                 .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
                 .unwrap_or_else(|_| vec![u.gid.as_raw()]);
-            Ok(RunAs { name: u.name, uid: u.uid.as_raw(), gid: u.gid.as_raw(), groups })
+            Ok(RunAs {
+                name: u.name,
+                uid: u.uid.as_raw(),
+                gid: u.gid.as_raw(),
+                groups,
+            })
         }
         Ok(None) => Err(format!("no such user `{name}`")),
         Err(e) => Err(format!("cannot look up user `{name}`: {e}")),
@@ -547,7 +590,11 @@ fn kernel_hostname() -> String {
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let mut c = Collector { errors: Vec::new() };
     let mut sources: Vec<Source> = Vec::new();
-    let mut parsed = Parsed { daemon: None, sinks: Vec::new(), targets: Vec::new() };
+    let mut parsed = Parsed {
+        daemon: None,
+        sinks: Vec::new(),
+        targets: Vec::new(),
+    };
 
     if let Some(main) = read_source(&mut c, path) {
         sources.push(main);
@@ -620,6 +667,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         }
     }
 
+    c.errors
+        .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
     if c.errors.is_empty() {
         Ok(Config {
             path: path.to_path_buf(),
@@ -657,7 +706,10 @@ fn validate_daemon(c: &mut Collector, src: Option<&Source>, d: &DaemonRaw) -> Op
             }
         }
     }
-    for (key, dir) in [("catalog-dir", &d.catalog_dir), ("templates-dir", &d.templates_dir)] {
+    for (key, dir) in [
+        ("catalog-dir", &d.catalog_dir),
+        ("templates-dir", &d.templates_dir),
+    ] {
         if let Some(dir) = dir {
             if !dir.is_dir() {
                 at(c, key, format!("{} is not a directory", dir.display()));
@@ -689,7 +741,11 @@ fn validate_sink(
     let facility = match facility_code(&s.facility) {
         Some(f) => f,
         None => {
-            c.at(src, &base("facility"), format!("unknown facility `{}`", s.facility));
+            c.at(
+                src,
+                &base("facility"),
+                format!("unknown facility `{}`", s.facility),
+            );
             ok = false;
             0
         }
@@ -725,7 +781,11 @@ fn validate_sink(
     };
     let max_size = s.max_size.unwrap_or(default_max);
     if max_size < 480 {
-        c.at(src, &base("max-size"), "must be at least 480 bytes (RFC 5424 §6.1)");
+        c.at(
+            src,
+            &base("max-size"),
+            "must be at least 480 bytes (RFC 5424 §6.1)",
+        );
         ok = false;
     }
     ok.then(|| SyslogSink {
@@ -749,9 +809,16 @@ fn validate_target(c: &mut Collector, src: &Source, i: usize, t: &TargetRaw) -> 
         v
     };
     if t.name.is_empty()
-        || !t.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+        || !t
+            .name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
     {
-        c.at(src, &p(&["name"]), "use letters, digits, `-`, `_` and `.` only");
+        c.at(
+            src,
+            &p(&["name"]),
+            "use letters, digits, `-`, `_` and `.` only",
+        );
     }
     let m = &t.matcher;
     if m.exe.is_none() && m.comm.is_none() && m.cmdline.is_none() && m.pidfile.is_none() {
@@ -779,8 +846,18 @@ fn validate_target(c: &mut Collector, src: &Source, i: usize, t: &TargetRaw) -> 
         Some(re) => match Regex::new(re) {
             Ok(r) => Some(r),
             Err(e) => {
-                let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
-                c.at(src, &p(&["match", "cmdline"]), format!("bad regex: {first}"));
+                let first = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                c.at(
+                    src,
+                    &p(&["match", "cmdline"]),
+                    format!("bad regex: {first}"),
+                );
                 None
             }
         },
@@ -803,31 +880,49 @@ fn validate_target(c: &mut Collector, src: &Source, i: usize, t: &TargetRaw) -> 
                 c.at(src, &p(&["count", "max"]), "must be at least 1");
             }
             if max < min {
-                c.at(src, &p(&["count", "max"]), format!("is below count.min ({min})"));
+                c.at(
+                    src,
+                    &p(&["count", "max"]),
+                    format!("is below count.min ({min})"),
+                );
             }
         }
         (min, cnt.max)
     });
     if let Some(ch) = &t.children {
         if ch.min == 0 {
-            c.at(src, &p(&["children", "min"]), "must be at least 1 (or leave `children` out)");
+            c.at(
+                src,
+                &p(&["children", "min"]),
+                "must be at least 1 (or leave `children` out)",
+            );
         }
     }
     let r = &t.restart;
     if let Some(script) = &r.script {
         let loc = p(&["restart", "script"]);
         if !script.is_absolute() {
-            c.at(src, &loc, format!("{} must be an absolute path", script.display()));
+            c.at(
+                src,
+                &loc,
+                format!("{} must be an absolute path", script.display()),
+            );
         } else {
             match std::fs::metadata(script) {
                 Err(e) => c.at(src, &loc, format!("{}: {e}", script.display())),
-                Ok(md) if !md.is_file() => {
-                    c.at(src, &loc, format!("{} is not a regular file", script.display()))
-                }
+                Ok(md) if !md.is_file() => c.at(
+                    src,
+                    &loc,
+                    format!("{} is not a regular file", script.display()),
+                ),
                 Ok(md) if md.mode() & 0o111 == 0 => c.at(
                     src,
                     &loc,
-                    format!("{} is not executable; run: chmod +x {}", script.display(), script.display()),
+                    format!(
+                        "{} is not executable; run: chmod +x {}",
+                        script.display(),
+                        script.display()
+                    ),
                 ),
                 Ok(_) => {
                     if let Some(msg) = writable_by_others(script) {
@@ -838,7 +933,11 @@ fn validate_target(c: &mut Collector, src: &Source, i: usize, t: &TargetRaw) -> 
         }
     }
     if r.timeout.is_zero() {
-        c.at(src, &p(&["restart", "timeout"]), "must be greater than zero");
+        c.at(
+            src,
+            &p(&["restart", "timeout"]),
+            "must be greater than zero",
+        );
     }
     if r.settle.is_zero() {
         c.at(src, &p(&["restart", "settle"]), "must be greater than zero");
@@ -857,19 +956,34 @@ fn validate_target(c: &mut Collector, src: &Source, i: usize, t: &TargetRaw) -> 
         c.at(src, &p(&["retry", "window"]), "must be greater than zero");
     }
     if t.retry.backoff.max.0 < t.retry.backoff.initial.0 {
-        c.at(src, &p(&["retry", "backoff", "max"]), "is below retry.backoff.initial");
+        c.at(
+            src,
+            &p(&["retry", "backoff", "max"]),
+            "is below retry.backoff.initial",
+        );
     }
     let failover = match &t.failover {
         Some(f) => {
             if f.command.is_empty() || f.command[0].is_empty() {
                 c.at(src, &p(&["failover", "command"]), "must name a program");
             } else if !Path::new(&f.command[0]).is_absolute() {
-                c.at(src, &p(&["failover", "command"]), "the program must be an absolute path");
+                c.at(
+                    src,
+                    &p(&["failover", "command"]),
+                    "the program must be an absolute path",
+                );
             }
             if f.timeout.is_zero() {
-                c.at(src, &p(&["failover", "timeout"]), "must be greater than zero");
+                c.at(
+                    src,
+                    &p(&["failover", "timeout"]),
+                    "must be greater than zero",
+                );
             }
-            Some(Failover { command: f.command.clone(), timeout: f.timeout.0 })
+            Some(Failover {
+                command: f.command.clone(),
+                timeout: f.timeout.0,
+            })
         }
         None => None,
     };

@@ -15,11 +15,26 @@ use std::time::Duration;
 #[serde(tag = "cmd", rename_all = "kebab-case")]
 pub enum Request {
     Status,
-    Pause { target: Option<String>, #[serde(default)] all: bool },
-    Resume { target: Option<String>, #[serde(default)] all: bool },
-    Reset { target: String },
+    Pause {
+        target: Option<String>,
+        #[serde(default)]
+        all: bool,
+    },
+    Resume {
+        target: Option<String>,
+        #[serde(default)]
+        all: bool,
+    },
+    Reset {
+        target: String,
+    },
     Reload,
-    Events { #[serde(default)] since_ms: u64, #[serde(default)] follow: bool },
+    Events {
+        #[serde(default)]
+        since_ms: u64,
+        #[serde(default)]
+        follow: bool,
+    },
 }
 
 impl Request {
@@ -49,13 +64,28 @@ pub struct Response {
 
 impl Response {
     pub fn ok(result: serde_json::Value) -> Self {
-        Response { ok: true, error: None, result: Some(result), event: None }
+        Response {
+            ok: true,
+            error: None,
+            result: Some(result),
+            event: None,
+        }
     }
     pub fn err(e: impl Into<String>) -> Self {
-        Response { ok: false, error: Some(e.into()), result: None, event: None }
+        Response {
+            ok: false,
+            error: Some(e.into()),
+            result: None,
+            event: None,
+        }
     }
     pub fn event(ev: Event) -> Self {
-        Response { ok: true, error: None, result: None, event: Some(ev) }
+        Response {
+            ok: true,
+            error: None,
+            result: None,
+            event: Some(ev),
+        }
     }
 }
 
@@ -71,7 +101,9 @@ pub fn allowed(allow: &Allow, uid: u32, gid: u32) -> bool {
     let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) else {
         return false;
     };
-    let Ok(name) = std::ffi::CString::new(user.name) else { return false };
+    let Ok(name) = std::ffi::CString::new(user.name) else {
+        return false;
+    };
     nix::unistd::getgrouplist(&name, user.gid)
         .map(|gs| gs.iter().any(|g| allow.gids.contains(&g.as_raw())))
         .unwrap_or(false)
@@ -96,7 +128,10 @@ pub fn socket_path(config: &Path) -> PathBuf {
         .ok()
         .and_then(|t| t.parse::<toml::Table>().ok())
         .and_then(|t| {
-            t.get("daemon")?.get("control-socket")?.as_str().map(PathBuf::from)
+            t.get("daemon")?
+                .get("control-socket")?
+                .as_str()
+                .map(PathBuf::from)
         });
     from_cfg.unwrap_or_else(|| PathBuf::from("/run/procward/control.sock"))
 }
@@ -104,7 +139,10 @@ pub fn socket_path(config: &Path) -> PathBuf {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("procward is not reachable at {path}: {source} (is the daemon running?)")]
-    Unreachable { path: PathBuf, source: std::io::Error },
+    Unreachable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("control socket {0}: {1}")]
     Io(PathBuf, std::io::Error),
     #[error("bad answer from procward: {0}")]
@@ -119,23 +157,36 @@ pub struct Client {
 
 impl Client {
     pub fn connect(path: &Path) -> Result<Client, ClientError> {
-        let s = UnixStream::connect(path)
-            .map_err(|e| ClientError::Unreachable { path: path.to_path_buf(), source: e })?;
-        let w = s.try_clone().map_err(|e| ClientError::Io(path.to_path_buf(), e))?;
-        Ok(Client { path: path.to_path_buf(), reader: BufReader::new(s), writer: w })
+        let s = UnixStream::connect(path).map_err(|e| ClientError::Unreachable {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let w = s
+            .try_clone()
+            .map_err(|e| ClientError::Io(path.to_path_buf(), e))?;
+        Ok(Client {
+            path: path.to_path_buf(),
+            reader: BufReader::new(s),
+            writer: w,
+        })
     }
 
     pub fn send(&mut self, req: &Request) -> Result<(), ClientError> {
         let mut line = serde_json::to_vec(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
         line.push(b'\n');
-        self.writer.write_all(&line).map_err(|e| ClientError::Io(self.path.clone(), e))
+        self.writer
+            .write_all(&line)
+            .map_err(|e| ClientError::Io(self.path.clone(), e))
     }
 
     /// Read one response line (blocking up to `timeout`, None = forever).
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Response, ClientError> {
         self.reader.get_ref().set_read_timeout(timeout).ok();
         let mut line = String::new();
-        let n = self.reader.read_line(&mut line).map_err(|e| ClientError::Io(self.path.clone(), e))?;
+        let n = self
+            .reader
+            .read_line(&mut line)
+            .map_err(|e| ClientError::Io(self.path.clone(), e))?;
         if n == 0 {
             return Err(ClientError::Protocol("connection closed".into()));
         }

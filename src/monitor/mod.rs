@@ -61,14 +61,35 @@ pub enum ScriptOutcome {
 pub enum Input {
     /// Result of a /proc scan for a target that needs one: every matching
     /// live process, the main one (top-most, oldest) first. Empty: none.
-    Found { target: String, procs: Vec<ProcRef> },
+    Found {
+        target: String,
+        procs: Vec<ProcRef>,
+    },
     /// A tracked process ended.
-    Exited { target: String, proc: ProcRef, kind: ExitKind },
+    Exited {
+        target: String,
+        proc: ProcRef,
+        kind: ExitKind,
+    },
     /// Number of direct children of the main process.
-    Children { target: String, pid: u32, count: u32 },
-    ScriptDone { target: String, attempt: u32, outcome: ScriptOutcome },
-    CommandDone { target: String, outcome: ScriptOutcome },
-    Timer { target: String, token: u64 },
+    Children {
+        target: String,
+        pid: u32,
+        count: u32,
+    },
+    ScriptDone {
+        target: String,
+        attempt: u32,
+        outcome: ScriptOutcome,
+    },
+    CommandDone {
+        target: String,
+        outcome: ScriptOutcome,
+    },
+    Timer {
+        target: String,
+        token: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,12 +102,28 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Emit(EventSpec),
-    Track { target: String, proc: ProcRef },
-    UntrackAll { target: String },
-    RunScript { target: String, attempt: u32, reason: Reason, pid: Option<u32> },
+    Track {
+        target: String,
+        proc: ProcRef,
+    },
+    UntrackAll {
+        target: String,
+    },
+    RunScript {
+        target: String,
+        attempt: u32,
+        reason: Reason,
+        pid: Option<u32>,
+    },
     /// Run `failover.command` (on-retry-over failover or exec).
-    RunCommand { target: String },
-    Arm { target: String, token: u64, at: Ms },
+    RunCommand {
+        target: String,
+    },
+    Arm {
+        target: String,
+        token: u64,
+        at: Ms,
+    },
     /// Scan /proc soon instead of at the next interval.
     ScanSoon,
     Persist,
@@ -100,10 +137,19 @@ pub enum Phase {
     /// Failed, no restart script: waiting for it to come back.
     Down,
     /// Failed, next restart at a timer.
-    Backoff { reason: Reason, pid: Option<u32> },
-    Restarting { attempt: u32, reason: Reason },
+    Backoff {
+        reason: Reason,
+        pid: Option<u32>,
+    },
+    Restarting {
+        attempt: u32,
+        reason: Reason,
+    },
     /// Script succeeded; the target must be found before the timer.
-    Settling { attempt: u32, reason: Reason },
+    Settling {
+        attempt: u32,
+        reason: Reason,
+    },
     RetryOver,
     Failed,
     Paused,
@@ -266,7 +312,11 @@ impl Out<'_> {
 
 impl Monitor {
     pub fn new(specs: Vec<TargetSpec>, state: &BTreeMap<String, Persisted>, seed: u64) -> Self {
-        let mut m = Monitor { targets: Vec::new(), index: HashMap::new(), rng: seed | 1 };
+        let mut m = Monitor {
+            targets: Vec::new(),
+            index: HashMap::new(),
+            rng: seed | 1,
+        };
         for spec in specs {
             let p = state.get(&spec.name).cloned().unwrap_or_default();
             m.index.insert(spec.name.clone(), m.targets.len());
@@ -285,24 +335,34 @@ impl Monitor {
 
     /// Targets a /proc scan must look for now.
     pub fn scan_targets(&self) -> impl Iterator<Item = &TargetSpec> {
-        self.targets.iter().filter(|t| t.needs_scan()).map(|t| &t.spec)
+        self.targets
+            .iter()
+            .filter(|t| t.needs_scan())
+            .map(|t| &t.spec)
     }
 
     /// Up targets whose children must be counted: (target, main pid).
     pub fn children_checks(&self) -> impl Iterator<Item = (&str, u32)> {
-        self.targets.iter().filter_map(|t| match (&t.phase, t.spec.children_min, t.main()) {
-            (Phase::Up, Some(_), Some(m)) => Some((t.spec.name.as_str(), m.pid)),
-            _ => None,
-        })
+        self.targets
+            .iter()
+            .filter_map(|t| match (&t.phase, t.spec.children_min, t.main()) {
+                (Phase::Up, Some(_), Some(m)) => Some((t.spec.name.as_str(), m.pid)),
+                _ => None,
+            })
     }
 
     /// Every tracked process, with its target.
     pub fn tracked(&self) -> impl Iterator<Item = (&str, ProcRef)> {
-        self.targets.iter().flat_map(|t| t.procs.iter().map(move |p| (t.spec.name.as_str(), *p)))
+        self.targets
+            .iter()
+            .flat_map(|t| t.procs.iter().map(move |p| (t.spec.name.as_str(), *p)))
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, Persisted> {
-        self.targets.iter().map(|t| (t.spec.name.clone(), t.persisted())).collect()
+        self.targets
+            .iter()
+            .map(|t| (t.spec.name.clone(), t.persisted()))
+            .collect()
     }
 
     pub fn status(&self, now: Ms) -> Vec<TargetStatus> {
@@ -316,7 +376,10 @@ impl Monitor {
                 restarts_in_window: t.in_window(now),
                 retry_max: t.spec.retry.max,
                 last_event: t.last_event.as_ref().map(|(id, _)| id.clone()),
-                last_event_time: t.last_event.as_ref().map(|(_, ms)| crate::event::rfc3339_ms(*ms)),
+                last_event_time: t
+                    .last_event
+                    .as_ref()
+                    .map(|(_, ms)| crate::event::rfc3339_ms(*ms)),
             })
             .collect()
     }
@@ -353,17 +416,22 @@ impl Monitor {
     /// state (counters, pause, tracked processes unless `match` changed).
     pub fn reconfigure(&mut self, specs: Vec<TargetSpec>, now: Ms) -> Vec<Action> {
         let mut actions = Vec::new();
-        let mut old: HashMap<String, Target> =
-            self.targets.drain(..).map(|t| (t.spec.name.clone(), t)).collect();
+        let mut old: HashMap<String, Target> = self
+            .targets
+            .drain(..)
+            .map(|t| (t.spec.name.clone(), t))
+            .collect();
         self.index.clear();
         for spec in specs {
             let t = match old.remove(&spec.name) {
                 Some(mut t) => {
-                    let changed = t.spec.match_raw != spec.match_raw
-                        || t.spec.is_group() != spec.is_group();
+                    let changed =
+                        t.spec.match_raw != spec.match_raw || t.spec.is_group() != spec.is_group();
                     t.spec = spec;
                     if changed && t.phase == Phase::Up {
-                        actions.push(Action::UntrackAll { target: t.spec.name.clone() });
+                        actions.push(Action::UntrackAll {
+                            target: t.spec.name.clone(),
+                        });
                         t.procs.clear();
                         t.up_since = None;
                         t.phase = Phase::Waiting;
@@ -386,10 +454,22 @@ impl Monitor {
     }
 
     /// An operator command for one target. `by` names who asked.
-    pub fn command(&mut self, name: &str, cmd: Command, by: &str, now: Ms) -> Result<Vec<Action>, String> {
-        let &i = self.index.get(name).ok_or_else(|| format!("no target named `{name}`"))?;
+    pub fn command(
+        &mut self,
+        name: &str,
+        cmd: Command,
+        by: &str,
+        now: Ms,
+    ) -> Result<Vec<Action>, String> {
+        let &i = self
+            .index
+            .get(name)
+            .ok_or_else(|| format!("no target named `{name}`"))?;
         let mut actions = Vec::new();
-        let mut out = Out { actions: &mut actions, now };
+        let mut out = Out {
+            actions: &mut actions,
+            now,
+        };
         let t = &mut self.targets[i];
         match cmd {
             Command::Pause => {
@@ -401,16 +481,32 @@ impl Monitor {
                 t.procs.clear();
                 t.up_since = None;
                 t.token += 1;
-                out.push(Action::UntrackAll { target: name.to_string() });
-                out.emit(t, EventSpec::new(msg::TARGET_PAUSED).target(name).field("by", by).field("state", from));
+                out.push(Action::UntrackAll {
+                    target: name.to_string(),
+                });
+                out.emit(
+                    t,
+                    EventSpec::new(msg::TARGET_PAUSED)
+                        .target(name)
+                        .field("by", by)
+                        .field("state", from),
+                );
             }
             Command::Resume => {
                 if t.phase != Phase::Paused {
-                    return Err(format!("target `{name}` is not paused (state {})", t.phase.as_str()));
+                    return Err(format!(
+                        "target `{name}` is not paused (state {})",
+                        t.phase.as_str()
+                    ));
                 }
                 t.phase = Phase::Waiting;
                 t.waiting_said = false;
-                out.emit(t, EventSpec::new(msg::TARGET_RESUMED).target(name).field("by", by));
+                out.emit(
+                    t,
+                    EventSpec::new(msg::TARGET_RESUMED)
+                        .target(name)
+                        .field("by", by),
+                );
                 out.push(Action::ScanSoon);
             }
             Command::Reset => {
@@ -469,12 +565,15 @@ impl Monitor {
                     }
                 }
             }
-            Input::ScriptDone { attempt, outcome, .. } => {
-                self.on_script_done(i, attempt, outcome, now, &mut actions)
-            }
+            Input::ScriptDone {
+                attempt, outcome, ..
+            } => self.on_script_done(i, attempt, outcome, now, &mut actions),
             Input::CommandDone { outcome, .. } => {
                 let t = &mut self.targets[i];
-                let mut out = Out { actions: &mut actions, now };
+                let mut out = Out {
+                    actions: &mut actions,
+                    now,
+                };
                 let ev = match outcome {
                     ScriptOutcome::Exited { code: 0, .. } => {
                         EventSpec::new(msg::RETRY_OVER_COMMAND_OK).target(&name)
@@ -492,11 +591,16 @@ impl Monitor {
                     return actions;
                 }
                 match t.phase.clone() {
-                    Phase::Backoff { reason, pid } => self.start_restart(i, reason, pid, now, &mut actions),
+                    Phase::Backoff { reason, pid } => {
+                        self.start_restart(i, reason, pid, now, &mut actions)
+                    }
                     Phase::Settling { attempt, reason } => {
                         let t = &mut self.targets[i];
                         let settle = t.spec.restart.settle;
-                        let mut out = Out { actions: &mut actions, now };
+                        let mut out = Out {
+                            actions: &mut actions,
+                            now,
+                        };
                         out.emit(
                             t,
                             EventSpec::new(msg::RESTART_NOT_SETTLED)
@@ -519,7 +623,9 @@ impl Monitor {
         let enough = procs.len() as u32 >= t.spec.min_count();
         let mut out = Out { actions, now };
         match t.phase.clone() {
-            Phase::Waiting | Phase::Down | Phase::Backoff { .. } | Phase::Settling { .. } if enough => {
+            Phase::Waiting | Phase::Down | Phase::Backoff { .. } | Phase::Settling { .. }
+                if enough =>
+            {
                 let ev = match &t.phase {
                     Phase::Waiting => EventSpec::new(msg::TARGET_FOUND),
                     Phase::Settling { attempt, .. } => {
@@ -528,10 +634,16 @@ impl Monitor {
                     _ => EventSpec::new(msg::TARGET_BACK),
                 };
                 let main = procs[0];
-                let adopt: Vec<ProcRef> =
-                    if t.spec.is_group() { procs.clone() } else { vec![main] };
+                let adopt: Vec<ProcRef> = if t.spec.is_group() {
+                    procs.clone()
+                } else {
+                    vec![main]
+                };
                 for p in &adopt {
-                    out.push(Action::Track { target: name.clone(), proc: *p });
+                    out.push(Action::Track {
+                        target: name.clone(),
+                        proc: *p,
+                    });
                 }
                 t.procs = adopt;
                 t.phase = Phase::Up;
@@ -543,7 +655,10 @@ impl Monitor {
                 let newly = !t.ever_up || t.last_pid != Some(main.pid);
                 t.ever_up = true;
                 t.last_pid = Some(main.pid);
-                out.emit(t, ev.target(&name).pid(main.pid).field("count", procs.len()));
+                out.emit(
+                    t,
+                    ev.target(&name).pid(main.pid).field("count", procs.len()),
+                );
                 if newly {
                     out.push(Action::Persist);
                 }
@@ -567,7 +682,10 @@ impl Monitor {
                 for p in &procs {
                     if !t.procs.contains(p) {
                         t.procs.push(*p);
-                        out.push(Action::Track { target: name.clone(), proc: *p });
+                        out.push(Action::Track {
+                            target: name.clone(),
+                            proc: *p,
+                        });
                     }
                 }
                 let count = procs.len() as u32;
@@ -601,7 +719,14 @@ impl Monitor {
         }
     }
 
-    fn on_exited(&mut self, i: usize, proc: ProcRef, kind: ExitKind, now: Ms, actions: &mut Vec<Action>) {
+    fn on_exited(
+        &mut self,
+        i: usize,
+        proc: ProcRef,
+        kind: ExitKind,
+        now: Ms,
+        actions: &mut Vec<Action>,
+    ) {
         let t = &mut self.targets[i];
         if t.phase != Phase::Up || !t.procs.contains(&proc) {
             return; // stale: already handled, or not ours
@@ -613,11 +738,16 @@ impl Monitor {
             let (reason, ev) = match kind {
                 ExitKind::Disappeared => (
                     Reason::Disappeared,
-                    EventSpec::new(msg::PROCESS_DISAPPEARED).target(&name).pid(proc.pid),
+                    EventSpec::new(msg::PROCESS_DISAPPEARED)
+                        .target(&name)
+                        .pid(proc.pid),
                 ),
                 ExitKind::Zombie { ppid } => (
                     Reason::Zombie,
-                    EventSpec::new(msg::PROCESS_ZOMBIE).target(&name).pid(proc.pid).field("ppid", ppid),
+                    EventSpec::new(msg::PROCESS_ZOMBIE)
+                        .target(&name)
+                        .pid(proc.pid)
+                        .field("ppid", ppid),
                 ),
             };
             self.fail(i, reason, Some(proc.pid), ev, now, actions);
@@ -625,13 +755,24 @@ impl Monitor {
             let count = t.procs.len() as u32;
             let min = t.spec.min_count();
             let pid = t.main().map(|m| m.pid);
-            let ev = EventSpec::new(msg::COUNT_BELOW_MIN).target(&name).field("count", count).field("min", min);
+            let ev = EventSpec::new(msg::COUNT_BELOW_MIN)
+                .target(&name)
+                .field("count", count)
+                .field("min", min);
             self.fail(i, reason_count(), pid, ev, now, actions);
         }
     }
 
     /// The target failed: say so, drop its processes, and recover.
-    fn fail(&mut self, i: usize, reason: Reason, pid: Option<u32>, ev: EventSpec, now: Ms, actions: &mut Vec<Action>) {
+    fn fail(
+        &mut self,
+        i: usize,
+        reason: Reason,
+        pid: Option<u32>,
+        ev: EventSpec,
+        now: Ms,
+        actions: &mut Vec<Action>,
+    ) {
         let t = &mut self.targets[i];
         let name = t.spec.name.clone();
         let mut out = Out { actions, now };
@@ -648,7 +789,14 @@ impl Monitor {
 
     /// Decide what follows a failure: restart now, after a backoff, or
     /// retry-over.
-    fn recover(&mut self, i: usize, reason: Reason, pid: Option<u32>, now: Ms, actions: &mut Vec<Action>) {
+    fn recover(
+        &mut self,
+        i: usize,
+        reason: Reason,
+        pid: Option<u32>,
+        now: Ms,
+        actions: &mut Vec<Action>,
+    ) {
         let t = &mut self.targets[i];
         t.token += 1;
         if t.spec.restart.script.is_none() {
@@ -685,17 +833,28 @@ impl Monitor {
         let name = t.spec.name.clone();
         t.phase = Phase::Backoff { reason, pid };
         let mut out = Out { actions, now };
-        out.push(Action::Arm { target: name.clone(), token: t.token, at: now + delay });
+        out.push(Action::Arm {
+            target: name.clone(),
+            token: t.token,
+            at: now + delay,
+        });
         let ev = EventSpec::new(id)
             .target(&name)
-            .field("delay", humantime::format_duration(std::time::Duration::from_millis(delay / 1000 * 1000)).to_string())
+            .field(
+                "delay",
+                humantime::format_duration(std::time::Duration::from_millis(delay / 1000 * 1000))
+                    .to_string(),
+            )
             .field("delay_ms", delay)
             .field("attempt", t.attempts.len() as u64 + 1)
             .field("max", t.spec.retry.max)
             .field("reason", reason.as_str());
         let ev = if id == msg::RETRY_OVER {
             ev.field("attempts", t.attempts.len())
-                .field("window", humantime::format_duration(t.spec.retry.window).to_string())
+                .field(
+                    "window",
+                    humantime::format_duration(t.spec.retry.window).to_string(),
+                )
                 .field("action", OnRetryOver::Continue.as_str())
         } else {
             ev
@@ -703,7 +862,14 @@ impl Monitor {
         out.emit(t, ev);
     }
 
-    fn retry_over(&mut self, i: usize, reason: Reason, pid: Option<u32>, now: Ms, actions: &mut Vec<Action>) {
+    fn retry_over(
+        &mut self,
+        i: usize,
+        reason: Reason,
+        pid: Option<u32>,
+        now: Ms,
+        actions: &mut Vec<Action>,
+    ) {
         let t = &mut self.targets[i];
         let name = t.spec.name.clone();
         let action = t.spec.on_retry_over;
@@ -712,7 +878,11 @@ impl Monitor {
             let first = !t.over;
             t.over = true;
             let delay = self.jitter(cap);
-            let id = if first { msg::RETRY_OVER } else { msg::RESTART_DELAYED };
+            let id = if first {
+                msg::RETRY_OVER
+            } else {
+                msg::RESTART_DELAYED
+            };
             self.delay_restart(i, reason, pid, delay, now, actions, id);
             return;
         }
@@ -720,14 +890,21 @@ impl Monitor {
         let ev = EventSpec::new(msg::RETRY_OVER)
             .target(&name)
             .field("attempts", t.attempts.len())
-            .field("window", humantime::format_duration(t.spec.retry.window).to_string())
+            .field(
+                "window",
+                humantime::format_duration(t.spec.retry.window).to_string(),
+            )
             .field("action", action.as_str())
             .field("reason", reason.as_str())
             .field("delay", "-")
             .field("delay_ms", 0)
             .field("attempt", t.attempts.len() as u64 + 1)
             .field("max", t.spec.retry.max);
-        t.phase = if action == OnRetryOver::Failover { Phase::Failed } else { Phase::RetryOver };
+        t.phase = if action == OnRetryOver::Failover {
+            Phase::Failed
+        } else {
+            Phase::RetryOver
+        };
         out.emit(t, ev);
         if let (OnRetryOver::Failover | OnRetryOver::Exec, Some(f)) = (action, &t.spec.failover) {
             let ev = EventSpec::new(msg::RETRY_OVER_COMMAND)
@@ -740,7 +917,14 @@ impl Monitor {
         out.push(Action::Persist);
     }
 
-    fn start_restart(&mut self, i: usize, reason: Reason, pid: Option<u32>, now: Ms, actions: &mut Vec<Action>) {
+    fn start_restart(
+        &mut self,
+        i: usize,
+        reason: Reason,
+        pid: Option<u32>,
+        now: Ms,
+        actions: &mut Vec<Action>,
+    ) {
         let t = &mut self.targets[i];
         let name = t.spec.name.clone();
         t.attempts.push_back(now);
@@ -748,7 +932,13 @@ impl Monitor {
         t.phase = Phase::Restarting { attempt, reason };
         t.token += 1;
         let mut out = Out { actions, now };
-        let script = t.spec.restart.script.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        let script = t
+            .spec
+            .restart
+            .script
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         let mut ev = EventSpec::new(msg::RESTART_STARTED)
             .target(&name)
             .field("attempt", attempt)
@@ -759,11 +949,23 @@ impl Monitor {
             ev = ev.pid(p);
         }
         out.emit(t, ev);
-        out.push(Action::RunScript { target: name, attempt, reason, pid });
+        out.push(Action::RunScript {
+            target: name,
+            attempt,
+            reason,
+            pid,
+        });
         out.push(Action::Persist);
     }
 
-    fn on_script_done(&mut self, i: usize, attempt: u32, outcome: ScriptOutcome, now: Ms, actions: &mut Vec<Action>) {
+    fn on_script_done(
+        &mut self,
+        i: usize,
+        attempt: u32,
+        outcome: ScriptOutcome,
+        now: Ms,
+        actions: &mut Vec<Action>,
+    ) {
         let t = &mut self.targets[i];
         let reason = match t.phase {
             Phase::Restarting { attempt: a, reason } if a == attempt => reason,
@@ -776,7 +978,11 @@ impl Monitor {
                 let settle = t.spec.restart.settle;
                 t.phase = Phase::Settling { attempt, reason };
                 t.token += 1;
-                out.push(Action::Arm { target: name.clone(), token: t.token, at: now + settle.as_millis() as u64 });
+                out.push(Action::Arm {
+                    target: name.clone(),
+                    token: t.token,
+                    at: now + settle.as_millis() as u64,
+                });
                 out.emit(
                     t,
                     EventSpec::new(msg::RESTART_SCRIPT_DONE)
@@ -790,7 +996,10 @@ impl Monitor {
                 let ev = EventSpec::new(msg::RESTART_SCRIPT_TIMEOUT)
                     .target(&name)
                     .field("attempt", attempt)
-                    .field("timeout", humantime::format_duration(t.spec.restart.timeout).to_string())
+                    .field(
+                        "timeout",
+                        humantime::format_duration(t.spec.restart.timeout).to_string(),
+                    )
                     .field("output", output.clone());
                 out.emit(t, ev);
                 self.recover(i, reason, None, now, actions);

@@ -11,7 +11,13 @@ const T0: Ms = 1_800_000_000_000;
 fn spec(name: &str) -> TargetSpec {
     TargetSpec {
         name: name.into(),
-        matcher: Matcher { exe: None, comm: Some("x".into()), cmdline: None, pidfile: None, uid: None },
+        matcher: Matcher {
+            exe: None,
+            comm: Some("x".into()),
+            cmdline: None,
+            pidfile: None,
+            uid: None,
+        },
         count: None,
         children_min: None,
         restart: Restart {
@@ -37,7 +43,10 @@ fn mon(s: TargetSpec) -> Monitor {
 }
 
 fn p(pid: u32) -> ProcRef {
-    ProcRef { pid, start: pid as u64 * 10 }
+    ProcRef {
+        pid,
+        start: pid as u64 * 10,
+    }
 }
 
 fn ids(actions: &[Action]) -> Vec<&'static str> {
@@ -51,11 +60,24 @@ fn ids(actions: &[Action]) -> Vec<&'static str> {
 }
 
 fn found(m: &mut Monitor, pids: &[u32], now: Ms) -> Vec<Action> {
-    m.handle(Input::Found { target: "a".into(), procs: pids.iter().map(|&x| p(x)).collect() }, now)
+    m.handle(
+        Input::Found {
+            target: "a".into(),
+            procs: pids.iter().map(|&x| p(x)).collect(),
+        },
+        now,
+    )
 }
 
 fn killed(m: &mut Monitor, pid: u32, now: Ms) -> Vec<Action> {
-    m.handle(Input::Exited { target: "a".into(), proc: p(pid), kind: ExitKind::Disappeared }, now)
+    m.handle(
+        Input::Exited {
+            target: "a".into(),
+            proc: p(pid),
+            kind: ExitKind::Disappeared,
+        },
+        now,
+    )
 }
 
 fn script(m: &mut Monitor, attempt: u32, code: i32, now: Ms) -> Vec<Action> {
@@ -63,7 +85,10 @@ fn script(m: &mut Monitor, attempt: u32, code: i32, now: Ms) -> Vec<Action> {
         Input::ScriptDone {
             target: "a".into(),
             attempt,
-            outcome: ScriptOutcome::Exited { code, output: String::new() },
+            outcome: ScriptOutcome::Exited {
+                code,
+                output: String::new(),
+            },
         },
         now,
     )
@@ -80,7 +105,13 @@ fn arm(actions: &[Action]) -> (u64, Ms) {
 }
 
 fn timer(m: &mut Monitor, token: u64, now: Ms) -> Vec<Action> {
-    m.handle(Input::Timer { target: "a".into(), token }, now)
+    m.handle(
+        Input::Timer {
+            target: "a".into(),
+            token,
+        },
+        now,
+    )
 }
 
 fn phase(m: &Monitor) -> Phase {
@@ -108,9 +139,16 @@ fn found_target_is_tracked() {
     let mut m = mon(spec("a"));
     let a = found(&mut m, &[100], T0);
     assert_eq!(ids(&a), vec![msg::TARGET_FOUND]);
-    assert!(a.contains(&Action::Track { target: "a".into(), proc: p(100) }));
+    assert!(a.contains(&Action::Track {
+        target: "a".into(),
+        proc: p(100)
+    }));
     assert_eq!(phase(&m), Phase::Up);
-    assert_eq!(m.scan_targets().count(), 0, "a tracked single target needs no scan");
+    assert_eq!(
+        m.scan_targets().count(),
+        0,
+        "a tracked single target needs no scan"
+    );
 }
 
 #[test]
@@ -126,7 +164,10 @@ fn disappearance_restarts_at_once_and_recovers() {
     let mut m = mon(spec("a"));
     found(&mut m, &[100], T0);
     let a = killed(&mut m, 100, T0 + S);
-    assert_eq!(ids(&a), vec![msg::PROCESS_DISAPPEARED, msg::RESTART_STARTED]);
+    assert_eq!(
+        ids(&a),
+        vec![msg::PROCESS_DISAPPEARED, msg::RESTART_STARTED]
+    );
     assert!(a.contains(&Action::RunScript {
         target: "a".into(),
         attempt: 1,
@@ -148,19 +189,39 @@ fn zombie_is_reported_as_zombie() {
     let mut m = mon(spec("a"));
     found(&mut m, &[100], T0);
     let a = m.handle(
-        Input::Exited { target: "a".into(), proc: p(100), kind: ExitKind::Zombie { ppid: 7 } },
+        Input::Exited {
+            target: "a".into(),
+            proc: p(100),
+            kind: ExitKind::Zombie { ppid: 7 },
+        },
         T0 + S,
     );
     assert_eq!(ids(&a), vec![msg::PROCESS_ZOMBIE, msg::RESTART_STARTED]);
-    assert!(a.iter().any(|x| matches!(x, Action::RunScript { reason: Reason::Zombie, .. })));
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::RunScript {
+            reason: Reason::Zombie,
+            ..
+        }
+    )));
 }
 
 #[test]
 fn stale_exit_of_a_reused_pid_is_ignored() {
     let mut m = mon(spec("a"));
     found(&mut m, &[100], T0);
-    let other = ProcRef { pid: 100, start: 999 };
-    let a = m.handle(Input::Exited { target: "a".into(), proc: other, kind: ExitKind::Disappeared }, T0 + S);
+    let other = ProcRef {
+        pid: 100,
+        start: 999,
+    };
+    let a = m.handle(
+        Input::Exited {
+            target: "a".into(),
+            proc: other,
+            kind: ExitKind::Disappeared,
+        },
+        T0 + S,
+    );
     assert!(a.is_empty());
     assert_eq!(phase(&m), Phase::Up);
 }
@@ -173,7 +234,10 @@ fn settle_timeout_counts_as_failure_and_retries() {
     let a = script(&mut m, 1, 0, T0 + S);
     let (tok, at) = arm(&a);
     let a = timer(&mut m, tok, at);
-    assert_eq!(ids(&a), vec![msg::RESTART_NOT_SETTLED, msg::RESTART_STARTED]);
+    assert_eq!(
+        ids(&a),
+        vec![msg::RESTART_NOT_SETTLED, msg::RESTART_STARTED]
+    );
     assert!(matches!(phase(&m), Phase::Restarting { attempt: 2, .. }));
 }
 
@@ -183,7 +247,10 @@ fn failing_script_retries_then_retry_over_unmonitors() {
     found(&mut m, &[100], T0);
     killed(&mut m, 100, T0);
     let a = script(&mut m, 1, 3, T0 + S);
-    assert_eq!(ids(&a), vec![msg::RESTART_SCRIPT_FAILED, msg::RESTART_STARTED]);
+    assert_eq!(
+        ids(&a),
+        vec![msg::RESTART_SCRIPT_FAILED, msg::RESTART_STARTED]
+    );
     let Action::Emit(ev) = &a[0] else { panic!() };
     assert_eq!(ev.fields["status"], "exit code 3");
     script(&mut m, 2, 1, T0 + 2 * S);
@@ -218,8 +285,15 @@ fn sliding_window_forgets_old_attempts() {
     assert_eq!(ids(&a), vec![msg::PROCESS_DISAPPEARED, msg::RETRY_OVER]);
     // The same crash just after the first attempt left the window: restart.
     let a = killed(&mut m, 103, T0 + 24 * H);
-    assert_eq!(ids(&a), vec![msg::PROCESS_DISAPPEARED, msg::RESTART_STARTED]);
-    assert!(a.iter().any(|x| matches!(x, Action::RunScript { attempt: 3, .. })), "{a:?}");
+    assert_eq!(
+        ids(&a),
+        vec![msg::PROCESS_DISAPPEARED, msg::RESTART_STARTED]
+    );
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::RunScript { attempt: 3, .. })),
+        "{a:?}"
+    );
 }
 
 #[test]
@@ -235,10 +309,17 @@ fn backoff_grows_exponentially_with_cap_and_jitter() {
     let expected = [1000u64, 2000, 4000, 5000, 5000];
     let mut a = a;
     for (n, full) in expected.iter().enumerate() {
-        assert_eq!(ids(&a).last(), Some(&msg::RESTART_DELAYED), "round {n}: {a:?}");
+        assert_eq!(
+            ids(&a).last(),
+            Some(&msg::RESTART_DELAYED),
+            "round {n}: {a:?}"
+        );
         let (tok, at) = arm(&a);
         let delay = at - now;
-        assert!(delay <= *full && delay >= full * 8 / 10, "round {n}: delay {delay} vs {full}");
+        assert!(
+            delay <= *full && delay >= full * 8 / 10,
+            "round {n}: delay {delay} vs {full}"
+        );
         now = at;
         let b = timer(&mut m, tok, now);
         assert_eq!(ids(&b), vec![msg::RESTART_STARTED]);
@@ -258,7 +339,11 @@ fn target_back_during_backoff_cancels_the_restart() {
     assert_eq!(ids(&found(&mut m, &[150], T0 + S)), vec![msg::TARGET_BACK]);
     assert!(timer(&mut m, tok, at).is_empty(), "stale timer");
     assert_eq!(phase(&m), Phase::Up);
-    assert_eq!(m.status(T0 + 2 * S)[0].restarts_in_window, 0, "no restart ran");
+    assert_eq!(
+        m.status(T0 + 2 * S)[0].restarts_in_window,
+        0,
+        "no restart ran"
+    );
 }
 
 #[test]
@@ -276,7 +361,10 @@ fn continue_keeps_trying_at_the_cap_and_says_retry_over_once() {
     let a = timer(&mut m, tok, at);
     assert_eq!(ids(&a), vec![msg::RESTART_STARTED]);
     let a = script(&mut m, 2, 1, at + S);
-    assert_eq!(ids(&a), vec![msg::RESTART_SCRIPT_FAILED, msg::RESTART_DELAYED]);
+    assert_eq!(
+        ids(&a),
+        vec![msg::RESTART_SCRIPT_FAILED, msg::RESTART_DELAYED]
+    );
 }
 
 #[test]
@@ -284,15 +372,31 @@ fn failover_marks_failed_and_runs_the_command() {
     let mut s = spec("a");
     s.retry.max = 0;
     s.on_retry_over = OnRetryOver::Failover;
-    s.failover = Some(Failover { command: vec!["/bin/true".into()], timeout: Duration::from_secs(5) });
+    s.failover = Some(Failover {
+        command: vec!["/bin/true".into()],
+        timeout: Duration::from_secs(5),
+    });
     let mut m = mon(s);
     found(&mut m, &[100], T0);
     let a = killed(&mut m, 100, T0);
-    assert_eq!(ids(&a), vec![msg::PROCESS_DISAPPEARED, msg::RETRY_OVER, msg::RETRY_OVER_COMMAND]);
+    assert_eq!(
+        ids(&a),
+        vec![
+            msg::PROCESS_DISAPPEARED,
+            msg::RETRY_OVER,
+            msg::RETRY_OVER_COMMAND
+        ]
+    );
     assert!(a.contains(&Action::RunCommand { target: "a".into() }));
     assert_eq!(phase(&m), Phase::Failed);
     let a = m.handle(
-        Input::CommandDone { target: "a".into(), outcome: ScriptOutcome::Exited { code: 0, output: String::new() } },
+        Input::CommandDone {
+            target: "a".into(),
+            outcome: ScriptOutcome::Exited {
+                code: 0,
+                output: String::new(),
+            },
+        },
         T0 + S,
     );
     assert_eq!(ids(&a), vec![msg::RETRY_OVER_COMMAND_OK]);
@@ -315,7 +419,10 @@ fn pause_resume_reset() {
     assert_eq!(phase(&m), Phase::Waiting);
     // Gone meanwhile, and it was up before: recover it.
     let a = found(&mut m, &[], T0 + 3 * S);
-    assert_eq!(ids(&a), vec![msg::PROCESS_DISAPPEARED, msg::RESTART_STARTED]);
+    assert_eq!(
+        ids(&a),
+        vec![msg::PROCESS_DISAPPEARED, msg::RESTART_STARTED]
+    );
     assert!(m.command("nope", Command::Reset, "root", T0).is_err());
 }
 
@@ -360,20 +467,48 @@ fn group_count_below_min_above_max_and_back() {
     let mut s = spec("a");
     s.count = Some((2, Some(3)));
     let mut m = mon(s);
-    assert_eq!(ids(&found(&mut m, &[100], T0)), vec![msg::TARGET_WAITING], "one is not enough");
+    assert_eq!(
+        ids(&found(&mut m, &[100], T0)),
+        vec![msg::TARGET_WAITING],
+        "one is not enough"
+    );
     let a = found(&mut m, &[100, 101], T0 + S);
     assert_eq!(ids(&a), vec![msg::TARGET_FOUND]);
-    assert_eq!(a.iter().filter(|x| matches!(x, Action::Track { .. })).count(), 2);
-    assert_eq!(m.scan_targets().count(), 1, "group targets are scanned for new members");
-    assert_eq!(ids(&found(&mut m, &[100, 101, 102, 103], T0 + 2 * S)), vec![msg::COUNT_ABOVE_MAX]);
-    assert!(ids(&found(&mut m, &[100, 101, 102, 103], T0 + 3 * S)).is_empty(), "said once");
-    assert_eq!(ids(&found(&mut m, &[100, 101, 102], T0 + 4 * S)), vec![msg::COUNT_NORMAL]);
+    assert_eq!(
+        a.iter()
+            .filter(|x| matches!(x, Action::Track { .. }))
+            .count(),
+        2
+    );
+    assert_eq!(
+        m.scan_targets().count(),
+        1,
+        "group targets are scanned for new members"
+    );
+    assert_eq!(
+        ids(&found(&mut m, &[100, 101, 102, 103], T0 + 2 * S)),
+        vec![msg::COUNT_ABOVE_MAX]
+    );
+    assert!(
+        ids(&found(&mut m, &[100, 101, 102, 103], T0 + 3 * S)).is_empty(),
+        "said once"
+    );
+    assert_eq!(
+        ids(&found(&mut m, &[100, 101, 102], T0 + 4 * S)),
+        vec![msg::COUNT_NORMAL]
+    );
     // Workers exit: 3 left, then 2, fine. Another: below min.
     assert!(killed(&mut m, 102, T0 + 5 * S).is_empty());
     assert!(killed(&mut m, 103, T0 + 5 * S).is_empty());
     let a = killed(&mut m, 101, T0 + 6 * S);
     assert_eq!(ids(&a), vec![msg::COUNT_BELOW_MIN, msg::RESTART_STARTED]);
-    assert!(a.iter().any(|x| matches!(x, Action::RunScript { reason: Reason::Count, .. })));
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::RunScript {
+            reason: Reason::Count,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -383,7 +518,16 @@ fn lost_children_fail_only_once_armed() {
     let mut m = mon(s);
     found(&mut m, &[100], T0);
     assert_eq!(m.children_checks().collect::<Vec<_>>(), vec![("a", 100)]);
-    let ch = |m: &mut Monitor, n, now| m.handle(Input::Children { target: "a".into(), pid: 100, count: n }, now);
+    let ch = |m: &mut Monitor, n, now| {
+        m.handle(
+            Input::Children {
+                target: "a".into(),
+                pid: 100,
+                count: n,
+            },
+            now,
+        )
+    };
     assert!(ch(&mut m, 0, T0).is_empty(), "not armed while it starts up");
     assert!(ch(&mut m, 2, T0 + S).is_empty());
     let a = ch(&mut m, 1, T0 + 2 * S);
@@ -396,7 +540,10 @@ fn without_a_script_the_target_is_down_until_it_returns() {
     s.restart.script = None;
     let mut m = mon(s);
     found(&mut m, &[100], T0);
-    assert_eq!(ids(&killed(&mut m, 100, T0)), vec![msg::PROCESS_DISAPPEARED]);
+    assert_eq!(
+        ids(&killed(&mut m, 100, T0)),
+        vec![msg::PROCESS_DISAPPEARED]
+    );
     assert_eq!(phase(&m), Phase::Down);
     assert_eq!(ids(&found(&mut m, &[120], T0 + S)), vec![msg::TARGET_BACK]);
 }

@@ -16,7 +16,11 @@ pub struct Journal {
 }
 
 fn open(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
-    let f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
     let size = f.metadata()?.len();
     Ok((f, size))
 }
@@ -49,7 +53,9 @@ impl Journal {
 pub fn read(dir: &Path, since_ms: u64) -> Vec<Event> {
     let mut out = Vec::new();
     for name in [format!("{FILE}.1"), FILE.to_string()] {
-        let Ok(f) = std::fs::File::open(dir.join(name)) else { continue };
+        let Ok(f) = std::fs::File::open(dir.join(name)) else {
+            continue;
+        };
         for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
             if let Ok(ev) = serde_json::from_str::<Event>(&line) {
                 if ev.time_ms >= since_ms {

@@ -31,38 +31,50 @@ impl Notifier {
     pub fn start(state_dir: PathBuf) -> std::io::Result<Notifier> {
         let mut journal = journal::Journal::open(&state_dir)?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<IoMsg>(65_536);
-        let thread = std::thread::Builder::new().name("procward-io".into()).spawn(move || {
-            use std::io::Write;
-            for m in rx {
-                match m {
-                    IoMsg::Event(ev, console) => {
-                        if let Err(e) = journal.append(&ev) {
-                            eprintln!("procward: cannot write the event journal: {e}");
+        let thread = std::thread::Builder::new()
+            .name("procward-io".into())
+            .spawn(move || {
+                use std::io::Write;
+                for m in rx {
+                    match m {
+                        IoMsg::Event(ev, console) => {
+                            if let Err(e) = journal.append(&ev) {
+                                eprintln!("procward: cannot write the event journal: {e}");
+                            }
+                            if let Some(line) = console {
+                                let mut err = std::io::stderr().lock();
+                                let _ = writeln!(err, "{line}");
+                            }
                         }
-                        if let Some(line) = console {
-                            let mut err = std::io::stderr().lock();
-                            let _ = writeln!(err, "{line}");
+                        IoMsg::State(s) => {
+                            if let Err(e) = crate::state::save(&state_dir, &s) {
+                                eprintln!(
+                                    "procward: cannot save state in {}: {e}",
+                                    state_dir.display()
+                                );
+                            }
                         }
-                    }
-                    IoMsg::State(s) => {
-                        if let Err(e) = crate::state::save(&state_dir, &s) {
-                            eprintln!("procward: cannot save state in {}: {e}", state_dir.display());
+                        IoMsg::Sync(done) => {
+                            let _ = done.send(());
                         }
-                    }
-                    IoMsg::Sync(done) => {
-                        let _ = done.send(());
                     }
                 }
-            }
-        })?;
+            })?;
         let (bus, _) = broadcast::channel(4096);
-        Ok(Notifier { io: tx, bus, thread: Some(thread) })
+        Ok(Notifier {
+            io: tx,
+            bus,
+            thread: Some(thread),
+        })
     }
 
     pub fn publish(&self, ev: Event, console: Option<String>) {
         let ev = Arc::new(ev);
         if self.io.try_send(IoMsg::Event(ev.clone(), console)).is_err() {
-            eprintln!("procward: journal queue full, event {} {} not journaled", ev.seq, ev.id);
+            eprintln!(
+                "procward: journal queue full, event {} {} not journaled",
+                ev.seq, ev.id
+            );
         }
         let _ = self.bus.send(ev);
     }

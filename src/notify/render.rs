@@ -34,7 +34,11 @@ fn text_key(id: &str, lang: Lang) -> String {
 impl Renderer {
     /// Build from a catalog and, optionally, a directory whose `*.hbs`
     /// override the embedded templates. Returns every problem found.
-    pub fn new(catalog: Arc<Catalog>, templates_dir: Option<&Path>, host: &str) -> Result<Renderer, Vec<String>> {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        templates_dir: Option<&Path>,
+        host: &str,
+    ) -> Result<Renderer, Vec<String>> {
         let mut hb = Handlebars::new();
         hb.set_strict_mode(true);
         hb.register_escape_fn(handlebars::no_escape);
@@ -52,7 +56,11 @@ impl Renderer {
                         if path.extension().and_then(|e| e.to_str()) != Some("hbs") {
                             continue;
                         }
-                        let key = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+                        let key = path
+                            .file_stem()
+                            .and_then(|s| s.to_str())
+                            .unwrap_or_default()
+                            .to_string();
                         match std::fs::read_to_string(&path) {
                             Ok(text) => {
                                 if let Err(e) = hb.register_template_string(&key, text) {
@@ -73,7 +81,11 @@ impl Renderer {
                 }
             }
         }
-        let r = Renderer { hb, catalog, host: host.to_string() };
+        let r = Renderer {
+            hb,
+            catalog,
+            host: host.to_string(),
+        };
         if errors.is_empty() {
             errors.extend(r.self_test());
         }
@@ -106,8 +118,15 @@ impl Renderer {
         errors
     }
 
-    pub fn text(&self, id: &str, fields: &BTreeMap<String, Value>, lang: Lang) -> Result<String, String> {
-        self.hb.render(&text_key(id, lang), fields).map_err(|e| e.reason().to_string())
+    pub fn text(
+        &self,
+        id: &str,
+        fields: &BTreeMap<String, Value>,
+        lang: Lang,
+    ) -> Result<String, String> {
+        self.hb
+            .render(&text_key(id, lang), fields)
+            .map_err(|e| e.reason().to_string())
     }
 
     /// Render the output template `name` for `ev`, with the text in `lang`.
@@ -117,19 +136,34 @@ impl Renderer {
             let text = self.text(&ev.id, &ev.fields, lang)?;
             data["text"] = Value::from(text);
         }
-        self.hb.render(name, &data).map_err(|e| e.reason().to_string())
+        self.hb
+            .render(name, &data)
+            .map_err(|e| e.reason().to_string())
     }
 
     /// Make the event record from what the core said.
     pub fn event(&self, spec: &EventSpec, seq: u64, time_ms: u64, lang: Lang) -> Event {
-        let fields: BTreeMap<String, Value> = spec.fields.iter().map(|(k, v)| (k.clone(), escape_value(v))).collect();
+        let fields: BTreeMap<String, Value> = spec
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), escape_value(v)))
+            .collect();
         let (name, severity) = match self.catalog.get(spec.id) {
             Some(m) => (m.name.clone(), m.severity),
             None => ("unknown".to_string(), crate::event::Severity::Error),
         };
-        let text = self
-            .text(spec.id, &fields, lang)
-            .unwrap_or_else(|e| format!("{} (text unavailable: {e}) {}", spec.id, Value::from(fields.clone().into_iter().collect::<serde_json::Map<_, _>>())));
+        let text = self.text(spec.id, &fields, lang).unwrap_or_else(|e| {
+            format!(
+                "{} (text unavailable: {e}) {}",
+                spec.id,
+                Value::from(
+                    fields
+                        .clone()
+                        .into_iter()
+                        .collect::<serde_json::Map<_, _>>()
+                )
+            )
+        });
         Event {
             seq,
             time: rfc3339_ms(time_ms),
@@ -138,7 +172,10 @@ impl Renderer {
             name,
             severity,
             host: self.host.clone(),
-            target: spec.target.as_ref().map(|t| crate::event::escape_controls(t).into_owned()),
+            target: spec
+                .target
+                .as_ref()
+                .map(|t| crate::event::escape_controls(t).into_owned()),
             pid: spec.pid,
             fields,
             text,
@@ -179,7 +216,8 @@ mod tests {
     use super::*;
 
     fn renderer() -> Renderer {
-        Renderer::new(Arc::new(Catalog::embedded()), None, "node1").expect("embedded templates are valid")
+        Renderer::new(Arc::new(Catalog::embedded()), None, "node1")
+            .expect("embedded templates are valid")
     }
 
     #[test]
@@ -187,32 +225,52 @@ mod tests {
         let r = renderer();
         let ev = r.sample_event("PW2003", Lang::En);
         assert_eq!(ev.text, "target httpd: process 4242 disappeared");
-        assert_eq!(r.output("rfc3164", &ev, Lang::En).unwrap(), "PW2003 target httpd: process 4242 disappeared");
-        assert_eq!(r.output("rfc3164", &ev, Lang::Ja).unwrap(), "PW2003 監視対象 httpd: プロセス 4242 が消滅しました");
+        assert_eq!(
+            r.output("rfc3164", &ev, Lang::En).unwrap(),
+            "PW2003 target httpd: process 4242 disappeared"
+        );
+        assert_eq!(
+            r.output("rfc3164", &ev, Lang::Ja).unwrap(),
+            "PW2003 監視対象 httpd: プロセス 4242 が消滅しました"
+        );
     }
 
     #[test]
     fn an_undeclared_field_is_refused_at_load() {
         let mut c = Catalog::embedded();
         c.messages[0].text.en = "uses {{undeclared}}".into();
-        let errs = Renderer::new(Arc::new(c), None, "h").err().expect("refused");
-        assert!(errs.iter().any(|e| e.contains("PW1001") && e.contains("undeclared")), "{errs:?}");
+        let errs = Renderer::new(Arc::new(c), None, "h")
+            .err()
+            .expect("refused");
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("PW1001") && e.contains("undeclared")),
+            "{errs:?}"
+        );
     }
 
     #[test]
     fn a_broken_override_template_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("rfc3164.hbs"), "{{id} {{text}}").unwrap();
-        let errs = Renderer::new(Arc::new(Catalog::embedded()), Some(dir.path()), "h").err().expect("refused");
+        let errs = Renderer::new(Arc::new(Catalog::embedded()), Some(dir.path()), "h")
+            .err()
+            .expect("refused");
         assert!(errs.iter().any(|e| e.contains("rfc3164.hbs")), "{errs:?}");
     }
 
     #[test]
     fn hostile_fields_cannot_break_lines() {
         let r = renderer();
-        let spec = EventSpec::new(crate::event::msg::PROCESS_DISAPPEARED).target("evil\nPW9999 forged\x1b[2J").pid(1);
+        let spec = EventSpec::new(crate::event::msg::PROCESS_DISAPPEARED)
+            .target("evil\nPW9999 forged\x1b[2J")
+            .pid(1);
         let ev = r.event(&spec, 1, 0, Lang::En);
-        assert!(!ev.text.contains('\n') && !ev.text.contains('\x1b'), "{}", ev.text);
+        assert!(
+            !ev.text.contains('\n') && !ev.text.contains('\x1b'),
+            "{}",
+            ev.text
+        );
         assert!(ev.text.contains("evil\\x0aPW9999 forged\\x1b[2J"));
     }
 }

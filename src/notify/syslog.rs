@@ -46,7 +46,9 @@ impl SinkHandle {
             return;
         }
         // Never recurse: a sink does not carry news of its own failure.
-        if ev.id.starts_with("PW3") && ev.fields.get("sink").and_then(|v| v.as_str()) == Some(&self.name) {
+        if ev.id.starts_with("PW3")
+            && ev.fields.get("sink").and_then(|v| v.as_str()) == Some(&self.name)
+        {
             return;
         }
         let mut q = self.queue.items.lock().expect("queue");
@@ -66,7 +68,10 @@ impl SinkHandle {
 
 /// Start every configured syslog sink.
 pub fn start_all(cfg: &Config, renderer: Arc<Renderer>, report: Reporter) -> Vec<SinkHandle> {
-    cfg.syslog.iter().map(|s| start(s.clone(), renderer.clone(), report.clone())).collect()
+    cfg.syslog
+        .iter()
+        .map(|s| start(s.clone(), renderer.clone(), report.clone()))
+        .collect()
 }
 
 pub fn abort_all(sinks: &[SinkHandle]) {
@@ -96,7 +101,12 @@ pub fn start(cfg: SyslogSink, renderer: Arc<Renderer>, report: Reporter) -> Sink
     let name = cfg.name.clone();
     let min = cfg.min_severity;
     let task = tokio::spawn(deliver(cfg, renderer, queue.clone(), report));
-    SinkHandle { name, queue, min, task }
+    SinkHandle {
+        name,
+        queue,
+        min,
+        task,
+    }
 }
 
 async fn deliver(cfg: SyslogSink, renderer: Arc<Renderer>, queue: Arc<Queue>, report: Reporter) {
@@ -124,19 +134,33 @@ async fn deliver(cfg: SyslogSink, renderer: Arc<Renderer>, queue: Arc<Queue>, re
                 }
                 backoff = Duration::from_millis(100);
                 if let Some((since, _)) = failing.take() {
-                    let down = humantime::format_duration(Duration::from_secs(since.elapsed().as_secs())).to_string();
-                    report(EventSpec::new(msg::SINK_RECOVERED).field("sink", cfg.name.as_str()).field("down", down));
+                    let down =
+                        humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
+                            .to_string();
+                    report(
+                        EventSpec::new(msg::SINK_RECOVERED)
+                            .field("sink", cfg.name.as_str())
+                            .field("down", down),
+                    );
                 }
                 let dropped = queue.dropped.swap(0, Ordering::Relaxed);
                 if dropped > 0 {
-                    report(EventSpec::new(msg::SINK_DROPPED).field("sink", cfg.name.as_str()).field("dropped", dropped));
+                    report(
+                        EventSpec::new(msg::SINK_DROPPED)
+                            .field("sink", cfg.name.as_str())
+                            .field("dropped", dropped),
+                    );
                 }
             }
             Err(e) => {
                 conn.reset();
                 let err = e.to_string();
                 if failing.is_none() {
-                    report(EventSpec::new(msg::SINK_FAILED).field("sink", cfg.name.as_str()).field("error", err.clone()));
+                    report(
+                        EventSpec::new(msg::SINK_FAILED)
+                            .field("sink", cfg.name.as_str())
+                            .field("error", err.clone()),
+                    );
                     failing = Some((Instant::now(), err));
                 }
                 tokio::time::sleep(backoff).await;
@@ -147,17 +171,35 @@ async fn deliver(cfg: SyslogSink, renderer: Arc<Renderer>, queue: Arc<Queue>, re
 }
 
 enum Conn {
-    Unix { sock: Option<tokio::net::UnixDatagram>, path: String },
-    Udp { sock: Option<tokio::net::UdpSocket>, addr: String },
-    Tcp { stream: Option<tokio::net::TcpStream>, addr: String },
+    Unix {
+        sock: Option<tokio::net::UnixDatagram>,
+        path: String,
+    },
+    Udp {
+        sock: Option<tokio::net::UdpSocket>,
+        addr: String,
+    },
+    Tcp {
+        stream: Option<tokio::net::TcpStream>,
+        addr: String,
+    },
 }
 
 impl Conn {
     fn new(cfg: &SyslogSink) -> Conn {
         match cfg.transport {
-            Transport::Unix => Conn::Unix { sock: None, path: cfg.address.clone() },
-            Transport::Udp => Conn::Udp { sock: None, addr: cfg.address.clone() },
-            Transport::Tcp => Conn::Tcp { stream: None, addr: cfg.address.clone() },
+            Transport::Unix => Conn::Unix {
+                sock: None,
+                path: cfg.address.clone(),
+            },
+            Transport::Udp => Conn::Udp {
+                sock: None,
+                addr: cfg.address.clone(),
+            },
+            Transport::Tcp => Conn::Tcp {
+                stream: None,
+                addr: cfg.address.clone(),
+            },
         }
     }
 
@@ -175,7 +217,11 @@ impl Conn {
                 if sock.is_none() {
                     *sock = Some(tokio::net::UnixDatagram::unbound()?);
                 }
-                sock.as_ref().expect("set").send_to(frame, &*path).await.map(|_| ())
+                sock.as_ref()
+                    .expect("set")
+                    .send_to(frame, &*path)
+                    .await
+                    .map(|_| ())
             }
             Conn::Udp { sock, addr } => {
                 if sock.is_none() {
@@ -183,7 +229,11 @@ impl Conn {
                         .await?
                         .next()
                         .ok_or_else(|| std::io::Error::other(format!("{addr}: no address")))?;
-                    let bind = if target.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+                    let bind = if target.is_ipv6() {
+                        "[::]:0"
+                    } else {
+                        "0.0.0.0:0"
+                    };
                     let s = tokio::net::UdpSocket::bind(bind).await?;
                     s.connect(target).await?;
                     *sock = Some(s);
@@ -203,9 +253,17 @@ impl Conn {
                     }
                 }
                 if stream.is_none() {
-                    let s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr.as_str()))
-                        .await
-                        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{addr}: connect timed out")))??;
+                    let s = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        tokio::net::TcpStream::connect(addr.as_str()),
+                    )
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("{addr}: connect timed out"),
+                        )
+                    })??;
                     s.set_nodelay(true)?;
                     *stream = Some(s);
                 }
@@ -249,7 +307,11 @@ pub fn sd_escape(v: &str) -> String {
 }
 
 fn sd_element(ev: &Event) -> String {
-    let mut s = format!("[{SD_ID} seq=\"{}\" severity=\"{}\"", ev.seq, ev.severity.as_str());
+    let mut s = format!(
+        "[{SD_ID} seq=\"{}\" severity=\"{}\"",
+        ev.seq,
+        ev.severity.as_str()
+    );
     for (k, v) in &ev.fields {
         let val = match v {
             serde_json::Value::String(s) => s.clone(),
@@ -267,12 +329,19 @@ pub fn format(cfg: &SyslogSink, renderer: &Renderer, ev: &Event, pid: u32) -> Ve
     let network = cfg.transport != Transport::Unix;
     match cfg.format {
         SyslogFormat::Rfc3164 => {
-            let text = renderer.output("rfc3164", ev, cfg.language).unwrap_or_else(|_| format!("{} {}", ev.id, ev.text));
+            let text = renderer
+                .output("rfc3164", ev, cfg.language)
+                .unwrap_or_else(|_| format!("{} {}", ev.id, ev.text));
             let t = std::time::UNIX_EPOCH + Duration::from_millis(ev.time_ms);
             let local: chrono::DateTime<chrono::Local> = t.into();
             let stamp = local.format("%b %e %H:%M:%S");
             let head = if network {
-                format!("<{}>{} {} procward[{pid}]: ", pri(cfg.facility, ev), stamp, ev.host)
+                format!(
+                    "<{}>{} {} procward[{pid}]: ",
+                    pri(cfg.facility, ev),
+                    stamp,
+                    ev.host
+                )
             } else {
                 format!("<{}>{} procward[{pid}]: ", pri(cfg.facility, ev), stamp)
             };
@@ -282,8 +351,16 @@ pub fn format(cfg: &SyslogSink, renderer: &Renderer, ev: &Event, pid: u32) -> Ve
             out
         }
         SyslogFormat::Rfc5424 => {
-            let text = renderer.output("rfc5424", ev, cfg.language).unwrap_or_else(|_| ev.text.clone());
-            let head = format!("<{}>1 {} {} procward {pid} {} ", pri(cfg.facility, ev), ev.time, ev.host, ev.id);
+            let text = renderer
+                .output("rfc5424", ev, cfg.language)
+                .unwrap_or_else(|_| ev.text.clone());
+            let head = format!(
+                "<{}>1 {} {} procward {pid} {} ",
+                pri(cfg.facility, ev),
+                ev.time,
+                ev.host,
+                ev.id
+            );
             let mut sd = sd_element(ev);
             if head.len() + sd.len() + 1 > cfg.max_size {
                 sd = "-".into();
@@ -335,18 +412,39 @@ mod tests {
     fn rfc3164_local_line() {
         let r = renderer();
         let ev = r.sample_event("PW2003", Lang::En);
-        let line = String::from_utf8(format(&sink(SyslogFormat::Rfc3164, Transport::Unix, 1024), &r, &ev, 812)).unwrap();
+        let line = String::from_utf8(format(
+            &sink(SyslogFormat::Rfc3164, Transport::Unix, 1024),
+            &r,
+            &ev,
+            812,
+        ))
+        .unwrap();
         assert!(line.starts_with("<27>"), "{line}"); // daemon.error = 3*8+3
-        assert!(line.ends_with(" procward[812]: PW2003 target httpd: process 4242 disappeared"), "{line}");
+        assert!(
+            line.ends_with(" procward[812]: PW2003 target httpd: process 4242 disappeared"),
+            "{line}"
+        );
     }
 
     #[test]
     fn rfc5424_line_with_structured_data() {
         let r = renderer();
         let mut ev = r.sample_event("PW2012", Lang::En);
-        ev.fields.insert("output".into(), serde_json::Value::from("a\"b]c\\d"));
-        let line = String::from_utf8(format(&sink(SyslogFormat::Rfc5424, Transport::Udp, 2048), &r, &ev, 9)).unwrap();
-        assert!(line.starts_with("<27>1 2025-11-24T16:00:00.000Z node1 procward 9 PW2012 [procward@32473 seq=\"1\""), "{line}");
+        ev.fields
+            .insert("output".into(), serde_json::Value::from("a\"b]c\\d"));
+        let line = String::from_utf8(format(
+            &sink(SyslogFormat::Rfc5424, Transport::Udp, 2048),
+            &r,
+            &ev,
+            9,
+        ))
+        .unwrap();
+        assert!(
+            line.starts_with(
+                "<27>1 2025-11-24T16:00:00.000Z node1 procward 9 PW2012 [procward@32473 seq=\"1\""
+            ),
+            "{line}"
+        );
         assert!(line.contains(r#"output="a\"b\]c\\d""#), "{line}");
         assert!(line.contains(r#"target="httpd""#), "{line}");
     }
@@ -356,7 +454,10 @@ mod tests {
         assert_eq!(truncate_utf8("ああ", 4), "あ");
         let r = renderer();
         let mut ev = r.sample_event("PW2012", Lang::Ja);
-        ev.fields.insert("output".into(), serde_json::Value::from("エラー".repeat(400)));
+        ev.fields.insert(
+            "output".into(),
+            serde_json::Value::from("エラー".repeat(400)),
+        );
         ev.text = r.text("PW2012", &ev.fields, Lang::Ja).unwrap();
         let mut s = sink(SyslogFormat::Rfc3164, Transport::Udp, 600);
         s.language = Lang::Ja;

@@ -28,7 +28,10 @@ pub struct Stat {
 
 impl Stat {
     pub fn proc_ref(&self) -> ProcRef {
-        ProcRef { pid: self.pid, start: self.starttime }
+        ProcRef {
+            pid: self.pid,
+            start: self.starttime,
+        }
     }
     pub fn is_dead(&self) -> bool {
         matches!(self.state, 'Z' | 'X' | 'x')
@@ -40,7 +43,11 @@ impl Stat {
 pub fn parse_stat(buf: &[u8]) -> Option<Stat> {
     let open = buf.iter().position(|&b| b == b'(')?;
     let close = buf.iter().rposition(|&b| b == b')')?;
-    let pid: u32 = std::str::from_utf8(&buf[..open]).ok()?.trim().parse().ok()?;
+    let pid: u32 = std::str::from_utf8(&buf[..open])
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let comm = String::from_utf8_lossy(&buf[open + 1..close]).into_owned();
     let rest = std::str::from_utf8(buf.get(close + 2..)?).ok()?;
     let f: Vec<&str> = rest.split_ascii_whitespace().collect();
@@ -106,7 +113,9 @@ fn clk_tck() -> u64 {
 
 fn boot_time() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/stat").ok()?;
-    s.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
+    s.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Wall-clock start of a process, in seconds since the epoch.
@@ -147,17 +156,26 @@ struct Candidate {
 
 impl Candidate {
     fn new(stat: Stat) -> Self {
-        Candidate { stat, exe: None, cmdline: None, uid: None }
+        Candidate {
+            stat,
+            exe: None,
+            cmdline: None,
+            uid: None,
+        }
     }
 
     fn exe(&mut self) -> Option<&str> {
         let pid = self.stat.pid;
         self.exe
             .get_or_insert_with(|| {
-                std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| {
-                    let s = p.to_string_lossy().into_owned();
-                    s.strip_suffix(" (deleted)").map(str::to_string).unwrap_or(s)
-                })
+                std::fs::read_link(format!("/proc/{pid}/exe"))
+                    .ok()
+                    .map(|p| {
+                        let s = p.to_string_lossy().into_owned();
+                        s.strip_suffix(" (deleted)")
+                            .map(str::to_string)
+                            .unwrap_or(s)
+                    })
             })
             .as_deref()
     }
@@ -166,26 +184,30 @@ impl Candidate {
         let pid = self.stat.pid;
         self.cmdline
             .get_or_insert_with(|| {
-                std::fs::read(format!("/proc/{pid}/cmdline")).ok().map(|mut b| {
-                    while b.last() == Some(&0) {
-                        b.pop();
-                    }
-                    for x in b.iter_mut() {
-                        if *x == 0 {
-                            *x = b' ';
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .ok()
+                    .map(|mut b| {
+                        while b.last() == Some(&0) {
+                            b.pop();
                         }
-                    }
-                    String::from_utf8_lossy(&b).into_owned()
-                })
+                        for x in b.iter_mut() {
+                            if *x == 0 {
+                                *x = b' ';
+                            }
+                        }
+                        String::from_utf8_lossy(&b).into_owned()
+                    })
             })
             .as_deref()
     }
 
     fn uid(&mut self) -> Option<u32> {
         let pid = self.stat.pid;
-        *self
-            .uid
-            .get_or_insert_with(|| std::fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid()))
+        *self.uid.get_or_insert_with(|| {
+            std::fs::metadata(format!("/proc/{pid}"))
+                .ok()
+                .map(|m| m.uid())
+        })
     }
 
     fn matches(&mut self, m: &Matcher) -> bool {
@@ -228,7 +250,9 @@ fn order(mut matched: Vec<Stat>) -> Vec<ProcRef> {
 pub fn scan(targets: &[&TargetSpec], exclude: u32) -> HashMap<String, Vec<ProcRef>> {
     let mut buf = Vec::with_capacity(512);
     let mut out: HashMap<String, Vec<ProcRef>> = HashMap::new();
-    let need_full = targets.iter().any(|t| t.matcher.pidfile.is_none() || t.is_group());
+    let need_full = targets
+        .iter()
+        .any(|t| t.matcher.pidfile.is_none() || t.is_group());
     let mut all: Vec<Candidate> = Vec::new();
     if need_full {
         if let Ok(dir) = std::fs::read_dir("/proc") {
@@ -275,7 +299,9 @@ pub fn scan(targets: &[&TargetSpec], exclude: u32) -> HashMap<String, Vec<ProcRe
                 _ => Vec::new(),
             }
         } else {
-            all.iter_mut().filter_map(|c| c.matches(m).then(|| c.stat.clone())).collect()
+            all.iter_mut()
+                .filter_map(|c| c.matches(m).then(|| c.stat.clone()))
+                .collect()
         };
         out.insert(t.name.clone(), order(matched));
     }
@@ -339,7 +365,10 @@ mod tests {
         let mut buf = Vec::new();
         let st = read_stat(me, &mut buf).unwrap().unwrap();
         assert_eq!(st.pid, me);
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         assert!(children_count(me).unwrap() >= 1);
         child.kill().unwrap();
         child.wait().unwrap();

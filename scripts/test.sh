@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Run the whole procward test suite. Installs the Debian packages the tests
+# need when they are missing (root, or sudo), then runs `cargo test`.
+# Extra arguments go to cargo test (e.g. scripts/test.sh --test daemon).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real receivers the integration tests start on loopback.
+PKGS=(rsyslog)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "scripts/test.sh: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "scripts/test.sh: cargo is required (https://rustup.rs)" >&2
+  exit 1
+fi
+
+cargo test --all-targets "$@"

@@ -1,0 +1,457 @@
+//! End-to-end tests of the daemon with real processes, real signals and
+//! the real CLI over the control socket.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+fn env_of(env: &Env, name: &str, attempt: u32) -> String {
+    std::fs::read_to_string(env.path(&format!("{name}.env.{attempt}"))).unwrap_or_default()
+}
+
+#[test]
+fn sigkill_is_detected_and_the_restart_script_gets_its_environment() {
+    let env = Env::new();
+    let tok = token();
+    env.write_config(&format!(
+        "{}{}",
+        env.daemon_section(""),
+        env.target_section("web", &tok, "")
+    ));
+    let target = Proc::sleeper(&tok);
+    let _d = env.start();
+    let found = env.wait_event(T, |e| e["id"] == "PW2001");
+    assert_eq!(found["pid"], target.pid);
+    target.signal(libc::SIGKILL);
+    let gone = env.wait_event(T, |e| e["id"] == "PW2003");
+    assert_eq!(gone["pid"], target.pid);
+    assert_eq!(
+        gone["text"],
+        format!("target web: process {} disappeared", target.pid)
+    );
+    let rec = env.wait_event(T, |e| e["id"] == "PW2015");
+    assert_ne!(rec["pid"], target.pid);
+    assert_eq!(
+        env.ids_for("web"),
+        ["PW2001", "PW2003", "PW2010", "PW2011", "PW2015"]
+    );
+    let started = env.wait_event(T, |e| e["id"] == "PW2010");
+    let e = env_of(&env, "web", 1);
+    assert!(e.contains("PROCWARD_TARGET=web\n"), "{e}");
+    assert!(e.contains(&format!("PROCWARD_PID={}\n", target.pid)), "{e}");
+    assert!(e.contains("PROCWARD_REASON=disappeared\n"), "{e}");
+    assert!(e.contains("PROCWARD_ATTEMPT=1\n"), "{e}");
+    assert!(e.contains("PROCWARD_MAX=3\n"), "{e}");
+    assert!(
+        e.contains(&format!("PROCWARD_EVENT_ID={}\n", started["seq"])),
+        "{e}"
+    );
+    // The script's output is kept in the state directory.
+    let log = std::fs::read_to_string(env.state().join("script-logs/web.log")).unwrap();
+    assert!(log.contains("restarted"), "{log}");
+    let st = env.target_status("web");
+    assert_eq!(st["state"], "up");
+    assert_eq!(st["restarts_in_window"], 1);
+    assert_eq!(st["pids"][0], rec["pid"]);
+}
+
+#[test]
+fn sigsegv_is_a_disappearance_too() {
+    let env = Env::new();
+    let tok = token();
+    env.write_config(&format!(
+        "{}{}",
+        env.daemon_section(""),
+        env.target_section("seg", &tok, "")
+    ));
+    let target = Proc::sleeper(&tok);
+    let _d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW2001");
+    target.signal(libc::SIGSEGV);
+    env.wait_event(T, |e| e["id"] == "PW2003" && e["pid"] == target.pid);
+    env.wait_event(T, |e| e["id"] == "PW2015");
+}
+
+#[test]
+fn a_zombie_whose_parent_never_reaps_is_reported_as_zombie() {
+    let env = Env::new();
+    let tok = token();
+    env.write_config(&format!(
+        "{}{}",
+        env.daemon_section(""),
+        env.target_section("zed", &tok, "")
+    ));
+    // The parent starts the target, then execs into a sleep that never
+    // calls wait(): the killed target stays a zombie.
+    let parent = Proc::spawn(&[
+        "/bin/sh",
+        "-c",
+        &format!("sleep 1000.{tok} & exec sleep 1001"),
+    ]);
+    let _d = env.start();
+    let found = env.wait_event(T, |e| e["id"] == "PW2001");
+    let pid = found["pid"].as_u64().unwrap() as u32;
+    kill(pid, libc::SIGKILL);
+    let z = env.wait_event(T, |e| e["id"] == "PW2004");
+    assert_eq!(z["pid"], pid);
+    assert_eq!(z["fields"]["ppid"], parent.pid);
+    assert!(z["text"].as_str().unwrap().contains("is a zombie"));
+    let started = env.wait_event(T, |e| e["id"] == "PW2010");
+    assert_eq!(started["fields"]["reason"], "zombie");
+    env.wait_event(T, |e| e["id"] == "PW2015");
+}
+
+#[test]
+fn crash_loop_ends_in_retry_over_which_survives_a_restart_of_procward() {
+    let env = Env::new();
+    let tok = token();
+    // The restart script starts nothing: each restart fails to settle.
+    let script = env.path("noop.sh");
+    write_exec(&script, "#!/bin/sh\necho starting nothing\n");
+    env.write_config(&format!(
+        "{}[[target]]\nname = \"loop\"\nmatch.cmdline = '^sleep 1000\\.{tok}$'\nrestart.script = \"{}\"\nrestart.settle = \"300ms\"\nretry.max = 2\nretry.window = \"1h\"\n",
+        env.daemon_section(""),
+        script.display()
+    ));
+    let target = Proc::sleeper(&tok);
+    let mut d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW2001");
+    target.signal(libc::SIGKILL);
+    let over = env.wait_event(T, |e| e["id"] == "PW2020");
+    assert_eq!(over["fields"]["action"], "unmonitor");
+    assert_eq!(
+        env.ids_for("loop"),
+        [
+            "PW2001", "PW2003", "PW2010", "PW2011", "PW2014", "PW2010", "PW2011", "PW2014",
+            "PW2020"
+        ]
+    );
+    assert_eq!(env.target_status("loop")["state"], "retry-over");
+    d.stop();
+
+    // procward restarts: the counter and the RETRY-OVER state are still there.
+    let _d = env.start();
+    let st = env.target_status("loop");
+    assert_eq!(st["state"], "retry-over");
+    assert_eq!(st["restarts_in_window"], 2);
+    // reset clears both; the target is looked for again.
+    let o = env.cli(&["reset", "loop"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let reset = env.wait_event(T, |e| e["id"] == "PW1007");
+    assert_eq!(reset["fields"]["cleared"], 2);
+    assert_eq!(reset["fields"]["by"], "root");
+    // It was up before and is absent: recovery starts over at attempt 1.
+    let seq = reset["seq"].as_u64().unwrap();
+    let again = env.wait_event(T, |e| {
+        e["id"] == "PW2010" && e["seq"].as_u64().unwrap() > seq
+    });
+    assert_eq!(again["fields"]["attempt"], 1);
+}
+
+#[test]
+fn procward_down_while_the_target_dies_still_recovers_it() {
+    let env = Env::new();
+    let tok = token();
+    env.write_config(&format!(
+        "{}{}",
+        env.daemon_section(""),
+        env.target_section("away", &tok, "")
+    ));
+    let target = Proc::sleeper(&tok);
+    let mut d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW2001");
+    d.stop();
+    target.signal(libc::SIGKILL);
+    std::thread::sleep(Duration::from_millis(100));
+    let _d = env.start();
+    let gone = env.wait_event(T, |e| e["id"] == "PW2003");
+    assert_eq!(gone["pid"], target.pid);
+    env.wait_event(T, |e| e["id"] == "PW2015");
+}
+
+#[test]
+fn pause_and_resume_through_the_cli() {
+    let env = Env::new();
+    let tok = token();
+    env.write_config(&format!(
+        "{}{}",
+        env.daemon_section(""),
+        env.target_section("p", &tok, "")
+    ));
+    let target = Proc::sleeper(&tok);
+    let mut d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW2001");
+    let o = env.cli(&["pause", "p"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    env.wait_event(T, |e| e["id"] == "PW1005");
+    assert_eq!(env.target_status("p")["state"], "paused");
+    // Pausing twice is an error the operator sees.
+    let o = env.cli(&["pause", "p"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already paused"));
+    // While paused, a death is not acted on.
+    target.signal(libc::SIGKILL);
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        !env.ids().contains(&"PW2003".to_string()),
+        "{:?}",
+        env.ids()
+    );
+    // The pause survives a restart of procward.
+    d.stop();
+    let _d = env.start();
+    assert_eq!(env.target_status("p")["state"], "paused");
+    let o = env.cli(&["resume", "--all"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    env.wait_event(T, |e| e["id"] == "PW1006");
+    // It was up before the pause and is gone now: recovered.
+    env.wait_event(T, |e| e["id"] == "PW2003");
+    env.wait_event(T, |e| e["id"] == "PW2015");
+}
+
+#[test]
+fn reload_rejects_an_invalid_config_and_applies_a_valid_one() {
+    let env = Env::new();
+    let tok = token();
+    let good = format!(
+        "{}{}",
+        env.daemon_section(""),
+        env.target_section("r1", &tok, "")
+    );
+    env.write_config(&good);
+    let _t = Proc::sleeper(&tok);
+    let _d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW2001");
+    env.write_config(&format!(
+        "{good}\n[[target]]\nname = \"r2\"\nmatch.cmdline = '('\n"
+    ));
+    let o = env.cli(&["reload"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("procward.toml:") && err.contains("bad regex"),
+        "{err}"
+    );
+    let rej = env.wait_event(T, |e| e["id"] == "PW1004");
+    assert_eq!(rej["fields"]["errors"], 1);
+    assert_eq!(env.status().len(), 1, "old configuration still in force");
+    let tok2 = token();
+    env.write_config(&format!("{good}{}", env.target_section("r2", &tok2, "")));
+    let o = env.cli(&["reload"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ok = env.wait_event(T, |e| e["id"] == "PW1003");
+    assert_eq!(ok["fields"]["added"], "r2");
+    // r1 kept its state; r2 waits for its process.
+    assert_eq!(env.target_status("r1")["state"], "up");
+    env.wait_event(T, |e| e["id"] == "PW2002" && e["target"] == "r2");
+}
+
+#[test]
+fn clients_exit_3_when_the_daemon_is_not_running() {
+    let env = Env::new();
+    env.write_config(&env.daemon_section(""));
+    let o = env.cli(&["status"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not reachable"));
+}
+
+#[test]
+fn users_not_in_control_allow_are_refused_and_reported() {
+    let env = Env::new();
+    env.write_config(&env.daemon_section("control-allow = [\"root\"]"));
+    let _d = env.start();
+    let mode = std::fs::metadata(env.sock()).unwrap().permissions();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.mode() & 0o777, 0o660, "socket mode");
+    // Let everyone connect, so that the credential check is what refuses.
+    std::fs::set_permissions(env.sock(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    use std::os::unix::process::CommandExt;
+    let o = std::process::Command::new(BIN)
+        .args(["status"])
+        .env("PROCWARD_SOCKET", env.sock())
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("permission denied"));
+    let denied = env.wait_event(T, |e| e["id"] == "PW1008");
+    assert_eq!(denied["fields"]["uid"], 65534);
+    assert_eq!(denied["fields"]["command"], "status");
+}
+
+#[test]
+fn a_stale_pidfile_never_counts_as_the_target() {
+    let env = Env::new();
+    let pidfile = env.path("app.pid");
+    // The pidfile is old; the process with its pid started later.
+    let other = Proc::spawn(&["sleep", "1000"]);
+    std::fs::write(&pidfile, format!("{}\n", other.pid)).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&pidfile)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    env.write_config(&format!(
+        "{}[[target]]\nname = \"pf\"\nmatch.pidfile = \"{}\"\n",
+        env.daemon_section(""),
+        pidfile.display()
+    ));
+    let _d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW2002");
+    // A fresh pidfile of a live process is the target.
+    std::fs::write(&pidfile, format!("{}\n", other.pid)).unwrap();
+    let found = env.wait_event(T, |e| e["id"] == "PW2001");
+    assert_eq!(found["pid"], other.pid);
+}
+
+#[test]
+fn without_pidfd_the_poll_fallback_detects_the_exit() {
+    let env = Env::new();
+    let tok = token();
+    env.write_config(&format!(
+        "{}{}",
+        env.daemon_section(""),
+        env.target_section("poll", &tok, "")
+    ));
+    let target = Proc::sleeper(&tok);
+    let _d = env.start_with(&[("PROCWARD_NO_PIDFD", "1")]);
+    env.wait_event(T, |e| e["id"] == "PW2001");
+    target.signal(libc::SIGKILL);
+    env.wait_event(T, |e| e["id"] == "PW2003" && e["pid"] == target.pid);
+    env.wait_event(T, |e| e["id"] == "PW2015");
+}
+
+#[test]
+fn process_count_and_lost_children() {
+    let env = Env::new();
+    let tok = token();
+    let tok2 = token();
+    let count_cfg = format!(
+        "[[target]]\nname = \"pool\"\nmatch.cmdline = '^sleep 1000\\.{tok}$'\ncount = {{ min = 2, max = 3 }}\n"
+    );
+    let children_cfg = format!(
+        "[[target]]\nname = \"parent\"\nmatch.cmdline = '^/bin/sh -c sleep 2000\\.{tok2}'\nchildren = {{ min = 2 }}\n"
+    );
+    env.write_config(&format!(
+        "{}{count_cfg}{children_cfg}",
+        env.daemon_section("")
+    ));
+    let _a = Proc::sleeper(&tok);
+    let b = Proc::sleeper(&tok);
+    let parent = Proc::spawn(&[
+        "/bin/sh",
+        "-c",
+        &format!("sleep 2000.{tok2} & sleep 2001.{tok2} & wait"),
+    ]);
+    let _d = env.start();
+    let f = env.wait_event(T, |e| e["id"] == "PW2001" && e["target"] == "pool");
+    assert_eq!(f["fields"]["count"], 2);
+    env.wait_event(T, |e| e["id"] == "PW2001" && e["target"] == "parent");
+    // Let the children check see both children once.
+    std::thread::sleep(Duration::from_millis(500));
+    let c1 = Proc::sleeper(&tok);
+    let c2 = Proc::sleeper(&tok);
+    let over = env.wait_event(T, |e| e["id"] == "PW2006");
+    assert_eq!(over["fields"]["count"], 4);
+    drop(c1);
+    drop(c2);
+    env.wait_event(T, |e| e["id"] == "PW2007");
+    // Not the main (oldest) process: the count drops below the minimum.
+    drop(b);
+    let below = env.wait_event(T, |e| e["id"] == "PW2005");
+    assert_eq!(below["fields"]["count"], 1);
+    assert_eq!(below["fields"]["min"], 2);
+    // Kill one child of the parent.
+    let kids =
+        std::fs::read_to_string(format!("/proc/{}/task/{}/children", parent.pid, parent.pid))
+            .unwrap();
+    let kid: u32 = kids.split_whitespace().next().unwrap().parse().unwrap();
+    kill(kid, libc::SIGKILL);
+    let lost = env.wait_event(T, |e| e["id"] == "PW2008");
+    assert_eq!(lost["pid"], parent.pid);
+    assert_eq!(lost["fields"]["children"], 1);
+    // No restart script: both are just down.
+    assert!(!env.ids().contains(&"PW2010".to_string()));
+}
+
+#[test]
+fn events_cli_prints_the_journal() {
+    let env = Env::new();
+    let tok = token();
+    env.write_config(&format!(
+        "{}{}",
+        env.daemon_section(""),
+        env.target_section("ev", &tok, "")
+    ));
+    let _t = Proc::sleeper(&tok);
+    let _d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW2001");
+    let o = env.cli(&["events"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("PW1001 procward") && out.contains("PW2001 target ev: process"),
+        "{out}"
+    );
+    let o = env.cli(&["events", "--json", "--since", "1h"]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.iter().any(|e| e["id"] == "PW2001"));
+}
+
+#[test]
+fn events_follow_streams_new_events() {
+    let env = Env::new();
+    let tok = token();
+    env.write_config(&format!(
+        "{}{}",
+        env.daemon_section(""),
+        env.target_section("fo", &tok, "")
+    ));
+    let _d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW2002");
+    let mut follow = std::process::Command::new(BIN)
+        .args(["events", "--follow", "--json", "-c"])
+        .arg(env.cfg())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _t = Proc::sleeper(&tok);
+    let out = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + T;
+    let mut seen = false;
+    while Instant::now() < deadline && !seen {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen = l.contains("\"PW2001\"");
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(seen, "events --follow did not show PW2001");
+}

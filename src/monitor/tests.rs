@@ -562,3 +562,105 @@ fn reload_keeps_state_of_unchanged_targets() {
     assert!(a.contains(&Action::UntrackAll { target: "a".into() }));
     assert!(m.target("a").is_none());
 }
+
+/// Every event the core emits renders with the catalog: its ID exists and
+/// its fields cover what the texts name (strict templates).
+#[test]
+fn every_emitted_event_renders_in_both_languages() {
+    use crate::catalog::Catalog;
+    use crate::config::Lang;
+    use crate::notify::render::Renderer;
+    let r = Renderer::new(std::sync::Arc::new(Catalog::embedded()), None, "h").unwrap();
+    let mut all = Vec::new();
+    let mut s = spec("a");
+    s.retry.max = 1;
+    s.retry.backoff_initial = Duration::from_secs(1);
+    s.on_retry_over = OnRetryOver::Failover;
+    s.count = Some((1, Some(1)));
+    s.children_min = Some(1);
+    s.failover = Some(Failover {
+        command: vec!["/bin/true".into()],
+        timeout: Duration::from_secs(5),
+    });
+    let mut m = mon(s);
+    all.extend(found(&mut m, &[], T0));
+    all.extend(found(&mut m, &[100], T0));
+    all.extend(found(&mut m, &[100, 101], T0));
+    all.extend(found(&mut m, &[100], T0));
+    all.extend(m.handle(
+        Input::Children {
+            target: "a".into(),
+            pid: 100,
+            count: 1,
+        },
+        T0,
+    ));
+    all.extend(m.handle(
+        Input::Children {
+            target: "a".into(),
+            pid: 100,
+            count: 0,
+        },
+        T0,
+    ));
+    let (tok, at) = arm(&all);
+    all.extend(timer(&mut m, tok, at));
+    all.extend(m.handle(
+        Input::ScriptDone {
+            target: "a".into(),
+            attempt: 1,
+            outcome: ScriptOutcome::TimedOut { output: "x".into() },
+        },
+        at + 1,
+    ));
+    all.extend(m.handle(
+        Input::CommandDone {
+            target: "a".into(),
+            outcome: ScriptOutcome::Signaled {
+                signal: 9,
+                output: String::new(),
+            },
+        },
+        at + 2,
+    ));
+    all.extend(m.command("a", Command::Reset, "root", at + 3).unwrap());
+    all.extend(m.command("a", Command::Pause, "root", at + 3).unwrap());
+    all.extend(m.command("a", Command::Resume, "root", at + 3).unwrap());
+    all.extend(found(&mut m, &[200], at + 4));
+    all.extend(m.handle(
+        Input::Exited {
+            target: "a".into(),
+            proc: p(200),
+            kind: ExitKind::Zombie { ppid: 1 },
+        },
+        at + 5,
+    ));
+    let ids_seen = ids(&all);
+    for id in [
+        msg::TARGET_WAITING,
+        msg::TARGET_FOUND,
+        msg::COUNT_ABOVE_MAX,
+        msg::COUNT_NORMAL,
+        msg::CHILDREN_LOST,
+        msg::RESTART_DELAYED,
+        msg::RESTART_STARTED,
+        msg::RESTART_SCRIPT_TIMEOUT,
+        msg::RETRY_OVER,
+        msg::RETRY_OVER_COMMAND,
+        msg::RETRY_OVER_COMMAND_FAILED,
+        msg::TARGET_RESET,
+        msg::TARGET_PAUSED,
+        msg::TARGET_RESUMED,
+        msg::PROCESS_ZOMBIE,
+    ] {
+        assert!(ids_seen.contains(&id), "{id} not exercised: {ids_seen:?}");
+    }
+    for a in &all {
+        if let Action::Emit(ev) = a {
+            for lang in [Lang::En, Lang::Ja] {
+                r.text(ev.id, &ev.fields, lang)
+                    .unwrap_or_else(|e| panic!("{} {lang:?}: {e} ({:?})", ev.id, ev.fields));
+            }
+        }
+    }
+}

@@ -182,7 +182,48 @@ enum Conn {
     Tcp {
         stream: Option<tokio::net::TcpStream>,
         addr: String,
+        sent: Sent,
     },
+}
+
+/// Frames written on the current TCP connection that the peer's kernel
+/// may not have acknowledged yet (SIOCOUTQ tells how many bytes are
+/// unacknowledged). When the connection dies they are sent again first, so
+/// a receiver restart loses nothing it had not yet received.
+#[derive(Default)]
+struct Sent {
+    frames: VecDeque<(u64, Vec<u8>)>,
+    written: u64,
+    /// Frames that must be re-sent on the next connection.
+    resend: Vec<Vec<u8>>,
+}
+
+const SENT_LIMIT: usize = 4096;
+
+fn unacked_bytes(s: &tokio::net::TcpStream) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one int.
+    let r = unsafe { libc::ioctl(s.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    (r == 0 && n >= 0).then_some(n as u64)
+}
+
+impl Sent {
+    /// Forget frames the peer has acknowledged.
+    fn prune(&mut self, unacked: u64) {
+        let acked = self.written.saturating_sub(unacked);
+        while self.frames.front().is_some_and(|(end, _)| *end <= acked) {
+            self.frames.pop_front();
+        }
+    }
+    /// The connection is gone: what was not acknowledged goes again.
+    fn lost(&mut self, unacked: Option<u64>) {
+        if let Some(u) = unacked {
+            self.prune(u);
+        }
+        self.resend.extend(self.frames.drain(..).map(|(_, f)| f));
+        self.written = 0;
+    }
 }
 
 impl Conn {
@@ -199,6 +240,7 @@ impl Conn {
             Transport::Tcp => Conn::Tcp {
                 stream: None,
                 addr: cfg.address.clone(),
+                sent: Sent::default(),
             },
         }
     }
@@ -207,7 +249,11 @@ impl Conn {
         match self {
             Conn::Unix { sock, .. } => *sock = None,
             Conn::Udp { sock, .. } => *sock = None,
-            Conn::Tcp { stream, .. } => *stream = None,
+            Conn::Tcp { stream, sent, .. } => {
+                if stream.take().is_some() {
+                    sent.lost(None);
+                }
+            }
         }
     }
 
@@ -240,16 +286,31 @@ impl Conn {
                 }
                 sock.as_ref().expect("set").send(frame).await.map(|_| ())
             }
-            Conn::Tcp { stream, addr } => {
-                // A receiver that went away has sent FIN: notice it before
-                // writing, so the message goes to the next connection.
+            Conn::Tcp { stream, addr, sent } => {
+                // A receiver that went away has sent FIN (or RST): notice it
+                // before writing, so the message goes to the next connection
+                // together with whatever the old one left unacknowledged.
                 if let Some(s) = stream.as_ref() {
                     let mut b = [0u8; 64];
                     match s.try_read(&mut b) {
-                        Ok(0) => *stream = None,
+                        Ok(0) => {
+                            // Graceful close: the send queue is intact.
+                            let u = unacked_bytes(s);
+                            sent.lost(u);
+                            *stream = None;
+                        }
                         Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(_) => *stream = None,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            if let Some(u) = unacked_bytes(s) {
+                                sent.prune(u);
+                            }
+                        }
+                        Err(_) => {
+                            // Reset: the kernel dropped its queue; trust the
+                            // last acknowledgement seen.
+                            sent.lost(None);
+                            *stream = None;
+                        }
                     }
                 }
                 if stream.is_none() {
@@ -266,13 +327,32 @@ impl Conn {
                     })??;
                     s.set_nodelay(true)?;
                     *stream = Some(s);
+                    sent.written = 0;
                 }
                 let s = stream.as_mut().expect("set");
+                let mut frames = std::mem::take(&mut sent.resend);
                 let mut buf = Vec::with_capacity(frame.len() + 8);
                 buf.extend_from_slice(frame.len().to_string().as_bytes());
                 buf.push(b' ');
                 buf.extend_from_slice(frame);
-                s.write_all(&buf).await
+                frames.push(buf);
+                for (i, f) in frames.iter().enumerate() {
+                    if let Err(e) = s.write_all(f).await {
+                        // Not written (or not known to be): keep for the next try,
+                        // except the current frame, which the caller retries.
+                        sent.lost(None);
+                        sent.resend
+                            .extend(frames[i..frames.len() - 1].iter().cloned());
+                        *stream = None;
+                        return Err(e);
+                    }
+                    sent.written += f.len() as u64;
+                    sent.frames.push_back((sent.written, f.clone()));
+                    if sent.frames.len() > SENT_LIMIT {
+                        sent.frames.pop_front();
+                    }
+                }
+                Ok(())
             }
         }
     }

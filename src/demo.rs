@@ -166,6 +166,7 @@ on-retry-over = "unmonitor"
     guard.service_pids.push(pid);
 
     for round in 1..=3 {
+        std::thread::sleep(Duration::from_millis(800)); // time to read
         say(&format!(
             "kill -9 {pid}  (failure {round} of 3; retry.max = 2)"
         ));

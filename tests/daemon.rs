@@ -455,3 +455,57 @@ fn events_follow_streams_new_events() {
     let _ = follow.wait();
     assert!(seen, "events --follow did not show PW2001");
 }
+
+#[test]
+fn the_restart_script_runs_as_restart_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    // nobody must be able to reach and run the script.
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let tok = token();
+    let script = env.path("as-nobody.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"uid=$(id -u) gid=$(id -g) home=$HOME\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.write_config(&format!(
+        "{}[[target]]\nname = \"u\"\nmatch.cmdline = '^sleep 1000\\.{tok}$'\nrestart.script = \"{}\"\nrestart.user = \"nobody\"\nrestart.settle = \"200ms\"\nretry.max = 1\n",
+        env.daemon_section(""),
+        script.display()
+    ));
+    let target = Proc::sleeper(&tok);
+    let _d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW2001");
+    target.signal(libc::SIGKILL);
+    let done = env.wait_event(T, |e| e["id"] == "PW2011" || e["id"] == "PW2018");
+    assert_eq!(done["id"], "PW2011", "{done}");
+    let log = std::fs::read_to_string(env.state().join("script-logs/u.log")).unwrap();
+    assert!(
+        log.contains("uid=65534 gid=65534 home=/nonexistent"),
+        "{log}"
+    );
+}
+
+#[test]
+fn sighup_reloads_the_configuration() {
+    let env = Env::new();
+    env.write_config(&env.daemon_section(""));
+    let d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW1001");
+    let tok = token();
+    env.write_config(&format!(
+        "{}{}",
+        env.daemon_section(""),
+        env.target_section("late", &tok, "")
+    ));
+    let reaper = d.pid();
+    // The daemon is the reaper's child: signal it, not the reaper.
+    let kids = std::fs::read_to_string(format!("/proc/{reaper}/task/{reaper}/children")).unwrap();
+    let daemon: u32 = kids.split_whitespace().next().unwrap().parse().unwrap();
+    kill(daemon, libc::SIGHUP);
+    let ev = env.wait_event(T, |e| e["id"] == "PW1003");
+    assert_eq!(ev["fields"]["by"], "SIGHUP");
+    assert_eq!(ev["fields"]["added"], "late");
+}

@@ -17,6 +17,14 @@ fn free_port() -> u16 {
         .port()
 }
 
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 struct Rsyslog {
     child: Option<Child>,
     conf: PathBuf,
@@ -24,7 +32,13 @@ struct Rsyslog {
 }
 
 impl Rsyslog {
+    /// Inputs: unix socket (RFC 3164 template), UDP `udp` and TCP `tcp`
+    /// (RFC 5424 template), and one more UDP port with the RFC 3164 template.
     fn start(dir: &Path, udp: u16, tcp: u16) -> Rsyslog {
+        Rsyslog::start_with(dir, udp, tcp, free_udp_port())
+    }
+
+    fn start_with(dir: &Path, udp: u16, tcp: u16, udp3164: u16) -> Rsyslog {
         let work = dir.join("rsyslog");
         std::fs::create_dir_all(&work).unwrap();
         let conf = work.join("rsyslog.conf");
@@ -41,6 +55,8 @@ template(name="t5424" type="string" string="%app-name% %procid% %msgid% %structu
 ruleset(name="unix") {{ action(type="omfile" file="{unix}" template="t3164") }}
 ruleset(name="udp") {{ action(type="omfile" file="{udp_out}" template="t5424") }}
 ruleset(name="tcp") {{ action(type="omfile" file="{tcp_out}" template="t5424") }}
+ruleset(name="udp3164") {{ action(type="omfile" file="{udp3164_out}" template="t3164") }}
+input(type="imudp" address="127.0.0.1" port="{udp3164}" ruleset="udp3164")
 input(type="imuxsock" Socket="{sock}" ruleset="unix")
 input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="udp")
 input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="tcp")
@@ -50,6 +66,7 @@ input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="tcp")
                 udp_out = out("udp.log"),
                 tcp_out = out("tcp.log"),
                 sock = out("log.sock"),
+                udp3164_out = out("udp3164.log"),
             ),
         )
         .unwrap();
@@ -136,14 +153,21 @@ fn rsyslogd_receives_exact_lines_in_both_formats_and_languages() {
         return;
     }
     let env = Env::new();
-    let (udp, tcp) = (free_port(), free_port());
-    let rs = Rsyslog::start(env.dir.path(), udp, tcp);
+    let (udp, tcp, udp3164) = (free_udp_port(), free_port(), free_udp_port());
+    let rs = Rsyslog::start_with(env.dir.path(), udp, tcp, udp3164);
     let tok = token();
     let sock = env.path("rsyslog/log.sock").display().to_string();
     env.write_config(&format!(
-        "{}{}{}{}{}",
+        "{}{}{}{}{}{}",
         env.daemon_section("hostname = \"node1\""),
         sink("local", "unix", &sock, "rfc3164", "en"),
+        sink(
+            "udp3164",
+            "udp",
+            &format!("127.0.0.1:{udp3164}"),
+            "rfc3164",
+            "ja"
+        ),
         sink("udp", "udp", &format!("127.0.0.1:{udp}"), "rfc5424", "ja"),
         sink("tcp", "tcp", &format!("127.0.0.1:{tcp}"), "rfc5424", "en"),
         env.target_section("web", &tok, "")
@@ -162,6 +186,15 @@ fn rsyslogd_receives_exact_lines_in_both_formats_and_languages() {
     assert_eq!(
         &l[tag_end + 2..],
         format!(" PW2003 target web: process {pid} disappeared"),
+        "{l}"
+    );
+    // RFC 3164 over UDP, Japanese (with the host name, as on the network).
+    let l = rs.wait_line("udp3164.log", "PW2003");
+    assert!(l.starts_with("procward["), "{l}");
+    assert!(
+        l.ends_with(&format!(
+            "]: PW2003 監視対象 web: プロセス {pid} が消滅しました"
+        )),
         "{l}"
     );
     // RFC 5424 over UDP, Japanese: MSGID is the ID, fields are structured data.
@@ -197,7 +230,7 @@ fn a_receiver_restart_during_a_tcp_burst_loses_nothing_and_duplicates_nothing() 
         return;
     }
     let env = Env::new();
-    let (udp, tcp) = (free_port(), free_port());
+    let (udp, tcp) = (free_udp_port(), free_port());
     let mut rs = Rsyslog::start(env.dir.path(), udp, tcp);
     env.write_config(&format!(
         "{}{}[[target]]\nname = \"burst\"\nmatch.comm = \"no-such-proc\"\n",
@@ -263,7 +296,7 @@ fn hostile_script_output_becomes_one_clean_line() {
         return;
     }
     let env = Env::new();
-    let (udp, tcp) = (free_port(), free_port());
+    let (udp, tcp) = (free_udp_port(), free_port());
     let rs = Rsyslog::start(env.dir.path(), udp, tcp);
     let tok = token();
     let script = env.path("evil.sh");
@@ -293,5 +326,55 @@ fn hostile_script_output_becomes_one_clean_line() {
         !all.iter()
             .any(|l| l.starts_with("PW9999") || l.contains("\u{1b}")),
         "{all:?}"
+    );
+}
+
+#[test]
+fn queue_overflow_drops_the_oldest_and_says_how_many() {
+    if !require("rsyslogd") {
+        return;
+    }
+    let env = Env::new();
+    let (udp, tcp) = (free_udp_port(), free_port());
+    let mut rs = Rsyslog::start(env.dir.path(), udp, tcp);
+    rs.stop(); // the receiver is down while events happen
+    env.write_config(&format!(
+        "{}{}queue = 5\n[[target]]\nname = \"q\"\nmatch.comm = \"no-such-proc\"\n",
+        env.daemon_section(""),
+        sink("tcp", "tcp", &format!("127.0.0.1:{tcp}"), "rfc5424", "en")
+    ));
+    let _d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW3002");
+    for i in 0..20 {
+        let o = env.cli(&[if i % 2 == 0 { "pause" } else { "resume" }, "q"]);
+        assert!(o.status.success());
+    }
+    rs.spawn();
+    let dropped = env.wait_event(Duration::from_secs(40), |e| e["id"] == "PW3001");
+    let n = dropped["fields"]["dropped"].as_u64().unwrap() as usize;
+    let expected: Vec<u64> = env
+        .events()
+        .iter()
+        .filter(|e| e["fields"]["sink"] != "tcp" && e["seq"].as_u64() < dropped["seq"].as_u64())
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    let last = *expected.last().unwrap();
+    rs.wait_line("tcp.log", &format!("seq=\"{last}\""));
+    let got: Vec<u64> = rs
+        .lines("tcp.log")
+        .iter()
+        .filter_map(|l| l.split("seq=\"").nth(1)?.split('"').next()?.parse().ok())
+        .collect();
+    let missing: Vec<u64> = expected
+        .iter()
+        .copied()
+        .filter(|s| !got.contains(s))
+        .collect();
+    assert_eq!(got.len(), 5, "the queue holds 5: {got:?}");
+    assert_eq!(missing.len(), n, "PW3001 counts exactly the dropped ones");
+    // The oldest were dropped: everything received is newer than everything lost.
+    assert!(
+        missing.iter().max() < got.iter().min(),
+        "missing {missing:?} got {got:?}"
     );
 }

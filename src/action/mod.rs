@@ -127,11 +127,17 @@ pub async fn run(r: Run) -> ScriptOutcome {
         cmd.env("HOME", home_of(&u.name))
             .env("USER", &u.name)
             .env("LOGNAME", &u.name);
-        cmd.uid(u.uid).gid(u.gid);
-        // SAFETY: setgroups is async-signal-safe; the list was built before fork.
+        let (uid, gid) = (u.uid, u.gid);
+        // SAFETY: only async-signal-safe syscalls, on a group list built
+        // before fork. Groups, then gid, then uid: each needs the privilege
+        // the next one drops. (std's Command::uid would run before this
+        // closure and make setgroups fail.)
         unsafe {
             cmd.pre_exec(move || {
-                if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())

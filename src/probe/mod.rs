@@ -27,10 +27,10 @@ pub fn open_pidfd(p: ProcRef) -> Pidfd {
     };
     match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::NONBLOCK) {
         Ok(fd) => {
+            // Still the pinned process (a zombie's pidfd is readable at
+            // once, which reports the exit), or its pid was reused.
             let mut buf = Vec::with_capacity(512);
             match procfs::read_pinned(p, &mut buf) {
-                Some(st) if !st.is_dead() => Pidfd::Open(fd),
-                // Exited (zombie) or replaced: report the exit now.
                 Some(_) => Pidfd::Open(fd),
                 None => Pidfd::Gone,
             }

@@ -232,6 +232,11 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// The pid of the reaper that runs procward.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
     /// SIGTERM, and wait for the exit (bounded).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -1,0 +1,79 @@
+//! The offline commands: catalog, render, check exit codes, usage errors.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+#[test]
+fn catalog_list_and_show() {
+    let o = run(&["catalog", "list"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.lines().any(|l| l.starts_with("PW2003  error")), "{out}");
+    let o = run(&["catalog", "show", "PW2020", "--lang", "ja"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("PW2020 retryOver (critical)"), "{out}");
+    assert!(
+        out.contains("text:        監視対象 {{target}}: リトライオーバー"),
+        "{out}"
+    );
+    assert!(
+        out.contains("action:      Investigate the application."),
+        "{out}"
+    );
+    let o = run(&["catalog", "show", "PW9999"]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn render_every_format() {
+    let o = run(&["render", "PW2003", "--format", "rfc3164"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with("<27>")
+            && out
+                .trim_end()
+                .ends_with("]: PW2003 target httpd: process 4242 disappeared"),
+        "{out}"
+    );
+    let o = run(&["render", "PW2003", "--format", "rfc5424", "--lang", "ja"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(" PW2003 [procward@32473 ") && out.contains("プロセス 4242 が消滅しました"),
+        "{out}"
+    );
+    let o = run(&["render", "PW2003", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["id"], "PW2003");
+    assert_eq!(v["severity"], "error");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(run(&["render"]).status.code(), Some(2));
+}
+
+#[test]
+fn config_from_the_environment_variable() {
+    let env = Env::new();
+    env.write_config("[[target]]\nname = \"x\"\nmatch.comm = \"x\"\n");
+    let o = Command::new(BIN)
+        .arg("check")
+        .env("PROCWARD_CONFIG", env.cfg())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(BIN)
+        .arg("check")
+        .env("PROCWARD_CONFIG", env.path("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("missing.toml:1:1: cannot read"));
+}

@@ -97,6 +97,8 @@ struct Daemon {
     timers: BTreeSet<(Instant, String, u64)>,
     scanning: bool,
     scan_soon: bool,
+    probes_due: HashMap<String, Instant>,
+    probing: HashSet<String>,
     last_scan: Instant,
     dirty: bool,
     _lock: std::fs::File,
@@ -205,6 +207,8 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         timers: BTreeSet::new(),
         scanning: false,
         scan_soon: true,
+        probes_due: HashMap::new(),
+        probing: HashSet::new(),
         last_scan: Instant::now(),
         dirty: false,
         _lock: lock,
@@ -275,6 +279,7 @@ impl Daemon {
             } else {
                 self.next_scan_at()
             };
+            let next_probe = self.next_probe_at().unwrap_or(far);
             tokio::select! {
                 _ = &mut stop => { stop_reason = "shutdown request"; break; }
                 _ = sig(&mut term) => { stop_reason = "SIGTERM"; break; }
@@ -286,6 +291,7 @@ impl Daemon {
                 Some(m) = rx.recv() => self.on_msg(m),
                 _ = tokio::time::sleep_until(next_timer) => self.fire_timers(),
                 _ = tokio::time::sleep_until(next_scan) => self.start_scan(),
+                _ = tokio::time::sleep_until(next_probe) => self.start_probes(),
             }
             self.after();
         }
@@ -334,6 +340,9 @@ impl Daemon {
     fn on_msg(&mut self, m: Msg) {
         match m {
             Msg::Input(i) => {
+                if let Input::Probe { target, .. } = &i {
+                    self.probing.remove(target);
+                }
                 if let Input::Exited { target, proc, .. } = &i {
                     if let Some(ws) = self.watchers.get_mut(target) {
                         ws.retain(|(p, _)| p != proc);
@@ -576,9 +585,68 @@ impl Daemon {
                         token,
                     ));
                 }
+                Action::Stop {
+                    target: _,
+                    proc,
+                    group,
+                    timeout,
+                } => stop_process(proc, group, timeout),
                 Action::ScanSoon => self.scan_soon = true,
                 Action::Persist => self.dirty = true,
             }
+        }
+    }
+
+    /// When the next stall probe is due; keeps the schedule in step with
+    /// the targets that are up and have a probe.
+    fn next_probe_at(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut live = HashSet::new();
+        for (spec, _) in self.monitor.probe_targets() {
+            let every = spec.stall.as_ref().map(|s| s.interval).unwrap_or_default();
+            self.probes_due
+                .entry(spec.name.clone())
+                .or_insert(now + every);
+            live.insert(spec.name.clone());
+        }
+        if live.len() != self.probes_due.len() {
+            self.probes_due.retain(|k, _| live.contains(k));
+        }
+        self.probes_due
+            .iter()
+            .filter(|(k, _)| !self.probing.contains(*k))
+            .map(|(_, t)| *t)
+            .min()
+    }
+
+    fn start_probes(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(String, crate::config::Stall, ProcRef)> = self
+            .monitor
+            .probe_targets()
+            .filter(|(spec, _)| {
+                !self.probing.contains(&spec.name)
+                    && self.probes_due.get(&spec.name).is_some_and(|t| *t <= now)
+            })
+            .filter_map(|(spec, p)| spec.stall.clone().map(|s| (spec.name.clone(), s, p)))
+            .collect();
+        for (name, stall, p) in due {
+            self.probes_due.insert(name.clone(), now + stall.interval);
+            self.probing.insert(name.clone());
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let r = probe::stall::run(&stall.probe, p).await;
+                let (ok, detail) = match r {
+                    Ok(()) => (true, String::new()),
+                    Err(e) => (false, e),
+                };
+                let _ = tx.send(Msg::Input(Input::Probe {
+                    target: name,
+                    pid: p.pid,
+                    ok,
+                    detail,
+                }));
+            });
         }
     }
 
@@ -801,6 +869,41 @@ impl Daemon {
             let _ = tx.send(Msg::Input(Input::CommandDone { target, outcome }));
         });
     }
+}
+
+/// SIGTERM to a stalled process (or its group), SIGKILL after `timeout`
+/// if it is still there. Its exit is seen by its pidfd watch.
+fn stop_process(p: ProcRef, group: bool, timeout: Duration) {
+    use rustix::process::{kill_process, kill_process_group, Pid, Signal};
+    let Some(pid) = Pid::from_raw(p.pid as i32) else {
+        return;
+    };
+    let pgid = if group {
+        rustix::process::getpgid(Some(pid)).ok()
+    } else {
+        None
+    };
+    let send = move |sig: Signal| match pgid {
+        Some(g) => {
+            let _ = kill_process_group(g, sig);
+        }
+        None => {
+            let _ = kill_process(pid, sig);
+        }
+    };
+    send(Signal::TERM);
+    tokio::spawn(async move {
+        tokio::time::sleep(timeout).await;
+        let alive = tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::with_capacity(512);
+            procfs::read_pinned(p, &mut buf).is_some_and(|s| !s.is_dead())
+        })
+        .await
+        .unwrap_or(false);
+        if alive {
+            send(Signal::KILL);
+        }
+    });
 }
 
 async fn control_server(

@@ -83,6 +83,8 @@ pub mod msg {
     pub const TARGET_BACK: &str = "PW2017";
     pub const RESTART_SPAWN_FAILED: &str = "PW2018";
     pub const RETRY_OVER: &str = "PW2020";
+    pub const TARGET_STALLED: &str = "PW2040";
+    pub const STALL_CLEARED: &str = "PW2041";
     pub const RETRY_OVER_COMMAND: &str = "PW2030";
     pub const RETRY_OVER_COMMAND_OK: &str = "PW2031";
     pub const RETRY_OVER_COMMAND_FAILED: &str = "PW2032";

@@ -57,7 +57,10 @@ fn install(src: &Path, env: &Env) -> std::path::PathBuf {
         std::fs::create_dir_all(dir.join("conf.d")).unwrap();
         for f in std::fs::read_dir(confd).unwrap().flatten() {
             let d = dir.join("conf.d").join(f.file_name());
-            std::fs::copy(f.path(), &d).unwrap();
+            let text = std::fs::read_to_string(f.path())
+                .unwrap()
+                .replace("@DIR@", &dir.display().to_string());
+            std::fs::write(&d, text).unwrap();
             std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
     }

@@ -273,4 +273,82 @@ pub struct TargetRaw {
     #[serde(default)]
     pub on_retry_over: OnRetryOver,
     pub failover: Option<FailoverRaw>,
+    pub stall: Option<StallRaw>,
+}
+
+fn d_probe_timeout() -> Dur {
+    Dur::secs(5)
+}
+fn d_status() -> String {
+    "200-399".into()
+}
+
+/// One stall probe (`stall.probe = { kind = "...", ... }`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ProbeRaw {
+    Exec {
+        command: Vec<String>,
+        #[serde(default = "d_probe_timeout")]
+        timeout: Dur,
+    },
+    Tcp {
+        address: String,
+        #[serde(default = "d_probe_timeout")]
+        timeout: Dur,
+    },
+    Http {
+        url: String,
+        #[serde(default = "d_probe_timeout")]
+        timeout: Dur,
+        #[serde(default = "d_status", rename = "expect-status")]
+        expect_status: String,
+        #[serde(default, rename = "expect-body")]
+        expect_body: Option<String>,
+    },
+    Heartbeat {
+        path: PathBuf,
+        #[serde(rename = "max-age")]
+        max_age: Dur,
+    },
+    State {
+        #[serde(rename = "max-duration")]
+        max_duration: Dur,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum StallAction {
+    #[default]
+    Restart,
+    Notify,
+}
+
+fn d_stall_interval() -> Dur {
+    Dur::secs(10)
+}
+fn d_failures() -> u32 {
+    3
+}
+fn d_stop_timeout() -> Dur {
+    Dur::secs(10)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StallRaw {
+    pub probe: ProbeRaw,
+    #[serde(default = "d_stall_interval")]
+    pub interval: Dur,
+    #[serde(default = "d_failures")]
+    pub failures: u32,
+    #[serde(default)]
+    pub action: StallAction,
+    /// After SIGTERM, SIGKILL follows after this.
+    #[serde(default = "d_stop_timeout")]
+    pub stop_timeout: Dur,
+    /// Signal the process group instead of the process.
+    #[serde(default)]
+    pub signal_group: bool,
 }

@@ -90,6 +90,13 @@ pub enum Input {
         target: String,
         token: u64,
     },
+    /// Result of a stall probe of the main process `pid`.
+    Probe {
+        target: String,
+        pid: u32,
+        ok: bool,
+        detail: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +131,14 @@ pub enum Action {
         token: u64,
         at: Ms,
     },
+    /// Stop a stalled process: SIGTERM (to its group if `group`), then
+    /// SIGKILL after `timeout`.
+    Stop {
+        target: String,
+        proc: ProcRef,
+        group: bool,
+        timeout: std::time::Duration,
+    },
     /// Scan /proc soon instead of at the next interval.
     ScanSoon,
     Persist,
@@ -145,6 +160,10 @@ pub enum Phase {
         attempt: u32,
         reason: Reason,
     },
+    /// Stalled: being stopped before the restart.
+    Stopping {
+        reason: Reason,
+    },
     /// Script succeeded; the target must be found before the timer.
     Settling {
         attempt: u32,
@@ -163,6 +182,7 @@ impl Phase {
             Phase::Down => "down",
             Phase::Backoff { .. } => "backoff",
             Phase::Restarting { .. } => "restarting",
+            Phase::Stopping { .. } => "stopping",
             Phase::Settling { .. } => "settling",
             Phase::RetryOver => "retry-over",
             Phase::Failed => "failed",
@@ -202,6 +222,10 @@ pub struct Target {
     token: u64,
     last_pid: Option<u32>,
     last_event: Option<(String, Ms)>,
+    probe_failures: u32,
+    /// Stalled under `stall.action = "notify"`: said once, cleared on a pass.
+    stalled: bool,
+    last_probe: Option<(bool, String)>,
 }
 
 impl Target {
@@ -229,6 +253,9 @@ impl Target {
             token: 0,
             last_pid: p.last_pid,
             last_event: None,
+            probe_failures: 0,
+            stalled: false,
+            last_probe: None,
         }
     }
 
@@ -286,6 +313,11 @@ pub struct TargetStatus {
     pub retry_max: u32,
     pub last_event: Option<String>,
     pub last_event_time: Option<String>,
+    /// Last stall probe: "ok" or "failed: why"; None without a probe yet.
+    #[serde(default)]
+    pub probe: Option<String>,
+    #[serde(default)]
+    pub probe_failures: u32,
 }
 
 pub struct Monitor {
@@ -351,6 +383,16 @@ impl Monitor {
             })
     }
 
+    /// Up targets with a stall probe: (target, main process).
+    pub fn probe_targets(&self) -> impl Iterator<Item = (&TargetSpec, ProcRef)> {
+        self.targets
+            .iter()
+            .filter_map(|t| match (&t.phase, &t.spec.stall, t.main()) {
+                (Phase::Up, Some(_), Some(m)) => Some((&t.spec, m)),
+                _ => None,
+            })
+    }
+
     /// Every tracked process, with its target.
     pub fn tracked(&self) -> impl Iterator<Item = (&str, ProcRef)> {
         self.targets
@@ -380,6 +422,14 @@ impl Monitor {
                     .last_event
                     .as_ref()
                     .map(|(_, ms)| crate::event::rfc3339_ms(*ms)),
+                probe: t.last_probe.as_ref().map(|(ok, d)| {
+                    if *ok {
+                        "ok".to_string()
+                    } else {
+                        format!("failed: {d}")
+                    }
+                }),
+                probe_failures: t.probe_failures,
             })
             .collect()
     }
@@ -541,7 +591,8 @@ impl Monitor {
             | Input::Children { target, .. }
             | Input::ScriptDone { target, .. }
             | Input::CommandDone { target, .. }
-            | Input::Timer { target, .. } => target.clone(),
+            | Input::Timer { target, .. }
+            | Input::Probe { target, .. } => target.clone(),
         };
         let Some(&i) = self.index.get(&name) else {
             return actions; // a target removed by a reload
@@ -565,6 +616,9 @@ impl Monitor {
                     }
                 }
             }
+            Input::Probe {
+                pid, ok, detail, ..
+            } => self.on_probe(i, pid, ok, detail, now, &mut actions),
             Input::ScriptDone {
                 attempt, outcome, ..
             } => self.on_script_done(i, attempt, outcome, now, &mut actions),
@@ -593,6 +647,19 @@ impl Monitor {
                 match t.phase.clone() {
                     Phase::Backoff { reason, pid } => {
                         self.start_restart(i, reason, pid, now, &mut actions)
+                    }
+                    Phase::Stopping { reason } => {
+                        // It did not die even after SIGKILL (D state?):
+                        // give it up and restart.
+                        let t = &mut self.targets[i];
+                        let pid = t.main().map(|m| m.pid);
+                        if !t.procs.is_empty() {
+                            actions.push(Action::UntrackAll {
+                                target: name.clone(),
+                            });
+                        }
+                        t.procs.clear();
+                        self.recover(i, reason, pid, now, &mut actions);
                     }
                     Phase::Settling { attempt, reason } => {
                         let t = &mut self.targets[i];
@@ -651,6 +718,9 @@ impl Monitor {
                 t.waiting_said = false;
                 t.over_max = false;
                 t.children_armed = false;
+                t.probe_failures = 0;
+                t.stalled = false;
+                t.last_probe = None;
                 t.token += 1;
                 let newly = !t.ever_up || t.last_pid != Some(main.pid);
                 t.ever_up = true;
@@ -728,6 +798,19 @@ impl Monitor {
         actions: &mut Vec<Action>,
     ) {
         let t = &mut self.targets[i];
+        if let Phase::Stopping { reason } = t.phase {
+            if t.main() == Some(proc) {
+                // The stalled process we stopped is gone: restart it.
+                if t.procs.len() > 1 {
+                    actions.push(Action::UntrackAll {
+                        target: t.spec.name.clone(),
+                    });
+                }
+                t.procs.clear();
+                self.recover(i, reason, Some(proc.pid), now, actions);
+            }
+            return;
+        }
         if t.phase != Phase::Up || !t.procs.contains(&proc) {
             return; // stale: already handled, or not ours
         }
@@ -760,6 +843,83 @@ impl Monitor {
                 .field("count", count)
                 .field("min", min);
             self.fail(i, reason_count(), pid, ev, now, actions);
+        }
+    }
+
+    fn on_probe(
+        &mut self,
+        i: usize,
+        pid: u32,
+        ok: bool,
+        detail: String,
+        now: Ms,
+        actions: &mut Vec<Action>,
+    ) {
+        let t = &mut self.targets[i];
+        let Some(stall) = t.spec.stall.clone() else {
+            return;
+        };
+        let main = match (t.phase == Phase::Up, t.main()) {
+            (true, Some(m)) if m.pid == pid => m,
+            _ => return, // a result for a process we no longer watch
+        };
+        let name = t.spec.name.clone();
+        let kind = stall.probe.kind();
+        let mut out = Out { actions, now };
+        t.last_probe = Some((ok, detail.clone()));
+        if ok {
+            t.probe_failures = 0;
+            if t.stalled {
+                t.stalled = false;
+                out.emit(
+                    t,
+                    EventSpec::new(msg::STALL_CLEARED)
+                        .target(&name)
+                        .pid(pid)
+                        .field("probe", kind),
+                );
+            }
+            return;
+        }
+        t.probe_failures += 1;
+        if t.probe_failures < stall.failures || t.stalled {
+            return;
+        }
+        let action = match stall.action {
+            crate::config::StallAction::Restart => "restart",
+            crate::config::StallAction::Notify => "notify",
+        };
+        out.emit(
+            t,
+            EventSpec::new(msg::TARGET_STALLED)
+                .target(&name)
+                .pid(pid)
+                .field("probe", kind)
+                .field("failures", t.probe_failures)
+                .field("error", detail)
+                .field("action", action),
+        );
+        match stall.action {
+            crate::config::StallAction::Notify => t.stalled = true,
+            crate::config::StallAction::Restart => {
+                t.phase = Phase::Stopping {
+                    reason: Reason::Stalled,
+                };
+                t.up_since = None;
+                t.token += 1;
+                out.push(Action::Stop {
+                    target: name.clone(),
+                    proc: main,
+                    group: stall.signal_group,
+                    timeout: stall.stop_timeout,
+                });
+                let give_up = now + stall.stop_timeout.as_millis() as u64 + 5000;
+                out.push(Action::Arm {
+                    target: name,
+                    token: t.token,
+                    at: give_up,
+                });
+            }
         }
     }
 

@@ -34,6 +34,7 @@ fn spec(name: &str) -> TargetSpec {
         },
         on_retry_over: OnRetryOver::Unmonitor,
         failover: None,
+        stall: None,
         match_raw: Default::default(),
     }
 }
@@ -663,4 +664,105 @@ fn every_emitted_event_renders_in_both_languages() {
             }
         }
     }
+}
+
+fn with_stall(action: crate::config::StallAction) -> TargetSpec {
+    let mut s = spec("a");
+    s.stall = Some(crate::config::Stall {
+        probe: crate::config::Probe::State {
+            max_duration: Duration::from_secs(1),
+        },
+        interval: Duration::from_secs(10),
+        failures: 3,
+        action,
+        stop_timeout: Duration::from_secs(5),
+        signal_group: false,
+    });
+    s
+}
+
+fn probe(m: &mut Monitor, pid: u32, ok: bool, now: Ms) -> Vec<Action> {
+    m.handle(
+        Input::Probe {
+            target: "a".into(),
+            pid,
+            ok,
+            detail: if ok {
+                String::new()
+            } else {
+                "no answer".into()
+            },
+        },
+        now,
+    )
+}
+
+#[test]
+fn stall_restart_stops_then_restarts_with_reason_stalled() {
+    let mut m = mon(with_stall(crate::config::StallAction::Restart));
+    found(&mut m, &[100], T0);
+    assert_eq!(m.probe_targets().count(), 1);
+    assert!(probe(&mut m, 100, false, T0).is_empty());
+    assert!(
+        probe(&mut m, 100, true, T0).is_empty(),
+        "a pass resets the count"
+    );
+    assert!(probe(&mut m, 100, false, T0).is_empty());
+    assert!(probe(&mut m, 100, false, T0).is_empty());
+    assert_eq!(m.status(T0)[0].probe_failures, 2);
+    let a = probe(&mut m, 100, false, T0);
+    assert_eq!(ids(&a), vec![msg::TARGET_STALLED]);
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Stop { proc, group: false, .. } if proc.pid == 100)));
+    assert_eq!(
+        phase(&m),
+        Phase::Stopping {
+            reason: Reason::Stalled
+        }
+    );
+    assert_eq!(m.probe_targets().count(), 0, "no probes while stopping");
+    // The stopped process exits: no disappearance event, a restart.
+    let a = killed(&mut m, 100, T0 + S);
+    assert_eq!(ids(&a), vec![msg::RESTART_STARTED]);
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::RunScript {
+            reason: Reason::Stalled,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn stall_stop_that_never_ends_gives_up_at_the_timer() {
+    let mut m = mon(with_stall(crate::config::StallAction::Restart));
+    found(&mut m, &[100], T0);
+    for _ in 0..2 {
+        probe(&mut m, 100, false, T0);
+    }
+    let a = probe(&mut m, 100, false, T0);
+    let (tok, at) = arm(&a);
+    assert_eq!(at, T0 + 10 * S, "stop-timeout + 5 s");
+    let a = timer(&mut m, tok, at);
+    assert_eq!(ids(&a), vec![msg::RESTART_STARTED]);
+}
+
+#[test]
+fn stall_notify_says_once_and_clears() {
+    let mut m = mon(with_stall(crate::config::StallAction::Notify));
+    found(&mut m, &[100], T0);
+    for _ in 0..2 {
+        probe(&mut m, 100, false, T0);
+    }
+    let a = probe(&mut m, 100, false, T0);
+    assert_eq!(ids(&a), vec![msg::TARGET_STALLED]);
+    let Action::Emit(ev) = &a[0] else { panic!() };
+    assert_eq!(ev.fields["action"], "notify");
+    assert!(probe(&mut m, 100, false, T0).is_empty(), "said once");
+    assert_eq!(phase(&m), Phase::Up);
+    assert_eq!(ids(&probe(&mut m, 100, true, T0)), vec![msg::STALL_CLEARED]);
+    assert_eq!(m.status(T0)[0].probe.as_deref(), Some("ok"));
+    // A result for another pid is ignored.
+    assert!(probe(&mut m, 999, false, T0).is_empty());
 }

@@ -2,6 +2,7 @@
 //! watch.
 
 pub mod procfs;
+pub mod stall;
 
 use crate::monitor::ProcRef;
 use std::os::fd::OwnedFd;

@@ -1,0 +1,200 @@
+//! Stall probes: is a live process still doing its job? Each runs off the
+//! event loop's critical path with its own timeout; a probe command runs in
+//! its own process group, which is killed when the probe ends, so a hung
+//! probe or one that leaves children never blocks or leaks.
+
+use crate::config::Probe;
+use crate::monitor::ProcRef;
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// When each process was first seen stopped or in uninterruptible sleep
+/// (for the `state` probe).
+static STUCK_SINCE: Mutex<Option<HashMap<ProcRef, Instant>>> = Mutex::new(None);
+
+/// Run one probe of process `p`. `Ok` when it passes, else why not.
+pub async fn run(probe: &Probe, p: ProcRef) -> Result<(), String> {
+    match probe {
+        Probe::Exec { argv, timeout } => exec(argv, *timeout, p).await,
+        Probe::Tcp { address, timeout } => {
+            match tokio::time::timeout(*timeout, tokio::net::TcpStream::connect(address.as_str()))
+                .await
+            {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(format!("connect {address}: {e}")),
+                Err(_) => Err(format!(
+                    "connect {address}: no answer within {}",
+                    humantime::format_duration(*timeout)
+                )),
+            }
+        }
+        Probe::Http {
+            host,
+            port,
+            path,
+            timeout,
+            status,
+            body,
+        } => match tokio::time::timeout(*timeout, http_get(host, *port, path)).await {
+            Err(_) => Err(format!(
+                "GET http://{host}:{port}{path}: no answer within {}",
+                humantime::format_duration(*timeout)
+            )),
+            Ok(Err(e)) => Err(format!("GET http://{host}:{port}{path}: {e}")),
+            Ok(Ok((code, text))) => {
+                if code < status.0 || code > status.1 {
+                    Err(format!(
+                        "GET http://{host}:{port}{path}: status {code}, expected {}-{}",
+                        status.0, status.1
+                    ))
+                } else if let Some(b) = body.as_ref().filter(|b| !text.contains(b.as_str())) {
+                    Err(format!(
+                        "GET http://{host}:{port}{path}: body lacks \"{b}\""
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        },
+        Probe::Heartbeat { path, max_age } => {
+            let path = path.clone();
+            let max = *max_age;
+            tokio::task::spawn_blocking(move || {
+                let m = std::fs::metadata(&path)
+                    .map_err(|e| format!("heartbeat {}: {e}", path.display()))?;
+                let age = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok())
+                    .unwrap_or_default();
+                if age > max {
+                    Err(format!(
+                        "heartbeat {} is {} old (max {})",
+                        path.display(),
+                        humantime::format_duration(Duration::from_secs(age.as_secs())),
+                        humantime::format_duration(max)
+                    ))
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+        }
+        Probe::State { max_duration } => {
+            let st = tokio::task::spawn_blocking(move || {
+                let mut buf = Vec::with_capacity(512);
+                super::procfs::read_pinned(p, &mut buf)
+            })
+            .await
+            .ok()
+            .flatten();
+            let Some(st) = st else { return Ok(()) }; // gone: the exit watch reports it
+            let mut guard = STUCK_SINCE.lock().expect("stuck map");
+            let map = guard.get_or_insert_with(HashMap::new);
+            if matches!(st.state, 'D' | 'T' | 't') {
+                let since = *map.entry(p).or_insert_with(Instant::now);
+                let held = since.elapsed();
+                if held >= *max_duration {
+                    let what = if st.state == 'D' {
+                        "uninterruptible sleep (D)"
+                    } else {
+                        "stopped (T)"
+                    };
+                    return Err(format!(
+                        "process {} {what} for {}",
+                        p.pid,
+                        humantime::format_duration(Duration::from_secs(held.as_secs()))
+                    ));
+                }
+            } else {
+                map.remove(&p);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn exec(argv: &[String], timeout: Duration, p: ProcRef) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env("PROCWARD_PID", p.pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| format!("{}: {e}", argv[0]))?;
+    let pgid = child.id().unwrap_or(0) as i32;
+    let mut err = child.stderr.take();
+    let result = tokio::time::timeout(timeout, child.wait()).await;
+    // Whatever it left behind goes with its group.
+    if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    match result {
+        Err(_) => {
+            let _ = child.wait().await;
+            Err(format!(
+                "{}: no answer within {}",
+                argv[0],
+                humantime::format_duration(timeout)
+            ))
+        }
+        Ok(Err(e)) => Err(format!("{}: {e}", argv[0])),
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => {
+            let mut text = String::new();
+            if let Some(e) = err.as_mut() {
+                let mut buf = vec![0u8; 300];
+                if let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_millis(50), e.read(&mut buf)).await
+                {
+                    text = String::from_utf8_lossy(&buf[..n])
+                        .trim()
+                        .replace('\n', " | ");
+                }
+            }
+            let how = match status.code() {
+                Some(c) => format!("exit code {c}"),
+                None => "killed by a signal".into(),
+            };
+            if text.is_empty() {
+                Err(format!("{}: {how}", argv[0]))
+            } else {
+                Err(format!("{}: {how}: {text}", argv[0]))
+            }
+        }
+    }
+}
+
+async fn http_get(host: &str, port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect((host, port)).await?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: procward\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 || buf.len() > 64 * 1024 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| std::io::Error::other("no HTTP status line"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}

@@ -8,7 +8,7 @@ use crate::config::{self, Config};
 use crate::control::{self, Request, Response};
 use crate::event::{msg, now_ms, EventSpec};
 use crate::monitor::{Action, Command, Input, Monitor, ProcRef, Reason};
-use crate::notify::{journal, render::Renderer, syslog, Notifier};
+use crate::notify::{journal, queue, render::Renderer, syslog, Notifier};
 use crate::probe::{self, procfs, Pidfd};
 use anyhow::Context;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -86,7 +86,7 @@ struct Daemon {
     renderer: Arc<Renderer>,
     monitor: Monitor,
     notifier: Notifier,
-    sinks: Vec<syslog::SinkHandle>,
+    sinks: Vec<queue::SinkHandle>,
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<Msg>,
     console: bool,
@@ -241,7 +241,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
     })
 }
 
-fn sink_reporter(tx: mpsc::UnboundedSender<Msg>) -> syslog::Reporter {
+fn sink_reporter(tx: mpsc::UnboundedSender<Msg>) -> queue::Reporter {
     Arc::new(move |spec| {
         let _ = tx.send(Msg::Sink(spec));
     })
@@ -304,7 +304,7 @@ impl Daemon {
         }
         self.notifier.save_state(self.monitor.snapshot());
         self.notifier.sync();
-        syslog::flush_all(&self.sinks, Duration::from_secs(2)).await;
+        queue::flush_all(&self.sinks, Duration::from_secs(2)).await;
         let _ = std::fs::remove_file(&self.cfg.daemon.control_socket);
         Ok(())
     }
@@ -512,8 +512,8 @@ impl Daemon {
                 let new_sinks =
                     syslog::start_all(&cfg, renderer.clone(), sink_reporter(self.tx.clone()));
                 let old_sinks = std::mem::take(&mut self.sinks);
-                syslog::abort_all(&old_sinks);
-                syslog::carry_over(&old_sinks, &new_sinks);
+                queue::abort_all(&old_sinks);
+                queue::carry_over(&old_sinks, &new_sinks);
                 self.sinks = new_sinks;
                 self.renderer = renderer;
                 let n = cfg.targets.len();

@@ -6,7 +6,10 @@ pub mod duration;
 pub mod raw;
 
 pub use duration::Dur;
-pub use raw::{Lang, OnRetryOver, StallAction, SyslogFormat, Transport};
+pub use raw::{
+    AuthProto, Lang, NotifyKind, OnRetryOver, PrivProto, SnmpVersion, StallAction, SyslogFormat,
+    Transport,
+};
 
 use raw::*;
 use regex::Regex;
@@ -200,6 +203,41 @@ pub struct SyslogSink {
     pub language: Lang,
 }
 
+/// A community string or v3 password: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnmpSecurity {
+    V2c {
+        community: Secret,
+    },
+    V3 {
+        user: String,
+        auth: Option<(AuthProto, Secret)>,
+        privacy: Option<(PrivProto, Secret)>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct SnmpSink {
+    pub name: String,
+    pub address: String,
+    pub security: SnmpSecurity,
+    pub kind: NotifyKind,
+    pub min_severity: crate::event::Severity,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub queue: usize,
+    pub language: Lang,
+}
+
 /// Users and groups allowed on the control socket.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Allow {
@@ -218,6 +256,7 @@ pub struct Daemon {
     pub catalog_dir: Option<PathBuf>,
     pub templates_dir: Option<PathBuf>,
     pub hostname: String,
+    pub snmp_root: Vec<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -225,6 +264,7 @@ pub struct Config {
     pub path: PathBuf,
     pub daemon: Daemon,
     pub syslog: Vec<SyslogSink>,
+    pub snmp: Vec<SnmpSink>,
     pub targets: Vec<TargetSpec>,
     /// Every file read, the main one first.
     pub files: Vec<PathBuf>,
@@ -495,6 +535,7 @@ fn read_source(c: &mut Collector, path: &Path) -> Option<Source> {
 struct Parsed {
     daemon: Option<DaemonRaw>,
     sinks: Vec<(usize, usize, SyslogSinkRaw)>,
+    snmp: Vec<(usize, usize, SnmpSinkRaw)>,
     targets: Vec<(usize, usize, TargetRaw)>,
 }
 
@@ -540,10 +581,26 @@ fn parse_sections(c: &mut Collector, src: &Source, src_idx: usize, main: bool, o
                                 }
                             }
                         }
+                        "snmp" => {
+                            let toml::Value::Array(items) = list else {
+                                c.at(
+                                    src,
+                                    &[k("sink"), k("snmp")],
+                                    "expected [[sink.snmp]] entries",
+                                );
+                                continue;
+                            };
+                            for (i, item) in items.into_iter().enumerate() {
+                                let base = [k("sink"), k("snmp"), Seg::Index(i)];
+                                if let Some(s) = c.de::<SnmpSinkRaw>(src, &base, item) {
+                                    out.snmp.push((src_idx, i, s));
+                                }
+                            }
+                        }
                         other => c.at(
                             src,
                             &[k("sink"), k(other)],
-                            format!("unknown sink kind `{other}`, expected `syslog`"),
+                            format!("unknown sink kind `{other}`, expected `syslog` or `snmp`"),
                         ),
                     }
                 }
@@ -644,6 +701,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let mut parsed = Parsed {
         daemon: None,
         sinks: Vec::new(),
+        snmp: Vec::new(),
         targets: Vec::new(),
     };
 
@@ -690,7 +748,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         .iter()
         .filter_map(|(si, i, s)| validate_sink(&mut c, &sources[*si], *i, s, daemon_raw.language))
         .collect::<Vec<_>>();
-    let mut names: Vec<&str> = Vec::new();
+    let snmp = parsed
+        .snmp
+        .iter()
+        .filter_map(|(si, i, s)| validate_snmp(&mut c, &sources[*si], *i, s, daemon_raw.language))
+        .collect::<Vec<_>>();
+    let mut names: Vec<&str> = parsed
+        .snmp
+        .iter()
+        .map(|(_, _, s)| s.name.as_str())
+        .collect();
     for (si, i, s) in &parsed.sinks {
         if names.contains(&s.name.as_str()) {
             c.at(
@@ -725,6 +792,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             path: path.to_path_buf(),
             daemon: daemon.expect("daemon validated"),
             syslog,
+            snmp,
             targets,
             files: sources.iter().map(|s| s.path.clone()).collect(),
         })
@@ -767,7 +835,24 @@ fn validate_daemon(c: &mut Collector, src: Option<&Source>, d: &DaemonRaw) -> Op
             }
         }
     }
+    let snmp_root: Vec<u32> = d
+        .snmp_root
+        .split('.')
+        .map(|a| a.parse::<u32>())
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    if snmp_root.len() < 8 || snmp_root[..6] != [1, 3, 6, 1, 4, 1] {
+        at(
+            c,
+            "snmp-root",
+            format!(
+                "`{}` must be a numeric OID under enterprises, like 1.3.6.1.4.1.32473.7",
+                d.snmp_root
+            ),
+        );
+    }
     Some(Daemon {
+        snmp_root,
         interval: d.interval.0,
         control_socket: d.control_socket.clone(),
         allow,
@@ -848,6 +933,124 @@ fn validate_sink(
         min_severity: s.min_severity,
         queue: s.queue,
         max_size,
+        language: s.language.unwrap_or(lang),
+    })
+}
+
+fn validate_snmp(
+    c: &mut Collector,
+    src: &Source,
+    i: usize,
+    s: &SnmpSinkRaw,
+    lang: Lang,
+) -> Option<SnmpSink> {
+    let n0 = c.errors.len();
+    let p = |key: &str| [k("sink"), k("snmp"), Seg::Index(i), k(key)];
+    if !s.address.contains(':') {
+        c.at(
+            src,
+            &p("address"),
+            format!("`{}` is not host:port", s.address),
+        );
+    }
+    // Whoever can read the file can read the secrets.
+    let readable = std::fs::metadata(&src.path)
+        .map(|m| m.permissions().mode() & 0o004 != 0)
+        .unwrap_or(false);
+    let secret = |c: &mut Collector, key: &str, v: &Option<String>, min: usize| -> Option<Secret> {
+        match v {
+            None => {
+                c.at(
+                    src,
+                    &[k("sink"), k("snmp"), Seg::Index(i)],
+                    format!("`{key}` is required here"),
+                );
+                None
+            }
+            Some(v) => {
+                if v.len() < min {
+                    c.at(src, &p(key), format!("must be at least {min} characters"));
+                }
+                if readable {
+                    c.at(
+                        src,
+                        &p(key),
+                        format!(
+                            "is a secret, but {} is readable by others; run: chmod o-r {}",
+                            src.path.display(),
+                            src.path.display()
+                        ),
+                    );
+                }
+                Some(Secret(v.clone()))
+            }
+        }
+    };
+    let security = match s.version {
+        SnmpVersion::V2c => {
+            for (key, set) in [
+                ("user", s.user.is_some()),
+                ("auth", s.auth.is_some()),
+                ("priv", s.privacy.is_some()),
+            ] {
+                if set {
+                    c.at(src, &p(key), "is for version = \"3\" only");
+                }
+            }
+            secret(c, "community", &s.community, 1).map(|community| SnmpSecurity::V2c { community })
+        }
+        SnmpVersion::V3 => {
+            if s.community.is_some() {
+                c.at(
+                    src,
+                    &p("community"),
+                    "is for version = \"2c\" only; v3 uses user, auth and priv",
+                );
+            }
+            let auth = s
+                .auth
+                .and_then(|a| secret(c, "auth-key", &s.auth_key, 8).map(|k| (a, k)));
+            let privacy = s
+                .privacy
+                .and_then(|pr| secret(c, "priv-key", &s.priv_key, 8).map(|k| (pr, k)));
+            if s.privacy.is_some() && s.auth.is_none() {
+                c.at(src, &p("priv"), "needs auth too (authPriv)");
+            }
+            match &s.user {
+                Some(u) if !u.is_empty() => Some(SnmpSecurity::V3 {
+                    user: u.clone(),
+                    auth,
+                    privacy,
+                }),
+                _ => {
+                    c.at(
+                        src,
+                        &[k("sink"), k("snmp"), Seg::Index(i)],
+                        "`user` is required for version = \"3\"",
+                    );
+                    None
+                }
+            }
+        }
+    };
+    if s.timeout.is_zero() {
+        c.at(src, &p("timeout"), "must be greater than zero");
+    }
+    if s.queue == 0 {
+        c.at(src, &p("queue"), "must be at least 1");
+    }
+    if c.errors.len() != n0 {
+        return None;
+    }
+    Some(SnmpSink {
+        name: s.name.clone(),
+        address: s.address.clone(),
+        security: security?,
+        kind: s.kind,
+        min_severity: s.min_severity,
+        timeout: s.timeout.0,
+        retries: s.retries,
+        queue: s.queue,
         language: s.language.unwrap_or(lang),
     })
 }

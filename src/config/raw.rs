@@ -73,6 +73,14 @@ pub struct DaemonRaw {
     /// Host name used in messages (default: the kernel's host name).
     #[serde(default)]
     pub hostname: Option<String>,
+    /// Root OID of procward's MIB (notifications at ROOT.0.N, objects at
+    /// ROOT.1.N); must lie under enterprises (1.3.6.1.4.1).
+    #[serde(default = "d_snmp_root")]
+    pub snmp_root: String,
+}
+
+fn d_snmp_root() -> String {
+    "1.3.6.1.4.1.32473.7".into()
 }
 
 impl Default for DaemonRaw {
@@ -131,6 +139,88 @@ pub struct SyslogSinkRaw {
     /// Language of the message text for this sink (default: daemon.language).
     #[serde(default)]
     pub language: Option<Lang>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum SnmpVersion {
+    #[serde(rename = "2c")]
+    V2c,
+    #[serde(rename = "3")]
+    V3,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyKind {
+    #[default]
+    Trap,
+    Inform,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthProto {
+    /// HMAC-SHA-96 (RFC 3414)
+    Sha,
+    /// HMAC-SHA-256-192 (RFC 7860)
+    Sha256,
+    /// HMAC-SHA-512-384 (RFC 7860)
+    Sha512,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrivProto {
+    /// AES-128-CFB (RFC 3826)
+    Aes,
+}
+
+fn d_snmp_timeout() -> Dur {
+    Dur::secs(1)
+}
+fn d_retries() -> u32 {
+    3
+}
+fn d_warning() -> Severity {
+    Severity::Warning
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SnmpSinkRaw {
+    pub name: String,
+    pub address: String,
+    pub version: SnmpVersion,
+    pub community: Option<String>,
+    #[serde(default)]
+    pub kind: NotifyKind,
+    #[serde(default = "d_warning")]
+    pub min_severity: Severity,
+    pub user: Option<String>,
+    pub auth: Option<AuthProto>,
+    pub auth_key: Option<String>,
+    #[serde(rename = "priv")]
+    pub privacy: Option<PrivProto>,
+    pub priv_key: Option<String>,
+    /// Informs: wait this long for the acknowledgement ...
+    #[serde(default = "d_snmp_timeout")]
+    pub timeout: Dur,
+    /// ... and send again this many times.
+    #[serde(default = "d_retries")]
+    pub retries: u32,
+    #[serde(default = "d_queue")]
+    pub queue: usize,
+    #[serde(default)]
+    pub language: Option<Lang>,
+}
+
+impl std::fmt::Debug for SnmpSinkRaw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnmpSinkRaw")
+            .field("name", &self.name)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

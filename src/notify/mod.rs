@@ -4,6 +4,7 @@
 //! that a slow receiver never blocks monitoring.
 
 pub mod journal;
+pub mod queue;
 pub mod render;
 pub mod syslog;
 

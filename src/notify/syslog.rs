@@ -9,62 +9,17 @@
 //! Events about a sink's own failure are not queued into that sink.
 
 use crate::config::{Config, SyslogFormat, SyslogSink, Transport};
-use crate::event::{msg, Event, EventSpec};
+use crate::event::Event;
+use crate::notify::queue::{Deliver, Reporter, SinkHandle};
 use crate::notify::render::Renderer;
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::Notify;
-
-/// Reports sink events (PW3xxx) back to the daemon.
-pub type Reporter = Arc<dyn Fn(EventSpec) + Send + Sync>;
 
 /// Private enterprise number used in the RFC 5424 SD-ID (`procward@32473`;
 /// 32473 is the PEN reserved for documentation, RFC 5612).
 pub const SD_ID: &str = "procward@32473";
-
-struct Queue {
-    items: Mutex<VecDeque<Arc<Event>>>,
-    cap: usize,
-    dropped: AtomicU64,
-    notify: Notify,
-    stop: AtomicBool,
-}
-
-pub struct SinkHandle {
-    pub name: String,
-    queue: Arc<Queue>,
-    min: crate::event::Severity,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl SinkHandle {
-    pub fn push(&self, ev: Arc<Event>) {
-        if !ev.severity.at_least(self.min) {
-            return;
-        }
-        // Never recurse: a sink does not carry news of its own failure.
-        if ev.id.starts_with("PW3")
-            && ev.fields.get("sink").and_then(|v| v.as_str()) == Some(&self.name)
-        {
-            return;
-        }
-        let mut q = self.queue.items.lock().expect("queue");
-        q.push_back(ev);
-        while q.len() > self.queue.cap {
-            q.pop_front();
-            self.queue.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        drop(q);
-        self.queue.notify.notify_one();
-    }
-
-    pub fn pending(&self) -> usize {
-        self.queue.items.lock().expect("queue").len()
-    }
-}
 
 /// Start every configured syslog sink.
 pub fn start_all(cfg: &Config, renderer: Arc<Renderer>, report: Reporter) -> Vec<SinkHandle> {
@@ -74,99 +29,30 @@ pub fn start_all(cfg: &Config, renderer: Arc<Renderer>, report: Reporter) -> Vec
         .collect()
 }
 
-pub fn abort_all(sinks: &[SinkHandle]) {
-    for s in sinks {
-        s.queue.stop.store(true, Ordering::Relaxed);
-        s.queue.notify.notify_one();
-        s.task.abort();
-    }
-}
-
-/// Wait (bounded) until every queue is empty.
-pub async fn flush_all(sinks: &[SinkHandle], timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline && sinks.iter().any(|s| s.pending() > 0) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 pub fn start(cfg: SyslogSink, renderer: Arc<Renderer>, report: Reporter) -> SinkHandle {
-    let queue = Arc::new(Queue {
-        items: Mutex::new(VecDeque::new()),
-        cap: cfg.queue,
-        dropped: AtomicU64::new(0),
-        notify: Notify::new(),
-        stop: AtomicBool::new(false),
-    });
-    let name = cfg.name.clone();
-    let min = cfg.min_severity;
-    let task = tokio::spawn(deliver(cfg, renderer, queue.clone(), report));
-    SinkHandle {
-        name,
-        queue,
-        min,
-        task,
-    }
+    let d = SyslogDeliver {
+        conn: Conn::new(&cfg),
+        cfg: cfg.clone(),
+        renderer,
+        pid: std::process::id(),
+    };
+    SinkHandle::start(&cfg.name, cfg.min_severity, cfg.queue, d, report)
 }
 
-async fn deliver(cfg: SyslogSink, renderer: Arc<Renderer>, queue: Arc<Queue>, report: Reporter) {
-    let mut conn = Conn::new(&cfg);
-    let mut failing: Option<(Instant, String)> = None;
-    let mut backoff = Duration::from_millis(100);
-    let pid = std::process::id();
-    loop {
-        let front = queue.items.lock().expect("queue").front().cloned();
-        let Some(ev) = front else {
-            if queue.stop.load(Ordering::Relaxed) {
-                return;
-            }
-            queue.notify.notified().await;
-            continue;
-        };
-        let frame = format(&cfg, &renderer, &ev, pid);
-        match conn.send(&frame).await {
-            Ok(()) => {
-                {
-                    let mut q = queue.items.lock().expect("queue");
-                    if q.front().map(|f| f.seq) == Some(ev.seq) {
-                        q.pop_front();
-                    }
-                }
-                backoff = Duration::from_millis(100);
-                if let Some((since, _)) = failing.take() {
-                    let down =
-                        humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
-                            .to_string();
-                    report(
-                        EventSpec::new(msg::SINK_RECOVERED)
-                            .field("sink", cfg.name.as_str())
-                            .field("down", down),
-                    );
-                }
-                let dropped = queue.dropped.swap(0, Ordering::Relaxed);
-                if dropped > 0 {
-                    report(
-                        EventSpec::new(msg::SINK_DROPPED)
-                            .field("sink", cfg.name.as_str())
-                            .field("dropped", dropped),
-                    );
-                }
-            }
-            Err(e) => {
-                conn.reset();
-                let err = e.to_string();
-                if failing.is_none() {
-                    report(
-                        EventSpec::new(msg::SINK_FAILED)
-                            .field("sink", cfg.name.as_str())
-                            .field("error", err.clone()),
-                    );
-                    failing = Some((Instant::now(), err));
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
+struct SyslogDeliver {
+    cfg: SyslogSink,
+    renderer: Arc<Renderer>,
+    conn: Conn,
+    pid: u32,
+}
+
+impl Deliver for SyslogDeliver {
+    async fn send(&mut self, ev: &Event, _report: &Reporter) -> std::io::Result<()> {
+        let frame = format(&self.cfg, &self.renderer, ev, self.pid);
+        self.conn.send(&frame).await
+    }
+    fn reset(&mut self) {
+        self.conn.reset();
     }
 }
 
@@ -447,19 +333,6 @@ pub fn format(cfg: &SyslogSink, renderer: &Renderer, ev: &Event, pid: u32) -> Ve
             }
             let room = cfg.max_size.saturating_sub(head.len() + sd.len() + 1);
             format!("{head}{sd} {}", truncate_utf8(&text, room)).into_bytes()
-        }
-    }
-}
-
-/// Hand pending events from old sinks to new ones of the same name (reload).
-pub fn carry_over(old: &[SinkHandle], new: &[SinkHandle]) {
-    let by_name: HashMap<&str, &SinkHandle> = new.iter().map(|s| (s.name.as_str(), s)).collect();
-    for o in old {
-        if let Some(n) = by_name.get(o.name.as_str()) {
-            let pending: Vec<Arc<Event>> = o.queue.items.lock().expect("queue").drain(..).collect();
-            for ev in pending {
-                n.push(ev);
-            }
         }
     }
 }

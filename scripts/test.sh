@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real receivers the integration tests start on loopback.
-PKGS=(rsyslog)
+PKGS=(rsyslog snmptrapd snmp smitools)
 
 missing=()
 for p in "${PKGS[@]}"; do

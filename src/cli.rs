@@ -95,6 +95,8 @@ pub enum Cmd {
         #[arg(trailing_var_arg = true, required = true)]
         argv: Vec<String>,
     },
+    /// Print the SMIv2 MIB module of all notifications (root OID from the config's daemon.snmp-root)
+    Mib,
     /// Self-contained demo: start a sample service, kill it, watch procward restart it
     Demo {
         /// Seconds to wait for each step before giving up

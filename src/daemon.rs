@@ -8,7 +8,7 @@ use crate::config::{self, Config};
 use crate::control::{self, Request, Response};
 use crate::event::{msg, now_ms, EventSpec};
 use crate::monitor::{Action, Command, Input, Monitor, ProcRef, Reason};
-use crate::notify::{journal, queue, render::Renderer, syslog, Notifier};
+use crate::notify::{journal, queue, render::Renderer, snmp, syslog, Notifier};
 use crate::probe::{self, procfs, Pidfd};
 use anyhow::Context;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -87,6 +87,7 @@ struct Daemon {
     monitor: Monitor,
     notifier: Notifier,
     sinks: Vec<queue::SinkHandle>,
+    engine: Option<Arc<snmp::Engine>>,
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<Msg>,
     console: bool,
@@ -185,7 +186,8 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         state_dir: cfg.daemon.state_dir.clone(),
         bus: notifier.bus.clone(),
     });
-    let sinks = syslog::start_all(&cfg, renderer.clone(), sink_reporter(tx.clone()));
+    let mut engine = None;
+    let sinks = start_sinks(&cfg, &renderer, &mut engine, &tx)?;
     let monitor = Monitor::new(
         cfg.targets.clone(),
         &state,
@@ -197,6 +199,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         monitor,
         notifier,
         sinks,
+        engine,
         shared: shared.clone(),
         tx: tx.clone(),
         console: opts.console,
@@ -239,6 +242,36 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         stop: Some(stop_tx),
         task,
     })
+}
+
+/// Start every sink of `cfg`; the SNMP engine (ID, boots) is loaded the
+/// first time a configuration has an SNMP sink.
+fn start_sinks(
+    cfg: &Config,
+    renderer: &Arc<Renderer>,
+    engine: &mut Option<Arc<snmp::Engine>>,
+    tx: &mpsc::UnboundedSender<Msg>,
+) -> anyhow::Result<Vec<queue::SinkHandle>> {
+    let mut sinks = syslog::start_all(cfg, renderer.clone(), sink_reporter(tx.clone()));
+    if !cfg.snmp.is_empty() {
+        if engine.is_none() {
+            let e = snmp::Engine::load(&cfg.daemon.state_dir).with_context(|| {
+                format!(
+                    "cannot keep the SNMP engine in {}",
+                    cfg.daemon.state_dir.display()
+                )
+            })?;
+            *engine = Some(Arc::new(e));
+        }
+        let e = engine.clone().expect("loaded");
+        sinks.extend(snmp::start_all(
+            cfg,
+            renderer.clone(),
+            e,
+            sink_reporter(tx.clone()),
+        ));
+    }
+    Ok(sinks)
 }
 
 fn sink_reporter(tx: mpsc::UnboundedSender<Msg>) -> queue::Reporter {
@@ -492,7 +525,10 @@ impl Daemon {
                     errors.join("\n")
                 )));
             }
-            Ok((cfg, renderer)) => {
+            Ok((mut cfg, renderer)) => {
+                // Settings that need a restart (socket, state dir) keep their old values.
+                cfg.daemon.control_socket = self.cfg.daemon.control_socket.clone();
+                cfg.daemon.state_dir = self.cfg.daemon.state_dir.clone();
                 let old: HashSet<String> =
                     self.cfg.targets.iter().map(|t| t.name.clone()).collect();
                 let new: HashSet<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
@@ -509,22 +545,18 @@ impl Daemon {
                 let removed = list(old.difference(&new).collect());
                 *self.shared.allow.write().expect("allow lock") = cfg.daemon.allow.clone();
                 let acts = self.monitor.reconfigure(cfg.targets.clone(), now_ms());
-                let new_sinks =
-                    syslog::start_all(&cfg, renderer.clone(), sink_reporter(self.tx.clone()));
+                let new_sinks = start_sinks(&cfg, &renderer, &mut self.engine, &self.tx)
+                    .unwrap_or_else(|e| {
+                        eprintln!("procward: {e:#}; SNMP sinks are not started");
+                        syslog::start_all(&cfg, renderer.clone(), sink_reporter(self.tx.clone()))
+                    });
                 let old_sinks = std::mem::take(&mut self.sinks);
                 queue::abort_all(&old_sinks);
                 queue::carry_over(&old_sinks, &new_sinks);
                 self.sinks = new_sinks;
                 self.renderer = renderer;
                 let n = cfg.targets.len();
-                // Settings that need a restart (socket, state dir) keep their old values.
-                let keep = (
-                    self.cfg.daemon.control_socket.clone(),
-                    self.cfg.daemon.state_dir.clone(),
-                );
                 self.cfg = cfg;
-                self.cfg.daemon.control_socket = keep.0;
-                self.cfg.daemon.state_dir = keep.1;
                 self.apply(acts);
                 self.emit(
                     EventSpec::new(msg::CONFIG_RELOADED)

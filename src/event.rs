@@ -92,6 +92,7 @@ pub mod msg {
     pub const SINK_DROPPED: &str = "PW3001";
     pub const SINK_FAILED: &str = "PW3002";
     pub const SINK_RECOVERED: &str = "PW3003";
+    pub const INFORM_UNACKNOWLEDGED: &str = "PW3004";
 }
 
 /// What the monitor core asks to be said: an ID and typed fields.

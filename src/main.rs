@@ -255,6 +255,24 @@ fn dispatch(cmd: Cmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
             println!("{out}");
             Ok(0)
         }
+        Cmd::Mib => {
+            // The root comes from the configuration when there is one.
+            let root = match config::load(cfg_path) {
+                Ok(c) => c.daemon.snmp_root,
+                Err(_) if !cfg_path.exists() => vec![1, 3, 6, 1, 4, 1, 32473],
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(EXIT_FAIL);
+                }
+            };
+            let r = Renderer::new(Arc::new(Catalog::embedded()), None, "localhost")
+                .map_err(|e| anyhow::anyhow!(e.join("\n")))?;
+            print!(
+                "{}",
+                procward::mib::generate(&r, &root).map_err(|e| anyhow::anyhow!(e))?
+            );
+            Ok(0)
+        }
         Cmd::Reaper { argv } => Ok(procward::reaper::run(&argv)),
         Cmd::Demo { timeout } => {
             procward::demo::run(std::time::Duration::from_secs(timeout))?;

@@ -46,10 +46,10 @@ fn install(src: &Path, env: &Env) -> std::path::PathBuf {
         .replace("@DIR@", &dir.display().to_string());
     let dst = dir.join(name);
     std::fs::write(&dst, text).unwrap();
-    let mode = if name == "config_writable.toml" {
-        0o664
-    } else {
-        0o600
+    let mode = match name {
+        "config_writable.toml" => 0o664,
+        "snmp_secret_readable.toml" => 0o644,
+        _ => 0o600,
     };
     std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode)).unwrap();
     let confd = src.parent().unwrap().join("conf.d");

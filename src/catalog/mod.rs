@@ -76,6 +76,7 @@ fn sample_value(name: &str, ty: FieldType) -> Value {
         "action" => "unmonitor",
         "command" => "/usr/sbin/crm_resource --fail --resource web",
         "sink" => "nms",
+        "event" => "PW2003",
         "error" => "connection refused",
         "down" => "2m 5s",
         "signal" => "SIGTERM",

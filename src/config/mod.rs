@@ -841,12 +841,12 @@ fn validate_daemon(c: &mut Collector, src: Option<&Source>, d: &DaemonRaw) -> Op
         .map(|a| a.parse::<u32>())
         .collect::<Result<_, _>>()
         .unwrap_or_default();
-    if snmp_root.len() < 8 || snmp_root[..6] != [1, 3, 6, 1, 4, 1] {
+    if snmp_root.len() < 7 || snmp_root[..6] != [1, 3, 6, 1, 4, 1] {
         at(
             c,
             "snmp-root",
             format!(
-                "`{}` must be a numeric OID under enterprises, like 1.3.6.1.4.1.32473.7",
+                "`{}` must be a numeric OID under enterprises, like 1.3.6.1.4.1.32473",
                 d.snmp_root
             ),
         );

@@ -80,7 +80,7 @@ pub struct DaemonRaw {
 }
 
 fn d_snmp_root() -> String {
-    "1.3.6.1.4.1.32473.7".into()
+    "1.3.6.1.4.1.32473".into()
 }
 
 impl Default for DaemonRaw {

@@ -6,7 +6,9 @@
 pub mod journal;
 pub mod queue;
 pub mod render;
+pub mod snmp;
 pub mod syslog;
+pub mod usm;
 
 use crate::event::Event;
 use crate::monitor::Persisted;

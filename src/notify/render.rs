@@ -16,10 +16,12 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("rfc3164", include_str!("../../templates/rfc3164.hbs")),
     ("rfc5424", include_str!("../../templates/rfc5424.hbs")),
     ("console", include_str!("../../templates/console.hbs")),
+    ("trap", include_str!("../../templates/trap.hbs")),
+    ("mib", include_str!("../../templates/mib.hbs")),
 ];
 
 /// The output templates every build has.
-pub const OUTPUT_TEMPLATES: &[&str] = &["rfc3164", "rfc5424", "console"];
+pub const OUTPUT_TEMPLATES: &[&str] = &["rfc3164", "rfc5424", "console", "trap"];
 
 pub struct Renderer {
     hb: Handlebars<'static>,
@@ -139,6 +141,13 @@ impl Renderer {
         self.hb
             .render(name, &data)
             .map_err(|e| e.reason().to_string())
+    }
+
+    /// Render a template that is not about one event (the MIB, filters).
+    pub fn render_data(&self, name: &str, data: &Value) -> Result<String, String> {
+        self.hb
+            .render(name, data)
+            .map_err(|e| format!("template {name}: {}", e.reason()))
     }
 
     /// Make the event record from what the core said.

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real receivers the integration tests start on loopback.
-PKGS=(rsyslog snmptrapd snmp smitools)
+PKGS=(rsyslog snmptrapd snmp smitools snmptt)
 
 missing=()
 for p in "${PKGS[@]}"; do

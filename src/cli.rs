@@ -95,6 +95,11 @@ pub enum Cmd {
         #[arg(trailing_var_arg = true, required = true)]
         argv: Vec<String>,
     },
+    /// Filter definitions for operations managers
+    Filters {
+        #[command(subcommand)]
+        command: FiltersCmd,
+    },
     /// Print the SMIv2 MIB module of all notifications (root OID from the config's daemon.snmp-root)
     Mib,
     /// Self-contained demo: start a sample service, kill it, watch procward restart it
@@ -102,6 +107,30 @@ pub enum Cmd {
         /// Seconds to wait for each step before giving up
         #[arg(long, default_value_t = 20)]
         timeout: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FiltersCmd {
+    /// List the managers definitions can be generated for
+    List,
+    /// Write the definitions into DIR/MANAGER/
+    Generate {
+        /// A manager from `filters list`, or `all`
+        #[arg(long)]
+        manager: String,
+        #[arg(long, default_value = "filter-defs")]
+        out: std::path::PathBuf,
+    },
+    /// Install the definitions into the manager's directory under ROOT
+    Install {
+        #[arg(long)]
+        manager: String,
+        #[arg(long, default_value = "/")]
+        root: std::path::PathBuf,
+        /// Say what would change, change nothing
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

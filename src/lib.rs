@@ -8,6 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod event;
+pub mod filters;
 pub mod mib;
 pub mod monitor;
 pub mod notify;

@@ -1,6 +1,6 @@
 use clap::Parser;
 use procward::catalog::Catalog;
-use procward::cli::{CatalogCmd, Cli, Cmd, LangArg, RenderFormat};
+use procward::cli::{CatalogCmd, Cli, Cmd, FiltersCmd, LangArg, RenderFormat};
 use procward::config::{self, Lang, SyslogFormat, SyslogSink, Transport};
 use procward::control::{self, Client, ClientError, Request, Response};
 use procward::daemon;
@@ -255,6 +255,7 @@ fn dispatch(cmd: Cmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
             println!("{out}");
             Ok(0)
         }
+        Cmd::Filters { command } => filters(command, cfg_path),
         Cmd::Mib => {
             // The root comes from the configuration when there is one.
             let root = match config::load(cfg_path) {
@@ -321,5 +322,91 @@ fn print_status(rows: &[TargetStatus]) {
             format!("{}/{}", r.restarts_in_window, r.retry_max),
             last
         );
+    }
+}
+
+/// The SNMP root of the configuration, or the default without one.
+fn snmp_root(cfg_path: &std::path::Path) -> anyhow::Result<Vec<u32>> {
+    match config::load(cfg_path) {
+        Ok(c) => Ok(c.daemon.snmp_root),
+        Err(_) if !cfg_path.exists() => Ok(vec![1, 3, 6, 1, 4, 1, 32473]),
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    }
+}
+
+fn filters(cmd: FiltersCmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
+    use procward::filters::{self, Installed, MANAGERS};
+    let r = Renderer::new(Arc::new(Catalog::embedded()), None, "localhost")
+        .map_err(|e| anyhow::anyhow!(e.join("\n")))?;
+    match cmd {
+        FiltersCmd::List => {
+            for (name, what, dir) in MANAGERS {
+                println!("{name:<8} {what}  (installs into /{dir})");
+            }
+            Ok(0)
+        }
+        FiltersCmd::Generate { manager, out } => {
+            let root = snmp_root(cfg_path)?;
+            let names: Vec<&str> = if manager == "all" {
+                MANAGERS.iter().map(|m| m.0).collect()
+            } else {
+                vec![manager.as_str()]
+            };
+            for m in names {
+                let files = filters::generate(m, &r, &root).map_err(|e| anyhow::anyhow!(e))?;
+                let dir = out.join(m);
+                std::fs::create_dir_all(&dir)?;
+                for f in files {
+                    let p = dir.join(&f.name);
+                    std::fs::write(&p, f.content)?;
+                    println!("{}", p.display());
+                }
+            }
+            Ok(0)
+        }
+        FiltersCmd::Install {
+            manager,
+            root,
+            dry_run,
+        } => {
+            let files = filters::generate(&manager, &r, &snmp_root(cfg_path)?)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let done = filters::install(&manager, &files, &root, dry_run)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let verb = if dry_run { "would write" } else { "wrote" };
+            let mut changed = false;
+            for d in &done {
+                match d {
+                    Installed::Unchanged(p) => println!("unchanged {}", p.display()),
+                    Installed::Written { path, backup } => {
+                        changed = true;
+                        match backup {
+                            Some(b) => println!(
+                                "{verb} {} (the old one saved as {})",
+                                path.display(),
+                                b.display()
+                            ),
+                            None => println!("{verb} {}", path.display()),
+                        }
+                    }
+                }
+            }
+            if !changed {
+                println!("nothing to do: the {manager} definitions are up to date");
+            }
+            if manager == "rsyslog" && !dry_run {
+                for d in &done {
+                    let p = match d {
+                        Installed::Unchanged(p) | Installed::Written { path: p, .. } => p,
+                    };
+                    filters::validate_rsyslog(p).map_err(|e| anyhow::anyhow!(e))?;
+                    println!("rsyslogd -N1 accepts {}", p.display());
+                }
+            }
+            if manager == "snmptt" && changed && !dry_run {
+                println!("add the file to snmptt_conf_files in /etc/snmp/snmptt.ini");
+            }
+            Ok(0)
+        }
     }
 }

@@ -18,6 +18,22 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("console", include_str!("../../templates/console.hbs")),
     ("trap", include_str!("../../templates/trap.hbs")),
     ("mib", include_str!("../../templates/mib.hbs")),
+    (
+        "filters/esmpro",
+        include_str!("../../templates/filters/esmpro.hbs"),
+    ),
+    (
+        "filters/websam",
+        include_str!("../../templates/filters/websam.hbs"),
+    ),
+    (
+        "filters/rsyslog",
+        include_str!("../../templates/filters/rsyslog.hbs"),
+    ),
+    (
+        "filters/snmptt",
+        include_str!("../../templates/filters/snmptt.hbs"),
+    ),
 ];
 
 /// The output templates every build has.

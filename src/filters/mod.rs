@@ -1,0 +1,305 @@
+//! Filter definitions for operations managers, generated from the catalog
+//! and the templates in `templates/filters/`, so that they can never drift
+//! from what procward says. Output is deterministic (no timestamps).
+
+use crate::catalog::Message;
+use crate::config::Lang;
+use crate::event::Severity;
+use crate::notify::render::Renderer;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// (name, what it is, where `install` puts it under --root).
+pub const MANAGERS: &[(&str, &str, &str)] = &[
+    (
+        "esmpro",
+        "ESMPRO/ServerAgent-style syslog monitoring definitions (en, ja)",
+        "etc/procward/managers/esmpro",
+    ),
+    (
+        "websam",
+        "WebSAM SystemManager-style ordered message filters (en, ja)",
+        "etc/procward/managers/websam",
+    ),
+    (
+        "rsyslog",
+        "rsyslog rules: files by severity, forward warnings and above",
+        "etc/rsyslog.d",
+    ),
+    (
+        "snmptt",
+        "snmptt.conf: EVENT/FORMAT/SDESC/EDESC per notification",
+        "etc/snmp",
+    ),
+    (
+        "mib",
+        "the SMIv2 module PROCWARD-MIB",
+        "usr/share/snmp/mibs",
+    ),
+];
+
+pub struct File {
+    /// Name inside the manager's directory.
+    pub name: String,
+    pub content: String,
+}
+
+/// The part of a syslog message after `procward[PID]: `, as a regular
+/// expression (POSIX ERE, and the same in Rust's regex): the ID, then the
+/// text with each field a wildcard.
+pub fn pattern(m: &Message, lang: Lang) -> Result<String, String> {
+    let text = m.text(lang);
+    let field = regex::Regex::new(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}").expect("valid");
+    let mut out = format!("^{} ", m.id);
+    let mut last = 0;
+    for c in field.captures_iter(text) {
+        let whole = c.get(0).expect("match");
+        out.push_str(&ere_escape(&text[last..whole.start()]));
+        let name = &c[1];
+        out.push_str(match m.fields.get(name) {
+            Some(crate::catalog::FieldType::Integer) => "[0-9]+",
+            Some(crate::catalog::FieldType::String) => ".*",
+            None => return Err(format!("{}: text names undeclared field {name}", m.id)),
+        });
+        last = whole.end();
+    }
+    let rest = &text[last..];
+    if rest.contains("{{") {
+        return Err(format!(
+            "{}: only plain {{{{field}}}} placeholders can become filters",
+            m.id
+        ));
+    }
+    out.push_str(&ere_escape(rest));
+    out.push('$');
+    Ok(out)
+}
+
+/// Matches any procward message, including IDs added later.
+pub const CATCH_ALL: &str = "^PW[0-9]{4} ";
+
+fn ere_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if ".[]()*+?{}|^$\\".contains(ch) {
+            o.push('\\');
+        }
+        o.push(ch);
+    }
+    o
+}
+
+fn esmpro_level(s: Severity) -> &'static str {
+    match s.code() {
+        0..=3 => "ERROR",
+        4 => "WARNING",
+        _ => "INFORMATION",
+    }
+}
+
+fn snmptt_severity(s: Severity) -> &'static str {
+    match s.code() {
+        0..=2 => "Critical",
+        3 => "Major",
+        4 => "Minor",
+        5 => "Warning",
+        _ => "Normal",
+    }
+}
+
+/// Messages a WebSAM-style filter reports (the rest are suppressed).
+pub fn reported(s: Severity) -> bool {
+    s.at_least(Severity::Warning)
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A catalog text for people: `{{target}}` becomes `<target>`.
+fn readable(text: &str) -> String {
+    let field = regex::Regex::new(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}").expect("valid");
+    one_line(&field.replace_all(text, "<$1>"))
+}
+
+fn message_data(m: &Message, lang: Lang, root: &[u32]) -> Result<Value, String> {
+    let oid = crate::notify::snmp::notification_oid(root, &m.id);
+    Ok(json!({
+        "id": m.id,
+        "snmp": m.snmp,
+        "severity": m.severity.as_str(),
+        "level": esmpro_level(m.severity),
+        "snmptt_severity": snmptt_severity(m.severity),
+        "pattern": pattern(m, lang)?,
+        "text": readable(m.text(lang)),
+        "title": readable(m.text(lang)),
+        "description": one_line(&m.description),
+        "action": one_line(&m.action),
+        "oid": format!(".{}", oid.iter().map(u32::to_string).collect::<Vec<_>>().join(".")),
+    }))
+}
+
+fn lang_name(l: Lang) -> &'static str {
+    match l {
+        Lang::En => "English",
+        Lang::Ja => "Japanese",
+    }
+}
+
+/// Every file of one manager's definitions.
+pub fn generate(manager: &str, r: &Renderer, root: &[u32]) -> Result<Vec<File>, String> {
+    let msgs = &r.catalog.messages;
+    let per_lang = |tpl: &str,
+                    ext: &str,
+                    extra: &dyn Fn(Lang) -> Result<Value, String>|
+     -> Result<Vec<File>, String> {
+        let mut files = Vec::new();
+        for lang in [Lang::En, Lang::Ja] {
+            let data = extra(lang)?;
+            files.push(File {
+                name: format!("procward-{}.{ext}", lang.as_str()),
+                content: r.render_data(tpl, &data)?,
+            });
+        }
+        Ok(files)
+    };
+    match manager {
+        "esmpro" => per_lang("filters/esmpro", "ini", &|lang| {
+            let messages = msgs.iter().map(|m| message_data(m, lang, root)).collect::<Result<Vec<_>, _>>()?;
+            Ok(json!({ "lang_name": lang_name(lang), "messages": messages }))
+        }),
+        "websam" => per_lang("filters/websam", "tsv", &|lang| {
+            let mut order = 0;
+            let mut next = || {
+                order += 10;
+                order
+            };
+            let mut report = Vec::new();
+            let mut suppress = Vec::new();
+            for m in msgs.iter().filter(|m| reported(m.severity)) {
+                let mut d = message_data(m, lang, root)?;
+                d["order"] = json!(next());
+                report.push(d);
+            }
+            for m in msgs.iter().filter(|m| !reported(m.severity)) {
+                let mut d = message_data(m, lang, root)?;
+                d["order"] = json!(next());
+                suppress.push(d);
+            }
+            Ok(json!({
+                "lang_name": lang_name(lang),
+                "report": report,
+                "suppress": suppress,
+                "catchall_order": next(),
+                "catchall": CATCH_ALL,
+            }))
+        }),
+        "rsyslog" => Ok(vec![File {
+            name: "30-procward.conf".into(),
+            content: r.render_data(
+                "filters/rsyslog",
+                &json!({ "log_dir": "/var/log/procward", "forward_host": "loghost", "forward_port": 514 }),
+            )?,
+        }]),
+        "snmptt" => {
+            let messages = msgs.iter().map(|m| message_data(m, Lang::En, root)).collect::<Result<Vec<_>, _>>()?;
+            Ok(vec![File {
+                name: "snmptt.procward.conf".into(),
+                content: r.render_data("filters/snmptt", &json!({ "messages": messages }))?,
+            }])
+        }
+        "mib" => Ok(vec![File { name: "PROCWARD-MIB".into(), content: crate::mib::generate(r, root)? }]),
+        other => Err(format!(
+            "unknown manager `{other}`; one of: {}",
+            MANAGERS.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// What `install` did with one file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Installed {
+    Unchanged(PathBuf),
+    Written {
+        path: PathBuf,
+        backup: Option<PathBuf>,
+    },
+}
+
+/// Write the files into the manager's directory under `root`, backing up
+/// any file with other content; unchanged files are left alone.
+pub fn install(
+    manager: &str,
+    files: &[File],
+    root: &Path,
+    dry_run: bool,
+) -> Result<Vec<Installed>, String> {
+    let dir = MANAGERS
+        .iter()
+        .find(|m| m.0 == manager)
+        .map(|m| root.join(m.2))
+        .ok_or_else(|| format!("unknown manager `{manager}`"))?;
+    let mut out = Vec::new();
+    for f in files {
+        let path = dir.join(&f.name);
+        match std::fs::read_to_string(&path) {
+            Ok(old) if old == f.content => {
+                out.push(Installed::Unchanged(path));
+                continue;
+            }
+            Ok(_) => {
+                let mut n = 1;
+                let backup = loop {
+                    let b = PathBuf::from(format!("{}.bak.{n}", path.display()));
+                    if !b.exists() {
+                        break b;
+                    }
+                    n += 1;
+                };
+                if !dry_run {
+                    std::fs::copy(&path, &backup)
+                        .map_err(|e| format!("back up {}: {e}", path.display()))?;
+                }
+                out.push(Installed::Written {
+                    path: path.clone(),
+                    backup: Some(backup),
+                });
+            }
+            Err(_) => out.push(Installed::Written {
+                path: path.clone(),
+                backup: None,
+            }),
+        }
+        if !dry_run {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let tmp = path.with_extension("procward-tmp");
+            std::fs::write(&tmp, &f.content).map_err(|e| format!("{}: {e}", tmp.display()))?;
+            std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(out)
+}
+
+/// Check an installed rsyslog file with rsyslogd's own checker.
+pub fn validate_rsyslog(file: &Path) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("procward-rsyslog-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let conf = dir.join("rsyslog.conf");
+    std::fs::write(&conf, format!("include(file=\"{}\")\n", file.display()))
+        .map_err(|e| e.to_string())?;
+    let out = std::process::Command::new("rsyslogd")
+        .args(["-N1", "-f"])
+        .arg(&conf)
+        .output();
+    let _ = std::fs::remove_dir_all(&dir);
+    match out {
+        Err(e) => Err(format!("rsyslogd -N1: {e} (is rsyslog installed?)")),
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "rsyslogd -N1 rejects {}: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )),
+    }
+}

@@ -1,0 +1,523 @@
+//! Filter definitions: fresh against the catalog, every pattern matches
+//! exactly its own messages in every format and language, the rsyslog
+//! rules route real messages in a real rsyslogd, the snmptt definitions
+//! translate real traps from procward, and `install` is idempotent.
+
+mod common;
+
+use common::*;
+use procward::catalog::Catalog;
+use procward::config::{Lang, SyslogFormat, SyslogSink, Transport};
+use procward::event::{Event, Severity};
+use procward::filters::{self, MANAGERS};
+use procward::notify::render::Renderer;
+use procward::notify::syslog;
+use regex::Regex;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ROOT: &[u32] = &[1, 3, 6, 1, 4, 1, 32473];
+
+fn renderer() -> Renderer {
+    Renderer::new(Arc::new(Catalog::embedded()), None, "node1").unwrap()
+}
+
+fn sink(format: SyslogFormat, transport: Transport, lang: Lang) -> SyslogSink {
+    SyslogSink {
+        name: "t".into(),
+        transport,
+        address: String::new(),
+        format,
+        facility: 3,
+        min_severity: Severity::Debug,
+        queue: 1,
+        max_size: 8192,
+        language: lang,
+    }
+}
+
+/// Events of every message, with sample fields and with hostile ones
+/// (values that look like other messages, brackets, Japanese).
+fn all_events(r: &Renderer, lang: Lang) -> Vec<Event> {
+    let mut out = Vec::new();
+    for m in &r.catalog.messages {
+        out.push(r.sample_event(&m.id, lang));
+        let mut ev = r.sample_event(&m.id, lang);
+        for (k, v) in ev.fields.iter_mut() {
+            if v.is_string() {
+                *v = serde_json::Value::from(format!(
+                    "x]PW2003 target {k}: process 1 disappeared [監視] $1 \\"
+                ));
+            }
+        }
+        ev.text = r.text(&m.id, &ev.fields, lang).unwrap();
+        out.push(ev);
+    }
+    out
+}
+
+/// What a filter sees of one message: "ID text", from the real line of
+/// each format.
+fn matchable(r: &Renderer, ev: &Event, lang: Lang) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    let l3164 = String::from_utf8(syslog::format(
+        &sink(SyslogFormat::Rfc3164, Transport::Unix, lang),
+        r,
+        ev,
+        7,
+    ))
+    .unwrap();
+    v.push((
+        "rfc3164".into(),
+        l3164.split_once("]: ").unwrap().1.to_string(),
+    ));
+    let l5424 = String::from_utf8(syslog::format(
+        &sink(SyslogFormat::Rfc5424, Transport::Udp, lang),
+        r,
+        ev,
+        7,
+    ))
+    .unwrap();
+    // <PRI>1 TIME HOST APP PROCID MSGID [SD] MSG
+    let msgid = l5424.split(' ').nth(5).unwrap().to_string();
+    let msg = &l5424[l5424.find("\"] ").unwrap() + 3..];
+    v.push(("rfc5424".into(), format!("{msgid} {msg}")));
+    let trap_text = r.output("trap", ev, lang).unwrap();
+    v.push(("trap".into(), format!("{} {trap_text}", ev.id)));
+    v
+}
+
+#[test]
+fn committed_filter_defs_are_fresh() {
+    let r = renderer();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("filter-defs");
+    let mut stale = Vec::new();
+    for (m, _, _) in MANAGERS {
+        for f in filters::generate(m, &r, ROOT).unwrap() {
+            let p = dir.join(m).join(&f.name);
+            if std::fs::read_to_string(&p).ok().as_deref() != Some(f.content.as_str()) {
+                stale.push(p.display().to_string());
+            }
+        }
+    }
+    assert!(stale.is_empty(), "stale: {stale:?}\nrun: cargo run -- filters generate --manager all (and commit filter-defs/)");
+}
+
+#[test]
+fn every_pattern_matches_exactly_its_own_messages_in_every_format_and_language() {
+    let r = renderer();
+    let mut checked = 0;
+    let catch_all = Regex::new(filters::CATCH_ALL).unwrap();
+    for lang in [Lang::En, Lang::Ja] {
+        let patterns: Vec<(String, Regex)> = r
+            .catalog
+            .messages
+            .iter()
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    Regex::new(&filters::pattern(m, lang).unwrap()).unwrap(),
+                )
+            })
+            .collect();
+        for msg_lang in [Lang::En, Lang::Ja] {
+            for ev in all_events(&r, msg_lang) {
+                for (format, text) in matchable(&r, &ev, msg_lang) {
+                    assert!(
+                        catch_all.is_match(&text),
+                        "catch-all misses {format} {text}"
+                    );
+                    for (id, re) in &patterns {
+                        let meant = *id == ev.id && lang == msg_lang;
+                        assert_eq!(
+                            re.is_match(&text),
+                            meant,
+                            "{} pattern of {id} ({}) on {format} {text:?}",
+                            lang.as_str(),
+                            re.as_str()
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    println!("{checked} pattern checks");
+}
+
+/// WebSAM-style: first match decides; each message hits its own filter,
+/// reported when warning or worse, never the catch-all.
+#[test]
+fn websam_filters_in_order_hit_each_message_s_own_entry() {
+    let r = renderer();
+    for lang in [Lang::En, Lang::Ja] {
+        let file = filters::generate("websam", &r, ROOT)
+            .unwrap()
+            .into_iter()
+            .find(|f| f.name == format!("procward-{}.tsv", lang.as_str()))
+            .unwrap();
+        let rows: Vec<Vec<String>> = file
+            .content
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect();
+        assert_eq!(rows.last().unwrap()[1], "CATCHALL", "catch-all last");
+        let orders: Vec<u32> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
+        assert!(orders.windows(2).all(|w| w[0] < w[1]));
+        let first_suppress = rows.iter().position(|r| r[1] == "SUPPRESS").unwrap();
+        assert!(
+            rows[..first_suppress].iter().all(|r| r[1] == "REPORT"),
+            "report before suppress"
+        );
+        for ev in all_events(&r, lang) {
+            for (format, text) in matchable(&r, &ev, lang) {
+                let hit = rows
+                    .iter()
+                    .find(|row| Regex::new(&row[5]).unwrap().is_match(&text))
+                    .unwrap();
+                assert_eq!(hit[2], ev.id, "{format} {text}");
+                let want = if ev.severity.at_least(Severity::Warning) {
+                    "REPORT"
+                } else {
+                    "SUPPRESS"
+                };
+                assert_eq!(hit[1], want, "{}", ev.id);
+            }
+        }
+        // A message this version does not know yet still reaches the catch-all.
+        let hit = rows
+            .iter()
+            .find(|row| {
+                Regex::new(&row[5])
+                    .unwrap()
+                    .is_match("PW2999 something new")
+            })
+            .unwrap();
+        assert_eq!(hit[1], "CATCHALL");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn rsyslog_rules_route_real_messages_by_severity_and_forward_warnings() {
+    if !require("rsyslogd") {
+        return;
+    }
+    let env = Env::new();
+    let work = env.path("rs");
+    let logs = work.join("log");
+    std::fs::create_dir_all(&logs).unwrap();
+    // The forward target: a TCP listener collecting lines.
+    let fwd = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fwd_port = fwd.local_addr().unwrap().port();
+    fwd.set_nonblocking(true).unwrap();
+    let r = renderer();
+    let rules = filters::generate("rsyslog", &r, ROOT)
+        .unwrap()
+        .remove(0)
+        .content;
+    let rules = rules
+        .replace("/var/log/procward", &logs.display().to_string())
+        .replace(
+            "target=\"loghost\" port=\"514\"",
+            &format!("target=\"127.0.0.1\" port=\"{fwd_port}\""),
+        );
+    std::fs::write(work.join("30-procward.conf"), &rules).unwrap();
+    let udp = free_udp_port();
+    let sock = work.join("log.sock");
+    std::fs::write(
+        work.join("rsyslog.conf"),
+        format!(
+            "global(workDirectory=\"{w}\")\nmodule(load=\"imuxsock\" SysSock.Use=\"off\")\nmodule(load=\"imudp\")\n\
+             input(type=\"imuxsock\" Socket=\"{s}\")\ninput(type=\"imudp\" address=\"127.0.0.1\" port=\"{udp}\")\n\
+             include(file=\"{w}/30-procward.conf\")\n\
+             action(type=\"omfile\" file=\"{w}/other.log\")\n",
+            w = work.display(),
+            s = sock.display()
+        ),
+    )
+    .unwrap();
+    let o = Command::new("rsyslogd")
+        .args(["-N1", "-f"])
+        .arg(work.join("rsyslog.conf"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "rsyslogd -N1: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut child = Command::new("rsyslogd")
+        .args(["-n", "-i"])
+        .arg(work.join("pid"))
+        .arg("-f")
+        .arg(work.join("rsyslog.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + T;
+    while !sock.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // Every message: RFC 3164 over the unix socket (en), RFC 5424 over UDP (ja).
+    let c = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut expect = Vec::new();
+    for m in &r.catalog.messages {
+        let ev = r.sample_event(&m.id, Lang::En);
+        c.send_to(
+            &syslog::format(
+                &sink(SyslogFormat::Rfc3164, Transport::Unix, Lang::En),
+                &r,
+                &ev,
+                7,
+            ),
+            &sock,
+        )
+        .unwrap();
+        let ev_ja = r.sample_event(&m.id, Lang::Ja);
+        u.send_to(
+            &syslog::format(
+                &sink(SyslogFormat::Rfc5424, Transport::Udp, Lang::Ja),
+                &r,
+                &ev_ja,
+                7,
+            ),
+            ("127.0.0.1", udp),
+        )
+        .unwrap();
+        expect.push((m.id.clone(), m.severity));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Not procward's: must not land in procward's files.
+    c.send_to(
+        b"<27>Nov 25 10:00:00 other[1]: PW2003 target x: process 1 disappeared",
+        &sock,
+    )
+    .unwrap();
+    let n = expect.len();
+    let read = |f: &str| std::fs::read_to_string(logs.join(f)).unwrap_or_default();
+    let deadline = Instant::now() + T;
+    while read("procward.log").lines().count() < 2 * n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Collect forwarded lines.
+    let mut forwarded = String::new();
+    let deadline = Instant::now() + T;
+    let want_fwd = 2 * expect
+        .iter()
+        .filter(|(_, s)| s.at_least(Severity::Warning))
+        .count();
+    let mut conns = Vec::new();
+    while forwarded.matches(" procward 7 ").count() < want_fwd && Instant::now() < deadline {
+        if let Ok((s, _)) = fwd.accept() {
+            s.set_nonblocking(true).unwrap();
+            conns.push(s);
+        }
+        for s in conns.iter_mut() {
+            let mut buf = [0u8; 65536];
+            use std::io::Read;
+            if let Ok(k) = s.read(&mut buf) {
+                forwarded.push_str(&String::from_utf8_lossy(&buf[..k]));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill(child.id(), libc::SIGTERM);
+    let _ = child.wait();
+    let all = read("procward.log");
+    assert_eq!(all.lines().count(), 2 * n, "{all}");
+    assert!(
+        !all.contains("other[1]"),
+        "a foreign line was taken for procward's"
+    );
+    let other = std::fs::read_to_string(work.join("other.log")).unwrap_or_default();
+    assert!(other.contains("other[1]"), "other.log:\n{other}");
+    for (id, sev) in &expect {
+        let file = match sev.code() {
+            0..=2 => Some("critical.log"),
+            3 => Some("error.log"),
+            4 => Some("warning.log"),
+            _ => None,
+        };
+        for f in ["critical.log", "error.log", "warning.log"] {
+            let count = read(f)
+                .lines()
+                .filter(|l| l.contains(&format!(" procward[7]: {id} ")))
+                .count();
+            let want = if Some(f) == file { 2 } else { 0 };
+            assert_eq!(count, want, "{id} ({}) in {f}:\n{}", sev.as_str(), read(f));
+        }
+    }
+    // RFC 5424 on the wire: "... procward 7 MSGID SD MSG"; from an RFC 3164
+    // original the MSGID is "-" and the ID starts the MSG.
+    let frame = Regex::new(r" procward 7 (?:- - +(PW[0-9]{4}) |(PW[0-9]{4}) \[)").unwrap();
+    let mut got: Vec<String> = frame
+        .captures_iter(&forwarded)
+        .map(|c| c.get(1).or(c.get(2)).unwrap().as_str().to_string())
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = expect
+        .iter()
+        .filter(|(_, s)| s.at_least(Severity::Warning))
+        .flat_map(|(id, _)| [id.clone(), id.clone()])
+        .collect();
+    want.sort();
+    assert_eq!(
+        got,
+        want,
+        "forwarded:\n{}",
+        &forwarded[..forwarded.len().min(3000)]
+    );
+}
+
+#[test]
+fn snmptt_translates_real_traps_from_procward() {
+    if !require("snmptrapd") || !require("snmptt") {
+        return;
+    }
+    let env = Env::new();
+    let r = renderer();
+    let conf = env.path("snmptt.procward.conf");
+    std::fs::write(
+        &conf,
+        &filters::generate("snmptt", &r, ROOT).unwrap()[0].content,
+    )
+    .unwrap();
+    let ini = env.path("snmptt.ini");
+    let log = env.path("snmptt.log");
+    std::fs::write(
+        &ini,
+        format!(
+            "[General]\nsnmptt_system_name = test\nmode = standalone\nmultiple_event = 1\ndns_enable = 0\nstrip_domain = 0\n\
+             net_snmp_perl_enable = 0\ntranslate_log_trap_oid = 0\n[Logging]\nstdout_enable = 0\nlog_enable = 1\nlog_file = {}\n\
+             log_system_enable = 0\nunknown_trap_log_enable = 1\nunknown_trap_log_file = {}\nsyslog_enable = 0\n\
+             syslog_system_enable = 0\n[Debugging]\nDEBUGGING = 0\n[TrapFiles]\nsnmptt_conf_files = <<END\n{}\nEND\n",
+            log.display(),
+            env.path("unknown.log").display(),
+            conf.display()
+        ),
+    )
+    .unwrap();
+    let port = free_udp_port();
+    std::fs::write(
+        env.path("snmptrapd.conf"),
+        format!("authCommunity log,execute,net s3cret-community\ntraphandle default /usr/sbin/snmptt --ini={}\n", ini.display()),
+    )
+    .unwrap();
+    let mut trapd = Command::new("snmptrapd")
+        .args(["-f", "-On", "-Lf"])
+        .arg(env.path("snmptrapd.log"))
+        .args(["-C", "-c"])
+        .arg(env.path("snmptrapd.conf"))
+        .arg(format!("udp:127.0.0.1:{port}"))
+        .env("SNMP_PERSISTENT_DIR", env.path("persist"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let tok = token();
+    env.write_config(&format!(
+        "{}[[sink.snmp]]\nname = \"nms\"\naddress = \"127.0.0.1:{port}\"\nversion = \"2c\"\ncommunity = \"s3cret-community\"\nmin-severity = \"debug\"\n{}",
+        env.daemon_section(""),
+        env.target_section("web", &tok, "")
+    ));
+    let target = Proc::sleeper(&tok);
+    let d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW2001");
+    target.signal(libc::SIGKILL);
+    env.wait_event(T, |e| e["id"] == "PW2015");
+    // DATE OID SEVERITY "CATEGORY" HOST - FORMAT
+    let want = Regex::new(&format!(
+        r#"\.1\.3\.6\.1\.4\.1\.32473\.0\.2003 Major "procward" \S+ - PW2003 target web: process {} disappeared"#,
+        target.pid
+    ))
+    .unwrap();
+    let deadline = Instant::now() + T;
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if want.is_match(&text) && text.contains("PW2015 target web: recovered by restart 1") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(d);
+    kill(trapd.id(), libc::SIGTERM);
+    let _ = trapd.wait();
+    assert!(want.is_match(&text), "snmptt log lacks `{want}`:\n{text}");
+    assert!(
+        text.contains(".1.3.6.1.4.1.32473.0.2015 Warning \"procward\""),
+        "{text}"
+    );
+    let unknown = std::fs::read_to_string(env.path("unknown.log")).unwrap_or_default();
+    assert!(unknown.is_empty(), "traps snmptt did not know: {unknown}");
+}
+
+#[test]
+fn install_writes_backs_up_and_is_idempotent() {
+    if !require("rsyslogd") {
+        return;
+    }
+    let env = Env::new();
+    let root = env.path("root");
+    let run = |args: &[&str]| {
+        let o = Command::new(BIN)
+            .args(["filters", "install", "-c", "/nonexistent", "--root"])
+            .arg(&root)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let dry = run(&["--manager", "rsyslog", "--dry-run"]);
+    assert!(dry.contains("would write"), "{dry}");
+    assert!(
+        !root.join("etc/rsyslog.d/30-procward.conf").exists(),
+        "dry run wrote"
+    );
+    let first = run(&["--manager", "rsyslog"]);
+    assert!(
+        first.contains("wrote ") && first.contains("rsyslogd -N1 accepts"),
+        "{first}"
+    );
+    let second = run(&["--manager", "rsyslog"]);
+    assert!(second.contains("nothing to do"), "{second}");
+    let f = root.join("etc/rsyslog.d/30-procward.conf");
+    std::fs::write(&f, "# local edit\n").unwrap();
+    let third = run(&["--manager", "rsyslog"]);
+    assert!(third.contains("the old one saved as"), "{third}");
+    assert_eq!(
+        std::fs::read_to_string(format!("{}.bak.1", f.display())).unwrap(),
+        "# local edit\n"
+    );
+    for (m, _, _) in MANAGERS {
+        run(&["--manager", m]);
+    }
+    assert!(root.join("usr/share/snmp/mibs/PROCWARD-MIB").exists());
+    assert!(root
+        .join("etc/procward/managers/websam/procward-ja.tsv")
+        .exists());
+}

@@ -61,6 +61,21 @@ pub enum Cmd {
     },
     /// Clear the retry counter and a RETRY-OVER / FAILED state
     Reset { target: String },
+    /// Make sure a target runs: monitor it again and, if it is not there,
+    /// run its restart script (not counted as a retry); wait until it is up
+    Start {
+        target: String,
+        /// Give up after this long
+        #[arg(long, default_value = "60s")]
+        wait: String,
+    },
+    /// Stop a target: SIGTERM its processes, SIGKILL after --timeout, and
+    /// stop monitoring it until `start`
+    Stop {
+        target: String,
+        #[arg(long, default_value = "10s")]
+        timeout: String,
+    },
     /// Re-read the configuration; an invalid one is rejected
     Reload,
     /// Show the event journal

@@ -450,6 +450,23 @@ impl Daemon {
             Request::Reset { target } => {
                 self.command_many(Some(target), false, Command::Reset, user)
             }
+            Request::Start { target } => {
+                self.command_many(Some(target), false, Command::Start, user)
+            }
+            Request::Stop { target, timeout_ms } => {
+                let pids: Vec<u32> = self
+                    .monitor
+                    .tracked()
+                    .filter(|(t, _)| *t == target)
+                    .map(|(_, p)| p.pid)
+                    .collect();
+                let stop = Command::Stop { timeout: Duration::from_millis(timeout_ms) };
+                let mut r = self.command_many(Some(target), false, stop, user);
+                if r.ok {
+                    r.result = Some(serde_json::json!({ "pids": pids }));
+                }
+                r
+            }
             Request::Reload => {
                 self.start_reload(user.to_string(), reply);
                 return None;

@@ -64,6 +64,8 @@ pub mod msg {
     pub const TARGET_RESET: &str = "PW1007";
     pub const CONTROL_DENIED: &str = "PW1008";
     pub const STATE_UNREADABLE: &str = "PW1009";
+    pub const TARGET_STARTED: &str = "PW1010";
+    pub const TARGET_STOPPED: &str = "PW1011";
 
     pub const TARGET_FOUND: &str = "PW2001";
     pub const TARGET_WAITING: &str = "PW2002";

@@ -83,6 +83,7 @@ fn sample_value(name: &str, ty: FieldType) -> Value {
         "path" => "/var/lib/procward/state.json",
         "added" => "db",
         "removed" => "-",
+        "pids" => "4242,4243",
         "first" => "procward.toml:12:1: target[0].restart.timout: unknown field",
         _ => match ty {
             FieldType::String => "sample",

@@ -28,6 +28,14 @@ pub enum Request {
     Reset {
         target: String,
     },
+    Start {
+        target: String,
+    },
+    Stop {
+        target: String,
+        #[serde(default = "d_stop_ms")]
+        timeout_ms: u64,
+    },
     Reload,
     Events {
         #[serde(default)]
@@ -44,10 +52,16 @@ impl Request {
             Request::Pause { .. } => "pause",
             Request::Resume { .. } => "resume",
             Request::Reset { .. } => "reset",
+            Request::Start { .. } => "start",
+            Request::Stop { .. } => "stop",
             Request::Reload => "reload",
             Request::Events { .. } => "events",
         }
     }
+}
+
+fn d_stop_ms() -> u64 {
+    10_000
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

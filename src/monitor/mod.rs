@@ -29,6 +29,8 @@ pub enum Reason {
     Stalled,
     Count,
     Children,
+    /// Started by an operator (`procward start`): not counted.
+    Manual,
 }
 
 impl Reason {
@@ -39,6 +41,7 @@ impl Reason {
             Reason::Stalled => "stalled",
             Reason::Count => "count",
             Reason::Children => "children",
+            Reason::Manual => "manual",
         }
     }
 }
@@ -104,6 +107,11 @@ pub enum Command {
     Pause,
     Resume,
     Reset,
+    /// Make sure it runs: find it, or run the restart script (not counted).
+    Start,
+    /// Stop its processes (SIGTERM, SIGKILL after the timeout) and stop
+    /// monitoring it.
+    Stop { timeout: std::time::Duration },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -172,6 +180,8 @@ pub enum Phase {
     RetryOver,
     Failed,
     Paused,
+    /// Stopped by an operator (`procward stop`).
+    Stopped,
 }
 
 impl Phase {
@@ -187,6 +197,7 @@ impl Phase {
             Phase::RetryOver => "retry-over",
             Phase::Failed => "failed",
             Phase::Paused => "paused",
+            Phase::Stopped => "stopped",
         }
     }
 }
@@ -222,6 +233,8 @@ pub struct Target {
     token: u64,
     last_pid: Option<u32>,
     last_event: Option<(String, Ms)>,
+    /// `procward start`: run the script if the next scan finds nothing.
+    manual_start: bool,
     probe_failures: u32,
     /// Stalled under `stall.action = "notify"`: said once, cleared on a pass.
     stalled: bool,
@@ -236,6 +249,7 @@ impl Target {
             match p.halted.as_deref() {
                 Some("failed") => Phase::Failed,
                 Some("retry-over") => Phase::RetryOver,
+                Some("stopped") => Phase::Stopped,
                 _ => Phase::Waiting,
             }
         };
@@ -253,6 +267,7 @@ impl Target {
             token: 0,
             last_pid: p.last_pid,
             last_event: None,
+            manual_start: false,
             probe_failures: 0,
             stalled: false,
             last_probe: None,
@@ -294,6 +309,7 @@ impl Target {
             halted: match self.phase {
                 Phase::Failed => Some("failed".into()),
                 Phase::RetryOver => Some("retry-over".into()),
+                Phase::Stopped => Some("stopped".into()),
                 _ => None,
             },
             ever_up: self.ever_up,
@@ -559,6 +575,40 @@ impl Monitor {
                 );
                 out.push(Action::ScanSoon);
             }
+            Command::Start => {
+                if matches!(
+                    t.phase,
+                    Phase::Up | Phase::Restarting { .. } | Phase::Settling { .. } | Phase::Stopping { .. }
+                ) {
+                    return Ok(actions); // running, or on its way: nothing to do
+                }
+                if t.spec.restart.script.is_none() {
+                    return Err(format!("target `{name}` has no restart.script to start it with"));
+                }
+                t.phase = Phase::Waiting;
+                t.waiting_said = false;
+                t.manual_start = true;
+                t.token += 1;
+                out.emit(t, EventSpec::new(msg::TARGET_STARTED).target(name).field("by", by));
+                out.push(Action::ScanSoon);
+            }
+            Command::Stop { timeout } => {
+                if t.phase == Phase::Stopped {
+                    return Ok(actions);
+                }
+                let pids: Vec<String> = t.procs.iter().map(|p| p.pid.to_string()).collect();
+                for p in &t.procs {
+                    out.push(Action::Stop { target: name.to_string(), proc: *p, group: false, timeout });
+                }
+                out.push(Action::UntrackAll { target: name.to_string() });
+                t.procs.clear();
+                t.up_since = None;
+                t.phase = Phase::Stopped;
+                t.manual_start = false;
+                t.token += 1;
+                let pids = if pids.is_empty() { "-".to_string() } else { pids.join(",") };
+                out.emit(t, EventSpec::new(msg::TARGET_STOPPED).target(name).field("by", by).field("pids", pids));
+            }
             Command::Reset => {
                 let from = t.phase.as_str();
                 let cleared = t.in_window(now);
@@ -721,6 +771,7 @@ impl Monitor {
                 t.probe_failures = 0;
                 t.stalled = false;
                 t.last_probe = None;
+                t.manual_start = false;
                 t.token += 1;
                 let newly = !t.ever_up || t.last_pid != Some(main.pid);
                 t.ever_up = true;
@@ -732,6 +783,10 @@ impl Monitor {
                 if newly {
                     out.push(Action::Persist);
                 }
+            }
+            Phase::Waiting if t.manual_start => {
+                t.manual_start = false;
+                self.start_restart(i, Reason::Manual, None, now, actions);
             }
             Phase::Waiting if !t.waiting_said => {
                 t.waiting_said = true;
@@ -1087,8 +1142,12 @@ impl Monitor {
     ) {
         let t = &mut self.targets[i];
         let name = t.spec.name.clone();
-        t.attempts.push_back(now);
-        let attempt = t.attempts.len() as u32;
+        let attempt = if reason == Reason::Manual {
+            0 // an operator's start is not counted
+        } else {
+            t.attempts.push_back(now);
+            t.attempts.len() as u32
+        };
         t.phase = Phase::Restarting { attempt, reason };
         t.token += 1;
         let mut out = Out { actions, now };

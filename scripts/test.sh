@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real receivers the integration tests start on loopback.
-PKGS=(rsyslog snmptrapd snmp smitools snmptt)
+PKGS=(rsyslog snmptrapd snmp smitools snmptt
+      corosync pacemaker pacemaker-cli-utils resource-agents libxml2-utils)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -460,7 +460,9 @@ impl Daemon {
                     .filter(|(t, _)| *t == target)
                     .map(|(_, p)| p.pid)
                     .collect();
-                let stop = Command::Stop { timeout: Duration::from_millis(timeout_ms) };
+                let stop = Command::Stop {
+                    timeout: Duration::from_millis(timeout_ms),
+                };
                 let mut r = self.command_many(Some(target), false, stop, user);
                 if r.ok {
                     r.result = Some(serde_json::json!({ "pids": pids }));

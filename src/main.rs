@@ -131,8 +131,14 @@ fn dispatch(cmd: Cmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
             &Request::Reset { target },
         )?)),
         Cmd::Start { target, wait } => {
-            let wait = config::duration::parse(&wait).map_err(|e| anyhow::anyhow!("--wait: {e}"))?;
-            let r = Client::call(&sock(), &Request::Start { target: target.clone() })?;
+            let wait =
+                config::duration::parse(&wait).map_err(|e| anyhow::anyhow!("--wait: {e}"))?;
+            let r = Client::call(
+                &sock(),
+                &Request::Start {
+                    target: target.clone(),
+                },
+            )?;
             if !r.ok {
                 return Ok(print_response(&r));
             }
@@ -140,7 +146,11 @@ fn dispatch(cmd: Cmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
             loop {
                 let r = Client::call(&sock(), &Request::Status)?;
                 let rows: Vec<TargetStatus> = serde_json::from_value(r.result.unwrap_or_default())?;
-                let state = rows.iter().find(|s| s.target == target).map(|s| s.state.clone()).unwrap_or_default();
+                let state = rows
+                    .iter()
+                    .find(|s| s.target == target)
+                    .map(|s| s.state.clone())
+                    .unwrap_or_default();
                 match state.as_str() {
                     "up" => {
                         println!("{target} is up");
@@ -153,15 +163,25 @@ fn dispatch(cmd: Cmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
                     _ => {}
                 }
                 if std::time::Instant::now() > deadline {
-                    eprintln!("procward: {target} not up after {} (state {state})", humantime::format_duration(wait));
+                    eprintln!(
+                        "procward: {target} not up after {} (state {state})",
+                        humantime::format_duration(wait)
+                    );
                     return Ok(EXIT_FAIL);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
         }
         Cmd::Stop { target, timeout } => {
-            let t = config::duration::parse(&timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
-            let r = Client::call(&sock(), &Request::Stop { target: target.clone(), timeout_ms: t.as_millis() as u64 })?;
+            let t =
+                config::duration::parse(&timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
+            let r = Client::call(
+                &sock(),
+                &Request::Stop {
+                    target: target.clone(),
+                    timeout_ms: t.as_millis() as u64,
+                },
+            )?;
             if !r.ok {
                 return Ok(print_response(&r));
             }
@@ -175,7 +195,10 @@ fn dispatch(cmd: Cmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
             let deadline = std::time::Instant::now() + t + std::time::Duration::from_secs(5);
             let mut buf = Vec::new();
             while pids.iter().any(|p| {
-                procward::probe::procfs::read_stat(*p, &mut buf).ok().flatten().is_some_and(|s| !s.is_dead())
+                procward::probe::procfs::read_stat(*p, &mut buf)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|s| !s.is_dead())
             }) {
                 if std::time::Instant::now() > deadline {
                     eprintln!("procward: {target}: processes {pids:?} still there");

@@ -111,7 +111,9 @@ pub enum Command {
     Start,
     /// Stop its processes (SIGTERM, SIGKILL after the timeout) and stop
     /// monitoring it.
-    Stop { timeout: std::time::Duration },
+    Stop {
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -578,18 +580,28 @@ impl Monitor {
             Command::Start => {
                 if matches!(
                     t.phase,
-                    Phase::Up | Phase::Restarting { .. } | Phase::Settling { .. } | Phase::Stopping { .. }
+                    Phase::Up
+                        | Phase::Restarting { .. }
+                        | Phase::Settling { .. }
+                        | Phase::Stopping { .. }
                 ) {
                     return Ok(actions); // running, or on its way: nothing to do
                 }
                 if t.spec.restart.script.is_none() {
-                    return Err(format!("target `{name}` has no restart.script to start it with"));
+                    return Err(format!(
+                        "target `{name}` has no restart.script to start it with"
+                    ));
                 }
                 t.phase = Phase::Waiting;
                 t.waiting_said = false;
                 t.manual_start = true;
                 t.token += 1;
-                out.emit(t, EventSpec::new(msg::TARGET_STARTED).target(name).field("by", by));
+                out.emit(
+                    t,
+                    EventSpec::new(msg::TARGET_STARTED)
+                        .target(name)
+                        .field("by", by),
+                );
                 out.push(Action::ScanSoon);
             }
             Command::Stop { timeout } => {
@@ -598,16 +610,33 @@ impl Monitor {
                 }
                 let pids: Vec<String> = t.procs.iter().map(|p| p.pid.to_string()).collect();
                 for p in &t.procs {
-                    out.push(Action::Stop { target: name.to_string(), proc: *p, group: false, timeout });
+                    out.push(Action::Stop {
+                        target: name.to_string(),
+                        proc: *p,
+                        group: false,
+                        timeout,
+                    });
                 }
-                out.push(Action::UntrackAll { target: name.to_string() });
+                out.push(Action::UntrackAll {
+                    target: name.to_string(),
+                });
                 t.procs.clear();
                 t.up_since = None;
                 t.phase = Phase::Stopped;
                 t.manual_start = false;
                 t.token += 1;
-                let pids = if pids.is_empty() { "-".to_string() } else { pids.join(",") };
-                out.emit(t, EventSpec::new(msg::TARGET_STOPPED).target(name).field("by", by).field("pids", pids));
+                let pids = if pids.is_empty() {
+                    "-".to_string()
+                } else {
+                    pids.join(",")
+                };
+                out.emit(
+                    t,
+                    EventSpec::new(msg::TARGET_STOPPED)
+                        .target(name)
+                        .field("by", by)
+                        .field("pids", pids),
+                );
             }
             Command::Reset => {
                 let from = t.phase.as_str();

@@ -771,21 +771,55 @@ fn stall_notify_says_once_and_clears() {
 fn stop_then_start_is_not_counted() {
     let mut m = mon(spec("a"));
     found(&mut m, &[100], T0);
-    let a = m.command("a", Command::Stop { timeout: Duration::from_secs(5) }, "hacluster", T0).unwrap();
+    let a = m
+        .command(
+            "a",
+            Command::Stop {
+                timeout: Duration::from_secs(5),
+            },
+            "hacluster",
+            T0,
+        )
+        .unwrap();
     assert_eq!(ids(&a), vec![msg::TARGET_STOPPED]);
-    assert!(a.iter().any(|x| matches!(x, Action::Stop { proc, .. } if proc.pid == 100)));
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Stop { proc, .. } if proc.pid == 100)));
     assert_eq!(phase(&m), Phase::Stopped);
-    assert!(killed(&mut m, 100, T0).is_empty(), "its end is not a failure");
-    assert!(m.command("a", Command::Stop { timeout: Duration::from_secs(5) }, "x", T0).unwrap().is_empty());
+    assert!(
+        killed(&mut m, 100, T0).is_empty(),
+        "its end is not a failure"
+    );
+    assert!(m
+        .command(
+            "a",
+            Command::Stop {
+                timeout: Duration::from_secs(5)
+            },
+            "x",
+            T0
+        )
+        .unwrap()
+        .is_empty());
     assert_eq!(m.snapshot()["a"].halted.as_deref(), Some("stopped"));
     let a = m.command("a", Command::Start, "hacluster", T0 + S).unwrap();
     assert_eq!(ids(&a), vec![msg::TARGET_STARTED]);
     // The scan finds nothing: the script runs, attempt 0, not counted.
     let a = found(&mut m, &[], T0 + S);
     assert_eq!(ids(&a), vec![msg::RESTART_STARTED]);
-    assert!(a.iter().any(|x| matches!(x, Action::RunScript { attempt: 0, reason: Reason::Manual, .. })));
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::RunScript {
+            attempt: 0,
+            reason: Reason::Manual,
+            ..
+        }
+    )));
     script(&mut m, 0, 0, T0 + 2 * S);
-    assert_eq!(ids(&found(&mut m, &[300], T0 + 3 * S)), vec![msg::TARGET_RECOVERED]);
+    assert_eq!(
+        ids(&found(&mut m, &[300], T0 + 3 * S)),
+        vec![msg::TARGET_RECOVERED]
+    );
     assert_eq!(m.status(T0 + 3 * S)[0].restarts_in_window, 0);
     // Start while up: nothing to do.
     assert!(m.command("a", Command::Start, "x", T0).unwrap().is_empty());

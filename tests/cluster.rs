@@ -1,0 +1,339 @@
+//! Clusterware: the OCF agent passes ocf-tester, and a real single-node
+//! corosync + Pacemaker on loopback fails a procward target over once
+//! procward gives up on it (RETRY-OVER with on-retry-over = "failover").
+//! Every cluster daemon the test starts is stopped by pid, pass or fail.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn agent() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/ocf/procward")
+}
+
+fn run(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+}
+
+/// A restart script that works only when an operator or the cluster starts
+/// the target (PROCWARD_REASON=manual): automatic restarts fail, so the
+/// target ends in RETRY-OVER.
+fn cluster_target(env: &Env, tok: &str, extra: &str) -> String {
+    let script = env.path("start-app.sh");
+    write_exec(
+        &script,
+        &format!(
+            "#!/bin/sh\n[ \"$PROCWARD_REASON\" = manual ] || {{ echo automatic restart refused; exit 1; }}\n\
+             setsid -f /bin/sh -c 'echo $$ >> {pids}; exec sleep 1000.{tok}' </dev/null >/dev/null 2>&1\n",
+            pids = env.path("started.pids").display()
+        ),
+    );
+    format!(
+        "[[target]]\nname = \"app\"\nmatch.cmdline = '^sleep 1000\\.{tok}$'\nrestart.script = \"{}\"\nrestart.settle = \"5s\"\nretry.max = 1\n{extra}\n",
+        script.display()
+    )
+}
+
+#[test]
+fn the_ocf_agent_passes_ocf_tester() {
+    if !require("ocf-tester") || !require("xmllint") {
+        return;
+    }
+    let env = Env::new();
+    let tok = token();
+    env.write_config(&format!(
+        "{}{}",
+        env.daemon_section(""),
+        cluster_target(&env, &tok, "")
+    ));
+    let _d = env.start();
+    let cfg = env.cfg().display().to_string();
+    let o = Command::new("ocf-tester")
+        .args(["-n", "app", "-o", "target=app", "-o"])
+        .arg(format!("config={cfg}"))
+        .arg("-o")
+        .arg(format!("binary={BIN}"))
+        .arg(agent())
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.status.success() && out.contains("passed all tests"),
+        "{out}"
+    );
+    // It really started and stopped the target through procward.
+    let ids = env.ids();
+    assert!(
+        ids.contains(&"PW1010".into()) && ids.contains(&"PW1011".into()),
+        "{ids:?}"
+    );
+    assert_eq!(env.target_status("app")["state"], "stopped");
+}
+
+struct Cluster {
+    corosync: Option<Child>,
+    pacemaker: Option<Child>,
+    agent_dir: PathBuf,
+}
+
+fn stop_child(c: &mut Option<Child>, grace: Duration) {
+    if let Some(mut c) = c.take() {
+        // Its children, to kill by pid should it not stop them itself.
+        let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", c.id()))
+            .unwrap_or_default();
+        kill(c.id(), libc::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if c.try_wait().ok().flatten().is_none() {
+            let _ = c.kill();
+            let _ = c.wait();
+            for k in kids
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+            {
+                kill(k, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("cibadmin")
+            .args(["--delete", "--xml-text", "<primitive id=\"pwapp\"/>"])
+            .output();
+        stop_child(&mut self.pacemaker, Duration::from_secs(60));
+        stop_child(&mut self.corosync, Duration::from_secs(10));
+        let _ = std::fs::remove_file(self.agent_dir.join("procward"));
+        let _ = std::fs::remove_dir(&self.agent_dir);
+    }
+}
+
+/// The log file of the Pacemaker started by the test, for diagnostics.
+static PCMK_LOG: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+fn wait_for(what: &str, timeout: Duration, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        if Instant::now() > deadline {
+            let mon = run("crm_mon", &["-1", "--include=failcounts"]);
+            let log = PCMK_LOG
+                .lock()
+                .unwrap()
+                .as_ref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default();
+            let agent_lines: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("pwapp") || l.contains("procward"))
+                .collect();
+            panic!(
+                "timed out waiting for {what}; crm_mon:\n{}\npacemaker log:\n{}",
+                String::from_utf8_lossy(&mon.stdout),
+                agent_lines[agent_lines.len().saturating_sub(40)..].join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+impl Cluster {
+    fn start(dir: &Path) -> Cluster {
+        let agent_dir = PathBuf::from("/usr/lib/ocf/resource.d/procward");
+        std::fs::create_dir_all(&agent_dir).unwrap();
+        std::fs::copy(agent(), agent_dir.join("procward")).unwrap();
+        let conf = dir.join("corosync.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "totem {{\n version: 2\n cluster_name: procwardtest\n crypto_cipher: none\n crypto_hash: none\n}}\n\
+                 logging {{\n to_stderr: no\n to_logfile: yes\n logfile: {}\n to_syslog: no\n}}\n\
+                 quorum {{\n provider: corosync_votequorum\n}}\n\
+                 nodelist {{\n node {{\n  name: node1\n  nodeid: 1\n  ring0_addr: 127.0.0.1\n }}\n}}\n",
+                dir.join("corosync.log").display()
+            ),
+        )
+        .unwrap();
+        let mut c = Cluster {
+            corosync: None,
+            pacemaker: None,
+            agent_dir,
+        };
+        *PCMK_LOG.lock().unwrap() = Some(dir.join("pacemaker.log"));
+        c.corosync = Some(
+            Command::new("corosync")
+                .args(["-f", "-c"])
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for("corosync quorum", Duration::from_secs(30), || {
+            String::from_utf8_lossy(&run("corosync-quorumtool", &["-s"]).stdout)
+                .contains("Quorate:          Yes")
+        });
+        c.pacemaker = Some(
+            Command::new("pacemakerd")
+                .arg("-f")
+                .env("PCMK_logfile", dir.join("pacemaker.log"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for("a DC and node1 online", Duration::from_secs(120), || {
+            let out = String::from_utf8_lossy(&run("crm_mon", &["-1"]).stdout).to_string();
+            out.contains("Current DC: node1") && out.contains("Online: [ node1 ]")
+        });
+        for (name, value) in [("stonith-enabled", "false"), ("no-quorum-policy", "ignore")] {
+            let o = run(
+                "crm_attribute",
+                &["--type", "crm_config", "--name", name, "--update", value],
+            );
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        c
+    }
+}
+
+fn located() -> String {
+    String::from_utf8_lossy(&run("crm_resource", &["--locate", "--resource", "pwapp"]).stdout)
+        .to_string()
+}
+
+fn failcount() -> u64 {
+    let out = String::from_utf8_lossy(
+        &run(
+            "crm_failcount",
+            &["--query", "--resource", "pwapp", "--node", "node1"],
+        )
+        .stdout,
+    )
+    .to_string();
+    out.split("value=")
+        .nth(1)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn pacemaker_recovers_the_resource_after_procward_gives_up() {
+    for p in [
+        "corosync",
+        "pacemakerd",
+        "crm_mon",
+        "cibadmin",
+        "crm_resource",
+    ] {
+        if !require(p) {
+            return;
+        }
+    }
+    let env = Env::new();
+    let tok = token();
+    let failover = "on-retry-over = \"failover\"\nfailover.command = [\"/usr/sbin/crm_resource\", \"--fail\", \"--resource\", \"pwapp\", \"--node\", \"node1\"]";
+    env.write_config(&format!(
+        "{}{}",
+        env.daemon_section(""),
+        cluster_target(&env, &tok, failover)
+    ));
+    let _d = env.start();
+    let _cluster = Cluster::start(env.dir.path());
+    let cfg = env.cfg().display().to_string();
+    let xml = format!(
+        "<primitive id=\"pwapp\" class=\"ocf\" provider=\"procward\" type=\"procward\">\
+         <instance_attributes id=\"pwapp-ia\">\
+         <nvpair id=\"pwapp-target\" name=\"target\" value=\"app\"/>\
+         <nvpair id=\"pwapp-config\" name=\"config\" value=\"{cfg}\"/>\
+         <nvpair id=\"pwapp-binary\" name=\"binary\" value=\"{BIN}\"/>\
+         </instance_attributes>\
+         <operations><op id=\"pwapp-monitor\" name=\"monitor\" interval=\"2s\" timeout=\"20s\"/></operations>\
+         </primitive>"
+    );
+    let o = run(
+        "cibadmin",
+        &["--create", "--scope", "resources", "--xml-text", &xml],
+    );
+    assert!(
+        o.status.success(),
+        "cibadmin: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Pacemaker starts it through the agent (`procward start`) and then
+    // monitors it: wait for the first successful recurring monitor, so the
+    // start operation is over before the application is killed.
+    wait_for(
+        "pwapp started and monitored",
+        Duration::from_secs(60),
+        || {
+            let ops = String::from_utf8_lossy(
+                &run(
+                    "crm_resource",
+                    &["--list-operations", "--resource", "pwapp"],
+                )
+                .stdout,
+            )
+            .to_string();
+            located().contains("is running on: node1")
+                && ops
+                    .lines()
+                    .any(|l| l.contains("pwapp_monitor_2000") && l.contains("rc=0"))
+        },
+    );
+    env.wait_event(T, |e| e["id"] == "PW1010");
+    let up = env.wait_event(T, |e| e["id"] == "PW2015");
+    assert_eq!(failcount(), 0);
+
+    // The application dies; procward's automatic restart fails: RETRY-OVER,
+    // FAILED, and the failover command tells Pacemaker.
+    kill(up["pid"].as_u64().unwrap() as u32, libc::SIGKILL);
+    let over = env.wait_event(T, |e| e["id"] == "PW2020");
+    assert_eq!(over["fields"]["action"], "failover");
+    env.wait_event(T, |e| e["id"] == "PW2031");
+    wait_for("a fail count on pwapp", Duration::from_secs(60), || {
+        failcount() >= 1
+    });
+    // Pacemaker recovers the resource: stop, then start through procward.
+    let seq = over["seq"].as_u64().unwrap();
+    env.wait_event(Duration::from_secs(60), |e| {
+        e["id"] == "PW1011" && e["seq"].as_u64().unwrap() > seq
+    });
+    let started = env.wait_event(Duration::from_secs(60), |e| {
+        e["id"] == "PW1010" && e["seq"].as_u64().unwrap() > seq
+    });
+    env.wait_event(Duration::from_secs(60), |e| {
+        e["id"] == "PW2015" && e["seq"].as_u64() > started["seq"].as_u64()
+    });
+    let started_line = || {
+        let mon = String::from_utf8_lossy(&run("crm_mon", &["-1"]).stdout).to_string();
+        mon.lines()
+            .any(|l| l.contains("pwapp") && l.contains("Started node1"))
+    };
+    wait_for("pwapp Started again", Duration::from_secs(60), || {
+        located().contains("is running on: node1") && started_line()
+    });
+    let mon = String::from_utf8_lossy(&run("crm_mon", &["-1", "--include=failcounts"]).stdout)
+        .to_string();
+    println!("{mon}");
+    assert!(
+        mon.contains("pwapp: migration-threshold=1000000 fail-count=1"),
+        "{mon}"
+    );
+    assert_eq!(env.target_status("app")["state"], "up");
+}

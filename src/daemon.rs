@@ -161,8 +161,20 @@ fn bind_control(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     Ok(l)
 }
 
+/// One pidfd per tracked process: raise the soft limit on open files to
+/// the hard limit.
+fn raise_nofile_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l);
+    }
+}
+
 /// Start the daemon on the current tokio runtime.
 pub async fn start(opts: Options) -> anyhow::Result<Handle> {
+    raise_nofile_limit();
     let path = opts.config.clone();
     let (cfg, renderer) = tokio::task::spawn_blocking(move || load_all(&path))
         .await?
@@ -781,7 +793,7 @@ impl Daemon {
     fn start_scan(&mut self) {
         self.last_scan = Instant::now();
         self.scan_soon = false;
-        let targets: Vec<config::TargetSpec> = self.monitor.scan_targets().cloned().collect();
+        let targets: Vec<Arc<config::TargetSpec>> = self.monitor.scan_targets().cloned().collect();
         let children: Vec<(String, u32)> = self
             .monitor
             .children_checks()
@@ -795,7 +807,7 @@ impl Daemon {
         let tx = self.tx.clone();
         let me = std::process::id();
         tokio::task::spawn_blocking(move || {
-            let refs: Vec<&config::TargetSpec> = targets.iter().collect();
+            let refs: Vec<&config::TargetSpec> = targets.iter().map(|t| t.as_ref()).collect();
             let found = if refs.is_empty() {
                 HashMap::new()
             } else {

@@ -20,9 +20,18 @@ fn lang(l: LangArg) -> Lang {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // glibc gives each thread its own malloc arena; a daemon that mostly
+    // sleeps needs one, not one per thread (measured: 22 -> 16 MiB RSS
+    // with 1000 targets).
+    // SAFETY: mallopt before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(8)
+        // Keep blocking threads instead of respawning them every interval.
+        .thread_keep_alive(std::time::Duration::from_secs(300))
         .thread_name("procward")
         .enable_all()
         .build()?)

@@ -50,7 +50,7 @@ pub fn load(dir: &Path) -> Result<BTreeMap<String, Persisted>, String> {
 /// Write the state atomically (temp file, fsync, rename).
 pub fn save(dir: &Path, targets: &BTreeMap<String, Persisted>) -> std::io::Result<()> {
     let tmp = dir.join("state.json.tmp");
-    let body = serde_json::to_vec_pretty(&StateFile {
+    let body = serde_json::to_vec(&StateFile {
         version: 1,
         targets: targets.clone(),
     })?;

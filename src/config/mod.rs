@@ -265,7 +265,8 @@ pub struct Config {
     pub daemon: Daemon,
     pub syslog: Vec<SyslogSink>,
     pub snmp: Vec<SnmpSink>,
-    pub targets: Vec<TargetSpec>,
+    /// Shared with the monitor core (no copy per reload or scan).
+    pub targets: Vec<std::sync::Arc<TargetSpec>>,
     /// Every file read, the main one first.
     pub files: Vec<PathBuf>,
 }
@@ -781,7 +782,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         }
         seen.push(&t.name);
         if let Some(spec) = validate_target(&mut c, src, *i, t) {
-            targets.push(spec);
+            targets.push(std::sync::Arc::new(spec));
         }
     }
 

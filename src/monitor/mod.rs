@@ -9,6 +9,7 @@ use crate::config::{OnRetryOver, TargetSpec};
 use crate::event::{msg, EventSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 /// Wall-clock milliseconds since the Unix epoch.
 pub type Ms = u64;
@@ -221,7 +222,7 @@ pub struct Persisted {
 
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub spec: TargetSpec,
+    pub spec: Arc<TargetSpec>,
     pub phase: Phase,
     attempts: VecDeque<Ms>,
     procs: Vec<ProcRef>,
@@ -244,7 +245,7 @@ pub struct Target {
 }
 
 impl Target {
-    fn new(spec: TargetSpec, p: &Persisted) -> Self {
+    fn new(spec: Arc<TargetSpec>, p: &Persisted) -> Self {
         let phase = if p.paused {
             Phase::Paused
         } else {
@@ -361,13 +362,18 @@ impl Out<'_> {
 }
 
 impl Monitor {
-    pub fn new(specs: Vec<TargetSpec>, state: &BTreeMap<String, Persisted>, seed: u64) -> Self {
+    pub fn new<S: Into<Arc<TargetSpec>>>(
+        specs: impl IntoIterator<Item = S>,
+        state: &BTreeMap<String, Persisted>,
+        seed: u64,
+    ) -> Self {
         let mut m = Monitor {
             targets: Vec::new(),
             index: HashMap::new(),
             rng: seed | 1,
         };
         for spec in specs {
+            let spec: Arc<TargetSpec> = spec.into();
             let p = state.get(&spec.name).cloned().unwrap_or_default();
             m.index.insert(spec.name.clone(), m.targets.len());
             m.targets.push(Target::new(spec, &p));
@@ -384,7 +390,7 @@ impl Monitor {
     }
 
     /// Targets a /proc scan must look for now.
-    pub fn scan_targets(&self) -> impl Iterator<Item = &TargetSpec> {
+    pub fn scan_targets(&self) -> impl Iterator<Item = &Arc<TargetSpec>> {
         self.targets
             .iter()
             .filter(|t| t.needs_scan())
@@ -402,7 +408,7 @@ impl Monitor {
     }
 
     /// Up targets with a stall probe: (target, main process).
-    pub fn probe_targets(&self) -> impl Iterator<Item = (&TargetSpec, ProcRef)> {
+    pub fn probe_targets(&self) -> impl Iterator<Item = (&Arc<TargetSpec>, ProcRef)> {
         self.targets
             .iter()
             .filter_map(|t| match (&t.phase, &t.spec.stall, t.main()) {
@@ -482,7 +488,11 @@ impl Monitor {
 
     /// Apply a new configuration: targets with the same name keep their
     /// state (counters, pause, tracked processes unless `match` changed).
-    pub fn reconfigure(&mut self, specs: Vec<TargetSpec>, now: Ms) -> Vec<Action> {
+    pub fn reconfigure<S: Into<Arc<TargetSpec>>>(
+        &mut self,
+        specs: impl IntoIterator<Item = S>,
+        now: Ms,
+    ) -> Vec<Action> {
         let mut actions = Vec::new();
         let mut old: HashMap<String, Target> = self
             .targets
@@ -491,6 +501,7 @@ impl Monitor {
             .collect();
         self.index.clear();
         for spec in specs {
+            let spec: Arc<TargetSpec> = spec.into();
             let t = match old.remove(&spec.name) {
                 Some(mut t) => {
                     let changed =

@@ -19,13 +19,19 @@ use tokio::sync::broadcast;
 
 enum IoMsg {
     Event(Arc<Event>, Option<String>),
-    State(BTreeMap<String, Persisted>),
+    /// The state slot holds a newer snapshot.
+    State,
     Sync(std::sync::mpsc::Sender<()>),
 }
+
+/// Only the newest state snapshot matters: one slot, not a queue, so a
+/// burst of changes with many targets never piles up snapshots.
+type StateSlot = Arc<std::sync::Mutex<Option<BTreeMap<String, Persisted>>>>;
 
 /// Fans events out. Cheap to call from the event loop: it never blocks.
 pub struct Notifier {
     io: std::sync::mpsc::SyncSender<IoMsg>,
+    state: StateSlot,
     pub bus: broadcast::Sender<Arc<Event>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -34,6 +40,8 @@ impl Notifier {
     pub fn start(state_dir: PathBuf) -> std::io::Result<Notifier> {
         let mut journal = journal::Journal::open(&state_dir)?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<IoMsg>(65_536);
+        let state: StateSlot = Arc::default();
+        let slot = state.clone();
         let thread = std::thread::Builder::new()
             .name("procward-io".into())
             .spawn(move || {
@@ -49,12 +57,15 @@ impl Notifier {
                                 let _ = writeln!(err, "{line}");
                             }
                         }
-                        IoMsg::State(s) => {
-                            if let Err(e) = crate::state::save(&state_dir, &s) {
-                                eprintln!(
-                                    "procward: cannot save state in {}: {e}",
-                                    state_dir.display()
-                                );
+                        IoMsg::State => {
+                            let snapshot = slot.lock().expect("state slot").take();
+                            if let Some(s) = snapshot {
+                                if let Err(e) = crate::state::save(&state_dir, &s) {
+                                    eprintln!(
+                                        "procward: cannot save state in {}: {e}",
+                                        state_dir.display()
+                                    );
+                                }
                             }
                         }
                         IoMsg::Sync(done) => {
@@ -63,9 +74,12 @@ impl Notifier {
                     }
                 }
             })?;
-        let (bus, _) = broadcast::channel(4096);
+        // Followers of `events --follow` that fall this far behind are told
+        // to read the journal.
+        let (bus, _) = broadcast::channel(512);
         Ok(Notifier {
             io: tx,
+            state,
             bus,
             thread: Some(thread),
         })
@@ -83,8 +97,11 @@ impl Notifier {
     }
 
     pub fn save_state(&self, s: BTreeMap<String, Persisted>) {
-        // State must not be lost: wait for room rather than drop.
-        let _ = self.io.send(IoMsg::State(s));
+        let older = self.state.lock().expect("state slot").replace(s);
+        if older.is_none() {
+            // State must not be lost: wait for room rather than drop.
+            let _ = self.io.send(IoMsg::State);
+        }
     }
 
     /// Wait until everything sent so far is written.

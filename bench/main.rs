@@ -1,0 +1,607 @@
+//! Side-by-side benchmark: procward, monit (pidfiles), monit (`matching`)
+//! and a `ps`-per-cycle shell loop, each watching N idle processes at a
+//! 1 s interval. Records CPU (utime+stime of the monitor and its reaped
+//! children, % of one core) over a steady-state period, peak RSS, and for
+//! procward and monit the latency from SIGKILL of a random target to the
+//! monitor's reaction. Run through scripts/bench.sh.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+struct Args {
+    ns: Vec<usize>,
+    steady: u64,
+    samples: usize,
+    out: PathBuf,
+    procward: PathBuf,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        ns: vec![100, 1000, 10000],
+        steady: 20,
+        samples: 50,
+        out: PathBuf::from("BENCHMARKS.md"),
+        procward: PathBuf::from("target/release/procward"),
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let v = argv.get(i + 1).cloned().unwrap_or_default();
+        match argv[i].as_str() {
+            "--n" => {
+                a.ns = v
+                    .split(',')
+                    .map(|x| x.parse().expect("--n 100,1000"))
+                    .collect()
+            }
+            "--steady" => a.steady = v.parse().expect("--steady SECONDS"),
+            "--samples" => a.samples = v.parse().expect("--samples N"),
+            "--out" => a.out = PathBuf::from(v),
+            "--procward" => a.procward = PathBuf::from(v),
+            other => panic!("unknown argument {other}; see scripts/bench.sh"),
+        }
+        i += 2;
+    }
+    a
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+}
+
+/// CPU time of a process in ns: its threads' on-CPU time from
+/// /proc/PID/task/*/schedstat (nanoseconds, unlike the 10 ms ticks of
+/// /proc/PID/stat), plus cutime+cstime of its reaped children (ticks).
+fn cpu_ns(pid: u32) -> Option<u64> {
+    let mut ns = 0u64;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+            ns += s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let child_ticks: u64 = (13..=14).map(|i| f[i].parse::<u64>().unwrap_or(0)).sum();
+    Some(ns + (child_ticks as f64 * 1e9 / clk_tck()) as u64)
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn which(p: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+            .map(|d| d.join(p))
+            .find(|f| f.is_file())
+    })
+}
+
+fn write_exec(p: &Path, text: &str) {
+    std::fs::write(p, text).unwrap();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: signalling a process this harness started, by pid.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+fn stop(mut c: Child) {
+    signal(c.id(), libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = c.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+/// The idle targets, with their pidfiles.
+struct Targets {
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Targets {
+    fn spawn_one(&self, i: usize) -> Child {
+        let c = Command::new("sleep")
+            .arg(format!("100000.{i}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sleep");
+        std::fs::write(self.dir.join(format!("t{i}.pid")), format!("{}\n", c.id())).unwrap();
+        c
+    }
+
+    fn start(dir: &Path, n: usize) -> Targets {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut t = Targets {
+            dir: dir.to_path_buf(),
+            children: Vec::with_capacity(n),
+        };
+        for i in 0..n {
+            let c = t.spawn_one(i);
+            t.children.push(c);
+        }
+        t
+    }
+
+    /// SIGKILL target i (reaped here at once), then start a replacement.
+    fn kill_and_replace(&mut self, i: usize) -> u128 {
+        let t0 = now_ns();
+        signal(self.children[i].id(), libc::SIGKILL);
+        let _ = self.children[i].wait();
+        t0
+    }
+
+    fn replace(&mut self, i: usize) {
+        let c = self.spawn_one(i);
+        self.children[i] = c;
+    }
+}
+
+impl Drop for Targets {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            signal(c.id(), libc::SIGKILL);
+        }
+        for c in &mut self.children {
+            let _ = c.wait();
+        }
+    }
+}
+
+#[derive(Default, Clone)]
+struct Row {
+    monitor: String,
+    cpu_pct: Option<f64>,
+    rss_mib: Option<f64>,
+    detect: Option<(f64, f64)>,
+    restart: Option<(f64, f64)>,
+    note: String,
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let idx = ((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize;
+    v[idx.min(v.len() - 1)]
+}
+
+/// CPU % of one core used by `pid` (and its reaped children) over `secs`.
+fn measure_cpu(pid: u32, secs: u64) -> Option<f64> {
+    let a = cpu_ns(pid)?;
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let b = cpu_ns(pid)?;
+    Some(b.saturating_sub(a) as f64 / 1e9 / t.elapsed().as_secs_f64() * 100.0)
+}
+
+fn wait_file(p: &Path, timeout: Duration) -> Option<u128> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(s) = std::fs::read_to_string(p) {
+            if let Ok(v) = s.trim().parse() {
+                return Some(v);
+            }
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    None
+}
+
+/// Event times (ms) of `id` per target, from procward's journal.
+fn journal_times(state: &Path, id: &str) -> HashMap<String, Vec<u64>> {
+    let mut m: HashMap<String, Vec<u64>> = HashMap::new();
+    for line in std::fs::read_to_string(state.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+    {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if v["id"] == id {
+            if let (Some(t), Some(ms)) = (v["target"].as_str(), v["time_ms"].as_u64()) {
+                m.entry(t.to_string()).or_default().push(ms);
+            }
+        }
+    }
+    m
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+fn bench_procward(a: &Args, n: usize, dir: &Path, targets: &mut Targets, latency: bool) -> Row {
+    let state = dir.join("pw-state");
+    let _ = std::fs::remove_dir_all(&state);
+    let script = dir.join("pw-restart.sh");
+    write_exec(
+        &script,
+        &format!(
+            "#!/bin/sh\ndate +%s%N > {}/started.$PROCWARD_TARGET\n",
+            dir.display()
+        ),
+    );
+    let mut cfg = format!(
+        "[daemon]\ninterval = \"1s\"\nstate-dir = \"{}\"\ncontrol-socket = \"{}/pw.sock\"\nzombie-grace = \"100ms\"\n",
+        state.display(),
+        dir.display()
+    );
+    for i in 0..n {
+        let _ = writeln!(
+            cfg,
+            "[[target]]\nname = \"t{i}\"\nmatch.pidfile = \"{}/t{i}.pid\"\nrestart.script = \"{}\"\nrestart.settle = \"5s\"\nretry.max = 1000\nretry.window = \"1h\"",
+            dir.display(),
+            script.display()
+        );
+    }
+    let cfg_path = dir.join("procward.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    std::fs::set_permissions(&cfg_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let child = Command::new(&a.procward)
+        .args(["run", "--quiet", "-c"])
+        .arg(&cfg_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start procward");
+    let pid = child.id();
+    // Warm-up: every target found.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while journal_times(&state, "PW2001").len() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let cpu = measure_cpu(pid, a.steady);
+    let mut row = Row {
+        monitor: "procward".into(),
+        cpu_pct: cpu,
+        ..Default::default()
+    };
+    if latency {
+        let mut rng = Rng(0x9e3779b97f4a7c15 ^ n as u64);
+        let mut det = Vec::new();
+        let mut res = Vec::new();
+        for _ in 0..a.samples {
+            let i = rng.next(n);
+            let name = format!("t{i}");
+            let started = dir.join(format!("started.{name}"));
+            let _ = std::fs::remove_file(&started);
+            let before = journal_times(&state, "PW2015")
+                .get(&name)
+                .map(|v| v.len())
+                .unwrap_or(0);
+            // A random pause, so kills fall anywhere in the 1 s cycle.
+            std::thread::sleep(Duration::from_millis(rng.next(1000) as u64));
+            let t0 = targets.kill_and_replace(i);
+            if let Some(t1) = wait_file(&started, Duration::from_secs(5)) {
+                res.push((t1.saturating_sub(t0)) as f64 / 1e6);
+            }
+            targets.replace(i);
+            // Detection: the PW2003 event's time.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let rec = journal_times(&state, "PW2015")
+                    .get(&name)
+                    .map(|v| v.len())
+                    .unwrap_or(0);
+                if rec > before || Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if let Some(t) = journal_times(&state, "PW2003")
+                .get(&name)
+                .and_then(|v| v.last().copied())
+            {
+                det.push((t as f64 - (t0 / 1_000_000) as f64).max(0.0));
+            }
+        }
+        if !det.is_empty() {
+            row.detect = Some((
+                percentile(&mut det.clone(), 50.0),
+                percentile(&mut det, 99.0),
+            ));
+        }
+        if !res.is_empty() {
+            row.restart = Some((
+                percentile(&mut res.clone(), 50.0),
+                percentile(&mut res, 99.0),
+            ));
+        }
+    }
+    row.rss_mib = vm_hwm_kib(pid).map(|k| k as f64 / 1024.0);
+    stop(child);
+    row
+}
+
+fn bench_monit(
+    a: &Args,
+    n: usize,
+    dir: &Path,
+    targets: &mut Targets,
+    matching: bool,
+    latency: bool,
+) -> Row {
+    let label = if matching {
+        "monit (matching)"
+    } else {
+        "monit (pidfile)"
+    };
+    let mut row = Row {
+        monitor: label.into(),
+        ..Default::default()
+    };
+    let Some(monit) = which("monit") else {
+        row.note = "skipped: monit is not installed (scripts/bench.sh --install-monit)".into();
+        return row;
+    };
+    let mdir = dir.join(if matching { "monit-m" } else { "monit-p" });
+    let _ = std::fs::remove_dir_all(&mdir);
+    std::fs::create_dir_all(&mdir).unwrap();
+    let script = mdir.join("restart.sh");
+    write_exec(
+        &script,
+        &format!("#!/bin/sh\ndate +%s%N > {}/started.$1\n", mdir.display()),
+    );
+    let mut cfg = format!(
+        "set daemon 1\nset logfile {m}/monit.log\nset pidfile {m}/monit.pid\nset idfile {m}/monit.id\nset statefile {m}/monit.state\n",
+        m = mdir.display()
+    );
+    for i in 0..n {
+        let check = if matching {
+            format!("check process t{i} matching \"^sleep 100000\\.{i}$\"")
+        } else {
+            format!("check process t{i} with pidfile {}/t{i}.pid", dir.display())
+        };
+        let _ = writeln!(
+            cfg,
+            "{check}\n  start program = \"{} t{i}\"",
+            script.display()
+        );
+    }
+    let rc = mdir.join("monitrc");
+    std::fs::write(&rc, cfg).unwrap();
+    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let child = Command::new(monit)
+        .args(["-I", "-c"])
+        .arg(&rc)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start monit");
+    let pid = child.id();
+    std::thread::sleep(Duration::from_secs(4));
+    row.cpu_pct = measure_cpu(pid, a.steady);
+    if latency {
+        let mut rng = Rng(0x51ed270b27d1c0a3 ^ n as u64);
+        let mut res = Vec::new();
+        for _ in 0..a.samples {
+            let i = rng.next(n);
+            let started = mdir.join(format!("started.t{i}"));
+            let _ = std::fs::remove_file(&started);
+            // A random pause, so kills fall anywhere in monit's 1 s cycle.
+            std::thread::sleep(Duration::from_millis(rng.next(1000) as u64));
+            let t0 = targets.kill_and_replace(i);
+            if let Some(t1) = wait_file(&started, Duration::from_secs(5)) {
+                res.push((t1.saturating_sub(t0)) as f64 / 1e6);
+            }
+            targets.replace(i);
+            std::thread::sleep(Duration::from_millis(1200)); // monit sees the new pid
+        }
+        if !res.is_empty() {
+            // monit's first reaction is running the start program.
+            let p = (
+                percentile(&mut res.clone(), 50.0),
+                percentile(&mut res, 99.0),
+            );
+            row.detect = Some(p);
+            row.restart = Some(p);
+        }
+    }
+    row.rss_mib = vm_hwm_kib(pid).map(|k| k as f64 / 1024.0);
+    stop(child);
+    row
+}
+
+fn bench_ps_loop(a: &Args, n: usize, dir: &Path) -> Row {
+    let script = dir.join("ps-loop.sh");
+    write_exec(
+        &script,
+        &format!(
+            "#!/bin/sh\n# A naive monitor: one ps per cycle, then each pidfile looked up in it.\nwhile :; do\n  ps -e -o pid= > {d}/ps.out\n  for f in {d}/t*.pid; do\n    read p < \"$f\"\n    grep -qx \" *$p\" {d}/ps.out || echo \"$f down\" >> {d}/ps-loop.log\n  done\n  sleep 1\ndone\n",
+            d = dir.display()
+        ),
+    );
+    let child = Command::new("/bin/sh")
+        .arg(&script)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    std::thread::sleep(Duration::from_secs(2));
+    let mut row = Row {
+        monitor: "ps + shell loop".into(),
+        ..Default::default()
+    };
+    row.cpu_pct = measure_cpu(pid, a.steady);
+    row.rss_mib = vm_hwm_kib(pid).map(|k| k as f64 / 1024.0);
+    let _ = n;
+    stop(child);
+    row
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<u64>().ok())
+        .map(|k| format!("{:.0} GiB", k as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let monit = which("monit")
+        .and_then(|m| Command::new(m).arg("-V").output().ok())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .unwrap_or_else(|| "monit not installed".into());
+    format!("{cores} cores ({cpu}), {mem} RAM, Linux {kernel}; {monit}")
+}
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.map(|x| format!("{x:.digits$}"))
+        .unwrap_or_else(|| "–".into())
+}
+
+fn fmt_pair(v: Option<(f64, f64)>) -> String {
+    v.map(|(a, b)| format!("{a:.1} / {b:.1}"))
+        .unwrap_or_else(|| "–".into())
+}
+
+fn main() {
+    let a = parse_args();
+    let base = std::env::temp_dir().join(format!("procward-bench-{}", std::process::id()));
+    let started = Instant::now();
+    let mut md = String::new();
+    let _ = writeln!(md, "# Benchmarks\n");
+    let _ = writeln!(md, "Machine: {}.\n", machine());
+    let _ = writeln!(
+        md,
+        "Command: `scripts/bench.sh` (= `cargo run --release --example bench -- --n {} --steady {} --samples {}`), run on {}.\n",
+        a.ns.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
+        a.steady,
+        a.samples,
+        humantime::format_rfc3339_seconds(SystemTime::now())
+    );
+    let _ = writeln!(
+        md,
+        "Each monitor watches N idle `sleep` processes at a 1 s interval (procward: `interval = \"1s\"`, targets by \
+         pidfile; monit: `set daemon 1`). CPU is utime+stime of the monitor and its reaped children over a {}-second \
+         steady state, in % of one core (threads' on-CPU nanoseconds from schedstat, plus reaped children); RSS is the monitor's peak (VmHWM). Latency, in ms (p50 / p99 of {} SIGKILLs of \
+         random targets): *detect* is the kill to the monitor's first reaction (procward: the PW2003 event in its journal, \
+         millisecond stamps; monit: its start program running), *restart* is the kill to the restart script's first \
+         line. Ratios are against procward in the same run.\n",
+        a.steady, a.samples
+    );
+    for &n in &a.ns {
+        eprintln!("== N = {n}");
+        let dir = base.join(format!("n{n}"));
+        let mut targets = Targets::start(&dir, n);
+        let mut rows = vec![bench_procward(&a, n, &dir, &mut targets, true)];
+        eprintln!("   procward done");
+        rows.push(bench_monit(&a, n, &dir, &mut targets, false, n <= 1000));
+        eprintln!("   monit (pidfile) done");
+        if n <= 1000 {
+            rows.push(bench_monit(&a, n, &dir, &mut targets, true, false));
+        } else {
+            rows.push(Row {
+                monitor: "monit (matching)".into(),
+                note: "skipped: every `matching` check scans the whole process table, N² per cycle"
+                    .into(),
+                ..Default::default()
+            });
+        }
+        eprintln!("   monit (matching) done");
+        rows.push(bench_ps_loop(&a, n, &dir));
+        eprintln!("   ps loop done");
+        drop(targets);
+        let base_cpu = rows[0].cpu_pct;
+        let base_rss = rows[0].rss_mib;
+        let _ = writeln!(md, "## N = {n}\n");
+        let _ = writeln!(
+            md,
+            "| monitor | CPU % of one core | × procward | peak RSS MiB | × procward | detect p50 / p99 ms | restart p50 / p99 ms | note |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---|");
+        for r in &rows {
+            let ratio = |x: Option<f64>, b: Option<f64>| match (x, b) {
+                (Some(x), Some(b)) if b > 0.0 => format!("{:.1}", x / b),
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.monitor,
+                fmt_opt(r.cpu_pct, 3),
+                ratio(r.cpu_pct, base_cpu),
+                fmt_opt(r.rss_mib, 1),
+                ratio(r.rss_mib, base_rss),
+                fmt_pair(r.detect),
+                fmt_pair(r.restart),
+                r.note
+            );
+        }
+        let _ = writeln!(md);
+    }
+    let _ = writeln!(
+        md,
+        "Total run time: {:.0} s.",
+        started.elapsed().as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::write(&a.out, &md).unwrap();
+    print!("{md}");
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The side-by-side benchmark: procward, monit (pidfile and `matching`) and a
+# ps-per-cycle shell loop, each watching N idle processes. Writes
+# BENCHMARKS.md. Options: --install-monit (apt-get install monit when it is
+# missing), and anything else goes to the harness (--n 100,1000,10000
+# --steady SECONDS --samples N --out FILE).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+args=()
+for a in "$@"; do
+  if [ "$a" = "--install-monit" ]; then
+    if ! command -v monit >/dev/null; then
+      SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+      $SUDO apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends monit
+    fi
+  else
+    args+=("$a")
+  fi
+done
+command -v monit >/dev/null || echo "scripts/bench.sh: monit is not installed: its rows are skipped (use --install-monit)" >&2
+
+cargo build --release --bin procward --example bench
+exec target/release/examples/bench --procward target/release/procward "${args[@]}"

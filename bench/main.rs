@@ -18,6 +18,8 @@ struct Args {
     samples: usize,
     out: PathBuf,
     procward: PathBuf,
+    /// Only these monitors (procward, monit-pidfile, monit-matching, ps-loop).
+    only: Option<Vec<String>>,
 }
 
 fn parse_args() -> Args {
@@ -27,6 +29,7 @@ fn parse_args() -> Args {
         samples: 50,
         out: PathBuf::from("BENCHMARKS.md"),
         procward: PathBuf::from("target/release/procward"),
+        only: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -43,6 +46,7 @@ fn parse_args() -> Args {
             "--samples" => a.samples = v.parse().expect("--samples N"),
             "--out" => a.out = PathBuf::from(v),
             "--procward" => a.procward = PathBuf::from(v),
+            "--only" => a.only = Some(v.split(',').map(str::to_string).collect()),
             other => panic!("unknown argument {other}; see scripts/bench.sh"),
         }
         i += 2;
@@ -295,7 +299,15 @@ fn bench_procward(a: &Args, n: usize, dir: &Path, targets: &mut Targets, latency
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(2));
+    eprintln!(
+        "   procward after start-up: VmHWM {:?} KiB",
+        vm_hwm_kib(pid)
+    );
     let cpu = measure_cpu(pid, a.steady);
+    eprintln!(
+        "   procward after steady state: VmHWM {:?} KiB",
+        vm_hwm_kib(pid)
+    );
     let mut row = Row {
         monitor: "procward".into(),
         cpu_pct: cpu,
@@ -353,6 +365,10 @@ fn bench_procward(a: &Args, n: usize, dir: &Path, targets: &mut Targets, latency
             ));
         }
     }
+    eprintln!(
+        "   procward after the latency samples: VmHWM {:?} KiB",
+        vm_hwm_kib(pid)
+    );
     row.rss_mib = vm_hwm_kib(pid).map(|k| k as f64 / 1024.0);
     stop(child);
     row

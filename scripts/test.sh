@@ -26,4 +26,4 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
-cargo test --all-targets "$@"
+cargo test --all-targets --no-fail-fast "$@"

@@ -312,7 +312,11 @@ fn path_string(path: &[Seg]) -> String {
 struct Source {
     path: PathBuf,
     text: String,
-    doc: toml_edit::ImDocument<String>,
+    /// The parsed values, taken by `parse_sections`.
+    table: std::cell::RefCell<Option<toml::Table>>,
+    /// The span-keeping document, parsed only when an error must be located
+    /// (a valid configuration never pays for a second parse).
+    doc: std::cell::OnceCell<Option<toml_edit::ImDocument<String>>>,
 }
 
 impl Source {
@@ -356,7 +360,11 @@ impl Source {
             }
             t.get(k).map(Node::Value)
         }
-        let mut node = Node::Table(self.doc.as_table());
+        let doc = self
+            .doc
+            .get_or_init(|| toml_edit::ImDocument::parse(self.text.clone()).ok())
+            .as_ref()?;
+        let mut node = Node::Table(doc.as_table());
         let mut best: Option<std::ops::Range<usize>> = None;
         for seg in path {
             let next = match (node, seg) {
@@ -505,22 +513,22 @@ fn read_source(c: &mut Collector, path: &Path) -> Option<Source> {
     if let Some(msg) = writable_by_others(path) {
         c.file(path, msg);
     }
-    match toml_edit::ImDocument::parse(text.clone()) {
-        Ok(doc) => Some(Source {
+    match toml::from_str::<toml::Table>(&text) {
+        Ok(table) => Some(Source {
             path: path.to_path_buf(),
             text,
-            doc,
+            table: std::cell::RefCell::new(Some(table)),
+            doc: std::cell::OnceCell::new(),
         }),
         Err(e) => {
-            let src_tmp = Source {
-                path: path.to_path_buf(),
-                text: text.clone(),
-                doc: toml_edit::ImDocument::parse(String::new()).expect("empty doc"),
-            };
-            let (line, col) = e
-                .span()
-                .map(|s| src_tmp.line_col(s.start))
-                .unwrap_or((1, 1));
+            let before = &text[..e.span().map(|s| s.start).unwrap_or(0).min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before
+                .rsplit('\n')
+                .next()
+                .map(|l| l.chars().count())
+                .unwrap_or(0)
+                + 1;
             c.errors.push(ConfigError {
                 file: path.to_path_buf(),
                 line,
@@ -542,12 +550,8 @@ struct Parsed {
 
 /// Parse the sections of one file. `main` allows `[daemon]`.
 fn parse_sections(c: &mut Collector, src: &Source, src_idx: usize, main: bool, out: &mut Parsed) {
-    let table: toml::Table = match toml::from_str(&src.text) {
-        Ok(t) => t,
-        Err(e) => {
-            c.file(&src.path, e.message().to_string());
-            return;
-        }
+    let Some(table) = src.table.borrow_mut().take() else {
+        return;
     };
     for (key, value) in table {
         match key.as_str() {

@@ -229,23 +229,69 @@ fn wait_file(p: &Path, timeout: Duration) -> Option<u128> {
     None
 }
 
-/// Event times (ms) of `id` per target, from procward's journal.
-fn journal_times(state: &Path, id: &str) -> HashMap<String, Vec<u64>> {
-    let mut m: HashMap<String, Vec<u64>> = HashMap::new();
-    for line in std::fs::read_to_string(state.join("events.jsonl"))
-        .unwrap_or_default()
-        .lines()
-    {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if v["id"] == id {
-            if let (Some(t), Some(ms)) = (v["target"].as_str(), v["time_ms"].as_u64()) {
-                m.entry(t.to_string()).or_default().push(ms);
-            }
+/// procward's journal, read incrementally (the harness must not compete
+/// with the monitor for CPU by re-reading a large journal in a loop).
+struct Journal {
+    path: PathBuf,
+    offset: u64,
+    /// (id, target) -> event times in ms
+    times: HashMap<(String, String), Vec<u64>>,
+}
+
+impl Journal {
+    fn new(state: &Path) -> Journal {
+        Journal {
+            path: state.join("events.jsonl"),
+            offset: 0,
+            times: HashMap::new(),
         }
     }
-    m
+
+    fn update(&mut self) {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return;
+        };
+        if f.seek(SeekFrom::Start(self.offset)).is_err() {
+            return;
+        }
+        let mut buf = String::new();
+        let _ = f.read_to_string(&mut buf);
+        let complete = buf.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        for line in buf[..complete].lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if let (Some(id), Some(t), Some(ms)) = (
+                v["id"].as_str(),
+                v["target"].as_str(),
+                v["time_ms"].as_u64(),
+            ) {
+                self.times
+                    .entry((id.to_string(), t.to_string()))
+                    .or_default()
+                    .push(ms);
+            }
+        }
+        self.offset += complete as u64;
+    }
+
+    fn count(&self, id: &str, target: &str) -> usize {
+        self.times
+            .get(&(id.to_string(), target.to_string()))
+            .map(Vec::len)
+            .unwrap_or(0)
+    }
+
+    fn last(&self, id: &str, target: &str) -> Option<u64> {
+        self.times
+            .get(&(id.to_string(), target.to_string()))
+            .and_then(|v| v.last().copied())
+    }
+
+    fn targets_with(&self, id: &str) -> usize {
+        self.times.keys().filter(|(i, _)| i == id).count()
+    }
 }
 
 struct Rng(u64);
@@ -294,9 +340,11 @@ fn bench_procward(a: &Args, n: usize, dir: &Path, targets: &mut Targets, latency
         .expect("start procward");
     let pid = child.id();
     // Warm-up: every target found.
+    let mut journal = Journal::new(&state);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while journal_times(&state, "PW2001").len() < n && Instant::now() < deadline {
+    while journal.targets_with("PW2001") < n && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
+        journal.update();
     }
     std::thread::sleep(Duration::from_secs(2));
     eprintln!(
@@ -322,10 +370,8 @@ fn bench_procward(a: &Args, n: usize, dir: &Path, targets: &mut Targets, latency
             let name = format!("t{i}");
             let started = dir.join(format!("started.{name}"));
             let _ = std::fs::remove_file(&started);
-            let before = journal_times(&state, "PW2015")
-                .get(&name)
-                .map(|v| v.len())
-                .unwrap_or(0);
+            journal.update();
+            let before = journal.count("PW2015", &name);
             // A random pause, so kills fall anywhere in the 1 s cycle.
             std::thread::sleep(Duration::from_millis(rng.next(1000) as u64));
             let t0 = targets.kill_and_replace(i);
@@ -336,19 +382,13 @@ fn bench_procward(a: &Args, n: usize, dir: &Path, targets: &mut Targets, latency
             // Detection: the PW2003 event's time.
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
-                let rec = journal_times(&state, "PW2015")
-                    .get(&name)
-                    .map(|v| v.len())
-                    .unwrap_or(0);
-                if rec > before || Instant::now() > deadline {
+                journal.update();
+                if journal.count("PW2015", &name) > before || Instant::now() > deadline {
                     break;
                 }
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(20));
             }
-            if let Some(t) = journal_times(&state, "PW2003")
-                .get(&name)
-                .and_then(|v| v.last().copied())
-            {
+            if let Some(t) = journal.last("PW2003", &name) {
                 det.push((t as f64 - (t0 / 1_000_000) as f64).max(0.0));
             }
         }

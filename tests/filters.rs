@@ -200,14 +200,6 @@ fn websam_filters_in_order_hit_each_message_s_own_entry() {
     }
 }
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn rsyslog_rules_route_real_messages_by_severity_and_forward_warnings() {
     if !require("rsyslogd") {

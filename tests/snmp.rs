@@ -31,14 +31,6 @@ fn write_mib(dir: &Path) -> PathBuf {
     mibs
 }
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Trapd {
     child: Option<Child>,
     log: PathBuf,
@@ -107,16 +99,7 @@ impl Trapd {
 impl Drop for Trapd {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            kill(c.id(), libc::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            stop_child(&mut c, Duration::from_secs(5));
         }
     }
 }

@@ -9,22 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Rsyslog {
     child: Option<Child>,
     conf: PathBuf,
@@ -100,16 +84,7 @@ input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="tcp")
 
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            kill(c.id(), libc::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            stop_child(&mut c, Duration::from_secs(10));
         }
     }
 
@@ -153,7 +128,7 @@ fn rsyslogd_receives_exact_lines_in_both_formats_and_languages() {
         return;
     }
     let env = Env::new();
-    let (udp, tcp, udp3164) = (free_udp_port(), free_port(), free_udp_port());
+    let (udp, tcp, udp3164) = (free_udp_port(), free_tcp_port(), free_udp_port());
     let rs = Rsyslog::start_with(env.dir.path(), udp, tcp, udp3164);
     let tok = token();
     let sock = env.path("rsyslog/log.sock").display().to_string();
@@ -230,7 +205,7 @@ fn a_receiver_restart_during_a_tcp_burst_loses_nothing_and_duplicates_nothing() 
         return;
     }
     let env = Env::new();
-    let (udp, tcp) = (free_udp_port(), free_port());
+    let (udp, tcp) = (free_udp_port(), free_tcp_port());
     let mut rs = Rsyslog::start(env.dir.path(), udp, tcp);
     env.write_config(&format!(
         "{}{}[[target]]\nname = \"burst\"\nmatch.comm = \"no-such-proc\"\n",
@@ -296,7 +271,7 @@ fn hostile_script_output_becomes_one_clean_line() {
         return;
     }
     let env = Env::new();
-    let (udp, tcp) = (free_udp_port(), free_port());
+    let (udp, tcp) = (free_udp_port(), free_tcp_port());
     let rs = Rsyslog::start(env.dir.path(), udp, tcp);
     let tok = token();
     let script = env.path("evil.sh");
@@ -335,7 +310,7 @@ fn queue_overflow_drops_the_oldest_and_says_how_many() {
         return;
     }
     let env = Env::new();
-    let (udp, tcp) = (free_udp_port(), free_port());
+    let (udp, tcp) = (free_udp_port(), free_tcp_port());
     let mut rs = Rsyslog::start(env.dir.path(), udp, tcp);
     rs.stop(); // the receiver is down while events happen
     env.write_config(&format!(

@@ -313,7 +313,9 @@ pub fn scan(targets: &[&TargetSpec], exclude: u32) -> HashMap<String, Vec<ProcRe
 pub async fn classify_exit(p: ProcRef, grace: Duration) -> crate::monitor::ExitKind {
     use crate::monitor::ExitKind;
     let deadline = tokio::time::Instant::now() + grace;
-    let mut wait = Duration::from_millis(1);
+    // Its parent usually reaps it within a millisecond: look again soon,
+    // then less and less often.
+    let mut wait = Duration::from_micros(100);
     loop {
         let st = tokio::task::spawn_blocking(move || {
             let mut buf = Vec::with_capacity(512);

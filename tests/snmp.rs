@@ -146,28 +146,36 @@ fn assert_varbinds(line: &str, pid: u32) {
     }
 }
 
-#[test]
-fn v2c_trap_with_symbolic_names() {
+/// procward with one SNMP sink (`body`) sending to a fresh snmptrapd; a
+/// target killed; the logged pwProcessDisappeared line must start with
+/// `prefix` and carry every varbind. None when snmptrapd is missing
+/// (outside CI).
+fn notify_and_check(body: &str, prefix: &str) -> Option<(Daemon, Trapd, Env)> {
     if !require("snmptrapd") {
-        return;
+        return None;
     }
     let env = Env::new();
     let port = free_udp_port();
     let trapd = Trapd::start(env.dir.path(), port);
-    let (_d, pid) = kill_target_with(
-        &env,
-        &snmp_sink(
-            "nms",
-            port,
-            "version = \"2c\"\ncommunity = \"s3cret-community\"\nkind = \"trap\"",
-        ),
-    );
+    let (d, pid) = kill_target_with(&env, &snmp_sink("nms", port, body));
     let line = trapd.wait_line("pwProcessDisappeared");
-    assert!(
-        line.starts_with("TRAP TRAP2, SNMP v2c, community s3cret-community|"),
-        "{line}"
-    );
+    println!("snmptrapd: {line}");
+    assert!(line.starts_with(prefix), "{line}");
     assert_varbinds(&line, pid);
+    Some((d, trapd, env))
+}
+
+const V3_KEYS: &str =
+    "auth = \"sha256\"\nauth-key = \"authpass123\"\npriv = \"aes\"\npriv-key = \"privpass123\"";
+
+#[test]
+fn v2c_trap_with_symbolic_names() {
+    let body = "version = \"2c\"\ncommunity = \"s3cret-community\"\nkind = \"trap\"";
+    let Some((_d, _trapd, env)) =
+        notify_and_check(body, "TRAP TRAP2, SNMP v2c, community s3cret-community|")
+    else {
+        return;
+    };
     // The community is a secret: not in procward's journal or output.
     let journal = std::fs::read_to_string(env.state().join("events.jsonl")).unwrap();
     let log = std::fs::read_to_string(env.path("daemon.log")).unwrap();
@@ -186,26 +194,12 @@ fn v2c_trap_with_symbolic_names() {
 
 #[test]
 fn v2c_inform_is_acknowledged() {
-    if !require("snmptrapd") {
+    let body = "version = \"2c\"\ncommunity = \"s3cret-community\"\nkind = \"inform\"";
+    let Some((_d, trapd, env)) =
+        notify_and_check(body, "TRAP INFORM, SNMP v2c, community s3cret-community|")
+    else {
         return;
-    }
-    let env = Env::new();
-    let port = free_udp_port();
-    let trapd = Trapd::start(env.dir.path(), port);
-    let (_d, pid) = kill_target_with(
-        &env,
-        &snmp_sink(
-            "nms",
-            port,
-            "version = \"2c\"\ncommunity = \"s3cret-community\"\nkind = \"inform\"",
-        ),
-    );
-    let line = trapd.wait_line("pwProcessDisappeared");
-    assert!(
-        line.starts_with("TRAP INFORM, SNMP v2c, community s3cret-community|"),
-        "{line}"
-    );
-    assert_varbinds(&line, pid);
+    };
     trapd.wait_line("pwTargetRecovered");
     assert!(
         !env.ids().contains(&"PW3004".to_string()),
@@ -216,20 +210,12 @@ fn v2c_inform_is_acknowledged() {
 
 #[test]
 fn v3_authpriv_trap_from_procwards_engine() {
-    if !require("snmptrapd") {
+    let body = format!("version = \"3\"\nkind = \"trap\"\nuser = \"traper\"\n{V3_KEYS}");
+    let Some((_d, _trapd, env)) =
+        notify_and_check(&body, "TRAP TRAP2, SNMP v3, user traper, context |")
+    else {
         return;
-    }
-    let env = Env::new();
-    let port = free_udp_port();
-    let trapd = Trapd::start(env.dir.path(), port);
-    let sink = "version = \"3\"\nkind = \"trap\"\nuser = \"traper\"\nauth = \"sha256\"\nauth-key = \"authpass123\"\npriv = \"aes\"\npriv-key = \"privpass123\"";
-    let (_d, pid) = kill_target_with(&env, &snmp_sink("nms", port, sink));
-    let line = trapd.wait_line("pwProcessDisappeared");
-    assert!(
-        line.starts_with("TRAP TRAP2, SNMP v3, user traper, context |"),
-        "{line}"
-    );
-    assert_varbinds(&line, pid);
+    };
     // The boot counter was persisted and advanced.
     let engine = std::fs::read_to_string(env.state().join("snmp-engine.json")).unwrap();
     assert!(
@@ -240,21 +226,12 @@ fn v3_authpriv_trap_from_procwards_engine() {
 
 #[test]
 fn v3_authpriv_inform_discovers_the_receiver_and_is_acknowledged() {
-    if !require("snmptrapd") {
+    let body = format!("version = \"3\"\nkind = \"inform\"\nuser = \"informer\"\n{V3_KEYS}");
+    let Some((_d, trapd, env)) =
+        notify_and_check(&body, "TRAP INFORM, SNMP v3, user informer, context |")
+    else {
         return;
-    }
-    let env = Env::new();
-    let port = free_udp_port();
-    let trapd = Trapd::start(env.dir.path(), port);
-    let sink = "version = \"3\"\nkind = \"inform\"\nuser = \"informer\"\nauth = \"sha256\"\nauth-key = \"authpass123\"\npriv = \"aes\"\npriv-key = \"privpass123\"";
-    let (_d, pid) = kill_target_with(&env, &snmp_sink("nms", port, sink));
-    let line = trapd.wait_line("pwProcessDisappeared");
-    println!("snmptrapd: {line}");
-    assert!(
-        line.starts_with("TRAP INFORM, SNMP v3, user informer, context |"),
-        "{line}"
-    );
-    assert_varbinds(&line, pid);
+    };
     trapd.wait_line("pwTargetRecovered");
     assert!(
         !env.ids().contains(&"PW3004".to_string()),

@@ -441,6 +441,30 @@ impl Collector {
         });
     }
 
+    /// Deserialize each table of an array of tables (`[[base]]`), recording
+    /// errors; returns the good ones with their index.
+    fn de_each<T: for<'de> Deserialize<'de>>(
+        &mut self,
+        src: &Source,
+        base: &[Seg],
+        value: toml::Value,
+    ) -> Vec<(usize, T)> {
+        let toml::Value::Array(items) = value else {
+            let name = path_string(base);
+            self.at(src, base, format!("expected [[{name}]] entries"));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let mut at = base.to_vec();
+            at.push(Seg::Index(i));
+            if let Some(v) = self.de::<T>(src, &at, item) {
+                out.push((i, v));
+            }
+        }
+        out
+    }
+
     /// Deserialize `value` (found at `base` in `src`) into T, recording an
     /// error located at the offending key.
     fn de<T: for<'de> Deserialize<'de>>(
@@ -571,35 +595,15 @@ fn parse_sections(c: &mut Collector, src: &Source, src_idx: usize, main: bool, o
                 for (kind, list) in sinks {
                     match kind.as_str() {
                         "syslog" => {
-                            let toml::Value::Array(items) = list else {
-                                c.at(
-                                    src,
-                                    &[k("sink"), k("syslog")],
-                                    "expected [[sink.syslog]] entries",
-                                );
-                                continue;
-                            };
-                            for (i, item) in items.into_iter().enumerate() {
-                                let base = [k("sink"), k("syslog"), Seg::Index(i)];
-                                if let Some(s) = c.de::<SyslogSinkRaw>(src, &base, item) {
-                                    out.sinks.push((src_idx, i, s));
-                                }
+                            let base = [k("sink"), k("syslog")];
+                            for (i, s) in c.de_each::<SyslogSinkRaw>(src, &base, list) {
+                                out.sinks.push((src_idx, i, s));
                             }
                         }
                         "snmp" => {
-                            let toml::Value::Array(items) = list else {
-                                c.at(
-                                    src,
-                                    &[k("sink"), k("snmp")],
-                                    "expected [[sink.snmp]] entries",
-                                );
-                                continue;
-                            };
-                            for (i, item) in items.into_iter().enumerate() {
-                                let base = [k("sink"), k("snmp"), Seg::Index(i)];
-                                if let Some(s) = c.de::<SnmpSinkRaw>(src, &base, item) {
-                                    out.snmp.push((src_idx, i, s));
-                                }
+                            let base = [k("sink"), k("snmp")];
+                            for (i, s) in c.de_each::<SnmpSinkRaw>(src, &base, list) {
+                                out.snmp.push((src_idx, i, s));
                             }
                         }
                         other => c.at(
@@ -611,15 +615,8 @@ fn parse_sections(c: &mut Collector, src: &Source, src_idx: usize, main: bool, o
                 }
             }
             "target" => {
-                let toml::Value::Array(items) = value else {
-                    c.at(src, &[k("target")], "expected [[target]] entries");
-                    continue;
-                };
-                for (i, item) in items.into_iter().enumerate() {
-                    let base = [k("target"), Seg::Index(i)];
-                    if let Some(t) = c.de::<TargetRaw>(src, &base, item) {
-                        out.targets.push((src_idx, i, t));
-                    }
+                for (i, t) in c.de_each::<TargetRaw>(src, &[k("target")], value) {
+                    out.targets.push((src_idx, i, t));
                 }
             }
             other => c.at(

@@ -937,7 +937,7 @@ impl Monitor {
                 .target(&name)
                 .field("count", count)
                 .field("min", min);
-            self.fail(i, reason_count(), pid, ev, now, actions);
+            self.fail(i, Reason::Count, pid, ev, now, actions);
         }
     }
 
@@ -1282,10 +1282,6 @@ impl Monitor {
             }
         }
     }
-}
-
-fn reason_count() -> Reason {
-    Reason::Count
 }
 
 pub fn outcome_status(o: &ScriptOutcome) -> String {

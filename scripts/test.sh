@@ -26,4 +26,13 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
-cargo test --all-targets --no-fail-fast "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --all-targets --no-fail-fast "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary (the last binary alone may have none).
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' \
+  FS='[ ;]+' "$log"
+exit "$rc"

@@ -122,16 +122,7 @@ fn signal(pid: u32, sig: i32) {
 }
 
 fn stop(mut c: Child) {
-    signal(c.id(), libc::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = c.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
+    procward::action::stop_child(&mut c, Duration::from_secs(10));
 }
 
 /// The idle targets, with their pidfiles.

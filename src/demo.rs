@@ -24,19 +24,7 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Some(mut d) = self.daemon.take() {
-            // SAFETY: signalling our own child by pid.
-            unsafe {
-                libc::kill(d.id() as i32, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = d.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = d.kill();
-            let _ = d.wait();
+            crate::action::stop_child(&mut d, Duration::from_secs(5));
         }
         // The service started last by the restart script.
         if let Ok(pid) = std::fs::read_to_string(self.dir.join("service.pid")) {

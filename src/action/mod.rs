@@ -200,6 +200,25 @@ pub async fn run(r: Run) -> ScriptOutcome {
     }
 }
 
+/// Stop a child process by pid: SIGTERM, wait up to `grace`, then SIGKILL.
+/// Returns whether it ended by itself. (Used by the demo, the benchmark and
+/// the tests.)
+pub fn stop_child(c: &mut std::process::Child, grace: Duration) -> bool {
+    if let Some(pid) = rustix::process::Pid::from_raw(c.id() as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = c.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    false
+}
+
 fn home_of(user: &str) -> String {
     nix::unistd::User::from_name(user)
         .ok()

@@ -341,21 +341,7 @@ pub fn require(program: &str) -> bool {
 
 pub const T: Duration = Duration::from_secs(10);
 
-/// SIGTERM a child by pid and wait for it; SIGKILL after `grace`. Returns
-/// whether it ended by itself.
-pub fn stop_child(c: &mut Child, grace: Duration) -> bool {
-    kill(c.id(), libc::SIGTERM);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = c.try_wait() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-    false
-}
+pub use procward::action::stop_child;
 
 /// A loopback TCP port nobody listens on (now).
 pub fn free_tcp_port() -> u16 {

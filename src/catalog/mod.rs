@@ -109,16 +109,7 @@ impl Catalog {
     /// Parse and check a catalog text. `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Catalog, Vec<String>> {
         let file: CatalogFile = toml::from_str(text).map_err(|e| {
-            let (line, col) = e
-                .span()
-                .map(|s| {
-                    let before = &text[..s.start];
-                    (
-                        before.matches('\n').count() + 1,
-                        before.rsplit('\n').next().unwrap_or("").chars().count() + 1,
-                    )
-                })
-                .unwrap_or((1, 1));
+            let (line, col) = crate::config::line_col(text, e.span().map(|s| s.start).unwrap_or(0));
             vec![format!("{origin}:{line}:{col}: {}", e.message())]
         })?;
         let mut errors = Vec::new();

@@ -319,17 +319,22 @@ struct Source {
     doc: std::cell::OnceCell<Option<toml_edit::ImDocument<String>>>,
 }
 
+/// 1-based line and column (in characters) of a byte offset in `text`.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, col)
+}
+
 impl Source {
     fn line_col(&self, offset: usize) -> (usize, usize) {
-        let before = &self.text[..offset.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before
-            .rsplit('\n')
-            .next()
-            .map(|l| l.chars().count())
-            .unwrap_or(0)
-            + 1;
-        (line, col)
+        line_col(&self.text, offset)
     }
 
     /// The span of the deepest element of `path` that exists.
@@ -545,14 +550,7 @@ fn read_source(c: &mut Collector, path: &Path) -> Option<Source> {
             doc: std::cell::OnceCell::new(),
         }),
         Err(e) => {
-            let before = &text[..e.span().map(|s| s.start).unwrap_or(0).min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let col = before
-                .rsplit('\n')
-                .next()
-                .map(|l| l.chars().count())
-                .unwrap_or(0)
-                + 1;
+            let (line, col) = line_col(&text, e.span().map(|s| s.start).unwrap_or(0));
             c.errors.push(ConfigError {
                 file: path.to_path_buf(),
                 line,

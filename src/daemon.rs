@@ -12,11 +12,11 @@ use crate::notify::{journal, queue, render::Renderer, snmp, syslog, Notifier};
 use crate::probe::{self, procfs, Pidfd};
 use anyhow::Context;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -50,7 +50,7 @@ enum Msg {
     Scanned(ScanResult),
     Control(Request, String, oneshot::Sender<Response>),
     Reloaded(Box<Loaded>, String, oneshot::Sender<Response>),
-    Denied(u32, String, String),
+    Denied(u32, String),
     Sink(EventSpec),
 }
 
@@ -102,7 +102,17 @@ struct Daemon {
     probing: HashSet<String>,
     last_scan: Instant,
     dirty: bool,
+    /// Refused control-socket users: one PW1008 per interval each.
+    denials: HashMap<u32, Denial>,
     _lock: std::fs::File,
+}
+
+struct Denial {
+    user: String,
+    /// When the last PW1008 for this uid was said.
+    since: Instant,
+    /// Connections refused since then, not yet reported.
+    refused: u64,
 }
 
 fn sd_notify(state: &str) {
@@ -126,11 +136,7 @@ fn sd_notify(state: &str) {
 fn lock_state_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     crate::state::ensure_dir(dir)
         .with_context(|| format!("cannot create state directory {}", dir.display()))?;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("procward.lock"))
+    let f = crate::state::open_append(&dir.join("procward.lock"))
         .with_context(|| format!("cannot open {}", dir.join("procward.lock").display()))?;
     rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
         anyhow::anyhow!(
@@ -141,24 +147,64 @@ fn lock_state_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     Ok(f)
 }
 
-fn bind_control(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+fn bind_control(path: &Path, group: Option<u32>) -> anyhow::Result<tokio::net::UnixListener> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            anyhow::bail!(
-                "control socket {} is in use: is procward already running?",
-                path.display()
-            );
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        std::fs::remove_file(path)
-            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+        // Whoever can write the socket's directory can put another socket
+        // in its place and answer procward's clients.
+        crate::trust::directory(dir).map_err(|e| anyhow::anyhow!("control socket: {e}"))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(md) if md.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                anyhow::bail!(
+                    "control socket {} is in use: is procward already running?",
+                    path.display()
+                );
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+        }
+        Ok(md) => anyhow::bail!(
+            "refusing to replace {} with the control socket: it is a {}, not a stale socket; remove it or set daemon.control-socket",
+            path.display(),
+            file_kind(&md)
+        ),
+        Err(_) => {}
     }
     let l = tokio::net::UnixListener::bind(path)
         .with_context(|| format!("cannot bind {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    set_socket_group(path, group)?;
     Ok(l)
+}
+
+/// Mode 0660, group `group` (root's when None).
+fn set_socket_group(path: &Path, group: Option<u32>) -> anyhow::Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    std::os::unix::fs::lchown(path, None, Some(group.unwrap_or(0)))
+        .with_context(|| format!("cannot give {} to its group", path.display()))?;
+    Ok(())
+}
+
+fn file_kind(md: &std::fs::Metadata) -> &'static str {
+    let t = md.file_type();
+    if t.is_symlink() {
+        "symbolic link"
+    } else if t.is_dir() {
+        "directory"
+    } else if t.is_file() {
+        "regular file"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else {
+        "special file"
+    }
 }
 
 /// One pidfd per tracked process: raise the soft limit on open files to
@@ -184,7 +230,10 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         Ok(s) => (s, None),
         Err(e) => (Default::default(), Some(e)),
     };
-    let listener = bind_control(&cfg.daemon.control_socket)?;
+    for w in &cfg.warnings {
+        eprintln!("procward: warning: {w}");
+    }
+    let listener = bind_control(&cfg.daemon.control_socket, cfg.daemon.control_group)?;
     let notifier = Notifier::start(cfg.daemon.state_dir.clone()).with_context(|| {
         format!(
             "cannot open the journal in {}",
@@ -226,6 +275,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         probing: HashSet::new(),
         last_scan: Instant::now(),
         dirty: false,
+        denials: HashMap::new(),
         _lock: lock,
     };
     d.emit(
@@ -325,6 +375,7 @@ impl Daemon {
                 self.next_scan_at()
             };
             let next_probe = self.next_probe_at().unwrap_or(far);
+            let next_denial = self.next_denial_report().unwrap_or(far);
             tokio::select! {
                 _ = &mut stop => { stop_reason = "shutdown request"; break; }
                 _ = sig(&mut term) => { stop_reason = "SIGTERM"; break; }
@@ -337,6 +388,7 @@ impl Daemon {
                 _ = tokio::time::sleep_until(next_timer) => self.fire_timers(),
                 _ = tokio::time::sleep_until(next_scan) => self.start_scan(),
                 _ = tokio::time::sleep_until(next_probe) => self.start_probes(),
+                _ = tokio::time::sleep_until(next_denial) => self.report_denials(),
             }
             self.after();
         }
@@ -428,12 +480,7 @@ impl Daemon {
                 }
             }
             Msg::Reloaded(result, by, reply) => self.finish_reload(*result, by, reply),
-            Msg::Denied(uid, user, command) => self.emit(
-                EventSpec::new(msg::CONTROL_DENIED)
-                    .field("uid", uid)
-                    .field("user", user)
-                    .field("command", command),
-            ),
+            Msg::Denied(uid, user) => self.denied(uid, user),
             Msg::Sink(spec) => self.emit(spec),
         }
     }
@@ -575,6 +622,13 @@ impl Daemon {
                 let added = list(new.difference(&old).collect());
                 let removed = list(old.difference(&new).collect());
                 *self.shared.allow.write().expect("allow lock") = cfg.daemon.allow.clone();
+                if cfg.daemon.control_group != self.cfg.daemon.control_group {
+                    if let Err(e) =
+                        set_socket_group(&cfg.daemon.control_socket, cfg.daemon.control_group)
+                    {
+                        eprintln!("procward: {e:#}");
+                    }
+                }
                 let acts = self.monitor.reconfigure(cfg.targets.clone(), now_ms());
                 let new_sinks = start_sinks(&cfg, &renderer, &mut self.engine, &self.tx)
                     .unwrap_or_else(|e| {
@@ -658,6 +712,68 @@ impl Daemon {
                 Action::Persist => self.dirty = true,
             }
         }
+    }
+
+    /// A refused control connection: the first of a user is said at once,
+    /// the next ones within `control-denied-interval` are counted and said
+    /// in one PW1008 when the interval ends.
+    fn denied(&mut self, uid: u32, user: String) {
+        let now = Instant::now();
+        let every = self.cfg.daemon.denied_interval;
+        if let Some(d) = self.denials.get_mut(&uid) {
+            if now < d.since + every {
+                d.refused += 1;
+                return;
+            }
+        }
+        self.denials.insert(
+            uid,
+            Denial {
+                user: user.clone(),
+                since: now,
+                refused: 0,
+            },
+        );
+        self.emit_denied(uid, user, 1);
+    }
+
+    fn next_denial_report(&self) -> Option<Instant> {
+        let every = self.cfg.daemon.denied_interval;
+        self.denials
+            .values()
+            .filter(|d| d.refused > 0)
+            .map(|d| d.since + every)
+            .min()
+    }
+
+    fn report_denials(&mut self) {
+        let now = Instant::now();
+        let every = self.cfg.daemon.denied_interval;
+        let mut due = Vec::new();
+        self.denials.retain(|uid, d| {
+            if now < d.since + every {
+                return true;
+            }
+            if d.refused == 0 {
+                return false;
+            }
+            due.push((*uid, d.user.clone(), d.refused));
+            d.since = now;
+            d.refused = 0;
+            true
+        });
+        for (uid, user, n) in due {
+            self.emit_denied(uid, user, n);
+        }
+    }
+
+    fn emit_denied(&mut self, uid: u32, user: String, count: u64) {
+        self.emit(
+            EventSpec::new(msg::CONTROL_DENIED)
+                .field("uid", uid)
+                .field("user", user)
+                .field("count", count),
+        );
     }
 
     /// When the next stall probe is due; keeps the schedule in step with
@@ -998,36 +1114,56 @@ async fn serve(
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<Msg>,
 ) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    // Who is there, before a single byte is read: a user not allowed
+    // cannot make procward buffer anything.
     let cred = stream.peer_cred()?;
     let (uid, gid) = (cred.uid(), cred.gid());
     let (r, mut w) = stream.into_split();
-    let mut lines = BufReader::new(r).lines();
-    while let Some(line) = lines.next_line().await? {
-        let req: Request = match serde_json::from_str(&line) {
+    let user = tokio::task::spawn_blocking(move || control::user_name(uid))
+        .await
+        .unwrap_or_default();
+    let allow = shared.allow.read().expect("allow lock").clone();
+    let ok = tokio::task::spawn_blocking(move || control::allowed(&allow, uid, gid))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        let _ = tx.send(Msg::Denied(uid, user.clone()));
+        write_line(
+            &mut w,
+            &Response::err(format!(
+                "permission denied: {user} is not in daemon.control-allow"
+            )),
+        )
+        .await?;
+        return Ok(());
+    }
+    let mut reader = BufReader::new(r);
+    loop {
+        let mut line = Vec::new();
+        let limit = control::MAX_REQUEST as u64 + 1;
+        if (&mut reader)
+            .take(limit)
+            .read_until(b'\n', &mut line)
+            .await?
+            == 0
+        {
+            return Ok(());
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        } else if line.len() > control::MAX_REQUEST {
+            let e = format!("request longer than {} bytes", control::MAX_REQUEST);
+            write_line(&mut w, &Response::err(e)).await?;
+            return Ok(());
+        }
+        let req = match control::parse_request(&line) {
             Ok(r) => r,
             Err(e) => {
-                write_line(&mut w, &Response::err(format!("bad request: {e}"))).await?;
+                write_line(&mut w, &Response::err(e)).await?;
                 continue;
             }
         };
-        let user = tokio::task::spawn_blocking(move || control::user_name(uid))
-            .await
-            .unwrap_or_default();
-        let allow = shared.allow.read().expect("allow lock").clone();
-        let ok = tokio::task::spawn_blocking(move || control::allowed(&allow, uid, gid))
-            .await
-            .unwrap_or(false);
-        if !ok {
-            let _ = tx.send(Msg::Denied(uid, user.clone(), req.name().to_string()));
-            write_line(
-                &mut w,
-                &Response::err(format!(
-                    "permission denied: {user} is not in daemon.control-allow"
-                )),
-            )
-            .await?;
-            return Ok(());
-        }
         if let Request::Events { since_ms, follow } = req {
             let mut sub = shared.bus.subscribe();
             let dir = shared.state_dir.clone();
@@ -1064,7 +1200,7 @@ async fn serve(
             }
         }
         let (rtx, rrx) = oneshot::channel();
-        if tx.send(Msg::Control(req, user, rtx)).is_err() {
+        if tx.send(Msg::Control(req, user.clone(), rtx)).is_err() {
             write_line(&mut w, &Response::err("procward is stopping")).await?;
             return Ok(());
         }
@@ -1073,5 +1209,4 @@ async fn serve(
             .unwrap_or_else(|_| Response::err("procward is stopping"));
         write_line(&mut w, &resp).await?;
     }
-    Ok(())
 }

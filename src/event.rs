@@ -153,16 +153,20 @@ pub struct Event {
     pub lang: String,
 }
 
-/// Replace control characters (C0, DEL, C1) with `\xNN` so that no field
-/// can start a second log line or drive a terminal.
+/// Replace control characters (C0, DEL, C1) with `\xNN`, and the Unicode
+/// line and paragraph separators and bidirectional controls with `\uNNNN`,
+/// so that no field can start a second log line (for a reader that splits
+/// on U+2028 too), drive a terminal or reorder what a reader sees.
 pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.chars().any(is_control) {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for ch in s.chars() {
-        if is_control(ch) {
+        if (ch as u32) < 0x100 && is_control(ch) {
             out.push_str(&format!("\\x{:02x}", ch as u32));
+        } else if is_control(ch) {
+            out.push_str(&format!("\\u{:04x}", ch as u32));
         } else {
             out.push(ch);
         }
@@ -172,7 +176,18 @@ pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
 
 fn is_control(ch: char) -> bool {
     let c = ch as u32;
-    c < 0x20 || c == 0x7f || (0x80..0xa0).contains(&c)
+    c < 0x20
+        || c == 0x7f
+        || (0x80..0xa0).contains(&c)
+        // line and paragraph separators
+        || c == 0x2028
+        || c == 0x2029
+        // bidirectional marks, embeddings, overrides and isolates
+        || c == 0x061c
+        || c == 0x200e
+        || c == 0x200f
+        || (0x202a..=0x202e).contains(&c)
+        || (0x2066..=0x2069).contains(&c)
 }
 
 /// Escape every string inside a JSON value (recursively).
@@ -212,6 +227,10 @@ mod tests {
             "a\\x0ab\\x1b[31m\\x85"
         );
         assert_eq!(escape_controls("プロセス"), "プロセス");
+        assert_eq!(
+            escape_controls("a\u{2028}PW9999 b\u{2029}c\u{202e}d\u{2066}e\u{2069}"),
+            "a\\u2028PW9999 b\\u2029c\\u202ed\\u2066e\\u2069"
+        );
     }
 
     #[test]

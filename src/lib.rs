@@ -15,3 +15,4 @@ pub mod notify;
 pub mod probe;
 pub mod reaper;
 pub mod state;
+pub mod trust;

@@ -84,6 +84,9 @@ fn dispatch(cmd: Cmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
         }
         Cmd::Check => match daemon::load_all(cfg_path) {
             Ok((cfg, r)) => {
+                for w in &cfg.warnings {
+                    eprintln!("warning: {w}");
+                }
                 println!(
                     "{}: OK ({} targets, {} syslog sinks, {} files, {} catalog messages)",
                     cfg_path.display(),

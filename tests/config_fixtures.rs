@@ -40,6 +40,19 @@ fn install(src: &Path, env: &Env) -> std::path::PathBuf {
         std::fs::Permissions::from_mode(0o777),
     )
     .unwrap();
+    // Files and directories that someone other than root controls.
+    let nobody = |p: &Path| std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+    write_exec(&dir.join("nobody.sh"), "#!/bin/sh\nexit 0\n");
+    nobody(&dir.join("nobody.sh"));
+    std::fs::create_dir_all(dir.join("wdir")).unwrap();
+    std::fs::set_permissions(dir.join("wdir"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    write_exec(&dir.join("wdir/ok.sh"), "#!/bin/sh\nexit 0\n");
+    std::fs::create_dir_all(dir.join("nobody.d")).unwrap();
+    std::fs::write(dir.join("nobody.d/a.toml"), "").unwrap();
+    nobody(&dir.join("nobody.d/a.toml"));
+    std::fs::create_dir_all(dir.join("tpl")).unwrap();
+    std::fs::write(dir.join("tpl/console.hbs"), "{{id}} {{text}}").unwrap();
+    nobody(&dir.join("tpl/console.hbs"));
     let name = src.file_name().unwrap().to_str().unwrap();
     let text = std::fs::read_to_string(src)
         .unwrap()
@@ -52,6 +65,10 @@ fn install(src: &Path, env: &Env) -> std::path::PathBuf {
         _ => 0o600,
     };
     std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode)).unwrap();
+    if name == "config_writable.toml" {
+        // Group-writable is refused for any group but root's.
+        std::os::unix::fs::chown(&dst, None, Some(65534)).unwrap();
+    }
     let confd = src.parent().unwrap().join("conf.d");
     if confd.is_dir() {
         std::fs::create_dir_all(dir.join("conf.d")).unwrap();

@@ -305,6 +305,51 @@ fn hostile_script_output_becomes_one_clean_line() {
 }
 
 #[test]
+fn unicode_line_separators_and_bidi_controls_are_escaped_everywhere() {
+    if !require("rsyslogd") {
+        return;
+    }
+    let env = Env::new();
+    let (udp, tcp) = (free_udp_port(), free_tcp_port());
+    let rs = Rsyslog::start(env.dir.path(), udp, tcp);
+    let tok = token();
+    let script = env.path("evil.sh");
+    // U+2028 LINE SEPARATOR, U+2029 PARAGRAPH SEPARATOR, U+202E RIGHT-TO-LEFT
+    // OVERRIDE, U+2066 LEFT-TO-RIGHT ISOLATE, U+2069 POP DIRECTIONAL ISOLATE.
+    write_exec(
+        &script,
+        "#!/bin/sh\nprintf 'bad\\342\\200\\250PW9999 forged\\342\\200\\251x\\342\\200\\256y\\342\\201\\246z\\342\\201\\251\\n'\nexit 7\n",
+    );
+    let sock = env.path("rsyslog/log.sock").display().to_string();
+    env.write_config(&format!(
+        "{}{}{}[[target]]\nname = \"evil\"\nmatch.cmdline = '^sleep 1000\\.{tok}$'\nrestart.script = \"{}\"\nretry.max = 1\n",
+        env.daemon_section(""),
+        sink("local", "unix", &sock, "rfc3164", "en"),
+        sink("net", "udp", &format!("127.0.0.1:{udp}"), "rfc5424", "en"),
+        script.display()
+    ));
+    let target = Proc::sleeper(&tok);
+    let _d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW2001");
+    target.signal(libc::SIGKILL);
+    let ev = env.wait_event(T, |e| e["id"] == "PW2012");
+    let escaped = "bad\\u2028PW9999 forged\\u2029x\\u202ey\\u2066z\\u2069";
+    assert!(ev["text"].as_str().unwrap().ends_with(escaped), "{ev}");
+    let l = rs.wait_line("unix.log", "PW2012");
+    assert!(l.ends_with(escaped), "{l:?}");
+    let l = rs.wait_line("udp.log", "PW2012");
+    assert!(l.contains(escaped), "{l:?}");
+    let raw = ['\u{2028}', '\u{2029}', '\u{202e}', '\u{2066}', '\u{2069}'];
+    for file in ["unix.log", "udp.log"] {
+        for l in rs.lines(file) {
+            assert!(!l.contains(raw), "{file}: {l:?}");
+        }
+    }
+    let journal = std::fs::read_to_string(env.state().join("events.jsonl")).unwrap();
+    assert!(!journal.contains(raw));
+}
+
+#[test]
 fn queue_overflow_drops_the_oldest_and_says_how_many() {
     if !require("rsyslogd") {
         return;

@@ -6,7 +6,6 @@
 use crate::config::RunAs;
 use crate::monitor::ScriptOutcome;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -30,9 +29,9 @@ pub struct Run {
 
 fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::state::ensure_subdir(dir)?;
     }
-    if std::fs::metadata(path)
+    if std::fs::symlink_metadata(path)
         .map(|m| m.len() > LOG_LIMIT)
         .unwrap_or(false)
     {
@@ -40,18 +39,14 @@ fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
         old.push(".1");
         std::fs::rename(path, old)?;
     }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
+    crate::state::open_append(path)
 }
 
 /// The last bytes written since `offset`, on one line, cut at a character
 /// boundary.
 fn tail(path: &Path, offset: u64) -> String {
     let mut buf = Vec::new();
-    if let Ok(mut f) = std::fs::File::open(path) {
+    if let Ok(mut f) = crate::state::open_read(path) {
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         let from = offset.max(len.saturating_sub(OUTPUT_TAIL as u64 * 4));
         if f.seek(SeekFrom::Start(from)).is_ok() {

@@ -27,10 +27,25 @@ impl fmt::Display for Dur {
     }
 }
 
+/// The longest duration procward accepts anywhere: a retry window of a
+/// year is already more than anyone means, and every deadline computed
+/// from a duration stays far from overflowing.
+pub const MAX: Duration = Duration::from_secs(366 * 86_400);
+pub const MAX_TEXT: &str = "366 days";
+
+fn bounded(d: Duration, s: &str) -> Result<Duration, String> {
+    if d > MAX {
+        Err(format!("duration \"{s}\" is too long: at most {MAX_TEXT}"))
+    } else {
+        Ok(d)
+    }
+}
+
 pub fn parse(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|_| {
+    let d = humantime::parse_duration(s.trim()).map_err(|_| {
         format!("invalid duration \"{s}\": write a number with a unit, like \"500ms\", \"10s\", \"5m\" or \"24h\"")
-    })
+    })?;
+    bounded(d, s)
 }
 
 impl<'de> Deserialize<'de> for Dur {
@@ -48,10 +63,12 @@ impl<'de> Deserialize<'de> for Dur {
                 if v < 0 {
                     return Err(E::custom(format!("negative duration {v}")));
                 }
-                Ok(Dur(Duration::from_secs(v as u64)))
+                self.visit_u64(v as u64)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
-                Ok(Dur(Duration::from_secs(v)))
+                bounded(Duration::from_secs(v), &v.to_string())
+                    .map(Dur)
+                    .map_err(E::custom)
             }
         }
         d.deserialize_any(V)
@@ -68,6 +85,9 @@ mod tests {
         assert_eq!(parse("24h").unwrap(), Duration::from_secs(86400));
         assert_eq!(parse("500ms").unwrap(), Duration::from_millis(500));
         assert!(parse("5 parsecs").is_err());
+        assert!(parse("366days").is_ok());
+        assert!(parse("367days").unwrap_err().contains("at most 366 days"));
+        assert!(parse("99999999999999999s").is_err());
         let d: Dur = toml::from_str::<toml::Table>("d = 30")
             .unwrap()
             .get("d")

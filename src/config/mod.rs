@@ -15,7 +15,7 @@ use raw::*;
 use regex::Regex;
 use serde::Deserialize;
 use std::fmt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -250,6 +250,9 @@ pub struct Daemon {
     pub interval: Duration,
     pub control_socket: PathBuf,
     pub allow: Allow,
+    /// Group of the control socket (root's when None).
+    pub control_group: Option<u32>,
+    pub denied_interval: Duration,
     pub state_dir: PathBuf,
     pub language: Lang,
     pub zombie_grace: Duration,
@@ -269,6 +272,8 @@ pub struct Config {
     pub targets: Vec<std::sync::Arc<TargetSpec>>,
     /// Every file read, the main one first.
     pub files: Vec<PathBuf>,
+    /// What is accepted but unsafe (`check` prints them, `run` logs them).
+    pub warnings: Vec<ConfigError>,
 }
 
 pub const DEFAULT_PATH: &str = "/etc/procward/procward.toml";
@@ -417,23 +422,33 @@ impl Source {
     }
 }
 
+#[derive(Default)]
 struct Collector {
     errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+}
+
+fn located(src: &Source, path: &[Seg], message: impl Into<String>) -> ConfigError {
+    let (line, col) = src
+        .span_of(path)
+        .map(|s| src.line_col(s.start))
+        .unwrap_or((1, 1));
+    ConfigError {
+        file: src.path.clone(),
+        line,
+        col,
+        key: path_string(path),
+        message: message.into(),
+    }
 }
 
 impl Collector {
     fn at(&mut self, src: &Source, path: &[Seg], message: impl Into<String>) {
-        let (line, col) = src
-            .span_of(path)
-            .map(|s| src.line_col(s.start))
-            .unwrap_or((1, 1));
-        self.errors.push(ConfigError {
-            file: src.path.clone(),
-            line,
-            col,
-            key: path_string(path),
-            message: message.into(),
-        });
+        self.errors.push(located(src, path, message));
+    }
+
+    fn warn(&mut self, src: &Source, path: &[Seg], message: impl Into<String>) {
+        self.warnings.push(located(src, path, message));
     }
 
     fn file(&mut self, path: &Path, message: impl Into<String>) {
@@ -517,18 +532,35 @@ fn k(s: &str) -> Seg {
     Seg::Key(s.to_string())
 }
 
-/// Refuse files that group or others can write: whoever can write the
-/// configuration or a restart script can run code as root.
-fn writable_by_others(path: &Path) -> Option<String> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.permissions().mode() & 0o022 != 0 => Some(format!(
-            "{} is writable by group or others (mode {:o}); run: chmod go-w {}",
-            path.display(),
-            m.permissions().mode() & 0o7777,
-            path.display()
-        )),
-        _ => None,
+/// Why a pidfile can be written by someone other than root (the file, its
+/// directory or one above), if it can.
+fn pidfile_problem(pidfile: &Path) -> Option<String> {
+    let dir = pidfile.parent().unwrap_or(Path::new("/"));
+    if let Err(e) = crate::trust::directory(dir) {
+        return Some(e);
     }
+    match std::fs::symlink_metadata(pidfile) {
+        Ok(md) => crate::trust::component_problem(pidfile, &md, true),
+        Err(_) => None,
+    }
+}
+
+/// A catalog or templates directory: the directory and every file procward
+/// reads from it must be trusted.
+fn trusted_dir_files(dir: &Path, key: &str) -> Result<(), String> {
+    crate::trust::directory(dir)?;
+    let wanted = |name: &Path| match key {
+        "catalog-dir" => name.file_name().is_some_and(|n| n == "messages.toml"),
+        _ => name.extension().is_some_and(|e| e == "hbs"),
+    };
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if wanted(&path) {
+            crate::trust::config_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 fn read_source(c: &mut Collector, path: &Path) -> Option<Source> {
@@ -539,7 +571,8 @@ fn read_source(c: &mut Collector, path: &Path) -> Option<Source> {
             return None;
         }
     };
-    if let Some(msg) = writable_by_others(path) {
+    // Whoever can change the configuration can run code as root.
+    if let Err(msg) = crate::trust::config_file(path) {
         c.file(path, msg);
     }
     match toml::from_str::<toml::Table>(&text) {
@@ -696,7 +729,7 @@ fn kernel_hostname() -> String {
 
 /// Load, parse and validate the configuration at `path` with its includes.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let mut c = Collector { errors: Vec::new() };
+    let mut c = Collector::default();
     let mut sources: Vec<Source> = Vec::new();
     let mut parsed = Parsed {
         daemon: None,
@@ -721,6 +754,22 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             base_dir.join(pattern).to_string_lossy().into_owned()
         };
         let loc = [k("daemon"), k("include"), Seg::Index(i)];
+        // The directory the pattern reads from: whoever can write it can
+        // add a file that the next reload takes in.
+        let fixed: PathBuf = Path::new(&full)
+            .components()
+            .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+            .collect();
+        let base = if fixed.as_os_str() == full.as_str() {
+            fixed.parent().map(Path::to_path_buf).unwrap_or_default()
+        } else {
+            fixed
+        };
+        if base.is_dir() {
+            if let (Err(msg), Some(main)) = (crate::trust::directory(&base), sources.first()) {
+                c.at(main, &loc, msg);
+            }
+        }
         match glob::glob(&full) {
             Ok(paths) => {
                 let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
@@ -795,6 +844,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             snmp,
             targets,
             files: sources.iter().map(|s| s.path.clone()).collect(),
+            warnings: c.warnings,
         })
     } else {
         Err(ConfigErrors(c.errors))
@@ -825,13 +875,32 @@ fn validate_daemon(c: &mut Collector, src: Option<&Source>, d: &DaemonRaw) -> Op
             }
         }
     }
+    let control_group = d
+        .control_group
+        .as_ref()
+        .and_then(|g| lookup_group(g).map_err(|e| at(c, "control-group", e)).ok());
+    if d.control_denied_interval.is_zero() {
+        at(
+            c,
+            "control-denied-interval",
+            "must be greater than zero".into(),
+        );
+    }
+    let others_allowed = allow.uids.iter().any(|&u| u != 0) || allow.gids.iter().any(|&g| g != 0);
+    if others_allowed && control_group.is_none() {
+        c.warn(
+            src,
+            &[k("daemon"), k("control-allow")],
+            "names users other than root, but the control socket is root's alone (mode 0660, group root): set daemon.control-group to a group those users are in",
+        );
+    }
     for (key, dir) in [
         ("catalog-dir", &d.catalog_dir),
         ("templates-dir", &d.templates_dir),
     ] {
         if let Some(dir) = dir {
-            if !dir.is_dir() {
-                at(c, key, format!("{} is not a directory", dir.display()));
+            if let Err(msg) = trusted_dir_files(dir, key) {
+                at(c, key, msg);
             }
         }
     }
@@ -856,6 +925,8 @@ fn validate_daemon(c: &mut Collector, src: Option<&Source>, d: &DaemonRaw) -> Op
         interval: d.interval.0,
         control_socket: d.control_socket.clone(),
         allow,
+        control_group,
+        denied_interval: d.control_denied_interval.0,
         state_dir: d.state_dir.clone(),
         language: d.language,
         zombie_grace: d.zombie_grace.0,
@@ -1087,6 +1158,23 @@ fn validate_target(c: &mut Collector, src: &Source, i: usize, t: &TargetRaw) -> 
             c.at(src, &p(&["match", "exe"]), "must be an absolute path");
         }
     }
+    if let Some(pidfile) = &m.pidfile {
+        let narrowed =
+            m.exe.is_some() || m.comm.is_some() || m.cmdline.is_some() || m.user.is_some();
+        if !pidfile.is_absolute() {
+            c.at(src, &p(&["match", "pidfile"]), "must be an absolute path");
+        } else if !narrowed {
+            if let Some(problem) = pidfile_problem(pidfile) {
+                c.warn(
+                    src,
+                    &p(&["match", "pidfile"]),
+                    format!(
+                        "can be written by others than root ({problem}): whoever can write it chooses the process procward adopts and `procward stop` signals; add match.exe, match.comm, match.cmdline or match.user"
+                    ),
+                );
+            }
+        }
+    }
     if let Some(comm) = &m.comm {
         if comm.is_empty() || comm.len() > 15 {
             c.at(
@@ -1154,36 +1242,8 @@ fn validate_target(c: &mut Collector, src: &Source, i: usize, t: &TargetRaw) -> 
     }
     let r = &t.restart;
     if let Some(script) = &r.script {
-        let loc = p(&["restart", "script"]);
-        if !script.is_absolute() {
-            c.at(
-                src,
-                &loc,
-                format!("{} must be an absolute path", script.display()),
-            );
-        } else {
-            match std::fs::metadata(script) {
-                Err(e) => c.at(src, &loc, format!("{}: {e}", script.display())),
-                Ok(md) if !md.is_file() => c.at(
-                    src,
-                    &loc,
-                    format!("{} is not a regular file", script.display()),
-                ),
-                Ok(md) if md.mode() & 0o111 == 0 => c.at(
-                    src,
-                    &loc,
-                    format!(
-                        "{} is not executable; run: chmod +x {}",
-                        script.display(),
-                        script.display()
-                    ),
-                ),
-                Ok(_) => {
-                    if let Some(msg) = writable_by_others(script) {
-                        c.at(src, &loc, msg);
-                    }
-                }
-            }
+        if let Err(msg) = crate::trust::executable(script) {
+            c.at(src, &p(&["restart", "script"]), msg);
         }
     }
     if r.timeout.is_zero() {
@@ -1206,6 +1266,9 @@ fn validate_target(c: &mut Collector, src: &Source, i: usize, t: &TargetRaw) -> 
         },
         None => None,
     };
+    if t.retry.max > 1000 {
+        c.at(src, &p(&["retry", "max"]), "must be at most 1000");
+    }
     if t.retry.window.is_zero() {
         c.at(src, &p(&["retry", "window"]), "must be greater than zero");
     }
@@ -1226,6 +1289,8 @@ fn validate_target(c: &mut Collector, src: &Source, i: usize, t: &TargetRaw) -> 
                     &p(&["failover", "command"]),
                     "the program must be an absolute path",
                 );
+            } else if let Err(msg) = crate::trust::executable(Path::new(&f.command[0])) {
+                c.at(src, &p(&["failover", "command"]), msg);
             }
             if f.timeout.is_zero() {
                 c.at(
@@ -1337,6 +1402,8 @@ fn validate_stall(c: &mut Collector, src: &Source, base: &[Seg], st: &StallRaw) 
                     &["probe", "command"],
                     "must start with an absolute path to a program".into(),
                 );
+            } else if let Err(msg) = crate::trust::executable(Path::new(&command[0])) {
+                at(c, &["probe", "command"], msg);
             }
             Probe::Exec {
                 argv: command.clone(),

@@ -38,6 +38,9 @@ fn d_socket() -> PathBuf {
 fn d_allow() -> Vec<String> {
     vec!["root".into()]
 }
+fn d_denied_interval() -> Dur {
+    Dur::secs(60)
+}
 fn d_state() -> PathBuf {
     PathBuf::from("/var/lib/procward")
 }
@@ -54,6 +57,13 @@ pub struct DaemonRaw {
     pub control_socket: PathBuf,
     #[serde(default = "d_allow")]
     pub control_allow: Vec<String>,
+    /// Group owning the control socket (mode 0660), so that the users of
+    /// `control-allow` who are in it can open it.
+    #[serde(default)]
+    pub control_group: Option<String>,
+    /// At most one PW1008 per refused user in this interval (with a count).
+    #[serde(default = "d_denied_interval")]
+    pub control_denied_interval: Dur,
     #[serde(default = "d_state")]
     pub state_dir: PathBuf,
     #[serde(default)]

@@ -64,6 +64,29 @@ fn d_stop_ms() -> u64 {
     10_000
 }
 
+/// The longest request line the server reads (a request is a few hundred
+/// bytes; a longer line is refused and the connection closed).
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// Parse one request line. Bounded: a line over [`MAX_REQUEST`] bytes, a
+/// line that is not a request, or a stop timeout over the longest
+/// duration procward accepts is an error, never a panic.
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    if line.len() > MAX_REQUEST {
+        return Err(format!("request longer than {MAX_REQUEST} bytes"));
+    }
+    let req: Request = serde_json::from_slice(line).map_err(|e| format!("bad request: {e}"))?;
+    if let Request::Stop { timeout_ms, .. } = &req {
+        if *timeout_ms > crate::config::duration::MAX.as_millis() as u64 {
+            return Err(format!(
+                "bad request: timeout_ms {timeout_ms} is over {}",
+                crate::config::duration::MAX_TEXT
+            ));
+        }
+    }
+    Ok(req)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Response {
     pub ok: bool,
@@ -157,6 +180,8 @@ pub enum ClientError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("permission denied on the control socket {0}: ask an administrator to add your user to daemon.control-group and daemon.control-allow")]
+    PermissionDenied(PathBuf),
     #[error("control socket {0}: {1}")]
     Io(PathBuf, std::io::Error),
     #[error("bad answer from procward: {0}")]
@@ -171,9 +196,15 @@ pub struct Client {
 
 impl Client {
     pub fn connect(path: &Path) -> Result<Client, ClientError> {
-        let s = UnixStream::connect(path).map_err(|e| ClientError::Unreachable {
-            path: path.to_path_buf(),
-            source: e,
+        let s = UnixStream::connect(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                ClientError::PermissionDenied(path.to_path_buf())
+            } else {
+                ClientError::Unreachable {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
+            }
         })?;
         let w = s
             .try_clone()

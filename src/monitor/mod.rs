@@ -259,7 +259,7 @@ impl Target {
         Target {
             spec,
             phase,
-            attempts: p.attempts.iter().copied().collect(),
+            attempts: loaded_attempts(&p.attempts),
             procs: Vec::new(),
             ever_up: p.ever_up,
             waiting_said: false,
@@ -280,7 +280,21 @@ impl Target {
     fn main(&self) -> Option<ProcRef> {
         self.procs.first().copied()
     }
+}
 
+/// Attempts as read from the state file: oldest first (the window drops
+/// from the front), and no more than any retry budget can use, whatever a
+/// hand-edited file holds.
+fn loaded_attempts(saved: &[Ms]) -> VecDeque<Ms> {
+    const KEEP: usize = 1024;
+    let mut v = saved.to_vec();
+    v.sort_unstable();
+    let from = v.len().saturating_sub(KEEP);
+    v.drain(..from);
+    v.into()
+}
+
+impl Target {
     fn needs_scan(&self) -> bool {
         match self.phase {
             Phase::Waiting | Phase::Down | Phase::Backoff { .. } | Phase::Settling { .. } => true,
@@ -292,7 +306,7 @@ impl Target {
     fn prune(&mut self, now: Ms) {
         let window = self.spec.retry.window.as_millis() as u64;
         while let Some(&t) = self.attempts.front() {
-            if t + window <= now {
+            if t.saturating_add(window) <= now {
                 self.attempts.pop_front();
             } else {
                 break;
@@ -302,7 +316,10 @@ impl Target {
 
     fn in_window(&self, now: Ms) -> usize {
         let window = self.spec.retry.window.as_millis() as u64;
-        self.attempts.iter().filter(|&&t| t + window > now).count()
+        self.attempts
+            .iter()
+            .filter(|&&t| t.saturating_add(window) > now)
+            .count()
     }
 
     fn persisted(&self) -> Persisted {

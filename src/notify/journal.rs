@@ -3,7 +3,6 @@
 
 use crate::event::Event;
 use std::io::{BufRead, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub const FILE: &str = "events.jsonl";
@@ -16,11 +15,7 @@ pub struct Journal {
 }
 
 fn open(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
+    let f = crate::state::open_append(path)?;
     let size = f.metadata()?.len();
     Ok((f, size))
 }
@@ -53,7 +48,7 @@ impl Journal {
 pub fn read(dir: &Path, since_ms: u64) -> Vec<Event> {
     let mut out = Vec::new();
     for name in [format!("{FILE}.1"), FILE.to_string()] {
-        let Ok(f) = std::fs::File::open(dir.join(name)) else {
+        let Ok(f) = crate::state::open_read(&dir.join(name)) else {
             continue;
         };
         for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {

@@ -59,9 +59,9 @@ impl Engine {
     /// Load the engine ID and count one more boot, or create both.
     pub fn load(state_dir: &Path) -> std::io::Result<Engine> {
         let p = state_dir.join(ENGINE_FILE);
-        let (id, boots) = match std::fs::read_to_string(&p)
+        let (id, boots) = match crate::state::read_bounded(&p, 4096)
             .ok()
-            .and_then(|t| serde_json::from_str::<EngineFile>(&t).ok())
+            .and_then(|t| serde_json::from_slice::<EngineFile>(&t).ok())
         {
             Some(f) => (
                 usm::unhex(&f.engine_id).unwrap_or_default(),
@@ -88,7 +88,12 @@ impl Engine {
             boots,
         })?;
         let tmp = state_dir.join("snmp-engine.json.tmp");
-        std::fs::write(&tmp, body)?;
+        {
+            use std::io::Write;
+            let mut f = crate::state::create_new(&tmp)?;
+            f.write_all(body.as_bytes())?;
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, &p)?;
         Ok(Engine {
             id,

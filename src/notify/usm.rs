@@ -103,13 +103,15 @@ pub fn hex(b: &[u8]) -> String {
 }
 
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim().trim_start_matches("0x");
+    // Bytes, not string slices: a non-ASCII character must be an error,
+    // never a slice through the middle of a character.
+    let s = s.trim().trim_start_matches("0x").as_bytes();
     if !s.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+    let nibble = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    s.chunks(2)
+        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
         .collect()
 }
 

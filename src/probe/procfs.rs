@@ -111,38 +111,114 @@ fn clk_tck() -> u64 {
     }
 }
 
-fn boot_time() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/stat").ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse().ok())
-}
+/// The most a pidfile may hold that procward reads: a pid and a newline,
+/// with room for blanks.
+pub const PIDFILE_MAX: usize = 64;
 
-/// Wall-clock start of a process, in seconds since the epoch.
-fn start_epoch_secs(starttime: u64) -> Option<u64> {
-    Some(boot_time()? + starttime / clk_tck())
-}
-
-/// The pid named by a pidfile, if the file is fresh: a process that
-/// started after the file was written is a reused pid, not the target.
-pub fn pidfile_pid(path: &Path, buf: &mut Vec<u8>) -> Option<Stat> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let pid: u32 = text.split_whitespace().next()?.parse().ok()?;
-    if pid == 0 {
+/// A pidfile's pid and modification time. Opened non-blocking (a FIFO
+/// never blocks the scan), regular files only (never /dev/zero), at most
+/// [`PIDFILE_MAX`] bytes read; a symlink is followed only when the link
+/// and the file it names are both owned by root.
+pub fn read_pidfile(path: &Path) -> Option<(u32, SystemTime)> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let fd = match rustix::fs::open(path, flags | OFlags::NOFOLLOW, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::LOOP) => {
+            let link = std::fs::symlink_metadata(path).ok()?;
+            if !link.file_type().is_symlink() || link.uid() != 0 {
+                return None;
+            }
+            let fd = rustix::fs::open(path, flags, Mode::empty()).ok()?;
+            if rustix::fs::fstat(&fd).ok()?.st_uid != 0 {
+                return None;
+            }
+            fd
+        }
+        Err(_) => return None,
+    };
+    let st = rustix::fs::fstat(&fd).ok()?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
         return None;
     }
+    let mut buf = [0u8; PIDFILE_MAX];
+    let mut n = 0;
+    while n < buf.len() {
+        match rustix::io::read(&fd, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return None,
+        }
+    }
+    let pid = parse_pidfile(&buf[..n])?;
+    let mtime = SystemTime::UNIX_EPOCH
+        + Duration::new(
+            st.st_mtime.max(0) as u64,
+            st.st_mtime_nsec.clamp(0, 999_999_999) as u32,
+        );
+    Some((pid, mtime))
+}
+
+/// The pid in a pidfile's first bytes: decimal digits, blanks around them,
+/// nothing else on the first line; 0 is no pid.
+pub fn parse_pidfile(bytes: &[u8]) -> Option<u32> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let first = text.lines().next()?.trim();
+    if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    first.parse::<u32>().ok().filter(|&p| p > 0)
+}
+
+/// Processes procward never adopts: init, kernel threads, itself and its
+/// own children (restart scripts, probes).
+pub fn adoptable(st: &Stat, me: u32) -> bool {
+    st.pid != 1
+        && st.pid != me
+        && st.ppid != me
+        && st.pid != 2
+        && st.ppid != 2
+        && st.flags & PF_KTHREAD == 0
+}
+
+/// Nanoseconds of CLOCK_REALTIME minus CLOCK_BOOTTIME now: what turns a
+/// wall-clock file time into the boot-relative clock of process start times.
+fn realtime_minus_boottime_ns() -> i128 {
+    use rustix::time::{clock_gettime, ClockId};
+    let ns = |t: rustix::time::Timespec| t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128;
+    let real = ns(clock_gettime(ClockId::Realtime));
+    let boot = ns(clock_gettime(ClockId::Boottime));
+    real - boot
+}
+
+/// How much later than its pidfile's mtime a process may seem to start
+/// and still be the process that file names: the start time is in clock
+/// ticks (10 ms), a file time is stamped from the coarse clock (one jiffy,
+/// at most 10 ms). A pid taken over later than this is a reused pid.
+const PIDFILE_SLACK_NS: i128 = 20_000_000;
+
+/// Did the process (start time in ticks after boot) start before the
+/// pidfile was last written (within the clocks' resolution)?
+pub fn started_before(starttime_ticks: u64, mtime: SystemTime) -> bool {
+    let Ok(m) = mtime.duration_since(SystemTime::UNIX_EPOCH) else {
+        return false;
+    };
+    let mtime_boot = m.as_nanos() as i128 - realtime_minus_boottime_ns();
+    let start = starttime_ticks as i128 * 1_000_000_000 / clk_tck() as i128;
+    start <= mtime_boot + PIDFILE_SLACK_NS
+}
+
+/// The process named by a pidfile, if the file is fresh (a process that
+/// started after the file was written is a reused pid, not the target)
+/// and it is a process procward may adopt. `me` is procward's pid.
+pub fn pidfile_pid(path: &Path, buf: &mut Vec<u8>, me: u32) -> Option<Stat> {
+    let (pid, mtime) = read_pidfile(path)?;
     let st = read_stat(pid, buf).ok()??;
-    if st.is_dead() {
+    if st.is_dead() || !adoptable(&st, me) {
         return None;
     }
-    let mtime = std::fs::metadata(path).ok()?.modified().ok()?;
-    let mtime = mtime.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
-    let started = start_epoch_secs(st.starttime)?;
-    // btime and the tick count are whole seconds: allow 2 s of slack.
-    if started > mtime + 2 {
-        return None;
-    }
-    Some(st)
+    started_before(st.starttime, mtime).then_some(st)
 }
 
 /// What we know of one process during a scan; the costly parts (exe,
@@ -265,7 +341,7 @@ pub fn scan(targets: &[&TargetSpec], exclude: u32) -> HashMap<String, Vec<ProcRe
                     continue;
                 }
                 if let Ok(Some(st)) = read_stat(pid, &mut buf) {
-                    if st.flags & PF_KTHREAD != 0 || st.is_dead() {
+                    if !adoptable(&st, exclude) || st.is_dead() {
                         continue;
                     }
                     all.push(Candidate::new(st));
@@ -276,8 +352,8 @@ pub fn scan(targets: &[&TargetSpec], exclude: u32) -> HashMap<String, Vec<ProcRe
     for t in targets {
         let m = &t.matcher;
         let matched: Vec<Stat> = if let Some(pf) = &m.pidfile {
-            match pidfile_pid(pf, &mut buf) {
-                Some(st) if st.pid != exclude => {
+            match pidfile_pid(pf, &mut buf, exclude) {
+                Some(st) => {
                     let mut c = Candidate::new(st);
                     if c.matches(m) {
                         // With a pidfile, the group is the pidfile's process

@@ -335,3 +335,42 @@ fn the_mib_passes_smilint_and_snmptranslate_resolves_every_notification() {
         assert_eq!(*l, format!(".1.3.6.1.4.1.32473.0.{n}"));
     }
 }
+
+#[test]
+fn line_separators_and_bidi_controls_reach_the_manager_escaped() {
+    if !require("snmptrapd") {
+        return;
+    }
+    let env = Env::new();
+    let port = free_udp_port();
+    let trapd = Trapd::start(env.dir.path(), port);
+    let tok = token();
+    let script = env.path("evil.sh");
+    // U+2028, U+2029 and U+202E (right-to-left override) in script output.
+    write_exec(
+        &script,
+        "#!/bin/sh\nprintf 'bad\\342\\200\\250PW9999 forged\\342\\200\\251x\\342\\200\\256y\\n'\nexit 7\n",
+    );
+    let sink = snmp_sink(
+        "nms",
+        port,
+        "version = \"2c\"\ncommunity = \"s3cret-community\"\nkind = \"trap\"",
+    );
+    env.write_config(&format!(
+        "{}{sink}[[target]]\nname = \"evil\"\nmatch.cmdline = '^sleep 1000\\.{tok}$'\nrestart.script = \"{}\"\nretry.max = 1\n",
+        env.daemon_section(""),
+        script.display()
+    ));
+    let target = Proc::sleeper(&tok);
+    let _d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW2001");
+    target.signal(libc::SIGKILL);
+    let line = trapd.wait_line("pwRestartScriptFailed");
+    println!("snmptrapd: {line}");
+    assert!(
+        line.contains("pwText.0 = STRING: target evil: restart script of attempt 1 failed (exit code 7): bad\\u2028PW9999 forged\\u2029x\\u202ey\t"),
+        "{line}"
+    );
+    let all = trapd.text();
+    assert!(!all.contains(['\u{2028}', '\u{2029}', '\u{202e}']), "{all}");
+}

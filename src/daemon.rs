@@ -51,6 +51,8 @@ enum Msg {
     Control(Request, String, oneshot::Sender<Response>),
     Reloaded(Box<Loaded>, String, oneshot::Sender<Response>),
     Denied(u32, String),
+    /// How a write of one of procward's own files went.
+    Wrote(String, PathBuf, Result<(), String>),
     Sink(EventSpec),
 }
 
@@ -91,7 +93,7 @@ struct Daemon {
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<Msg>,
     console: bool,
-    seq: u64,
+    seq: journal::Seq,
     last_seq: HashMap<String, u64>,
     watchers: HashMap<String, Vec<(ProcRef, tokio::task::AbortHandle)>>,
     polled: HashSet<(String, ProcRef)>,
@@ -104,6 +106,8 @@ struct Daemon {
     dirty: bool,
     /// Refused control-socket users: one PW1008 per interval each.
     denials: HashMap<u32, Denial>,
+    /// Failed writes of procward's own files (PW1012/PW1013).
+    outages: crate::notify::Outages,
     _lock: std::fs::File,
 }
 
@@ -234,14 +238,15 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         eprintln!("procward: warning: {w}");
     }
     let listener = bind_control(&cfg.daemon.control_socket, cfg.daemon.control_group)?;
-    let notifier = Notifier::start(cfg.daemon.state_dir.clone()).with_context(|| {
-        format!(
-            "cannot open the journal in {}",
-            cfg.daemon.state_dir.display()
-        )
-    })?;
-    let seq = journal::last_seq(&cfg.daemon.state_dir);
     let (tx, rx) = mpsc::unbounded_channel();
+    let notifier = Notifier::start(cfg.daemon.state_dir.clone(), sink_reporter(tx.clone()))
+        .with_context(|| {
+            format!(
+                "cannot open the journal in {}",
+                cfg.daemon.state_dir.display()
+            )
+        })?;
+    let (seq, seq_err) = journal::Seq::open(&cfg.daemon.state_dir);
     let shared = Arc::new(Shared {
         allow: RwLock::new(cfg.daemon.allow.clone()),
         state_dir: cfg.daemon.state_dir.clone(),
@@ -276,8 +281,12 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         last_scan: Instant::now(),
         dirty: false,
         denials: HashMap::new(),
+        outages: crate::notify::Outages::default(),
         _lock: lock,
     };
+    if let Err(e) = seq_err {
+        d.write_result("sequence file", &d.seq.path(), Err(e));
+    }
     d.emit(
         EventSpec::new(msg::DAEMON_STARTED)
             .field("version", env!("CARGO_PKG_VERSION"))
@@ -296,6 +305,10 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
                 .field("error", e),
         );
     }
+    // Recoveries that were under way when procward stopped go on where
+    // they were: a running restart script is waited for, not run again.
+    let acts = d.monitor.startup(now_ms());
+    d.apply(acts);
     tokio::spawn(control_server(listener, shared, tx.clone()));
     let (stop_tx, stop_rx) = oneshot::channel();
     let task = tokio::spawn(async move { d.run(rx, stop_rx, opts.signals).await });
@@ -481,6 +494,7 @@ impl Daemon {
             }
             Msg::Reloaded(result, by, reply) => self.finish_reload(*result, by, reply),
             Msg::Denied(uid, user) => self.denied(uid, user),
+            Msg::Wrote(what, path, r) => self.write_result(&what, &path, r),
             Msg::Sink(spec) => self.emit(spec),
         }
     }
@@ -655,12 +669,24 @@ impl Daemon {
         }
     }
 
+    /// Say PW1012 when a write of `what` starts failing, PW1013 when it
+    /// works again; nothing while it keeps failing or working.
+    fn write_result(&mut self, what: &str, path: &Path, r: Result<(), String>) {
+        let said = match r {
+            Err(e) => self.outages.failed(what, path, &e),
+            Ok(()) => self.outages.ok(what, path),
+        };
+        if let Some(spec) = said {
+            self.emit(spec);
+        }
+    }
+
     fn emit(&mut self, spec: EventSpec) {
-        self.seq += 1;
+        let (seq, reserved) = self.seq.take();
         let lang = self.cfg.daemon.language;
-        let ev = self.renderer.event(&spec, self.seq, now_ms(), lang);
+        let ev = self.renderer.event(&spec, seq, now_ms(), lang);
         if let Some(t) = &spec.target {
-            self.last_seq.insert(t.clone(), self.seq);
+            self.last_seq.insert(t.clone(), seq);
         }
         let console = self.console.then(|| {
             self.renderer
@@ -672,6 +698,8 @@ impl Daemon {
             s.push(ev.clone());
         }
         self.notifier.publish((*ev).clone(), console);
+        let path = self.seq.path();
+        self.write_result("sequence file", &path, reserved);
     }
 
     fn apply(&mut self, actions: Vec<Action>) {
@@ -694,6 +722,11 @@ impl Daemon {
                     pid,
                 } => self.run_script(target, attempt, reason, pid),
                 Action::RunCommand { target } => self.run_command(target),
+                Action::AdoptScript {
+                    target,
+                    attempt,
+                    proc,
+                } => self.adopt_script(target, attempt, proc),
                 Action::Arm { target, token, at } => {
                     let delay = at.saturating_sub(now_ms());
                     self.timers.insert((
@@ -999,13 +1032,51 @@ impl Daemon {
                 reason.as_str()
             ),
         };
+        // The attempt is on disk before its script runs: a procward killed
+        // meanwhile waits for this script when it starts again, and never
+        // runs a second one. (A failed write does not hold the restart up.)
+        self.dirty = false;
+        self.notifier.save_state(self.monitor.snapshot());
+        let saved = self.notifier.synced();
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let outcome = action::run(run).await;
+            let _ = saved.await;
+            let log = run.log.clone();
+            let name = target.clone();
+            let started = tx.clone();
+            let ran = action::run(run, move |pid| {
+                let mut buf = Vec::with_capacity(512);
+                if let Ok(Some(st)) = procfs::read_stat(pid, &mut buf) {
+                    let _ = started.send(Msg::Input(Input::ScriptStarted {
+                        target: name,
+                        attempt,
+                        proc: st.proc_ref(),
+                    }));
+                }
+            })
+            .await;
+            let what = format!("restart script log of {target}");
+            let _ = tx.send(Msg::Wrote(what, log, ran.log_error.map_or(Ok(()), Err)));
             let _ = tx.send(Msg::Input(Input::ScriptDone {
                 target,
                 attempt,
-                outcome,
+                outcome: ran.outcome,
+            }));
+        });
+    }
+
+    /// Wait for a restart script started by an earlier procward (pid 0:
+    /// none was seen) and report its end.
+    fn adopt_script(&mut self, target: String, attempt: u32, proc: ProcRef) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            if proc.pid != 0 {
+                wait_gone(proc).await;
+            }
+            let _ = tx.send(Msg::Input(Input::ScriptDone {
+                target,
+                attempt,
+                outcome: crate::monitor::ScriptOutcome::Unknown,
             }));
         });
     }
@@ -1044,9 +1115,44 @@ impl Daemon {
         };
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let outcome = action::run(run).await;
-            let _ = tx.send(Msg::Input(Input::CommandDone { target, outcome }));
+            let log = run.log.clone();
+            let ran = action::run(run, |_| {}).await;
+            let what = format!("retry-over command log of {target}");
+            let _ = tx.send(Msg::Wrote(what, log, ran.log_error.map_or(Ok(()), Err)));
+            let _ = tx.send(Msg::Input(Input::CommandDone {
+                target,
+                outcome: ran.outcome,
+            }));
         });
+    }
+}
+
+/// Until the pinned process has ended: by its pidfd, else by polling.
+async fn wait_gone(p: ProcRef) {
+    match tokio::task::spawn_blocking(move || probe::open_pidfd(p)).await {
+        Ok(Pidfd::Open(fd)) => {
+            // SAFETY: the AsyncFd owns the pidfd while it is registered.
+            if let Ok(afd) = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+            } {
+                let _ = afd.readable().await;
+                return;
+            }
+        }
+        Ok(Pidfd::Gone) => return,
+        _ => {}
+    }
+    loop {
+        let alive = tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::with_capacity(512);
+            procfs::read_pinned(p, &mut buf).is_some_and(|s| !s.is_dead())
+        })
+        .await
+        .unwrap_or(false);
+        if !alive {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -1136,6 +1242,14 @@ async fn serve(
             )),
         )
         .await?;
+        // Let the answer reach the client: closing with its request still
+        // unread would reset the connection before it reads the answer.
+        // Discarded, never kept: at most one request's worth, briefly.
+        let _ = w.shutdown().await;
+        let mut sink = tokio::io::sink();
+        let mut rest = r.take(control::MAX_REQUEST as u64);
+        let drain = tokio::io::copy(&mut rest, &mut sink);
+        let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
         return Ok(());
     }
     let mut reader = BufReader::new(r);

@@ -66,6 +66,8 @@ pub mod msg {
     pub const STATE_UNREADABLE: &str = "PW1009";
     pub const TARGET_STARTED: &str = "PW1010";
     pub const TARGET_STOPPED: &str = "PW1011";
+    pub const WRITE_FAILED: &str = "PW1012";
+    pub const WRITE_RECOVERED: &str = "PW1013";
 
     pub const TARGET_FOUND: &str = "PW2001";
     pub const TARGET_WAITING: &str = "PW2002";
@@ -75,6 +77,7 @@ pub mod msg {
     pub const COUNT_ABOVE_MAX: &str = "PW2006";
     pub const COUNT_NORMAL: &str = "PW2007";
     pub const CHILDREN_LOST: &str = "PW2008";
+    pub const MEMBER_EXITED: &str = "PW2009";
     pub const RESTART_STARTED: &str = "PW2010";
     pub const RESTART_SCRIPT_DONE: &str = "PW2011";
     pub const RESTART_SCRIPT_FAILED: &str = "PW2012";
@@ -85,6 +88,10 @@ pub mod msg {
     pub const TARGET_BACK: &str = "PW2017";
     pub const RESTART_SPAWN_FAILED: &str = "PW2018";
     pub const RETRY_OVER: &str = "PW2020";
+    pub const START_SCRIPT_STARTED: &str = "PW2021";
+    pub const START_SCRIPT_DONE: &str = "PW2022";
+    pub const START_FAILED: &str = "PW2023";
+    pub const STARTED_BY_SCRIPT: &str = "PW2024";
     pub const TARGET_STALLED: &str = "PW2040";
     pub const STALL_CLEARED: &str = "PW2041";
     pub const RETRY_OVER_COMMAND: &str = "PW2030";

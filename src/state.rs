@@ -83,6 +83,7 @@ fn regular(f: std::fs::File, path: &Path) -> std::io::Result<std::fs::File> {
 /// never through a symlink, regular files only.
 pub fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
     let f = std::fs::OpenOptions::new()
+        .read(true)
         .create(true)
         .append(true)
         .mode(0o600)

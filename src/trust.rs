@@ -143,8 +143,10 @@ fn push_components(todo: &mut Vec<OsString>, p: &Path) {
 }
 
 /// A file procward reads as configuration: trusted path, regular file.
+/// A relative path is taken from the current directory (`-c procward.toml`).
 pub fn config_file(path: &Path) -> Result<(), String> {
-    let (real, md) = check(path).map_err(|e| located(path, e))?;
+    let abs = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (real, md) = check(&abs).map_err(|e| located(path, e))?;
     if !md.is_file() {
         return Err(format!("{} is not a regular file", real.display()));
     }
@@ -167,9 +169,11 @@ pub fn executable(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// A directory procward reads files from: trusted path, a directory.
+/// A directory procward reads files from: trusted path, a directory
+/// (a relative path is taken from the current directory).
 pub fn directory(path: &Path) -> Result<(), String> {
-    let (real, md) = check(path).map_err(|e| located(path, e))?;
+    let abs = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (real, md) = check(&abs).map_err(|e| located(path, e))?;
     if !md.is_dir() {
         return Err(format!("{} is not a directory", real.display()));
     }

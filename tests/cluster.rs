@@ -288,7 +288,7 @@ fn pacemaker_recovers_the_resource_after_procward_gives_up() {
         },
     );
     env.wait_event(T, |e| e["id"] == "PW1010");
-    let up = env.wait_event(T, |e| e["id"] == "PW2015");
+    let up = env.wait_event(T, |e| e["id"] == "PW2024");
     assert_eq!(failcount(), 0);
 
     // The application dies; procward's automatic restart fails: RETRY-OVER,
@@ -309,7 +309,7 @@ fn pacemaker_recovers_the_resource_after_procward_gives_up() {
         e["id"] == "PW1010" && e["seq"].as_u64().unwrap() > seq
     });
     env.wait_event(Duration::from_secs(60), |e| {
-        e["id"] == "PW2015" && e["seq"].as_u64() > started["seq"].as_u64()
+        e["id"] == "PW2024" && e["seq"].as_u64() > started["seq"].as_u64()
     });
     let started_line = || {
         let mon = String::from_utf8_lossy(&run("crm_mon", &["-1"]).stdout).to_string();

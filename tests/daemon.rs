@@ -123,8 +123,8 @@ fn crash_loop_ends_in_retry_over_which_survives_a_restart_of_procward() {
     assert_eq!(
         env.ids_for("loop"),
         [
-            "PW2001", "PW2003", "PW2010", "PW2011", "PW2014", "PW2010", "PW2011", "PW2014",
-            "PW2020"
+            "PW2001", "PW2003", "PW2010", "PW2011", "PW2014", "PW2016", "PW2010", "PW2011",
+            "PW2014", "PW2020"
         ]
     );
     assert_eq!(env.target_status("loop")["state"], "retry-over");

@@ -76,12 +76,32 @@ fn killpg(pgid: u32, sig: rustix::process::Signal) {
     }
 }
 
-/// Run one script or command to its end (or its timeout).
-pub async fn run(r: Run) -> ScriptOutcome {
+/// How a script ran, and whether its log could be written.
+#[derive(Debug)]
+pub struct Ran {
+    pub outcome: ScriptOutcome,
+    /// The log could not be opened: the script ran with its output
+    /// discarded (restarts never depend on procward's own disk).
+    pub log_error: Option<String>,
+}
+
+/// Run one script or command to its end (or its timeout). `on_spawn` gets
+/// the script's pid as soon as it runs.
+pub async fn run(r: Run, on_spawn: impl FnOnce(u32)) -> Ran {
+    let mut log_error = None;
+    let outcome = run_logged(r, on_spawn, &mut log_error).await;
+    Ran { outcome, log_error }
+}
+
+async fn run_logged(
+    r: Run,
+    on_spawn: impl FnOnce(u32),
+    log_error: &mut Option<String>,
+) -> ScriptOutcome {
     let Some(program) = r.argv.first() else {
         return ScriptOutcome::SpawnFailed("empty command".into());
     };
-    let (log, offset) = {
+    let opened = {
         let path = r.log.clone();
         let header = r.header.clone();
         match tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, u64)> {
@@ -92,16 +112,21 @@ pub async fn run(r: Run) -> ScriptOutcome {
         })
         .await
         {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
-                return ScriptOutcome::SpawnFailed(format!("log {}: {e}", r.log.display()))
-            }
-            Err(e) => return ScriptOutcome::SpawnFailed(e.to_string()),
+            Ok(Ok(x)) => Ok(x),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
         }
     };
-    let out = match log.try_clone() {
-        Ok(f) => f,
-        Err(e) => return ScriptOutcome::SpawnFailed(e.to_string()),
+    // Without its log the script still runs, its output discarded.
+    let (stdout, stderr, offset) = match opened.and_then(|(log, offset)| {
+        let out = log.try_clone().map_err(|e| e.to_string())?;
+        Ok((Stdio::from(out), Stdio::from(log), Some(offset)))
+    }) {
+        Ok(x) => x,
+        Err(e) => {
+            *log_error = Some(e);
+            (Stdio::null(), Stdio::null(), None)
+        }
     };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(&r.argv[1..])
@@ -113,8 +138,8 @@ pub async fn run(r: Run) -> ScriptOutcome {
         .envs(r.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir("/")
         .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(log))
+        .stdout(stdout)
+        .stderr(stderr)
         .process_group(0)
         .kill_on_drop(false);
     if let Some(u) = &r.user {
@@ -144,6 +169,7 @@ pub async fn run(r: Run) -> ScriptOutcome {
         Err(e) => return ScriptOutcome::SpawnFailed(format!("{program}: {e}")),
     };
     let pgid = child.id().unwrap_or(0);
+    on_spawn(pgid);
     let status = match tokio::time::timeout(r.timeout, child.wait()).await {
         Ok(Ok(s)) => Some(s),
         Ok(Err(e)) => return ScriptOutcome::SpawnFailed(e.to_string()),
@@ -153,9 +179,12 @@ pub async fn run(r: Run) -> ScriptOutcome {
     let output = move || {
         let p = log_path.clone();
         async move {
-            tokio::task::spawn_blocking(move || tail(&p, offset))
-                .await
-                .unwrap_or_default()
+            match offset {
+                Some(offset) => tokio::task::spawn_blocking(move || tail(&p, offset))
+                    .await
+                    .unwrap_or_default(),
+                None => String::new(),
+            }
         }
     };
     match status {
@@ -231,14 +260,18 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(run(Run {
-            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
-            env: vec![("PROCWARD_TARGET".into(), "t".into())],
-            user: None,
-            timeout,
-            log: dir.join("logs/t.log"),
-            header: "test".into(),
-        }))
+        rt.block_on(run(
+            Run {
+                argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+                env: vec![("PROCWARD_TARGET".into(), "t".into())],
+                user: None,
+                timeout,
+                log: dir.join("logs/t.log"),
+                header: "test".into(),
+            },
+            |_| {},
+        ))
+        .outcome
     }
 
     #[test]
@@ -292,20 +325,63 @@ mod tests {
     }
 
     #[test]
+    fn without_its_log_the_script_still_runs() {
+        let d = tempfile::tempdir().unwrap();
+        // The log's directory cannot be made: a file is in the way.
+        std::fs::write(d.path().join("logs"), "").unwrap();
+        let marker = d.path().join("ran");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut spawned = 0;
+        let r = rt.block_on(run(
+            Run {
+                argv: vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    format!("echo out; touch {}", marker.display()),
+                ],
+                env: vec![],
+                user: None,
+                timeout: Duration::from_secs(5),
+                log: d.path().join("logs/t.log"),
+                header: "x".into(),
+            },
+            |pid| spawned = pid,
+        ));
+        assert_eq!(
+            r.outcome,
+            ScriptOutcome::Exited {
+                code: 0,
+                output: String::new()
+            }
+        );
+        assert!(r.log_error.is_some());
+        assert!(marker.exists());
+        assert!(spawned > 0);
+    }
+
+    #[test]
     fn missing_program_is_a_spawn_failure() {
         let d = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let o = rt.block_on(run(Run {
-            argv: vec!["/nonexistent/script".into()],
-            env: vec![],
-            user: None,
-            timeout: Duration::from_secs(1),
-            log: d.path().join("l.log"),
-            header: "x".into(),
-        }));
+        let o = rt
+            .block_on(run(
+                Run {
+                    argv: vec!["/nonexistent/script".into()],
+                    env: vec![],
+                    user: None,
+                    timeout: Duration::from_secs(1),
+                    log: d.path().join("l.log"),
+                    header: "x".into(),
+                },
+                |_| {},
+            ))
+            .outcome;
         assert!(
             matches!(o, ScriptOutcome::SpawnFailed(ref e) if e.contains("/nonexistent/script")),
             "{o:?}"

@@ -85,6 +85,7 @@ fn sample_value(name: &str, ty: FieldType) -> Value {
         "removed" => "-",
         "pids" => "4242,4243",
         "first" => "procward.toml:12:1: target[0].restart.timout: unknown field",
+        "what" => "event journal",
         _ => match ty {
             FieldType::String => "sample",
             FieldType::Integer => return Value::from(3),

@@ -293,14 +293,20 @@ fn d_max() -> u32 {
 fn d_window() -> Dur {
     Dur::secs(86_400)
 }
+/// The first restart is immediate; the ones after it wait 1 s, 2 s, 4 s …
+/// up to a minute, so that a failing script does not burn the retry
+/// budget in milliseconds.
+fn d_backoff_initial() -> Dur {
+    Dur::secs(1)
+}
 fn d_backoff_max() -> Dur {
-    Dur::secs(300)
+    Dur::secs(60)
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BackoffRaw {
-    #[serde(default)]
+    #[serde(default = "d_backoff_initial")]
     pub initial: Dur,
     #[serde(default = "d_backoff_max")]
     pub max: Dur,

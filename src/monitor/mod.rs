@@ -55,10 +55,21 @@ pub enum ExitKind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScriptOutcome {
-    Exited { code: i32, output: String },
-    Signaled { signal: i32, output: String },
-    TimedOut { output: String },
+    Exited {
+        code: i32,
+        output: String,
+    },
+    Signaled {
+        signal: i32,
+        output: String,
+    },
+    TimedOut {
+        output: String,
+    },
     SpawnFailed(String),
+    /// A script started by an earlier procward (adopted after a restart of
+    /// procward) ended: procward is not its parent and cannot see how.
+    Unknown,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +91,13 @@ pub enum Input {
         target: String,
         pid: u32,
         count: u32,
+    },
+    /// The restart script of `attempt` runs as `proc` (persisted, so that
+    /// a restarted procward waits for it instead of running it again).
+    ScriptStarted {
+        target: String,
+        attempt: u32,
+        proc: ProcRef,
     },
     ScriptDone {
         target: String,
@@ -132,6 +150,13 @@ pub enum Action {
         attempt: u32,
         reason: Reason,
         pid: Option<u32>,
+    },
+    /// Wait for a restart script that an earlier procward started (it may
+    /// have ended already); report its end as `ScriptDone` with `Unknown`.
+    AdoptScript {
+        target: String,
+        attempt: u32,
+        proc: ProcRef,
     },
     /// Run `failover.command` (on-retry-over failover or exec).
     RunCommand {
@@ -218,6 +243,42 @@ pub struct Persisted {
     pub ever_up: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_pid: Option<u32>,
+    /// A recovery under way when procward stopped: resumed, never repeated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovering: Option<InFlight>,
+    /// The end of the last process was reported (PW2003 and the like): a
+    /// later look at the same absence does not report it again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub down_reported: bool,
+    /// The process last seen up and since when (uptime survives pause,
+    /// resume and restarts of procward).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub up: Option<(ProcRef, Ms)>,
+}
+
+/// Where a recovery stood when the state was saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    Backoff,
+    Restarting,
+    Settling,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    pub step: Step,
+    pub attempt: u32,
+    pub reason: Reason,
+    /// The pid that failed, for the script's PROCWARD_PID.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// The running restart script.
+    #[serde(default)]
+    pub script: Option<ProcRef>,
+    /// Backoff: when the restart is due.
+    #[serde(default)]
+    pub due: Option<Ms>,
 }
 
 #[derive(Debug, Clone)]
@@ -242,6 +303,13 @@ pub struct Target {
     /// Stalled under `stall.action = "notify"`: said once, cleared on a pass.
     stalled: bool,
     last_probe: Option<(bool, String)>,
+    /// Restarting: the script's process, once it runs.
+    script: Option<ProcRef>,
+    /// Backoff: when the restart is due.
+    due: Option<Ms>,
+    down_reported: bool,
+    /// The process `up_since` belongs to.
+    up_proc: Option<ProcRef>,
 }
 
 impl Target {
@@ -249,13 +317,28 @@ impl Target {
         let phase = if p.paused {
             Phase::Paused
         } else {
-            match p.halted.as_deref() {
-                Some("failed") => Phase::Failed,
-                Some("retry-over") => Phase::RetryOver,
-                Some("stopped") => Phase::Stopped,
+            match (p.halted.as_deref(), &p.recovering) {
+                (Some("failed"), _) => Phase::Failed,
+                (Some("retry-over"), _) => Phase::RetryOver,
+                (Some("stopped"), _) => Phase::Stopped,
+                (_, Some(r)) => match r.step {
+                    Step::Backoff => Phase::Backoff {
+                        reason: r.reason,
+                        pid: r.pid,
+                    },
+                    Step::Restarting => Phase::Restarting {
+                        attempt: r.attempt,
+                        reason: r.reason,
+                    },
+                    Step::Settling => Phase::Settling {
+                        attempt: r.attempt,
+                        reason: r.reason,
+                    },
+                },
                 _ => Phase::Waiting,
             }
         };
+        let inflight = p.recovering.as_ref();
         Target {
             spec,
             phase,
@@ -266,7 +349,7 @@ impl Target {
             over_max: false,
             children_armed: false,
             over: false,
-            up_since: None,
+            up_since: p.up.map(|u| u.1),
             token: 0,
             last_pid: p.last_pid,
             last_event: None,
@@ -274,6 +357,10 @@ impl Target {
             probe_failures: 0,
             stalled: false,
             last_probe: None,
+            script: inflight.and_then(|r| r.script),
+            due: inflight.and_then(|r| r.due),
+            down_reported: p.down_reported,
+            up_proc: p.up.map(|u| u.0),
         }
     }
 
@@ -323,6 +410,33 @@ impl Target {
     }
 
     fn persisted(&self) -> Persisted {
+        let recovering = match &self.phase {
+            Phase::Backoff { reason, pid } => Some(InFlight {
+                step: Step::Backoff,
+                attempt: 0,
+                reason: *reason,
+                pid: *pid,
+                script: None,
+                due: self.due,
+            }),
+            Phase::Restarting { attempt, reason } => Some(InFlight {
+                step: Step::Restarting,
+                attempt: *attempt,
+                reason: *reason,
+                pid: None,
+                script: self.script,
+                due: None,
+            }),
+            Phase::Settling { attempt, reason } => Some(InFlight {
+                step: Step::Settling,
+                attempt: *attempt,
+                reason: *reason,
+                pid: None,
+                script: None,
+                due: None,
+            }),
+            _ => None,
+        };
         Persisted {
             attempts: self.attempts.iter().copied().collect(),
             paused: self.phase == Phase::Paused,
@@ -334,6 +448,9 @@ impl Target {
             },
             ever_up: self.ever_up,
             last_pid: self.last_pid,
+            recovering,
+            down_reported: self.down_reported,
+            up: self.up_proc.zip(self.up_since),
         }
     }
 }
@@ -398,6 +515,44 @@ impl Monitor {
         m
     }
 
+    /// What to do when procward starts on saved state: resume the
+    /// recoveries that were under way (wait for a running script, arm the
+    /// backoff and settle timers) instead of starting them again.
+    pub fn startup(&mut self, now: Ms) -> Vec<Action> {
+        let mut actions = vec![Action::ScanSoon];
+        for t in &mut self.targets {
+            let name = t.spec.name.clone();
+            match t.phase {
+                Phase::Backoff { .. } => actions.push(Action::Arm {
+                    target: name,
+                    token: t.token,
+                    at: t.due.unwrap_or(now).max(now),
+                }),
+                Phase::Restarting { attempt, .. } => match t.script {
+                    Some(proc) => actions.push(Action::AdoptScript {
+                        target: name,
+                        attempt,
+                        proc,
+                    }),
+                    // Stopped between saving the attempt and seeing its
+                    // script: do not run it again, see whether it came up.
+                    None => actions.push(Action::AdoptScript {
+                        target: name,
+                        attempt,
+                        proc: ProcRef { pid: 0, start: 0 },
+                    }),
+                },
+                Phase::Settling { .. } => actions.push(Action::Arm {
+                    target: name,
+                    token: t.token,
+                    at: now + t.spec.restart.settle.as_millis() as u64,
+                }),
+                _ => {}
+            }
+        }
+        actions
+    }
+
     pub fn targets(&self) -> &[Target] {
         &self.targets
     }
@@ -453,9 +608,16 @@ impl Monitor {
             .iter()
             .map(|t| TargetStatus {
                 target: t.spec.name.clone(),
-                state: t.phase.as_str().to_string(),
+                state: if t.phase == Phase::Up && t.stalled {
+                    "stalled".to_string()
+                } else {
+                    t.phase.as_str().to_string()
+                },
                 pids: t.procs.iter().map(|p| p.pid).collect(),
-                uptime_s: t.up_since.map(|s| now.saturating_sub(s) / 1000),
+                uptime_s: (t.phase == Phase::Up)
+                    .then_some(t.up_since)
+                    .flatten()
+                    .map(|s| now.saturating_sub(s) / 1000),
                 restarts_in_window: t.in_window(now),
                 retry_max: t.spec.retry.max,
                 last_event: t.last_event.as_ref().map(|(id, _)| id.clone()),
@@ -486,15 +648,16 @@ impl Monitor {
     }
 
     /// Backoff before attempt number `n + 1`, where `n` attempts are in the
-    /// window: initial × 2^n, capped, less up to 20 % jitter.
+    /// window: none for the first (recovery is immediate), then
+    /// initial × 2^(n-1), capped, less up to 20 % jitter.
     fn backoff(&mut self, t: usize, n: usize) -> Ms {
         let r = self.targets[t].spec.retry;
         let initial = r.backoff_initial.as_millis() as u64;
         let cap = r.backoff_max.as_millis() as u64;
-        if initial == 0 {
+        if initial == 0 || n == 0 {
             return 0;
         }
-        let exp = initial.saturating_mul(1u64 << n.min(40)).min(cap);
+        let exp = initial.saturating_mul(1u64 << (n - 1).min(40)).min(cap);
         self.jitter(exp)
     }
 
@@ -575,7 +738,6 @@ impl Monitor {
                 let from = t.phase.as_str();
                 t.phase = Phase::Paused;
                 t.procs.clear();
-                t.up_since = None;
                 t.token += 1;
                 out.push(Action::UntrackAll {
                     target: name.to_string(),
@@ -620,6 +782,10 @@ impl Monitor {
                         "target `{name}` has no restart.script to start it with"
                     ));
                 }
+                // An operator's start means "try again": the window starts empty.
+                let cleared = t.in_window(now);
+                t.attempts.clear();
+                t.over = false;
                 t.phase = Phase::Waiting;
                 t.waiting_said = false;
                 t.manual_start = true;
@@ -628,7 +794,8 @@ impl Monitor {
                     t,
                     EventSpec::new(msg::TARGET_STARTED)
                         .target(name)
-                        .field("by", by),
+                        .field("by", by)
+                        .field("cleared", cleared),
                 );
                 out.push(Action::ScanSoon);
             }
@@ -696,6 +863,7 @@ impl Monitor {
             Input::Found { target, .. }
             | Input::Exited { target, .. }
             | Input::Children { target, .. }
+            | Input::ScriptStarted { target, .. }
             | Input::ScriptDone { target, .. }
             | Input::CommandDone { target, .. }
             | Input::Timer { target, .. }
@@ -726,6 +894,13 @@ impl Monitor {
             Input::Probe {
                 pid, ok, detail, ..
             } => self.on_probe(i, pid, ok, detail, now, &mut actions),
+            Input::ScriptStarted { attempt, proc, .. } => {
+                let t = &mut self.targets[i];
+                if matches!(t.phase, Phase::Restarting { attempt: a, .. } if a == attempt) {
+                    t.script = Some(proc);
+                    actions.push(Action::Persist);
+                }
+            }
             Input::ScriptDone {
                 attempt, outcome, ..
             } => self.on_script_done(i, attempt, outcome, now, &mut actions),
@@ -770,18 +945,21 @@ impl Monitor {
                     }
                     Phase::Settling { attempt, reason } => {
                         let t = &mut self.targets[i];
-                        let settle = t.spec.restart.settle;
+                        let settle = humantime::format_duration(t.spec.restart.settle).to_string();
                         let mut out = Out {
                             actions: &mut actions,
                             now,
                         };
-                        out.emit(
-                            t,
+                        let ev = if reason == Reason::Manual {
+                            EventSpec::new(msg::START_FAILED)
+                                .field("status", format!("no process within {settle}"))
+                                .field("output", "")
+                        } else {
                             EventSpec::new(msg::RESTART_NOT_SETTLED)
-                                .target(&name)
                                 .field("attempt", attempt)
-                                .field("settle", humantime::format_duration(settle).to_string()),
-                        );
+                                .field("settle", settle)
+                        };
+                        out.emit(t, ev.target(&name));
                         self.recover(i, reason, None, now, &mut actions);
                     }
                     _ => {}
@@ -802,6 +980,10 @@ impl Monitor {
             {
                 let ev = match &t.phase {
                     Phase::Waiting => EventSpec::new(msg::TARGET_FOUND),
+                    Phase::Settling {
+                        reason: Reason::Manual,
+                        ..
+                    } => EventSpec::new(msg::STARTED_BY_SCRIPT),
                     Phase::Settling { attempt, .. } => {
                         EventSpec::new(msg::TARGET_RECOVERED).field("attempt", *attempt)
                     }
@@ -821,7 +1003,16 @@ impl Monitor {
                 }
                 t.procs = adopt;
                 t.phase = Phase::Up;
-                t.up_since = Some(now);
+                // Uptime is the process's: the same process found again
+                // (after pause and resume, a reload, a restart of procward)
+                // keeps it.
+                if t.up_proc != Some(main) || t.up_since.is_none() {
+                    t.up_since = Some(now);
+                    t.up_proc = Some(main);
+                }
+                t.down_reported = false;
+                t.script = None;
+                t.due = None;
                 t.waiting_said = false;
                 t.over_max = false;
                 t.children_armed = false;
@@ -847,7 +1038,13 @@ impl Monitor {
             }
             Phase::Waiting if !t.waiting_said => {
                 t.waiting_said = true;
-                if t.ever_up {
+                if t.ever_up && t.down_reported {
+                    // Its end was reported already (before a reset, or
+                    // before procward restarted): recover without saying
+                    // it again.
+                    let pid = t.last_pid;
+                    self.recover(i, Reason::Disappeared, pid, now, actions);
+                } else if t.ever_up {
                     // It was up when procward last ran and is gone now.
                     let pid = t.last_pid;
                     let mut ev = EventSpec::new(msg::PROCESS_DISAPPEARED).target(&name);
@@ -929,6 +1126,38 @@ impl Monitor {
         let name = t.spec.name.clone();
         let was_main = t.main() == Some(proc);
         t.procs.retain(|p| *p != proc);
+        // In a group, members are equal; only a pidfile names a main
+        // process (the master) whose end is the group's.
+        let member = t.spec.is_group() && !(was_main && t.spec.matcher.pidfile.is_some());
+        if member {
+            let count = t.procs.len() as u32;
+            let min = t.spec.min_count();
+            let max = t.spec.count.and_then(|c| c.1);
+            let mut out = Out { actions, now };
+            if count < min {
+                let pid = Some(proc.pid);
+                let ev = EventSpec::new(msg::COUNT_BELOW_MIN)
+                    .target(&name)
+                    .field("count", count)
+                    .field("min", min);
+                self.fail(i, Reason::Count, pid, ev, now, actions);
+            } else if let (true, Some(max)) = (t.over_max, max.filter(|&m| count <= m)) {
+                t.over_max = false;
+                let ev = EventSpec::new(msg::COUNT_NORMAL)
+                    .target(&name)
+                    .field("count", count)
+                    .field("max", max);
+                out.emit(t, ev);
+            } else {
+                let ev = EventSpec::new(msg::MEMBER_EXITED)
+                    .target(&name)
+                    .pid(proc.pid)
+                    .field("count", count)
+                    .field("min", min);
+                out.emit(t, ev);
+            }
+            return;
+        }
         if was_main {
             let (reason, ev) = match kind {
                 ExitKind::Disappeared => (
@@ -1049,6 +1278,7 @@ impl Monitor {
         let name = t.spec.name.clone();
         let mut out = Out { actions, now };
         out.emit(t, ev);
+        t.down_reported = true;
         if !t.procs.is_empty() {
             out.push(Action::UntrackAll { target: name });
         }
@@ -1069,6 +1299,12 @@ impl Monitor {
         now: Ms,
         actions: &mut Vec<Action>,
     ) {
+        // What follows a failed operator's start is an ordinary, counted
+        // recovery of an absent process.
+        let reason = match reason {
+            Reason::Manual => Reason::Disappeared,
+            r => r,
+        };
         let t = &mut self.targets[i];
         t.token += 1;
         if t.spec.restart.script.is_none() {
@@ -1104,6 +1340,7 @@ impl Monitor {
         let t = &mut self.targets[i];
         let name = t.spec.name.clone();
         t.phase = Phase::Backoff { reason, pid };
+        t.due = Some(now + delay);
         let mut out = Out { actions, now };
         out.push(Action::Arm {
             target: name.clone(),
@@ -1206,6 +1443,8 @@ impl Monitor {
             t.attempts.len() as u32
         };
         t.phase = Phase::Restarting { attempt, reason };
+        t.script = None;
+        t.due = None;
         t.token += 1;
         let mut out = Out { actions, now };
         let script = t
@@ -1215,12 +1454,16 @@ impl Monitor {
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        let mut ev = EventSpec::new(msg::RESTART_STARTED)
-            .target(&name)
-            .field("attempt", attempt)
-            .field("max", t.spec.retry.max)
-            .field("reason", reason.as_str())
-            .field("script", script);
+        let mut ev = if reason == Reason::Manual {
+            EventSpec::new(msg::START_SCRIPT_STARTED)
+        } else {
+            EventSpec::new(msg::RESTART_STARTED)
+                .field("attempt", attempt)
+                .field("max", t.spec.retry.max)
+                .field("reason", reason.as_str())
+        }
+        .target(&name)
+        .field("script", script);
         if let Some(p) = pid {
             ev = ev.pid(p);
         }
@@ -1248,10 +1491,16 @@ impl Monitor {
             _ => return, // paused, reset or reloaded meanwhile
         };
         let name = t.spec.name.clone();
+        t.script = None;
+        let manual = reason == Reason::Manual;
         let mut out = Out { actions, now };
         match outcome {
-            ScriptOutcome::Exited { code: 0, .. } => {
+            ScriptOutcome::Exited { code: 0, .. } | ScriptOutcome::Unknown => {
                 let settle = t.spec.restart.settle;
+                let status = match outcome {
+                    ScriptOutcome::Unknown => outcome_status(&outcome),
+                    _ => "exit code 0".to_string(),
+                };
                 t.phase = Phase::Settling { attempt, reason };
                 t.token += 1;
                 out.push(Action::Arm {
@@ -1259,14 +1508,27 @@ impl Monitor {
                     token: t.token,
                     at: now + settle.as_millis() as u64,
                 });
+                let ev = if manual {
+                    EventSpec::new(msg::START_SCRIPT_DONE)
+                } else {
+                    EventSpec::new(msg::RESTART_SCRIPT_DONE).field("attempt", attempt)
+                };
                 out.emit(
                     t,
-                    EventSpec::new(msg::RESTART_SCRIPT_DONE)
-                        .target(&name)
-                        .field("attempt", attempt)
-                        .field("settle", humantime::format_duration(settle).to_string()),
+                    ev.target(&name)
+                        .field("settle", humantime::format_duration(settle).to_string())
+                        .field("status", status),
                 );
                 out.push(Action::ScanSoon);
+                out.push(Action::Persist);
+            }
+            ref other if manual => {
+                let ev = EventSpec::new(msg::START_FAILED)
+                    .target(&name)
+                    .field("status", outcome_status(other))
+                    .field("output", outcome_output(other));
+                out.emit(t, ev);
+                self.recover(i, reason, None, now, actions);
             }
             ScriptOutcome::TimedOut { ref output } => {
                 let ev = EventSpec::new(msg::RESTART_SCRIPT_TIMEOUT)
@@ -1307,6 +1569,7 @@ pub fn outcome_status(o: &ScriptOutcome) -> String {
         ScriptOutcome::Signaled { signal, .. } => format!("killed by signal {signal}"),
         ScriptOutcome::TimedOut { .. } => "timed out".into(),
         ScriptOutcome::SpawnFailed(e) => format!("not started: {e}"),
+        ScriptOutcome::Unknown => "exit status unknown: started by an earlier procward".into(),
     }
 }
 
@@ -1315,7 +1578,7 @@ pub fn outcome_output(o: &ScriptOutcome) -> String {
         ScriptOutcome::Exited { output, .. }
         | ScriptOutcome::Signaled { output, .. }
         | ScriptOutcome::TimedOut { output } => output.clone(),
-        ScriptOutcome::SpawnFailed(_) => String::new(),
+        ScriptOutcome::SpawnFailed(_) | ScriptOutcome::Unknown => String::new(),
     }
 }
 

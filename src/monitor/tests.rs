@@ -305,10 +305,12 @@ fn backoff_grows_exponentially_with_cap_and_jitter() {
     s.retry.backoff_max = Duration::from_secs(5);
     let mut m = mon(s);
     found(&mut m, &[100], T0);
+    // The first restart is immediate; the ones after it back off.
     let a = killed(&mut m, 100, T0);
-    let mut now = T0;
+    assert_eq!(ids(&a).last(), Some(&msg::RESTART_STARTED));
+    let mut now = T0 + 1;
+    let mut a = script(&mut m, 1, 1, now);
     let expected = [1000u64, 2000, 4000, 5000, 5000];
-    let mut a = a;
     for (n, full) in expected.iter().enumerate() {
         assert_eq!(
             ids(&a).last(),
@@ -325,7 +327,7 @@ fn backoff_grows_exponentially_with_cap_and_jitter() {
         let b = timer(&mut m, tok, now);
         assert_eq!(ids(&b), vec![msg::RESTART_STARTED]);
         now += 1;
-        a = script(&mut m, n as u32 + 1, 1, now);
+        a = script(&mut m, n as u32 + 2, 1, now);
     }
 }
 
@@ -335,15 +337,16 @@ fn target_back_during_backoff_cancels_the_restart() {
     s.retry.backoff_initial = Duration::from_secs(5);
     let mut m = mon(s);
     found(&mut m, &[100], T0);
-    let a = killed(&mut m, 100, T0);
+    killed(&mut m, 100, T0);
+    let a = script(&mut m, 1, 1, T0 + 1);
     let (tok, at) = arm(&a);
     assert_eq!(ids(&found(&mut m, &[150], T0 + S)), vec![msg::TARGET_BACK]);
     assert!(timer(&mut m, tok, at).is_empty(), "stale timer");
     assert_eq!(phase(&m), Phase::Up);
     assert_eq!(
         m.status(T0 + 2 * S)[0].restarts_in_window,
-        0,
-        "no restart ran"
+        1,
+        "no second restart ran"
     );
 }
 
@@ -498,9 +501,16 @@ fn group_count_below_min_above_max_and_back() {
         ids(&found(&mut m, &[100, 101, 102], T0 + 4 * S)),
         vec![msg::COUNT_NORMAL]
     );
-    // Workers exit: 3 left, then 2, fine. Another: below min.
-    assert!(killed(&mut m, 102, T0 + 5 * S).is_empty());
-    assert!(killed(&mut m, 103, T0 + 5 * S).is_empty());
+    // Workers exit: 3 left, then 2, fine (said, no restart). Another:
+    // below min.
+    assert_eq!(
+        ids(&killed(&mut m, 102, T0 + 5 * S)),
+        vec![msg::MEMBER_EXITED]
+    );
+    assert_eq!(
+        ids(&killed(&mut m, 103, T0 + 5 * S)),
+        vec![msg::MEMBER_EXITED]
+    );
     let a = killed(&mut m, 101, T0 + 6 * S);
     assert_eq!(ids(&a), vec![msg::COUNT_BELOW_MIN, msg::RESTART_STARTED]);
     assert!(a.iter().any(|x| matches!(
@@ -568,16 +578,18 @@ fn reload_keeps_state_of_unchanged_targets() {
 /// its fields cover what the texts name (strict templates).
 #[test]
 fn every_emitted_event_renders_in_both_languages() {
+    const S2: Duration = Duration::from_secs(2);
     use crate::catalog::Catalog;
     use crate::config::Lang;
     use crate::notify::render::Renderer;
     let r = Renderer::new(std::sync::Arc::new(Catalog::embedded()), None, "h").unwrap();
     let mut all = Vec::new();
     let mut s = spec("a");
-    s.retry.max = 1;
+    s.retry.max = 2;
     s.retry.backoff_initial = Duration::from_secs(1);
     s.on_retry_over = OnRetryOver::Failover;
     s.count = Some((1, Some(1)));
+    s.matcher.pidfile = Some("/run/a.pid".into());
     s.children_min = Some(1);
     s.failover = Some(Failover {
         command: vec!["/bin/true".into()],
@@ -604,16 +616,21 @@ fn every_emitted_event_renders_in_both_languages() {
         },
         T0,
     ));
-    let (tok, at) = arm(&all);
+    let timed_out = |m: &mut Monitor, attempt, now| {
+        m.handle(
+            Input::ScriptDone {
+                target: "a".into(),
+                attempt,
+                outcome: ScriptOutcome::TimedOut { output: "x".into() },
+            },
+            now,
+        )
+    };
+    let delayed = timed_out(&mut m, 1, T0 + 1);
+    let (tok, at) = arm(&delayed);
+    all.extend(delayed);
     all.extend(timer(&mut m, tok, at));
-    all.extend(m.handle(
-        Input::ScriptDone {
-            target: "a".into(),
-            attempt: 1,
-            outcome: ScriptOutcome::TimedOut { output: "x".into() },
-        },
-        at + 1,
-    ));
+    all.extend(timed_out(&mut m, 2, at + 1));
     all.extend(m.handle(
         Input::CommandDone {
             target: "a".into(),
@@ -636,8 +653,34 @@ fn every_emitted_event_renders_in_both_languages() {
         },
         at + 5,
     ));
+    // A group member's end, and an operator's start that fails then works.
+    let mut g = spec("a");
+    g.count = Some((1, None));
+    let mut m = mon(g);
+    all.extend(found(&mut m, &[300, 301], at + 6));
+    all.extend(killed(&mut m, 301, at + 7));
+    all.extend(
+        m.command("a", Command::Stop { timeout: S2 }, "root", at + 8)
+            .unwrap(),
+    );
+    all.extend(m.command("a", Command::Start, "root", at + 9).unwrap());
+    all.extend(found(&mut m, &[], at + 9));
+    all.extend(script(&mut m, 0, 1, at + 10));
+    all.extend(
+        m.command("a", Command::Stop { timeout: S2 }, "root", at + 11)
+            .unwrap(),
+    );
+    all.extend(m.command("a", Command::Start, "root", at + 12).unwrap());
+    all.extend(found(&mut m, &[], at + 12));
+    all.extend(script(&mut m, 0, 0, at + 13));
+    all.extend(found(&mut m, &[400], at + 14));
     let ids_seen = ids(&all);
     for id in [
+        msg::MEMBER_EXITED,
+        msg::START_SCRIPT_STARTED,
+        msg::START_FAILED,
+        msg::START_SCRIPT_DONE,
+        msg::STARTED_BY_SCRIPT,
         msg::TARGET_WAITING,
         msg::TARGET_FOUND,
         msg::COUNT_ABOVE_MAX,
@@ -806,7 +849,7 @@ fn stop_then_start_is_not_counted() {
     assert_eq!(ids(&a), vec![msg::TARGET_STARTED]);
     // The scan finds nothing: the script runs, attempt 0, not counted.
     let a = found(&mut m, &[], T0 + S);
-    assert_eq!(ids(&a), vec![msg::RESTART_STARTED]);
+    assert_eq!(ids(&a), vec![msg::START_SCRIPT_STARTED]);
     assert!(a.iter().any(|x| matches!(
         x,
         Action::RunScript {
@@ -815,10 +858,13 @@ fn stop_then_start_is_not_counted() {
             ..
         }
     )));
-    script(&mut m, 0, 0, T0 + 2 * S);
+    assert_eq!(
+        ids(&script(&mut m, 0, 0, T0 + 2 * S)),
+        vec![msg::START_SCRIPT_DONE]
+    );
     assert_eq!(
         ids(&found(&mut m, &[300], T0 + 3 * S)),
-        vec![msg::TARGET_RECOVERED]
+        vec![msg::STARTED_BY_SCRIPT]
     );
     assert_eq!(m.status(T0 + 3 * S)[0].restarts_in_window, 0);
     // Start while up: nothing to do.

@@ -1,33 +1,83 @@
 //! The event journal: JSON lines in `state-dir/events.jsonl`, rotated to
-//! `events.jsonl.1` past 16 MiB.
+//! `events.jsonl.1` past 16 MiB. Lines are whole: a write that fails part
+//! way is cut back off, and a partial last line left by a crash is removed
+//! at start-up. Sequence numbers are reserved in blocks in `seq` before
+//! use, so a number is never given twice in the life of the state
+//! directory, even when procward is killed before the journal is written.
 
 use crate::event::Event;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 pub const FILE: &str = "events.jsonl";
 pub const LIMIT: u64 = 16 << 20;
+/// The file holding the highest sequence number reserved.
+pub const SEQ_FILE: &str = "seq";
+/// Sequence numbers reserved per write of [`SEQ_FILE`].
+const SEQ_BLOCK: u64 = 1000;
+/// How far from the end of the journal a partial line or the last
+/// sequence number is looked for (an event is a few KiB at most).
+const TAIL: u64 = 1 << 20;
 
 pub struct Journal {
     path: PathBuf,
     file: std::fs::File,
     size: u64,
+    /// A failed write could not be cut back: cut it before the next one.
+    torn: bool,
 }
 
 fn open(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
     let f = crate::state::open_append(path)?;
-    let size = f.metadata()?.len();
+    let size = repair(&f)?;
     Ok((f, size))
+}
+
+/// Remove a partial last line (no newline at the end), left by a crash or
+/// a full disk; return the size after.
+fn repair(f: &std::fs::File) -> std::io::Result<u64> {
+    let size = f.metadata()?.len();
+    if size == 0 {
+        return Ok(0);
+    }
+    let from = size.saturating_sub(TAIL);
+    let mut tail = Vec::new();
+    let mut r = f;
+    r.seek(SeekFrom::Start(from))?;
+    r.take(size - from).read_to_end(&mut tail)?;
+    if tail.last() == Some(&b'\n') {
+        return Ok(size);
+    }
+    let keep = match tail.iter().rposition(|&b| b == b'\n') {
+        Some(i) => from + i as u64 + 1,
+        None if from == 0 => 0,
+        None => return Ok(size), // no line end in the tail: leave it alone
+    };
+    f.set_len(keep)?;
+    Ok(keep)
 }
 
 impl Journal {
     pub fn open(dir: &Path) -> std::io::Result<Journal> {
         let path = dir.join(FILE);
         let (file, size) = open(&path)?;
-        Ok(Journal { path, file, size })
+        Ok(Journal {
+            path,
+            file,
+            size,
+            torn: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     pub fn append(&mut self, ev: &Event) -> std::io::Result<()> {
+        if self.torn {
+            self.file.set_len(self.size)?;
+            self.torn = false;
+        }
         let mut line = serde_json::to_vec(ev)?;
         line.push(b'\n');
         if self.size + line.len() as u64 > LIMIT {
@@ -38,7 +88,11 @@ impl Journal {
             self.file = f;
             self.size = s;
         }
-        self.file.write_all(&line)?;
+        if let Err(e) = self.file.write_all(&line) {
+            // Never leave half a line for the next one to run into.
+            self.torn = self.file.set_len(self.size).is_err();
+            return Err(e);
+        }
         self.size += line.len() as u64;
         Ok(())
     }
@@ -62,7 +116,123 @@ pub fn read(dir: &Path, since_ms: u64) -> Vec<Event> {
     out
 }
 
-/// The highest sequence number written so far (0 for none).
+/// The highest sequence number in the last lines of the journal (or of
+/// its rotated generation when the journal is empty); 0 for none. Reads
+/// at most the last MiB, not the whole journal.
 pub fn last_seq(dir: &Path) -> u64 {
-    read(dir, 0).last().map(|e| e.seq).unwrap_or(0)
+    for name in [FILE.to_string(), format!("{FILE}.1")] {
+        let Ok(mut f) = crate::state::open_read(&dir.join(name)) else {
+            continue;
+        };
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let from = size.saturating_sub(TAIL);
+        let mut tail = Vec::new();
+        if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_end(&mut tail).is_err() {
+            continue;
+        }
+        let best = tail
+            .split(|&b| b == b'\n')
+            .filter_map(|l| serde_json::from_slice::<Event>(l).ok())
+            .map(|e| e.seq)
+            .max();
+        if let Some(seq) = best {
+            return seq;
+        }
+    }
+    0
+}
+
+/// Sequence numbers reserved durably ahead of use.
+pub struct Seq {
+    dir: PathBuf,
+    next: u64,
+    reserved: u64,
+}
+
+impl Seq {
+    /// Continue after everything ever reserved or journaled. The first
+    /// block is reserved before the first number is given out.
+    pub fn open(dir: &Path) -> (Seq, Result<(), String>) {
+        let saved = crate::state::read_bounded(&dir.join(SEQ_FILE), 64)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let last = saved.max(last_seq(dir));
+        let mut s = Seq {
+            dir: dir.to_path_buf(),
+            next: last + 1,
+            reserved: last,
+        };
+        let r = s.reserve();
+        (s, r)
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(SEQ_FILE)
+    }
+
+    /// The next number. `Err` when a new block could not be written: the
+    /// number is still unique for this run, but a crash before the next
+    /// successful reservation could give it again.
+    pub fn take(&mut self) -> (u64, Result<(), String>) {
+        let r = if self.next > self.reserved {
+            self.reserve()
+        } else {
+            Ok(())
+        };
+        let n = self.next;
+        self.next += 1;
+        (n, r)
+    }
+
+    fn reserve(&mut self) -> Result<(), String> {
+        let upto = self.next.saturating_add(SEQ_BLOCK);
+        let tmp = self.dir.join("seq.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = crate::state::create_new(&tmp)?;
+            f.write_all(format!("{upto}\n").as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, self.path())
+        };
+        match write() {
+            Ok(()) => {
+                self.reserved = upto;
+                Ok(())
+            }
+            Err(e) => {
+                // Go on in memory; try again at the next number.
+                self.reserved = self.next;
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_last_line_is_removed_at_open() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(FILE);
+        std::fs::write(&p, "{\"a\":1}\n{\"b\":").unwrap();
+        let j = Journal::open(d.path()).unwrap();
+        assert_eq!(j.size, 8);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":1}\n");
+    }
+
+    #[test]
+    fn sequence_numbers_continue_past_every_reservation() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut s, r) = Seq::open(d.path());
+        r.unwrap();
+        assert_eq!(s.take().0, 1);
+        assert_eq!(s.take().0, 2);
+        // Killed here: the next run starts after the whole reserved block.
+        drop(s);
+        let (mut s, _) = Seq::open(d.path());
+        assert_eq!(s.take().0, SEQ_BLOCK + 2);
+    }
 }

@@ -10,7 +10,7 @@ pub mod snmp;
 pub mod syslog;
 pub mod usm;
 
-use crate::event::Event;
+use crate::event::{Event, EventSpec};
 use crate::monitor::Persisted;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,6 +22,40 @@ enum IoMsg {
     /// The state slot holds a newer snapshot.
     State,
     Sync(std::sync::mpsc::Sender<()>),
+    /// Like Sync, for an async waiter.
+    Synced(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Write failures of procward's own files, one PW1012 per outage and one
+/// PW1013 when the file can be written again.
+#[derive(Default)]
+pub struct Outages {
+    failures: std::collections::HashMap<String, u64>,
+}
+
+impl Outages {
+    /// A write of `what` at `path` failed: the event to say, if this
+    /// failure starts an outage.
+    pub fn failed(&mut self, what: &str, path: &std::path::Path, error: &str) -> Option<EventSpec> {
+        let n = self.failures.entry(what.to_string()).or_insert(0);
+        *n += 1;
+        (*n == 1).then(|| {
+            EventSpec::new(crate::event::msg::WRITE_FAILED)
+                .field("what", what)
+                .field("path", path.display().to_string())
+                .field("error", error)
+        })
+    }
+
+    /// A write of `what` succeeded: the event to say, if it ends an outage.
+    pub fn ok(&mut self, what: &str, path: &std::path::Path) -> Option<EventSpec> {
+        self.failures.remove(what).map(|n| {
+            EventSpec::new(crate::event::msg::WRITE_RECOVERED)
+                .field("what", what)
+                .field("path", path.display().to_string())
+                .field("failures", n)
+        })
+    }
 }
 
 /// Only the newest state snapshot matters: one slot, not a queue, so a
@@ -37,7 +71,9 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn start(state_dir: PathBuf) -> std::io::Result<Notifier> {
+    /// `report` receives the events about the journal's and the state
+    /// file's own writes (PW1012, PW1013).
+    pub fn start(state_dir: PathBuf, report: queue::Reporter) -> std::io::Result<Notifier> {
         let mut journal = journal::Journal::open(&state_dir)?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<IoMsg>(65_536);
         let state: StateSlot = Arc::default();
@@ -46,11 +82,20 @@ impl Notifier {
             .name("procward-io".into())
             .spawn(move || {
                 use std::io::Write;
+                let mut outages = Outages::default();
+                let state_path = crate::state::path(&state_dir);
                 for m in rx {
                     match m {
                         IoMsg::Event(ev, console) => {
-                            if let Err(e) = journal.append(&ev) {
-                                eprintln!("procward: cannot write the event journal: {e}");
+                            let said = match journal.append(&ev) {
+                                Err(e) => {
+                                    eprintln!("procward: cannot write the event journal: {e}");
+                                    outages.failed("event journal", journal.path(), &e.to_string())
+                                }
+                                Ok(()) => outages.ok("event journal", journal.path()),
+                            };
+                            if let Some(spec) = said {
+                                report(spec);
                             }
                             if let Some(line) = console {
                                 let mut err = std::io::stderr().lock();
@@ -60,15 +105,25 @@ impl Notifier {
                         IoMsg::State => {
                             let snapshot = slot.lock().expect("state slot").take();
                             if let Some(s) = snapshot {
-                                if let Err(e) = crate::state::save(&state_dir, &s) {
-                                    eprintln!(
-                                        "procward: cannot save state in {}: {e}",
-                                        state_dir.display()
-                                    );
+                                let said = match crate::state::save(&state_dir, &s) {
+                                    Err(e) => {
+                                        eprintln!(
+                                            "procward: cannot save state in {}: {e}",
+                                            state_dir.display()
+                                        );
+                                        outages.failed("state file", &state_path, &e.to_string())
+                                    }
+                                    Ok(()) => outages.ok("state file", &state_path),
+                                };
+                                if let Some(spec) = said {
+                                    report(spec);
                                 }
                             }
                         }
                         IoMsg::Sync(done) => {
+                            let _ = done.send(());
+                        }
+                        IoMsg::Synced(done) => {
                             let _ = done.send(());
                         }
                     }
@@ -102,6 +157,14 @@ impl Notifier {
             // State must not be lost: wait for room rather than drop.
             let _ = self.io.send(IoMsg::State);
         }
+    }
+
+    /// Completes once everything sent so far is written (or failed to
+    /// be): what must be on disk before a restart script runs.
+    pub fn synced(&self) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = self.io.try_send(IoMsg::Synced(tx));
+        rx
     }
 
     /// Wait until everything sent so far is written.

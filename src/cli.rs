@@ -1,7 +1,14 @@
 //! Command-line definitions only (clap derive).
 
+use crate::catalog::Lang;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// A duration argument: "500ms", "10s", "5m" (at most 366 days).
+fn duration(s: &str) -> Result<Duration, String> {
+    crate::config::duration::parse(s)
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -17,10 +24,29 @@ pub struct Cli {
     pub command: Cmd,
 }
 
+/// A manager that filter definitions are generated for (`all`: every one).
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum LangArg {
-    En,
-    Ja,
+pub enum Manager {
+    Esmpro,
+    Websam,
+    Rsyslog,
+    Snmptt,
+    Mib,
+    All,
+}
+
+impl Manager {
+    /// The managers this stands for, by name.
+    pub fn names(self) -> Vec<&'static str> {
+        match self {
+            Manager::Esmpro => vec!["esmpro"],
+            Manager::Websam => vec!["websam"],
+            Manager::Rsyslog => vec!["rsyslog"],
+            Manager::Snmptt => vec!["snmptt"],
+            Manager::Mib => vec!["mib"],
+            Manager::All => crate::filters::MANAGERS.iter().map(|m| m.0).collect(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -66,15 +92,16 @@ pub enum Cmd {
     Start {
         target: String,
         /// Give up after this long
-        #[arg(long, default_value = "60s")]
-        wait: String,
+        #[arg(long, default_value = "60s", value_parser = duration)]
+        wait: Duration,
     },
     /// Stop a target: SIGTERM its processes, SIGKILL after --timeout, and
     /// stop monitoring it until `start`
     Stop {
         target: String,
-        #[arg(long, default_value = "10s")]
-        timeout: String,
+        /// SIGKILL follows SIGTERM after this
+        #[arg(long, default_value = "10s", value_parser = duration)]
+        timeout: Duration,
     },
     /// Re-read the configuration; an invalid one is rejected
     Reload,
@@ -100,7 +127,7 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value = "rfc3164")]
         format: RenderFormat,
         #[arg(long, value_enum, default_value = "en")]
-        lang: LangArg,
+        lang: Lang,
     },
     /// Run a command as a child subreaper that reaps every orphan it
     /// inherits (for containers whose PID 1 does not reap; used by the demo
@@ -132,15 +159,16 @@ pub enum FiltersCmd {
     /// Write the definitions into DIR/MANAGER/
     Generate {
         /// A manager from `filters list`, or `all`
-        #[arg(long)]
-        manager: String,
+        #[arg(long, value_enum)]
+        manager: Manager,
         #[arg(long, default_value = "filter-defs")]
         out: std::path::PathBuf,
     },
     /// Install the definitions into the manager's directory under ROOT
     Install {
-        #[arg(long)]
-        manager: String,
+        /// A manager from `filters list`, or `all`
+        #[arg(long, value_enum)]
+        manager: Manager,
         #[arg(long, default_value = "/")]
         root: std::path::PathBuf,
         /// Say what would change, change nothing
@@ -157,6 +185,6 @@ pub enum CatalogCmd {
     Show {
         id: String,
         #[arg(long, value_enum, default_value = "en")]
-        lang: LangArg,
+        lang: Lang,
     },
 }

@@ -3,11 +3,12 @@
 //! the real daemon on them, kills the service with SIGKILL three times and
 //! shows detection, restart, RETRY-OVER and the rendered messages.
 
+use crate::catalog::render::Renderer;
 use crate::catalog::Catalog;
 use crate::config::{Lang, SyslogFormat, SyslogSink, Transport};
 use crate::control::{Client, Request};
 use crate::monitor::TargetStatus;
-use crate::notify::{render::Renderer, syslog};
+use crate::notify::syslog;
 use anyhow::{bail, Context};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -148,7 +149,7 @@ on-retry-over = "unmonitor"
         .spawn()?;
     guard.daemon = Some(child);
     let st = wait_for(&sock, timeout, "the service to be monitored", |s| {
-        s.state == "up"
+        s.state == crate::monitor::State::Up
     })?;
     let mut pid = st.pids[0];
     guard.service_pids.push(pid);
@@ -165,7 +166,7 @@ on-retry-over = "unmonitor"
         }
         if round < 3 {
             let st = wait_for(&sock, timeout, "the restart", |s| {
-                s.state == "up" && s.pids.first() != Some(&pid)
+                s.state == crate::monitor::State::Up && s.pids.first() != Some(&pid)
             })?;
             println!(
                 "   recovered in {:.0} ms: new pid {}, restarts in window {}/{}",
@@ -177,7 +178,9 @@ on-retry-over = "unmonitor"
             pid = st.pids[0];
             guard.service_pids.push(pid);
         } else {
-            let st = wait_for(&sock, timeout, "RETRY-OVER", |s| s.state == "retry-over")?;
+            let st = wait_for(&sock, timeout, "RETRY-OVER", |s| {
+                s.state == crate::monitor::State::RetryOver
+            })?;
             println!(
                 "   state {}: procward stopped restarting ({} restarts in the window)",
                 st.state, st.restarts_in_window

@@ -9,7 +9,7 @@ pub mod daemon;
 pub mod demo;
 pub mod event;
 pub mod filters;
-pub mod mib;
+
 pub mod monitor;
 pub mod notify;
 pub mod probe;

@@ -1,23 +1,19 @@
 use clap::Parser;
+use procward::catalog::render::Renderer;
 use procward::catalog::Catalog;
-use procward::cli::{CatalogCmd, Cli, Cmd, FiltersCmd, LangArg, RenderFormat};
+use procward::cli::{CatalogCmd, Cli, Cmd, FiltersCmd, RenderFormat};
 use procward::config::{self, Lang, SyslogFormat, SyslogSink, Transport};
 use procward::control::{self, Client, ClientError, Request, Response};
 use procward::daemon;
-use procward::monitor::TargetStatus;
-use procward::notify::{render::Renderer, syslog};
+use procward::monitor::{State, TargetStatus};
+use procward::notify::syslog;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const EXIT_FAIL: u8 = 1;
 const EXIT_UNREACHABLE: u8 = 3;
-
-fn lang(l: LangArg) -> Lang {
-    match l {
-        LangArg::En => Lang::En,
-        LangArg::Ja => Lang::Ja,
-    }
-}
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     // glibc gives each thread its own malloc arena; a daemon that mostly
@@ -65,312 +61,306 @@ fn print_response(r: &Response) -> u8 {
     }
 }
 
-fn dispatch(cmd: Cmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
-    let sock = || control::socket_path(cfg_path);
+fn dispatch(cmd: Cmd, cfg: &Path) -> anyhow::Result<u8> {
     match cmd {
-        Cmd::Run { quiet } => {
-            let rt = runtime()?;
-            rt.block_on(async {
-                let h = daemon::start(daemon::Options {
-                    config: cfg_path.to_path_buf(),
-                    console: !quiet,
-                    signals: true,
-                })
-                .await?;
-                h.task.await??;
-                Ok::<_, anyhow::Error>(())
-            })?;
-            Ok(0)
-        }
-        Cmd::Check => match daemon::load_all(cfg_path) {
-            Ok((cfg, r)) => {
-                for w in &cfg.warnings {
-                    eprintln!("warning: {w}");
-                }
-                println!(
-                    "{}: OK ({} targets, {} syslog sinks, {} files, {} catalog messages)",
-                    cfg_path.display(),
-                    cfg.targets.len(),
-                    cfg.syslog.len(),
-                    cfg.files.len(),
-                    r.catalog.messages.len()
-                );
-                Ok(0)
-            }
-            Err(errors) => {
-                for e in &errors {
-                    eprintln!("{e}");
-                }
-                let n = errors.len();
-                eprintln!(
-                    "{}: {n} error{}",
-                    cfg_path.display(),
-                    if n == 1 { "" } else { "s" }
-                );
-                Ok(EXIT_FAIL)
-            }
-        },
-        Cmd::Status { target, json } => {
-            let r = Client::call(&sock(), &Request::Status)?;
-            if !r.ok {
-                return Ok(print_response(&r));
-            }
-            let mut rows: Vec<TargetStatus> = serde_json::from_value(r.result.unwrap_or_default())?;
-            if let Some(t) = &target {
-                rows.retain(|r| &r.target == t);
-                if rows.is_empty() {
-                    eprintln!("procward: no target named `{t}`");
-                    return Ok(EXIT_FAIL);
-                }
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                print_status(&rows);
-            }
-            Ok(0)
-        }
-        Cmd::Pause { target, all } => Ok(print_response(&Client::call(
-            &sock(),
-            &Request::Pause { target, all },
-        )?)),
-        Cmd::Resume { target, all } => Ok(print_response(&Client::call(
-            &sock(),
-            &Request::Resume { target, all },
-        )?)),
-        Cmd::Reset { target } => Ok(print_response(&Client::call(
-            &sock(),
-            &Request::Reset { target },
-        )?)),
-        Cmd::Start { target, wait } => {
-            let wait =
-                config::duration::parse(&wait).map_err(|e| anyhow::anyhow!("--wait: {e}"))?;
-            let r = Client::call(
-                &sock(),
-                &Request::Start {
-                    target: target.clone(),
-                },
-            )?;
-            if !r.ok {
-                return Ok(print_response(&r));
-            }
-            let deadline = std::time::Instant::now() + wait;
-            loop {
-                let r = Client::call(&sock(), &Request::Status)?;
-                let rows: Vec<TargetStatus> = serde_json::from_value(r.result.unwrap_or_default())?;
-                let state = rows
-                    .iter()
-                    .find(|s| s.target == target)
-                    .map(|s| s.state.clone())
-                    .unwrap_or_default();
-                match state.as_str() {
-                    "up" => {
-                        println!("{target} is up");
-                        return Ok(0);
-                    }
-                    "failed" | "retry-over" | "stopped" | "paused" | "down" => {
-                        eprintln!("procward: {target} did not start (state {state}); see `procward events`");
-                        return Ok(EXIT_FAIL);
-                    }
-                    _ => {}
-                }
-                if std::time::Instant::now() > deadline {
-                    eprintln!(
-                        "procward: {target} not up after {} (state {state})",
-                        humantime::format_duration(wait)
-                    );
-                    return Ok(EXIT_FAIL);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        }
-        Cmd::Stop { target, timeout } => {
-            let t =
-                config::duration::parse(&timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
-            let r = Client::call(
-                &sock(),
-                &Request::Stop {
-                    target: target.clone(),
-                    timeout_ms: t.as_millis() as u64,
-                },
-            )?;
-            if !r.ok {
-                return Ok(print_response(&r));
-            }
-            // Wait until the processes are gone (SIGKILL follows at the timeout).
-            let pids: Vec<u32> = r
-                .result
-                .as_ref()
-                .and_then(|v| v.get("pids"))
-                .and_then(|v| serde_json::from_value(v.clone()).ok())
-                .unwrap_or_default();
-            let deadline = std::time::Instant::now() + t + std::time::Duration::from_secs(5);
-            let mut buf = Vec::new();
-            while pids.iter().any(|p| {
-                procward::probe::procfs::read_stat(*p, &mut buf)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|s| !s.is_dead())
-            }) {
-                if std::time::Instant::now() > deadline {
-                    eprintln!("procward: {target}: processes {pids:?} still there");
-                    return Ok(EXIT_FAIL);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            println!("{target} stopped");
-            Ok(0)
-        }
-        Cmd::Reload => {
-            let r = Client::call(&sock(), &Request::Reload)?;
-            if r.ok {
-                println!("configuration reloaded");
-            }
-            Ok(print_response(&r))
-        }
+        Cmd::Run { quiet } => run(cfg, quiet),
+        Cmd::Check => check(cfg),
+        Cmd::Status { target, json } => status(cfg, target, json),
+        Cmd::Pause { target, all } => ask(cfg, &Request::Pause { target, all }),
+        Cmd::Resume { target, all } => ask(cfg, &Request::Resume { target, all }),
+        Cmd::Reset { target } => ask(cfg, &Request::Reset { target }),
+        Cmd::Start { target, wait } => start(cfg, &target, wait),
+        Cmd::Stop { target, timeout } => stop(cfg, &target, timeout),
+        Cmd::Reload => reload(cfg),
         Cmd::Events {
             follow,
             json,
             since,
-        } => {
-            let since_ms = match since {
-                None => 0,
-                Some(s) => parse_since(&s)?,
-            };
-            let mut c = Client::connect(&sock())?;
-            c.send(&Request::Events { since_ms, follow })?;
-            loop {
-                let r = c.recv(None)?;
-                match (r.ok, r.event) {
-                    (_, Some(ev)) => {
-                        if json {
-                            println!("{}", serde_json::to_string(&ev)?);
-                        } else {
-                            println!(
-                                "{} {:<8} {} {}",
-                                ev.time,
-                                ev.severity.as_str(),
-                                ev.id,
-                                ev.text
-                            );
-                        }
-                    }
-                    (true, None) => return Ok(0),
-                    (false, None) => {
-                        return Ok(print_response(&Response::err(r.error.unwrap_or_default())))
-                    }
-                }
-            }
-        }
-        Cmd::Catalog { command } => {
-            let c = Catalog::embedded();
-            match command {
-                CatalogCmd::List => {
-                    for m in &c.messages {
-                        println!(
-                            "{}  {:<9}  {:<24}  {}",
-                            m.id,
-                            m.severity.as_str(),
-                            m.name,
-                            m.text.en
-                        );
-                    }
-                    Ok(0)
-                }
-                CatalogCmd::Show { id, lang: l } => {
-                    let Some(m) = c.get(&id) else {
-                        eprintln!("procward: no message {id}; see `procward catalog list`");
-                        return Ok(EXIT_FAIL);
-                    };
-                    let l = lang(l);
-                    println!("{} {} ({})", m.id, m.name, m.severity.as_str());
-                    println!("text:        {}", m.text(l));
-                    let fields: Vec<String> = m
-                        .fields
-                        .iter()
-                        .map(|(k, v)| format!("{k}: {v:?}").to_lowercase())
-                        .collect();
-                    println!("fields:      {}", fields.join(", "));
-                    println!("snmp:        {}", m.snmp);
-                    println!("description: {}", m.description);
-                    println!("action:      {}", m.action);
-                    Ok(0)
-                }
-            }
-        }
-        Cmd::Render {
-            id,
-            format,
-            lang: l,
-        } => {
-            let c = Arc::new(Catalog::embedded());
-            if c.get(&id).is_none() {
-                eprintln!("procward: no message {id}; see `procward catalog list`");
-                return Ok(EXIT_FAIL);
-            }
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .unwrap_or_default()
-                .trim()
-                .to_string();
-            let r = Renderer::new(c, None, &host).map_err(|e| anyhow::anyhow!(e.join("\n")))?;
-            let l = lang(l);
-            let ev = r.sample_event(&id, l);
-            let sink = |format, transport| SyslogSink {
-                name: "render".into(),
-                transport,
-                address: String::new(),
-                format,
-                facility: 3,
-                min_severity: procward::event::Severity::Debug,
-                queue: 1,
-                max_size: 8192,
-                language: l,
-            };
-            let out = match format {
-                RenderFormat::Json => serde_json::to_string_pretty(&ev)?,
-                RenderFormat::Rfc3164 => String::from_utf8_lossy(&syslog::format(
-                    &sink(SyslogFormat::Rfc3164, Transport::Unix),
-                    &r,
-                    &ev,
-                    std::process::id(),
-                ))
-                .into_owned(),
-                RenderFormat::Rfc5424 => String::from_utf8_lossy(&syslog::format(
-                    &sink(SyslogFormat::Rfc5424, Transport::Udp),
-                    &r,
-                    &ev,
-                    std::process::id(),
-                ))
-                .into_owned(),
-            };
-            println!("{out}");
-            Ok(0)
-        }
-        Cmd::Filters { command } => filters(command, cfg_path),
-        Cmd::Mib => {
-            // The root comes from the configuration when there is one.
-            let root = match config::load(cfg_path) {
-                Ok(c) => c.daemon.snmp_root,
-                Err(_) if !cfg_path.exists() => vec![1, 3, 6, 1, 4, 1, 32473],
-                Err(e) => {
-                    eprintln!("{e}");
-                    return Ok(EXIT_FAIL);
-                }
-            };
-            let r = Renderer::new(Arc::new(Catalog::embedded()), None, "localhost")
-                .map_err(|e| anyhow::anyhow!(e.join("\n")))?;
-            print!(
-                "{}",
-                procward::mib::generate(&r, &root).map_err(|e| anyhow::anyhow!(e))?
-            );
-            Ok(0)
-        }
+        } => events(cfg, follow, json, since.as_deref()),
+        Cmd::Catalog { command } => catalog(cfg, command),
+        Cmd::Render { id, format, lang } => render(cfg, &id, format, lang),
+        Cmd::Filters { command } => filters(command, cfg),
+        Cmd::Mib => mib(cfg),
         Cmd::Reaper { argv } => Ok(procward::reaper::run(&argv)),
         Cmd::Demo { timeout } => {
-            procward::demo::run(std::time::Duration::from_secs(timeout))?;
+            procward::demo::run(Duration::from_secs(timeout))?;
             Ok(0)
         }
     }
+}
+
+fn sock(cfg: &Path) -> PathBuf {
+    control::socket_path(cfg)
+}
+
+/// One request, its answer printed as success or error.
+fn ask(cfg: &Path, req: &Request) -> anyhow::Result<u8> {
+    Ok(print_response(&Client::call(&sock(cfg), req)?))
+}
+
+fn run(cfg: &Path, quiet: bool) -> anyhow::Result<u8> {
+    runtime()?.block_on(async {
+        let h = daemon::start(daemon::Options {
+            config: cfg.to_path_buf(),
+            console: !quiet,
+            signals: true,
+        })
+        .await?;
+        h.task.await??;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(0)
+}
+
+fn check(cfg: &Path) -> anyhow::Result<u8> {
+    match daemon::load_all(cfg) {
+        Ok((c, r)) => {
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "{}: OK ({} targets, {} syslog sinks, {} files, {} catalog messages)",
+                cfg.display(),
+                c.targets.len(),
+                c.syslog.len(),
+                c.files.len(),
+                r.catalog.messages.len()
+            );
+            Ok(0)
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            let n = errors.len();
+            let s = if n == 1 { "" } else { "s" };
+            eprintln!("{}: {n} error{s}", cfg.display());
+            Ok(EXIT_FAIL)
+        }
+    }
+}
+
+fn status_rows(cfg: &Path) -> anyhow::Result<Result<Vec<TargetStatus>, Response>> {
+    let r = Client::call(&sock(cfg), &Request::Status)?;
+    if !r.ok {
+        return Ok(Err(r));
+    }
+    Ok(Ok(serde_json::from_value(r.result.unwrap_or_default())?))
+}
+
+fn status(cfg: &Path, target: Option<String>, json: bool) -> anyhow::Result<u8> {
+    let mut rows = match status_rows(cfg)? {
+        Ok(rows) => rows,
+        Err(r) => return Ok(print_response(&r)),
+    };
+    if let Some(t) = &target {
+        rows.retain(|r| &r.target == t);
+        if rows.is_empty() {
+            eprintln!("procward: no target named `{t}`");
+            return Ok(EXIT_FAIL);
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print_status(&rows);
+    }
+    Ok(0)
+}
+
+fn start(cfg: &Path, target: &str, wait: Duration) -> anyhow::Result<u8> {
+    let r = Client::call(
+        &sock(cfg),
+        &Request::Start {
+            target: target.to_string(),
+        },
+    )?;
+    if !r.ok {
+        return Ok(print_response(&r));
+    }
+    let deadline = Instant::now() + wait;
+    loop {
+        let state = match status_rows(cfg)? {
+            Ok(rows) => rows
+                .into_iter()
+                .find(|s| s.target == target)
+                .map(|s| s.state),
+            Err(r) => return Ok(print_response(&r)),
+        };
+        match state {
+            Some(State::Up | State::Stalled) => {
+                println!("{target} is up");
+                return Ok(0);
+            }
+            Some(s) if s.given_up() || matches!(s, State::Stopped | State::Paused) => {
+                eprintln!("procward: {target} did not start (state {s}); see `procward events`");
+                return Ok(EXIT_FAIL);
+            }
+            _ => {}
+        }
+        if Instant::now() > deadline {
+            let state = state.map(|s| s.to_string()).unwrap_or_default();
+            let wait = humantime::format_duration(wait);
+            eprintln!("procward: {target} not up after {wait} (state {state})");
+            return Ok(EXIT_FAIL);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stop(cfg: &Path, target: &str, timeout: Duration) -> anyhow::Result<u8> {
+    let req = Request::Stop {
+        target: target.to_string(),
+        timeout_ms: timeout.as_millis() as u64,
+    };
+    let r = Client::call(&sock(cfg), &req)?;
+    if !r.ok {
+        return Ok(print_response(&r));
+    }
+    // Wait until the processes are gone (SIGKILL follows at the timeout).
+    let pids: Vec<u32> = r
+        .result
+        .as_ref()
+        .and_then(|v| v.get("pids"))
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    let deadline = Instant::now() + timeout + Duration::from_secs(5);
+    let mut buf = Vec::new();
+    let alive = |p: &u32, buf: &mut Vec<u8>| {
+        procward::probe::procfs::read_stat(*p, buf)
+            .ok()
+            .flatten()
+            .is_some_and(|s| !s.is_dead())
+    };
+    while pids.iter().any(|p| alive(p, &mut buf)) {
+        if Instant::now() > deadline {
+            eprintln!("procward: {target}: processes {pids:?} still there");
+            return Ok(EXIT_FAIL);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("{target} stopped");
+    Ok(0)
+}
+
+fn reload(cfg: &Path) -> anyhow::Result<u8> {
+    let r = Client::call(&sock(cfg), &Request::Reload)?;
+    if r.ok {
+        println!("configuration reloaded");
+    }
+    Ok(print_response(&r))
+}
+
+fn events(cfg: &Path, follow: bool, json: bool, since: Option<&str>) -> anyhow::Result<u8> {
+    let since_ms = since.map(parse_since).transpose()?.unwrap_or(0);
+    let mut c = Client::connect(&sock(cfg))?;
+    c.send(&Request::Events { since_ms, follow })?;
+    loop {
+        let r = c.recv(None)?;
+        match (r.ok, r.event) {
+            (_, Some(ev)) if json => println!("{}", serde_json::to_string(&ev)?),
+            (_, Some(ev)) => println!(
+                "{} {:<8} {} {}",
+                ev.time,
+                ev.severity.as_str(),
+                ev.id,
+                ev.text
+            ),
+            (true, None) => return Ok(0),
+            (false, None) => {
+                return Ok(print_response(&Response::err(r.error.unwrap_or_default())))
+            }
+        }
+    }
+}
+
+/// The catalog and templates as the daemon would load them from `cfg`
+/// (`daemon.catalog-dir`, `templates-dir`, `hostname`, `snmp-root`), or
+/// the embedded ones where there is no configuration file.
+fn renderer(cfg: &Path) -> anyhow::Result<(Arc<Renderer>, Vec<u32>)> {
+    if !cfg.exists() {
+        let r = Renderer::new(Arc::new(Catalog::embedded()), None, &local_host())
+            .map_err(|e| anyhow::anyhow!(e.join("\n")))?;
+        return Ok((Arc::new(r), vec![1, 3, 6, 1, 4, 1, 32473]));
+    }
+    let (c, r) = daemon::load_all(cfg).map_err(|e| anyhow::anyhow!(e.join("\n")))?;
+    Ok((r, c.daemon.snmp_root))
+}
+
+fn local_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn catalog(cfg: &Path, cmd: CatalogCmd) -> anyhow::Result<u8> {
+    let (r, _) = renderer(cfg)?;
+    let c = &r.catalog;
+    match cmd {
+        CatalogCmd::List => {
+            for m in &c.messages {
+                let (id, sev, name) = (&m.id, m.severity.as_str(), &m.name);
+                println!("{id}  {sev:<9}  {name:<24}  {}", m.text.en);
+            }
+            Ok(0)
+        }
+        CatalogCmd::Show { id, lang } => {
+            let Some(m) = c.get(&id) else {
+                eprintln!("procward: no message {id}; see `procward catalog list`");
+                return Ok(EXIT_FAIL);
+            };
+            println!("{} {} ({})", m.id, m.name, m.severity.as_str());
+            println!("text:        {}", m.text(lang));
+            let fields: Vec<String> = m
+                .fields
+                .iter()
+                .map(|(k, v)| format!("{k}: {v:?}").to_lowercase())
+                .collect();
+            println!("fields:      {}", fields.join(", "));
+            println!("snmp:        {}", m.snmp);
+            println!("description: {}", m.description);
+            println!("action:      {}", m.action);
+            Ok(0)
+        }
+    }
+}
+
+fn render(cfg: &Path, id: &str, format: RenderFormat, lang: Lang) -> anyhow::Result<u8> {
+    let (r, _) = renderer(cfg)?;
+    if r.catalog.get(id).is_none() {
+        eprintln!("procward: no message {id}; see `procward catalog list`");
+        return Ok(EXIT_FAIL);
+    }
+    let ev = r.sample_event(id, lang);
+    let line = |format, transport| {
+        let sink = SyslogSink {
+            name: "render".into(),
+            transport,
+            address: String::new(),
+            format,
+            facility: 3,
+            min_severity: procward::event::Severity::Debug,
+            queue: 1,
+            max_size: 8192,
+            language: lang,
+        };
+        String::from_utf8_lossy(&syslog::format(&sink, &r, &ev, std::process::id())).into_owned()
+    };
+    let out = match format {
+        RenderFormat::Json => serde_json::to_string_pretty(&ev)?,
+        RenderFormat::Rfc3164 => line(SyslogFormat::Rfc3164, Transport::Unix),
+        RenderFormat::Rfc5424 => line(SyslogFormat::Rfc5424, Transport::Udp),
+    };
+    println!("{out}");
+    Ok(0)
+}
+
+fn mib(cfg: &Path) -> anyhow::Result<u8> {
+    let (r, root) = renderer(cfg)?;
+    let text = procward::filters::mib::generate(&r, &root).map_err(anyhow::Error::msg)?;
+    print!("{text}");
+    Ok(0)
 }
 
 fn parse_since(s: &str) -> anyhow::Result<u64> {
@@ -416,19 +406,8 @@ fn print_status(rows: &[TargetStatus]) {
     }
 }
 
-/// The SNMP root of the configuration, or the default without one.
-fn snmp_root(cfg_path: &std::path::Path) -> anyhow::Result<Vec<u32>> {
-    match config::load(cfg_path) {
-        Ok(c) => Ok(c.daemon.snmp_root),
-        Err(_) if !cfg_path.exists() => Ok(vec![1, 3, 6, 1, 4, 1, 32473]),
-        Err(e) => Err(anyhow::anyhow!("{e}")),
-    }
-}
-
-fn filters(cmd: FiltersCmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
-    use procward::filters::{self, Installed, MANAGERS};
-    let r = Renderer::new(Arc::new(Catalog::embedded()), None, "localhost")
-        .map_err(|e| anyhow::anyhow!(e.join("\n")))?;
+fn filters(cmd: FiltersCmd, cfg_path: &Path) -> anyhow::Result<u8> {
+    use procward::filters::{self, MANAGERS};
     match cmd {
         FiltersCmd::List => {
             for (name, what, dir) in MANAGERS {
@@ -437,14 +416,9 @@ fn filters(cmd: FiltersCmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
             Ok(0)
         }
         FiltersCmd::Generate { manager, out } => {
-            let root = snmp_root(cfg_path)?;
-            let names: Vec<&str> = if manager == "all" {
-                MANAGERS.iter().map(|m| m.0).collect()
-            } else {
-                vec![manager.as_str()]
-            };
-            for m in names {
-                let files = filters::generate(m, &r, &root).map_err(|e| anyhow::anyhow!(e))?;
+            let (r, root) = renderer(cfg_path)?;
+            for m in manager.names() {
+                let files = filters::generate(m, &r, &root).map_err(anyhow::Error::msg)?;
                 let dir = out.join(m);
                 std::fs::create_dir_all(&dir)?;
                 for f in files {
@@ -460,44 +434,57 @@ fn filters(cmd: FiltersCmd, cfg_path: &std::path::Path) -> anyhow::Result<u8> {
             root,
             dry_run,
         } => {
-            let files = filters::generate(&manager, &r, &snmp_root(cfg_path)?)
-                .map_err(|e| anyhow::anyhow!(e))?;
-            let done = filters::install(&manager, &files, &root, dry_run)
-                .map_err(|e| anyhow::anyhow!(e))?;
-            let verb = if dry_run { "would write" } else { "wrote" };
-            let mut changed = false;
-            for d in &done {
-                match d {
-                    Installed::Unchanged(p) => println!("unchanged {}", p.display()),
-                    Installed::Written { path, backup } => {
-                        changed = true;
-                        match backup {
-                            Some(b) => println!(
-                                "{verb} {} (the old one saved as {})",
-                                path.display(),
-                                b.display()
-                            ),
-                            None => println!("{verb} {}", path.display()),
-                        }
-                    }
-                }
-            }
-            if !changed {
-                println!("nothing to do: the {manager} definitions are up to date");
-            }
-            if manager == "rsyslog" && !dry_run {
-                for d in &done {
-                    let p = match d {
-                        Installed::Unchanged(p) | Installed::Written { path: p, .. } => p,
-                    };
-                    filters::validate_rsyslog(p).map_err(|e| anyhow::anyhow!(e))?;
-                    println!("rsyslogd -N1 accepts {}", p.display());
-                }
-            }
-            if manager == "snmptt" && changed && !dry_run {
-                println!("add the file to snmptt_conf_files in /etc/snmp/snmptt.ini");
+            let (r, snmp_root) = renderer(cfg_path)?;
+            for m in manager.names() {
+                let files = filters::generate(m, &r, &snmp_root).map_err(anyhow::Error::msg)?;
+                install(m, &files, &root, dry_run)?;
             }
             Ok(0)
         }
     }
+}
+
+/// Install one manager's definitions under `root`; say what changed.
+fn install(
+    manager: &str,
+    files: &[procward::filters::File],
+    root: &Path,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    use procward::filters::{self, Installed};
+    let done = filters::install(manager, files, root, dry_run).map_err(anyhow::Error::msg)?;
+    let verb = if dry_run { "would write" } else { "wrote" };
+    let mut changed = false;
+    for d in &done {
+        match d {
+            Installed::Unchanged(p) => println!("unchanged {}", p.display()),
+            Installed::Written { path, backup } => {
+                changed = true;
+                match backup {
+                    Some(b) => println!(
+                        "{verb} {} (the old one saved as {})",
+                        path.display(),
+                        b.display()
+                    ),
+                    None => println!("{verb} {}", path.display()),
+                }
+            }
+        }
+    }
+    if !changed {
+        println!("nothing to do: the {manager} definitions are up to date");
+    }
+    if manager == "rsyslog" && !dry_run {
+        for d in &done {
+            let p = match d {
+                Installed::Unchanged(p) | Installed::Written { path: p, .. } => p,
+            };
+            filters::validate_rsyslog(p).map_err(anyhow::Error::msg)?;
+            println!("rsyslogd -N1 accepts {}", p.display());
+        }
+    }
+    if manager == "snmptt" && changed && !dry_run {
+        println!("add the file to snmptt_conf_files in /etc/snmp/snmptt.ini");
+    }
+    Ok(())
 }

@@ -33,6 +33,25 @@ pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     crate::trust::directory(dir).map_err(std::io::Error::other)
 }
 
+/// Create (or check) the state directory and take its lock: one procward
+/// per state directory. The lock is held while the file stays open.
+pub fn lock(dir: &Path) -> std::io::Result<std::fs::File> {
+    ensure_dir(dir).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot use the state directory {}: {e}", dir.display()),
+        )
+    })?;
+    let f = open_append(&dir.join("procward.lock"))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+        std::io::Error::other(format!(
+            "another procward is running with state directory {}",
+            dir.display()
+        ))
+    })?;
+    Ok(f)
+}
+
 /// A subdirectory of the state directory (e.g. `script-logs`), created
 /// 0700; a symlink or a directory owned by another user is refused.
 pub fn ensure_subdir(dir: &Path) -> std::io::Result<()> {
@@ -156,6 +175,30 @@ pub fn load(dir: &Path) -> Result<BTreeMap<String, Persisted>, String> {
             let _ = std::fs::rename(&p, dir.join("state.json.bad"));
             Err(e.to_string())
         }
+    }
+}
+
+/// A snapshot of the state, to be written by whoever does the I/O (the
+/// notifier's I/O thread): notify writes state without knowing its types.
+pub struct Pending {
+    dir: PathBuf,
+    targets: BTreeMap<String, Persisted>,
+}
+
+impl Pending {
+    pub fn new(dir: &Path, targets: BTreeMap<String, Persisted>) -> Pending {
+        Pending {
+            dir: dir.to_path_buf(),
+            targets,
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        path(&self.dir)
+    }
+
+    pub fn write(&self) -> std::io::Result<()> {
+        save(&self.dir, &self.targets)
     }
 }
 

@@ -77,3 +77,56 @@ fn config_from_the_environment_variable() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing.toml:1:1: cannot read"));
 }
+
+#[test]
+fn render_catalog_filters_and_mib_use_the_configured_catalog_and_templates() {
+    let env = Env::new();
+    let cat = env.path("catalog");
+    let tpl = env.path("templates");
+    std::fs::create_dir_all(&cat).unwrap();
+    std::fs::create_dir_all(&tpl).unwrap();
+    let embedded = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("message-catalog/messages.toml"),
+    )
+    .unwrap();
+    let ours = embedded.replace(
+        "text.en = \"target {{target}}: process {{pid}} disappeared\"",
+        "text.en = \"target {{target}}: process {{pid}} vanished\"",
+    );
+    assert_ne!(ours, embedded);
+    std::fs::write(cat.join("messages.toml"), ours).unwrap();
+    std::fs::write(tpl.join("console.hbs"), "CONSOLE {{id}} {{text}}").unwrap();
+    env.write_config(&format!(
+        "[daemon]\ncatalog-dir = \"{}\"\ntemplates-dir = \"{}\"\nsnmp-root = \"1.3.6.1.4.1.99999\"\n",
+        cat.display(),
+        tpl.display()
+    ));
+    let out = |args: &[&str]| {
+        let o = env.cli(args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert!(out(&["render", "PW2003"]).ends_with("process 4242 vanished\n"));
+    assert!(out(&["catalog", "show", "PW2003"]).contains("process {{pid}} vanished"));
+    let dir = env.path("defs");
+    out(&[
+        "filters",
+        "generate",
+        "--manager",
+        "esmpro",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let ini = std::fs::read_to_string(dir.join("esmpro/procward-en.ini")).unwrap();
+    assert!(
+        ini.contains("Pattern=^PW2003 target .*: process [0-9]+ vanished$"),
+        "{ini}"
+    );
+    assert!(out(&["mib"]).contains("enterprises 99999"));
+    // Without a configuration file: the embedded catalog.
+    let o = Command::new(BIN)
+        .args(["render", "PW2003", "-c", "/nonexistent/procward.toml"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).ends_with("process 4242 disappeared\n"));
+}

@@ -6,11 +6,11 @@
 mod common;
 
 use common::*;
+use procward::catalog::render::Renderer;
 use procward::catalog::Catalog;
 use procward::config::{Lang, SyslogFormat, SyslogSink, Transport};
 use procward::event::{Event, Severity};
 use procward::filters::{self, MANAGERS};
-use procward::notify::render::Renderer;
 use procward::notify::syslog;
 use regex::Regex;
 use std::path::Path;

@@ -243,6 +243,111 @@ pub fn stop_child(c: &mut std::process::Child, grace: Duration) -> bool {
     false
 }
 
+/// SIGTERM to a stalled process (or its group), SIGKILL after `timeout`
+/// if it is still there. Its exit is seen by its pidfd watch.
+pub fn stop_process(p: crate::monitor::ProcRef, group: bool, timeout: Duration) {
+    use rustix::process::{kill_process, kill_process_group, Pid, Signal};
+    let Some(pid) = Pid::from_raw(p.pid as i32) else {
+        return;
+    };
+    let pgid = if group {
+        rustix::process::getpgid(Some(pid)).ok()
+    } else {
+        None
+    };
+    let send = move |sig: Signal| match pgid {
+        Some(g) => {
+            let _ = kill_process_group(g, sig);
+        }
+        None => {
+            let _ = kill_process(pid, sig);
+        }
+    };
+    send(Signal::TERM);
+    tokio::spawn(async move {
+        tokio::time::sleep(timeout).await;
+        let alive = tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::with_capacity(512);
+            crate::probe::procfs::read_pinned(p, &mut buf).is_some_and(|s| !s.is_dead())
+        })
+        .await
+        .unwrap_or(false);
+        if alive {
+            send(Signal::KILL);
+        }
+    });
+}
+
+/// What a restart script or retry-over command is told about the target
+/// (its `PROCWARD_*` environment) and where its output goes.
+pub struct Context<'a> {
+    pub spec: &'a crate::config::TargetSpec,
+    pub state_dir: &'a Path,
+    /// The journal sequence number of the event that started it.
+    pub event_seq: u64,
+}
+
+impl Context<'_> {
+    fn env(&self, attempt: u32, reason: &str, pid: Option<u32>) -> Vec<(String, String)> {
+        vec![
+            ("PROCWARD_TARGET".into(), self.spec.name.clone()),
+            (
+                "PROCWARD_PID".into(),
+                pid.map(|p| p.to_string()).unwrap_or_default(),
+            ),
+            ("PROCWARD_REASON".into(), reason.into()),
+            ("PROCWARD_ATTEMPT".into(), attempt.to_string()),
+            ("PROCWARD_MAX".into(), self.spec.retry.max.to_string()),
+            ("PROCWARD_EVENT_ID".into(), self.event_seq.to_string()),
+        ]
+    }
+
+    fn log(&self, suffix: &str) -> PathBuf {
+        self.state_dir
+            .join("script-logs")
+            .join(format!("{}{suffix}.log", self.spec.name))
+    }
+
+    /// The restart script's run for `attempt`, if the target has one.
+    pub fn restart(
+        &self,
+        attempt: u32,
+        reason: crate::monitor::Reason,
+        pid: Option<u32>,
+    ) -> Option<Run> {
+        let script = self.spec.restart.script.as_ref()?;
+        Some(Run {
+            argv: vec![script.to_string_lossy().into_owned()],
+            env: self.env(attempt, reason.as_str(), pid),
+            user: self.spec.restart.user.clone(),
+            timeout: self.spec.restart.timeout,
+            log: self.log(""),
+            header: format!(
+                "{} restart attempt {attempt} ({})",
+                crate::event::rfc3339_ms(crate::event::now_ms()),
+                reason.as_str()
+            ),
+        })
+    }
+
+    /// The retry-over command's run, if the target has one; `attempts`
+    /// are the restarts in the window.
+    pub fn retry_over(&self, attempts: u32) -> Option<Run> {
+        let f = self.spec.failover.as_ref()?;
+        Some(Run {
+            argv: f.command.clone(),
+            env: self.env(attempts, "retry-over", None),
+            user: None,
+            timeout: f.timeout,
+            log: self.log(".retry-over"),
+            header: format!(
+                "{} retry-over command",
+                crate::event::rfc3339_ms(crate::event::now_ms())
+            ),
+        })
+    }
+}
+
 fn home_of(user: &str) -> String {
     nix::unistd::User::from_name(user)
         .ok()

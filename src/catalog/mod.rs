@@ -1,6 +1,8 @@
 //! The message catalog: every event's stable ID, severity, fields and texts.
 //! Embedded in the binary; `daemon.catalog-dir` can override it.
 
+pub mod render;
+
 use crate::event::Severity;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -9,6 +11,35 @@ use std::path::Path;
 
 pub const EMBEDDED: &str = include_str!("../../message-catalog/messages.toml");
 pub const IDS_LOCK: &str = include_str!("../../message-catalog/ids.lock");
+
+/// The language of message texts. The catalog owns the languages: every
+/// message has a text, a description and an action in each.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    serde::Deserialize,
+    serde::Serialize,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Lang {
+    #[default]
+    En,
+    Ja,
+}
+
+impl Lang {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Ja => "ja",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,10 +70,10 @@ pub struct Message {
 }
 
 impl Message {
-    pub fn text(&self, lang: crate::config::Lang) -> &str {
+    pub fn text(&self, lang: Lang) -> &str {
         match lang {
-            crate::config::Lang::En => &self.text.en,
-            crate::config::Lang::Ja => &self.text.ja,
+            Lang::En => &self.text.en,
+            Lang::Ja => &self.text.ja,
         }
     }
 

@@ -3,6 +3,8 @@
 //! `daemon.control-allow`; the client is what `procward status`, `pause`,
 //! `resume`, `reset`, `reload` and `events` use.
 
+pub mod server;
+
 use crate::config::Allow;
 use crate::event::Event;
 use serde::{Deserialize, Serialize};

@@ -2,10 +2,12 @@
 //! and the templates in `templates/filters/`, so that they can never drift
 //! from what procward says. Output is deterministic (no timestamps).
 
+pub mod mib;
+
+use crate::catalog::render::Renderer;
 use crate::catalog::Message;
 use crate::config::Lang;
 use crate::event::Severity;
-use crate::notify::render::Renderer;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -123,7 +125,7 @@ fn readable(text: &str) -> String {
 }
 
 fn message_data(m: &Message, lang: Lang, root: &[u32]) -> Result<Value, String> {
-    let oid = crate::notify::snmp::notification_oid(root, &m.id);
+    let oid = mib::notification_oid(root, &m.id);
     Ok(json!({
         "id": m.id,
         "snmp": m.snmp,
@@ -208,7 +210,7 @@ pub fn generate(manager: &str, r: &Renderer, root: &[u32]) -> Result<Vec<File>, 
                 content: r.render_data("filters/snmptt", &json!({ "messages": messages }))?,
             }])
         }
-        "mib" => Ok(vec![File { name: "PROCWARD-MIB".into(), content: crate::mib::generate(r, root)? }]),
+        "mib" => Ok(vec![File { name: "PROCWARD-MIB".into(), content: mib::generate(r, root)? }]),
         other => Err(format!(
             "unknown manager `{other}`; one of: {}",
             MANAGERS.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")

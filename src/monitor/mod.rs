@@ -158,9 +158,11 @@ pub enum Action {
         attempt: u32,
         proc: ProcRef,
     },
-    /// Run `failover.command` (on-retry-over failover or exec).
+    /// Run `failover.command` (on-retry-over failover or exec), after
+    /// `attempts` restarts in the window.
     RunCommand {
         target: String,
+        attempts: u32,
     },
     Arm {
         target: String,
@@ -180,21 +182,31 @@ pub enum Action {
     Persist,
 }
 
+/// Where a target is. Each phase carries what only it needs; the phase
+/// changes only through [`Target::enter`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
-    /// Not found yet since start, resume or reset.
-    Waiting,
-    Up,
+    /// Not found yet since start, resume or reset. `announced`: that it is
+    /// absent was said; `manual`: an operator's start runs the restart
+    /// script if the next scan finds nothing.
+    Waiting {
+        announced: bool,
+        manual: bool,
+    },
+    Up(Up),
     /// Failed, no restart script: waiting for it to come back.
     Down,
-    /// Failed, next restart at a timer.
+    /// Failed, next restart at a timer (`due`).
     Backoff {
         reason: Reason,
         pid: Option<u32>,
+        due: Ms,
     },
+    /// The restart script runs (`script`: its process, once it runs).
     Restarting {
         attempt: u32,
         reason: Reason,
+        script: Option<ProcRef>,
     },
     /// Stalled: being stopped before the restart.
     Stopping {
@@ -212,11 +224,120 @@ pub enum Phase {
     Stopped,
 }
 
+/// A target's state as `status`, the status JSON and the OCF agent name
+/// it: the one contract (serde names) they all use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    Waiting,
+    Up,
+    /// Up, but its stall probe fails (`stall.action = "notify"`).
+    Stalled,
+    Down,
+    Backoff,
+    Restarting,
+    Stopping,
+    Settling,
+    RetryOver,
+    Failed,
+    Paused,
+    Stopped,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Waiting => "waiting",
+            State::Up => "up",
+            State::Stalled => "stalled",
+            State::Down => "down",
+            State::Backoff => "backoff",
+            State::Restarting => "restarting",
+            State::Stopping => "stopping",
+            State::Settling => "settling",
+            State::RetryOver => "retry-over",
+            State::Failed => "failed",
+            State::Paused => "paused",
+            State::Stopped => "stopped",
+        }
+    }
+
+    /// Running, or on its way back by procward's own recovery.
+    pub fn running_or_recovering(self) -> bool {
+        matches!(
+            self,
+            State::Up
+                | State::Stalled
+                | State::Restarting
+                | State::Settling
+                | State::Backoff
+                | State::Stopping
+        )
+    }
+
+    /// procward has given up on it (until reset or start).
+    pub fn given_up(self) -> bool {
+        matches!(self, State::RetryOver | State::Failed | State::Down)
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a target was left, persisted across restarts of procward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Halted {
+    RetryOver,
+    Failed,
+    Stopped,
+}
+
+/// What an up target keeps while it is up.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Up {
+    /// Above `count.max` (PW2006 said, PW2007 due when back).
+    over_max: bool,
+    /// `children.min` was reached once: losing children counts from now.
+    children_armed: bool,
+    /// Consecutive stall probe failures.
+    probe_failures: u32,
+    /// Stalled under `stall.action = "notify"`: said once, cleared on a pass.
+    stalled: bool,
+    last_probe: Option<(bool, String)>,
+}
+
 impl Phase {
+    /// Waiting, nothing said yet.
+    pub const WAITING: Phase = Phase::Waiting {
+        announced: false,
+        manual: false,
+    };
+
+    pub fn state(&self) -> State {
+        match self {
+            Phase::Waiting { .. } => State::Waiting,
+            Phase::Up(u) if u.stalled => State::Stalled,
+            Phase::Up(_) => State::Up,
+            Phase::Down => State::Down,
+            Phase::Backoff { .. } => State::Backoff,
+            Phase::Restarting { .. } => State::Restarting,
+            Phase::Stopping { .. } => State::Stopping,
+            Phase::Settling { .. } => State::Settling,
+            Phase::RetryOver => State::RetryOver,
+            Phase::Failed => State::Failed,
+            Phase::Paused => State::Paused,
+            Phase::Stopped => State::Stopped,
+        }
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
-            Phase::Waiting => "waiting",
-            Phase::Up => "up",
+            Phase::Waiting { .. } => "waiting",
+            Phase::Up(_) => "up",
             Phase::Down => "down",
             Phase::Backoff { .. } => "backoff",
             Phase::Restarting { .. } => "restarting",
@@ -236,9 +357,9 @@ impl Phase {
 pub struct Persisted {
     pub attempts: Vec<Ms>,
     pub paused: bool,
-    /// "retry-over" or "failed" when the target was left in that state.
+    /// Where the target was left: RETRY-OVER, FAILED or stopped.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub halted: Option<String>,
+    pub halted: Option<Halted>,
     /// The target was up (or being recovered) when procward last ran.
     pub ever_up: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -288,25 +409,13 @@ pub struct Target {
     attempts: VecDeque<Ms>,
     procs: Vec<ProcRef>,
     ever_up: bool,
-    waiting_said: bool,
-    over_max: bool,
-    children_armed: bool,
     /// In retry-over under `continue`: RETRY-OVER was said once.
     over: bool,
     up_since: Option<Ms>,
+    /// Timers armed in an earlier phase carry an older token: stale.
     token: u64,
     last_pid: Option<u32>,
     last_event: Option<(String, Ms)>,
-    /// `procward start`: run the script if the next scan finds nothing.
-    manual_start: bool,
-    probe_failures: u32,
-    /// Stalled under `stall.action = "notify"`: said once, cleared on a pass.
-    stalled: bool,
-    last_probe: Option<(bool, String)>,
-    /// Restarting: the script's process, once it runs.
-    script: Option<ProcRef>,
-    /// Backoff: when the restart is due.
-    due: Option<Ms>,
     down_reported: bool,
     /// The process `up_since` belongs to.
     up_proc: Option<ProcRef>,
@@ -317,48 +426,40 @@ impl Target {
         let phase = if p.paused {
             Phase::Paused
         } else {
-            match (p.halted.as_deref(), &p.recovering) {
-                (Some("failed"), _) => Phase::Failed,
-                (Some("retry-over"), _) => Phase::RetryOver,
-                (Some("stopped"), _) => Phase::Stopped,
+            match (p.halted, &p.recovering) {
+                (Some(Halted::Failed), _) => Phase::Failed,
+                (Some(Halted::RetryOver), _) => Phase::RetryOver,
+                (Some(Halted::Stopped), _) => Phase::Stopped,
                 (_, Some(r)) => match r.step {
                     Step::Backoff => Phase::Backoff {
                         reason: r.reason,
                         pid: r.pid,
+                        due: r.due.unwrap_or(0),
                     },
                     Step::Restarting => Phase::Restarting {
                         attempt: r.attempt,
                         reason: r.reason,
+                        script: r.script,
                     },
                     Step::Settling => Phase::Settling {
                         attempt: r.attempt,
                         reason: r.reason,
                     },
                 },
-                _ => Phase::Waiting,
+                _ => Phase::WAITING,
             }
         };
-        let inflight = p.recovering.as_ref();
         Target {
             spec,
             phase,
             attempts: loaded_attempts(&p.attempts),
             procs: Vec::new(),
             ever_up: p.ever_up,
-            waiting_said: false,
-            over_max: false,
-            children_armed: false,
             over: false,
             up_since: p.up.map(|u| u.1),
             token: 0,
             last_pid: p.last_pid,
             last_event: None,
-            manual_start: false,
-            probe_failures: 0,
-            stalled: false,
-            last_probe: None,
-            script: inflight.and_then(|r| r.script),
-            due: inflight.and_then(|r| r.due),
             down_reported: p.down_reported,
             up_proc: p.up.map(|u| u.0),
         }
@@ -366,6 +467,20 @@ impl Target {
 
     fn main(&self) -> Option<ProcRef> {
         self.procs.first().copied()
+    }
+
+    /// The one way to change phase. Timers armed for the phase left
+    /// behind go stale.
+    fn enter(&mut self, phase: Phase) {
+        self.phase = phase;
+        self.token += 1;
+    }
+
+    fn up(&mut self) -> Option<&mut Up> {
+        match &mut self.phase {
+            Phase::Up(u) => Some(u),
+            _ => None,
+        }
     }
 }
 
@@ -384,8 +499,11 @@ fn loaded_attempts(saved: &[Ms]) -> VecDeque<Ms> {
 impl Target {
     fn needs_scan(&self) -> bool {
         match self.phase {
-            Phase::Waiting | Phase::Down | Phase::Backoff { .. } | Phase::Settling { .. } => true,
-            Phase::Up => self.spec.is_group(),
+            Phase::Waiting { .. }
+            | Phase::Down
+            | Phase::Backoff { .. }
+            | Phase::Settling { .. } => true,
+            Phase::Up(_) => self.spec.is_group(),
             _ => false,
         }
     }
@@ -411,20 +529,24 @@ impl Target {
 
     fn persisted(&self) -> Persisted {
         let recovering = match &self.phase {
-            Phase::Backoff { reason, pid } => Some(InFlight {
+            Phase::Backoff { reason, pid, due } => Some(InFlight {
                 step: Step::Backoff,
                 attempt: 0,
                 reason: *reason,
                 pid: *pid,
                 script: None,
-                due: self.due,
+                due: Some(*due),
             }),
-            Phase::Restarting { attempt, reason } => Some(InFlight {
+            Phase::Restarting {
+                attempt,
+                reason,
+                script,
+            } => Some(InFlight {
                 step: Step::Restarting,
                 attempt: *attempt,
                 reason: *reason,
                 pid: None,
-                script: self.script,
+                script: *script,
                 due: None,
             }),
             Phase::Settling { attempt, reason } => Some(InFlight {
@@ -441,9 +563,9 @@ impl Target {
             attempts: self.attempts.iter().copied().collect(),
             paused: self.phase == Phase::Paused,
             halted: match self.phase {
-                Phase::Failed => Some("failed".into()),
-                Phase::RetryOver => Some("retry-over".into()),
-                Phase::Stopped => Some("stopped".into()),
+                Phase::Failed => Some(Halted::Failed),
+                Phase::RetryOver => Some(Halted::RetryOver),
+                Phase::Stopped => Some(Halted::Stopped),
                 _ => None,
             },
             ever_up: self.ever_up,
@@ -455,11 +577,134 @@ impl Target {
     }
 }
 
+/// Operator commands on one target. Each says whether anything changed.
+impl Target {
+    fn pause(&mut self, out: &mut Out, by: &str) -> Result<bool, String> {
+        let name = self.spec.name.clone();
+        if self.phase == Phase::Paused {
+            return Err(format!("target `{name}` is already paused"));
+        }
+        let from = self.phase.as_str();
+        self.enter(Phase::Paused);
+        self.procs.clear();
+        out.push(Action::UntrackAll {
+            target: name.clone(),
+        });
+        let ev = EventSpec::new(msg::TARGET_PAUSED)
+            .target(&name)
+            .field("by", by)
+            .field("state", from);
+        out.emit(self, ev);
+        Ok(true)
+    }
+
+    fn resume(&mut self, out: &mut Out, by: &str) -> Result<bool, String> {
+        let name = self.spec.name.clone();
+        if self.phase != Phase::Paused {
+            let state = self.phase.as_str();
+            return Err(format!("target `{name}` is not paused (state {state})"));
+        }
+        self.enter(Phase::WAITING);
+        let ev = EventSpec::new(msg::TARGET_RESUMED)
+            .target(&name)
+            .field("by", by);
+        out.emit(self, ev);
+        out.push(Action::ScanSoon);
+        Ok(true)
+    }
+
+    /// Make sure it runs: an operator's start means "try again", so the
+    /// window starts empty; the script runs if the next scan finds nothing.
+    fn start(&mut self, out: &mut Out, by: &str) -> Result<bool, String> {
+        let name = self.spec.name.clone();
+        if matches!(
+            self.phase,
+            Phase::Up(_)
+                | Phase::Restarting { .. }
+                | Phase::Settling { .. }
+                | Phase::Stopping { .. }
+        ) {
+            return Ok(false); // running, or on its way: nothing to do
+        }
+        if self.spec.restart.script.is_none() {
+            return Err(format!(
+                "target `{name}` has no restart.script to start it with"
+            ));
+        }
+        let cleared = self.in_window(out.now);
+        self.attempts.clear();
+        self.over = false;
+        self.enter(Phase::Waiting {
+            announced: false,
+            manual: true,
+        });
+        let ev = EventSpec::new(msg::TARGET_STARTED)
+            .target(&name)
+            .field("by", by)
+            .field("cleared", cleared);
+        out.emit(self, ev);
+        out.push(Action::ScanSoon);
+        Ok(true)
+    }
+
+    fn stop(&mut self, out: &mut Out, by: &str, timeout: std::time::Duration) -> bool {
+        let name = self.spec.name.clone();
+        if self.phase == Phase::Stopped {
+            return false;
+        }
+        let pids: Vec<String> = self.procs.iter().map(|p| p.pid.to_string()).collect();
+        for p in &self.procs {
+            out.push(Action::Stop {
+                target: name.clone(),
+                proc: *p,
+                group: false,
+                timeout,
+            });
+        }
+        out.push(Action::UntrackAll {
+            target: name.clone(),
+        });
+        self.procs.clear();
+        self.up_since = None;
+        self.enter(Phase::Stopped);
+        let pids = if pids.is_empty() {
+            "-".to_string()
+        } else {
+            pids.join(",")
+        };
+        let ev = EventSpec::new(msg::TARGET_STOPPED)
+            .target(&name)
+            .field("by", by)
+            .field("pids", pids);
+        out.emit(self, ev);
+        true
+    }
+
+    fn reset(&mut self, out: &mut Out, by: &str) -> bool {
+        let name = self.spec.name.clone();
+        let from = self.phase.as_str();
+        let cleared = self.in_window(out.now);
+        self.attempts.clear();
+        self.over = false;
+        if matches!(self.phase, Phase::RetryOver | Phase::Failed) {
+            self.enter(Phase::WAITING);
+            out.push(Action::ScanSoon);
+        }
+        let ev = EventSpec::new(msg::TARGET_RESET)
+            .target(&name)
+            .field("by", by)
+            .field("state", from)
+            .field("cleared", cleared);
+        out.emit(self, ev);
+        true
+    }
+}
+
 /// A row of `procward status`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TargetStatus {
     pub target: String,
-    pub state: String,
+    pub state: State,
     pub pids: Vec<u32>,
     pub uptime_s: Option<u64>,
     pub restarts_in_window: usize,
@@ -523,12 +768,14 @@ impl Monitor {
         for t in &mut self.targets {
             let name = t.spec.name.clone();
             match t.phase {
-                Phase::Backoff { .. } => actions.push(Action::Arm {
+                Phase::Backoff { due, .. } => actions.push(Action::Arm {
                     target: name,
                     token: t.token,
-                    at: t.due.unwrap_or(now).max(now),
+                    at: due.max(now),
                 }),
-                Phase::Restarting { attempt, .. } => match t.script {
+                Phase::Restarting {
+                    attempt, script, ..
+                } => match script {
                     Some(proc) => actions.push(Action::AdoptScript {
                         target: name,
                         attempt,
@@ -561,6 +808,14 @@ impl Monitor {
         self.index.get(name).map(|&i| &self.targets[i])
     }
 
+    /// Whether a target is settling: scan often (its script has run, it
+    /// must be found soon).
+    pub fn fast_scan(&self) -> bool {
+        self.targets
+            .iter()
+            .any(|t| matches!(t.phase, Phase::Settling { .. }))
+    }
+
     /// Targets a /proc scan must look for now.
     pub fn scan_targets(&self) -> impl Iterator<Item = &Arc<TargetSpec>> {
         self.targets
@@ -574,7 +829,7 @@ impl Monitor {
         self.targets
             .iter()
             .filter_map(|t| match (&t.phase, t.spec.children_min, t.main()) {
-                (Phase::Up, Some(_), Some(m)) => Some((t.spec.name.as_str(), m.pid)),
+                (Phase::Up(_), Some(_), Some(m)) => Some((t.spec.name.as_str(), m.pid)),
                 _ => None,
             })
     }
@@ -584,7 +839,7 @@ impl Monitor {
         self.targets
             .iter()
             .filter_map(|t| match (&t.phase, &t.spec.stall, t.main()) {
-                (Phase::Up, Some(_), Some(m)) => Some((&t.spec, m)),
+                (Phase::Up(_), Some(_), Some(m)) => Some((&t.spec, m)),
                 _ => None,
             })
     }
@@ -608,13 +863,9 @@ impl Monitor {
             .iter()
             .map(|t| TargetStatus {
                 target: t.spec.name.clone(),
-                state: if t.phase == Phase::Up && t.stalled {
-                    "stalled".to_string()
-                } else {
-                    t.phase.as_str().to_string()
-                },
+                state: t.phase.state(),
                 pids: t.procs.iter().map(|p| p.pid).collect(),
-                uptime_s: (t.phase == Phase::Up)
+                uptime_s: matches!(t.phase, Phase::Up(_))
                     .then_some(t.up_since)
                     .flatten()
                     .map(|s| now.saturating_sub(s) / 1000),
@@ -625,14 +876,20 @@ impl Monitor {
                     .last_event
                     .as_ref()
                     .map(|(_, ms)| crate::event::rfc3339_ms(*ms)),
-                probe: t.last_probe.as_ref().map(|(ok, d)| {
-                    if *ok {
-                        "ok".to_string()
-                    } else {
-                        format!("failed: {d}")
-                    }
-                }),
-                probe_failures: t.probe_failures,
+                probe: match &t.phase {
+                    Phase::Up(u) => u.last_probe.as_ref().map(|(ok, d)| {
+                        if *ok {
+                            "ok".to_string()
+                        } else {
+                            format!("failed: {d}")
+                        }
+                    }),
+                    _ => None,
+                },
+                probe_failures: match &t.phase {
+                    Phase::Up(u) => u.probe_failures,
+                    _ => 0,
+                },
             })
             .collect()
     }
@@ -687,14 +944,13 @@ impl Monitor {
                     let changed =
                         t.spec.match_raw != spec.match_raw || t.spec.is_group() != spec.is_group();
                     t.spec = spec;
-                    if changed && t.phase == Phase::Up {
+                    if changed && matches!(t.phase, Phase::Up(_)) {
                         actions.push(Action::UntrackAll {
                             target: t.spec.name.clone(),
                         });
                         t.procs.clear();
                         t.up_since = None;
-                        t.phase = Phase::Waiting;
-                        t.waiting_said = false;
+                        t.enter(Phase::WAITING);
                     }
                     t
                 }
@@ -730,130 +986,16 @@ impl Monitor {
             now,
         };
         let t = &mut self.targets[i];
-        match cmd {
-            Command::Pause => {
-                if t.phase == Phase::Paused {
-                    return Err(format!("target `{name}` is already paused"));
-                }
-                let from = t.phase.as_str();
-                t.phase = Phase::Paused;
-                t.procs.clear();
-                t.token += 1;
-                out.push(Action::UntrackAll {
-                    target: name.to_string(),
-                });
-                out.emit(
-                    t,
-                    EventSpec::new(msg::TARGET_PAUSED)
-                        .target(name)
-                        .field("by", by)
-                        .field("state", from),
-                );
-            }
-            Command::Resume => {
-                if t.phase != Phase::Paused {
-                    return Err(format!(
-                        "target `{name}` is not paused (state {})",
-                        t.phase.as_str()
-                    ));
-                }
-                t.phase = Phase::Waiting;
-                t.waiting_said = false;
-                out.emit(
-                    t,
-                    EventSpec::new(msg::TARGET_RESUMED)
-                        .target(name)
-                        .field("by", by),
-                );
-                out.push(Action::ScanSoon);
-            }
-            Command::Start => {
-                if matches!(
-                    t.phase,
-                    Phase::Up
-                        | Phase::Restarting { .. }
-                        | Phase::Settling { .. }
-                        | Phase::Stopping { .. }
-                ) {
-                    return Ok(actions); // running, or on its way: nothing to do
-                }
-                if t.spec.restart.script.is_none() {
-                    return Err(format!(
-                        "target `{name}` has no restart.script to start it with"
-                    ));
-                }
-                // An operator's start means "try again": the window starts empty.
-                let cleared = t.in_window(now);
-                t.attempts.clear();
-                t.over = false;
-                t.phase = Phase::Waiting;
-                t.waiting_said = false;
-                t.manual_start = true;
-                t.token += 1;
-                out.emit(
-                    t,
-                    EventSpec::new(msg::TARGET_STARTED)
-                        .target(name)
-                        .field("by", by)
-                        .field("cleared", cleared),
-                );
-                out.push(Action::ScanSoon);
-            }
-            Command::Stop { timeout } => {
-                if t.phase == Phase::Stopped {
-                    return Ok(actions);
-                }
-                let pids: Vec<String> = t.procs.iter().map(|p| p.pid.to_string()).collect();
-                for p in &t.procs {
-                    out.push(Action::Stop {
-                        target: name.to_string(),
-                        proc: *p,
-                        group: false,
-                        timeout,
-                    });
-                }
-                out.push(Action::UntrackAll {
-                    target: name.to_string(),
-                });
-                t.procs.clear();
-                t.up_since = None;
-                t.phase = Phase::Stopped;
-                t.manual_start = false;
-                t.token += 1;
-                let pids = if pids.is_empty() {
-                    "-".to_string()
-                } else {
-                    pids.join(",")
-                };
-                out.emit(
-                    t,
-                    EventSpec::new(msg::TARGET_STOPPED)
-                        .target(name)
-                        .field("by", by)
-                        .field("pids", pids),
-                );
-            }
-            Command::Reset => {
-                let from = t.phase.as_str();
-                let cleared = t.in_window(now);
-                t.attempts.clear();
-                t.over = false;
-                if matches!(t.phase, Phase::RetryOver | Phase::Failed) {
-                    t.phase = Phase::Waiting;
-                    t.waiting_said = false;
-                    out.push(Action::ScanSoon);
-                }
-                out.emit(
-                    t,
-                    EventSpec::new(msg::TARGET_RESET)
-                        .target(name)
-                        .field("by", by)
-                        .field("state", from)
-                        .field("cleared", cleared),
-                );
-            }
+        let changed = match cmd {
+            Command::Pause => t.pause(&mut out, by)?,
+            Command::Resume => t.resume(&mut out, by)?,
+            Command::Start => t.start(&mut out, by)?,
+            Command::Stop { timeout } => t.stop(&mut out, by, timeout),
+            Command::Reset => t.reset(&mut out, by),
+        };
+        if changed {
+            out.push(Action::Persist);
         }
-        out.push(Action::Persist);
         Ok(actions)
     }
 
@@ -878,10 +1020,11 @@ impl Monitor {
             Input::Children { pid, count, .. } => {
                 let t = &mut self.targets[i];
                 let min = t.spec.children_min.unwrap_or(0);
-                if t.phase == Phase::Up && t.main().map(|m| m.pid) == Some(pid) {
+                let main = t.main().map(|m| m.pid) == Some(pid);
+                if let (true, Some(up)) = (main, t.up()) {
                     if count >= min {
-                        t.children_armed = true;
-                    } else if t.children_armed {
+                        up.children_armed = true;
+                    } else if up.children_armed {
                         let ev = EventSpec::new(msg::CHILDREN_LOST)
                             .target(&name)
                             .pid(pid)
@@ -895,10 +1038,14 @@ impl Monitor {
                 pid, ok, detail, ..
             } => self.on_probe(i, pid, ok, detail, now, &mut actions),
             Input::ScriptStarted { attempt, proc, .. } => {
-                let t = &mut self.targets[i];
-                if matches!(t.phase, Phase::Restarting { attempt: a, .. } if a == attempt) {
-                    t.script = Some(proc);
-                    actions.push(Action::Persist);
+                if let Phase::Restarting {
+                    attempt: a, script, ..
+                } = &mut self.targets[i].phase
+                {
+                    if *a == attempt {
+                        *script = Some(proc);
+                        actions.push(Action::Persist);
+                    }
                 }
             }
             Input::ScriptDone {
@@ -927,7 +1074,7 @@ impl Monitor {
                     return actions;
                 }
                 match t.phase.clone() {
-                    Phase::Backoff { reason, pid } => {
+                    Phase::Backoff { reason, pid, .. } => {
                         self.start_restart(i, reason, pid, now, &mut actions)
                     }
                     Phase::Stopping { reason } => {
@@ -970,132 +1117,146 @@ impl Monitor {
     }
 
     fn on_found(&mut self, i: usize, procs: Vec<ProcRef>, now: Ms, actions: &mut Vec<Action>) {
-        let t = &mut self.targets[i];
-        let name = t.spec.name.clone();
+        let t = &self.targets[i];
         let enough = procs.len() as u32 >= t.spec.min_count();
-        let mut out = Out { actions, now };
-        match t.phase.clone() {
-            Phase::Waiting | Phase::Down | Phase::Backoff { .. } | Phase::Settling { .. }
+        match &t.phase {
+            Phase::Waiting { .. }
+            | Phase::Down
+            | Phase::Backoff { .. }
+            | Phase::Settling { .. }
                 if enough =>
             {
-                let ev = match &t.phase {
-                    Phase::Waiting => EventSpec::new(msg::TARGET_FOUND),
-                    Phase::Settling {
-                        reason: Reason::Manual,
-                        ..
-                    } => EventSpec::new(msg::STARTED_BY_SCRIPT),
-                    Phase::Settling { attempt, .. } => {
-                        EventSpec::new(msg::TARGET_RECOVERED).field("attempt", *attempt)
-                    }
-                    _ => EventSpec::new(msg::TARGET_BACK),
-                };
-                let main = procs[0];
-                let adopt: Vec<ProcRef> = if t.spec.is_group() {
-                    procs.clone()
-                } else {
-                    vec![main]
-                };
-                for p in &adopt {
-                    out.push(Action::Track {
-                        target: name.clone(),
-                        proc: *p,
-                    });
-                }
-                t.procs = adopt;
-                t.phase = Phase::Up;
-                // Uptime is the process's: the same process found again
-                // (after pause and resume, a reload, a restart of procward)
-                // keeps it.
-                if t.up_proc != Some(main) || t.up_since.is_none() {
-                    t.up_since = Some(now);
-                    t.up_proc = Some(main);
-                }
-                t.down_reported = false;
-                t.script = None;
-                t.due = None;
-                t.waiting_said = false;
-                t.over_max = false;
-                t.children_armed = false;
-                t.probe_failures = 0;
-                t.stalled = false;
-                t.last_probe = None;
-                t.manual_start = false;
-                t.token += 1;
-                let newly = !t.ever_up || t.last_pid != Some(main.pid);
-                t.ever_up = true;
-                t.last_pid = Some(main.pid);
-                out.emit(
-                    t,
-                    ev.target(&name).pid(main.pid).field("count", procs.len()),
-                );
-                if newly {
-                    out.push(Action::Persist);
-                }
+                self.adopt(i, procs, now, actions)
             }
-            Phase::Waiting if t.manual_start => {
-                t.manual_start = false;
+            Phase::Waiting { manual: true, .. } => {
                 self.start_restart(i, Reason::Manual, None, now, actions);
             }
-            Phase::Waiting if !t.waiting_said => {
-                t.waiting_said = true;
-                if t.ever_up && t.down_reported {
-                    // Its end was reported already (before a reset, or
-                    // before procward restarted): recover without saying
-                    // it again.
-                    let pid = t.last_pid;
-                    self.recover(i, Reason::Disappeared, pid, now, actions);
-                } else if t.ever_up {
-                    // It was up when procward last ran and is gone now.
-                    let pid = t.last_pid;
-                    let mut ev = EventSpec::new(msg::PROCESS_DISAPPEARED).target(&name);
-                    if let Some(p) = pid {
-                        ev = ev.pid(p);
-                    }
-                    self.fail(i, Reason::Disappeared, pid, ev, now, actions);
-                } else {
-                    let ev = EventSpec::new(msg::TARGET_WAITING).target(&name);
-                    out.emit(t, ev);
-                }
-            }
-            Phase::Up if t.spec.is_group() => {
-                for p in &procs {
-                    if !t.procs.contains(p) {
-                        t.procs.push(*p);
-                        out.push(Action::Track {
-                            target: name.clone(),
-                            proc: *p,
-                        });
-                    }
-                }
-                let count = procs.len() as u32;
-                let (min, max) = t.spec.count.unwrap_or((1, None));
-                if count < min.max(1) {
-                    let pid = t.main().map(|m| m.pid);
-                    let ev = EventSpec::new(msg::COUNT_BELOW_MIN)
-                        .target(&name)
-                        .field("count", count)
-                        .field("min", min);
-                    self.fail(i, Reason::Count, pid, ev, now, actions);
-                } else if let Some(max) = max {
-                    if count > max && !t.over_max {
-                        t.over_max = true;
-                        let ev = EventSpec::new(msg::COUNT_ABOVE_MAX)
-                            .target(&name)
-                            .field("count", count)
-                            .field("max", max);
-                        out.emit(t, ev);
-                    } else if count <= max && t.over_max {
-                        t.over_max = false;
-                        let ev = EventSpec::new(msg::COUNT_NORMAL)
-                            .target(&name)
-                            .field("count", count)
-                            .field("max", max);
-                        out.emit(t, ev);
-                    }
-                }
-            }
+            Phase::Waiting {
+                announced: false, ..
+            } => self.absent(i, now, actions),
+            Phase::Up(_) if t.spec.is_group() => self.members(i, procs, now, actions),
             _ => {}
         }
+    }
+
+    /// Enough processes found: the target is up (found, recovered, or
+    /// back by itself).
+    fn adopt(&mut self, i: usize, procs: Vec<ProcRef>, now: Ms, actions: &mut Vec<Action>) {
+        let t = &mut self.targets[i];
+        let name = t.spec.name.clone();
+        let ev = match &t.phase {
+            Phase::Waiting { .. } => EventSpec::new(msg::TARGET_FOUND),
+            Phase::Settling {
+                reason: Reason::Manual,
+                ..
+            } => EventSpec::new(msg::STARTED_BY_SCRIPT),
+            Phase::Settling { attempt, .. } => {
+                EventSpec::new(msg::TARGET_RECOVERED).field("attempt", *attempt)
+            }
+            _ => EventSpec::new(msg::TARGET_BACK),
+        };
+        let mut out = Out { actions, now };
+        let main = procs[0];
+        let adopt: Vec<ProcRef> = if t.spec.is_group() {
+            procs.clone()
+        } else {
+            vec![main]
+        };
+        for p in &adopt {
+            out.push(Action::Track {
+                target: name.clone(),
+                proc: *p,
+            });
+        }
+        t.procs = adopt;
+        t.enter(Phase::Up(Up::default()));
+        // Uptime is the process's: the same process found again (after
+        // pause and resume, a reload, a restart of procward) keeps it.
+        if t.up_proc != Some(main) || t.up_since.is_none() {
+            t.up_since = Some(now);
+            t.up_proc = Some(main);
+        }
+        t.down_reported = false;
+        let newly = !t.ever_up || t.last_pid != Some(main.pid);
+        t.ever_up = true;
+        t.last_pid = Some(main.pid);
+        out.emit(
+            t,
+            ev.target(&name).pid(main.pid).field("count", procs.len()),
+        );
+        if newly {
+            out.push(Action::Persist);
+        }
+    }
+
+    /// Nothing found while waiting: said once. A target that was up when
+    /// procward last ran is recovered (its end said, unless it was).
+    fn absent(&mut self, i: usize, now: Ms, actions: &mut Vec<Action>) {
+        let t = &mut self.targets[i];
+        let name = t.spec.name.clone();
+        if let Phase::Waiting { announced, .. } = &mut t.phase {
+            *announced = true;
+        }
+        let pid = t.last_pid;
+        if t.ever_up && t.down_reported {
+            // Its end was reported already (before a reset, or before
+            // procward restarted): recover without saying it again.
+            self.recover(i, Reason::Disappeared, pid, now, actions);
+        } else if t.ever_up {
+            let mut ev = EventSpec::new(msg::PROCESS_DISAPPEARED).target(&name);
+            if let Some(p) = pid {
+                ev = ev.pid(p);
+            }
+            self.fail(i, Reason::Disappeared, pid, ev, now, actions);
+        } else {
+            let mut out = Out { actions, now };
+            out.emit(t, EventSpec::new(msg::TARGET_WAITING).target(&name));
+        }
+    }
+
+    /// A group's scan: new members are tracked; the count is checked
+    /// against min and max.
+    fn members(&mut self, i: usize, procs: Vec<ProcRef>, now: Ms, actions: &mut Vec<Action>) {
+        let t = &mut self.targets[i];
+        let name = t.spec.name.clone();
+        let mut out = Out { actions, now };
+        for p in &procs {
+            if !t.procs.contains(p) {
+                t.procs.push(*p);
+                out.push(Action::Track {
+                    target: name.clone(),
+                    proc: *p,
+                });
+            }
+        }
+        let count = procs.len() as u32;
+        let (min, max) = t.spec.count.unwrap_or((1, None));
+        if count < min.max(1) {
+            let pid = t.main().map(|m| m.pid);
+            let ev = EventSpec::new(msg::COUNT_BELOW_MIN)
+                .target(&name)
+                .field("count", count)
+                .field("min", min);
+            self.fail(i, Reason::Count, pid, ev, now, actions);
+            return;
+        }
+        let (Some(max), Some(up)) = (max, t.up()) else {
+            return;
+        };
+        let id = if count > max && !up.over_max {
+            up.over_max = true;
+            msg::COUNT_ABOVE_MAX
+        } else if count <= max && up.over_max {
+            up.over_max = false;
+            msg::COUNT_NORMAL
+        } else {
+            return;
+        };
+        let ev = EventSpec::new(id)
+            .target(&name)
+            .field("count", count)
+            .field("max", max);
+        out.emit(t, ev);
     }
 
     fn on_exited(
@@ -1120,7 +1281,7 @@ impl Monitor {
             }
             return;
         }
-        if t.phase != Phase::Up || !t.procs.contains(&proc) {
+        if !matches!(t.phase, Phase::Up(_)) || !t.procs.contains(&proc) {
             return; // stale: already handled, or not ours
         }
         let name = t.spec.name.clone();
@@ -1141,8 +1302,10 @@ impl Monitor {
                     .field("count", count)
                     .field("min", min);
                 self.fail(i, Reason::Count, pid, ev, now, actions);
-            } else if let (true, Some(max)) = (t.over_max, max.filter(|&m| count <= m)) {
-                t.over_max = false;
+            } else if let (Some(up), Some(max)) =
+                (t.up().filter(|u| u.over_max), max.filter(|&m| count <= m))
+            {
+                up.over_max = false;
                 let ev = EventSpec::new(msg::COUNT_NORMAL)
                     .target(&name)
                     .field("count", count)
@@ -1200,68 +1363,60 @@ impl Monitor {
         let Some(stall) = t.spec.stall.clone() else {
             return;
         };
-        let main = match (t.phase == Phase::Up, t.main()) {
-            (true, Some(m)) if m.pid == pid => m,
+        let main = match t.main() {
+            Some(m) if m.pid == pid && matches!(t.phase, Phase::Up(_)) => m,
             _ => return, // a result for a process we no longer watch
         };
         let name = t.spec.name.clone();
         let kind = stall.probe.kind();
         let mut out = Out { actions, now };
-        t.last_probe = Some((ok, detail.clone()));
+        let up = t.up().expect("up");
+        up.last_probe = Some((ok, detail.clone()));
         if ok {
-            t.probe_failures = 0;
-            if t.stalled {
-                t.stalled = false;
-                out.emit(
-                    t,
-                    EventSpec::new(msg::STALL_CLEARED)
-                        .target(&name)
-                        .pid(pid)
-                        .field("probe", kind),
-                );
+            up.probe_failures = 0;
+            if std::mem::take(&mut up.stalled) {
+                let ev = EventSpec::new(msg::STALL_CLEARED)
+                    .target(&name)
+                    .pid(pid)
+                    .field("probe", kind);
+                out.emit(t, ev);
             }
             return;
         }
-        t.probe_failures += 1;
-        if t.probe_failures < stall.failures || t.stalled {
+        up.probe_failures += 1;
+        let failures = up.probe_failures;
+        if failures < stall.failures || up.stalled {
             return;
         }
-        let action = match stall.action {
-            crate::config::StallAction::Restart => "restart",
-            crate::config::StallAction::Notify => "notify",
-        };
-        out.emit(
-            t,
-            EventSpec::new(msg::TARGET_STALLED)
-                .target(&name)
-                .pid(pid)
-                .field("probe", kind)
-                .field("failures", t.probe_failures)
-                .field("error", detail)
-                .field("action", action),
-        );
-        match stall.action {
-            crate::config::StallAction::Notify => t.stalled = true,
-            crate::config::StallAction::Restart => {
-                t.phase = Phase::Stopping {
-                    reason: Reason::Stalled,
-                };
-                t.up_since = None;
-                t.token += 1;
-                out.push(Action::Stop {
-                    target: name.clone(),
-                    proc: main,
-                    group: stall.signal_group,
-                    timeout: stall.stop_timeout,
-                });
-                let give_up = now + stall.stop_timeout.as_millis() as u64 + 5000;
-                out.push(Action::Arm {
-                    target: name,
-                    token: t.token,
-                    at: give_up,
-                });
-            }
+        let notify = stall.action == crate::config::StallAction::Notify;
+        up.stalled = notify;
+        let ev = EventSpec::new(msg::TARGET_STALLED)
+            .target(&name)
+            .pid(pid)
+            .field("probe", kind)
+            .field("failures", failures)
+            .field("error", detail)
+            .field("action", if notify { "notify" } else { "restart" });
+        out.emit(t, ev);
+        if notify {
+            return;
         }
+        t.enter(Phase::Stopping {
+            reason: Reason::Stalled,
+        });
+        t.up_since = None;
+        out.push(Action::Stop {
+            target: name.clone(),
+            proc: main,
+            group: stall.signal_group,
+            timeout: stall.stop_timeout,
+        });
+        let give_up = now + stall.stop_timeout.as_millis() as u64 + 5000;
+        out.push(Action::Arm {
+            target: name,
+            token: t.token,
+            at: give_up,
+        });
     }
 
     /// The target failed: say so, drop its processes, and recover.
@@ -1284,8 +1439,6 @@ impl Monitor {
         }
         t.procs.clear();
         t.up_since = None;
-        t.over_max = false;
-        t.children_armed = false;
         self.recover(i, reason, pid, now, actions);
     }
 
@@ -1306,9 +1459,8 @@ impl Monitor {
             r => r,
         };
         let t = &mut self.targets[i];
-        t.token += 1;
         if t.spec.restart.script.is_none() {
-            t.phase = Phase::Down;
+            t.enter(Phase::Down);
             return;
         }
         t.prune(now);
@@ -1339,8 +1491,11 @@ impl Monitor {
     ) {
         let t = &mut self.targets[i];
         let name = t.spec.name.clone();
-        t.phase = Phase::Backoff { reason, pid };
-        t.due = Some(now + delay);
+        t.enter(Phase::Backoff {
+            reason,
+            pid,
+            due: now + delay,
+        });
         let mut out = Out { actions, now };
         out.push(Action::Arm {
             target: name.clone(),
@@ -1351,8 +1506,13 @@ impl Monitor {
             .target(&name)
             .field(
                 "delay",
-                humantime::format_duration(std::time::Duration::from_millis(delay / 1000 * 1000))
-                    .to_string(),
+                // Whole seconds, tenths below ten seconds: "900ms", "1s 800ms", "37s".
+                humantime::format_duration(std::time::Duration::from_millis(if delay < 10_000 {
+                    delay / 100 * 100
+                } else {
+                    delay / 1000 * 1000
+                }))
+                .to_string(),
             )
             .field("delay_ms", delay)
             .field("attempt", t.attempts.len() as u64 + 1)
@@ -1409,11 +1569,11 @@ impl Monitor {
             .field("delay_ms", 0)
             .field("attempt", t.attempts.len() as u64 + 1)
             .field("max", t.spec.retry.max);
-        t.phase = if action == OnRetryOver::Failover {
+        t.enter(if action == OnRetryOver::Failover {
             Phase::Failed
         } else {
             Phase::RetryOver
-        };
+        });
         out.emit(t, ev);
         if let (OnRetryOver::Failover | OnRetryOver::Exec, Some(f)) = (action, &t.spec.failover) {
             let ev = EventSpec::new(msg::RETRY_OVER_COMMAND)
@@ -1421,7 +1581,10 @@ impl Monitor {
                 .field("command", f.command.join(" "))
                 .field("action", action.as_str());
             out.emit(t, ev);
-            out.push(Action::RunCommand { target: name });
+            out.push(Action::RunCommand {
+                target: name,
+                attempts: t.attempts.len() as u32,
+            });
         }
         out.push(Action::Persist);
     }
@@ -1442,10 +1605,11 @@ impl Monitor {
             t.attempts.push_back(now);
             t.attempts.len() as u32
         };
-        t.phase = Phase::Restarting { attempt, reason };
-        t.script = None;
-        t.due = None;
-        t.token += 1;
+        t.enter(Phase::Restarting {
+            attempt,
+            reason,
+            script: None,
+        });
         let mut out = Out { actions, now };
         let script = t
             .spec
@@ -1487,11 +1651,12 @@ impl Monitor {
     ) {
         let t = &mut self.targets[i];
         let reason = match t.phase {
-            Phase::Restarting { attempt: a, reason } if a == attempt => reason,
+            Phase::Restarting {
+                attempt: a, reason, ..
+            } if a == attempt => reason,
             _ => return, // paused, reset or reloaded meanwhile
         };
         let name = t.spec.name.clone();
-        t.script = None;
         let manual = reason == Reason::Manual;
         let mut out = Out { actions, now };
         match outcome {
@@ -1501,8 +1666,7 @@ impl Monitor {
                     ScriptOutcome::Unknown => outcome_status(&outcome),
                     _ => "exit code 0".to_string(),
                 };
-                t.phase = Phase::Settling { attempt, reason };
-                t.token += 1;
+                t.enter(Phase::Settling { attempt, reason });
                 out.push(Action::Arm {
                     target: name.clone(),
                     token: t.token,

@@ -119,6 +119,10 @@ fn phase(m: &Monitor) -> Phase {
     m.target("a").unwrap().phase.clone()
 }
 
+fn state(m: &Monitor) -> State {
+    m.target("a").unwrap().phase.state()
+}
+
 /// Found, killed, restarted by a script that succeeds, found again.
 fn crash_and_recover(m: &mut Monitor, pid: u32, now: Ms) -> u32 {
     let a = killed(m, pid, now);
@@ -131,7 +135,7 @@ fn crash_and_recover(m: &mut Monitor, pid: u32, now: Ms) -> u32 {
         .expect("restart started");
     script(m, attempt, 0, now + 10);
     found(m, &[pid + 1], now + 20);
-    assert_eq!(phase(m), Phase::Up);
+    assert_eq!(state(m), State::Up);
     attempt
 }
 
@@ -144,7 +148,7 @@ fn found_target_is_tracked() {
         target: "a".into(),
         proc: p(100)
     }));
-    assert_eq!(phase(&m), Phase::Up);
+    assert_eq!(state(&m), State::Up);
     assert_eq!(
         m.scan_targets().count(),
         0,
@@ -157,7 +161,7 @@ fn waiting_is_said_once() {
     let mut m = mon(spec("a"));
     assert_eq!(ids(&found(&mut m, &[], T0)), vec![msg::TARGET_WAITING]);
     assert!(ids(&found(&mut m, &[], T0 + S)).is_empty());
-    assert_eq!(phase(&m), Phase::Waiting);
+    assert_eq!(state(&m), State::Waiting);
 }
 
 #[test]
@@ -224,7 +228,7 @@ fn stale_exit_of_a_reused_pid_is_ignored() {
         T0 + S,
     );
     assert!(a.is_empty());
-    assert_eq!(phase(&m), Phase::Up);
+    assert_eq!(state(&m), State::Up);
 }
 
 #[test]
@@ -257,7 +261,7 @@ fn failing_script_retries_then_retry_over_unmonitors() {
     script(&mut m, 2, 1, T0 + 2 * S);
     let a = script(&mut m, 3, 1, T0 + 3 * S);
     assert_eq!(ids(&a), vec![msg::RESTART_SCRIPT_FAILED, msg::RETRY_OVER]);
-    assert_eq!(phase(&m), Phase::RetryOver);
+    assert_eq!(state(&m), State::RetryOver);
     assert!(a.contains(&Action::Persist));
     assert_eq!(m.scan_targets().count(), 0, "retry-over is not monitored");
 }
@@ -342,7 +346,7 @@ fn target_back_during_backoff_cancels_the_restart() {
     let (tok, at) = arm(&a);
     assert_eq!(ids(&found(&mut m, &[150], T0 + S)), vec![msg::TARGET_BACK]);
     assert!(timer(&mut m, tok, at).is_empty(), "stale timer");
-    assert_eq!(phase(&m), Phase::Up);
+    assert_eq!(state(&m), State::Up);
     assert_eq!(
         m.status(T0 + 2 * S)[0].restarts_in_window,
         1,
@@ -391,8 +395,11 @@ fn failover_marks_failed_and_runs_the_command() {
             msg::RETRY_OVER_COMMAND
         ]
     );
-    assert!(a.contains(&Action::RunCommand { target: "a".into() }));
-    assert_eq!(phase(&m), Phase::Failed);
+    assert!(a.contains(&Action::RunCommand {
+        target: "a".into(),
+        attempts: 0
+    }));
+    assert_eq!(state(&m), State::Failed);
     let a = m.handle(
         Input::CommandDone {
             target: "a".into(),
@@ -404,7 +411,7 @@ fn failover_marks_failed_and_runs_the_command() {
         T0 + S,
     );
     assert_eq!(ids(&a), vec![msg::RETRY_OVER_COMMAND_OK]);
-    assert_eq!(m.snapshot()["a"].halted.as_deref(), Some("failed"));
+    assert_eq!(m.snapshot()["a"].halted, Some(Halted::Failed));
 }
 
 #[test]
@@ -420,7 +427,7 @@ fn pause_resume_reset() {
     assert!(m.snapshot()["a"].paused);
     let a = m.command("a", Command::Resume, "root", T0 + 2 * S).unwrap();
     assert_eq!(ids(&a), vec![msg::TARGET_RESUMED]);
-    assert_eq!(phase(&m), Phase::Waiting);
+    assert_eq!(state(&m), State::Waiting);
     // Gone meanwhile, and it was up before: recover it.
     let a = found(&mut m, &[], T0 + 3 * S);
     assert_eq!(
@@ -438,10 +445,10 @@ fn reset_clears_counter_and_retry_over() {
     found(&mut m, &[100], T0);
     killed(&mut m, 100, T0);
     script(&mut m, 1, 1, T0 + S);
-    assert_eq!(phase(&m), Phase::RetryOver);
+    assert_eq!(state(&m), State::RetryOver);
     let a = m.command("a", Command::Reset, "root", T0 + 2 * S).unwrap();
     assert_eq!(ids(&a), vec![msg::TARGET_RESET]);
-    assert_eq!(phase(&m), Phase::Waiting);
+    assert_eq!(state(&m), State::Waiting);
     assert_eq!(m.status(T0 + 2 * S)[0].restarts_in_window, 0);
     assert!(m.snapshot()["a"].halted.is_none());
 }
@@ -463,7 +470,7 @@ fn state_survives_a_restart_of_procward() {
     assert_eq!(ids(&a), vec![msg::PROCESS_DISAPPEARED, msg::RETRY_OVER]);
     // Paused and retry-over states persist too.
     let again = Monitor::new(vec![s], &m.snapshot(), 7);
-    assert_eq!(again.target("a").unwrap().phase, Phase::RetryOver);
+    assert_eq!(again.target("a").unwrap().phase.state(), State::RetryOver);
 }
 
 #[test]
@@ -555,7 +562,7 @@ fn without_a_script_the_target_is_down_until_it_returns() {
         ids(&killed(&mut m, 100, T0)),
         vec![msg::PROCESS_DISAPPEARED]
     );
-    assert_eq!(phase(&m), Phase::Down);
+    assert_eq!(state(&m), State::Down);
     assert_eq!(ids(&found(&mut m, &[120], T0 + S)), vec![msg::TARGET_BACK]);
 }
 
@@ -566,9 +573,9 @@ fn reload_keeps_state_of_unchanged_targets() {
     crash_and_recover(&mut m, 100, T0);
     let a = m.reconfigure(vec![spec("a"), spec("b")], T0 + S);
     assert!(!a.iter().any(|x| matches!(x, Action::UntrackAll { .. })));
-    assert_eq!(phase(&m), Phase::Up);
+    assert_eq!(state(&m), State::Up);
     assert_eq!(m.status(T0 + S)[0].restarts_in_window, 1);
-    assert_eq!(m.target("b").unwrap().phase, Phase::Waiting);
+    assert_eq!(m.target("b").unwrap().phase.state(), State::Waiting);
     let a = m.reconfigure(vec![spec("b")], T0 + 2 * S);
     assert!(a.contains(&Action::UntrackAll { target: "a".into() }));
     assert!(m.target("a").is_none());
@@ -579,9 +586,9 @@ fn reload_keeps_state_of_unchanged_targets() {
 #[test]
 fn every_emitted_event_renders_in_both_languages() {
     const S2: Duration = Duration::from_secs(2);
+    use crate::catalog::render::Renderer;
     use crate::catalog::Catalog;
     use crate::config::Lang;
-    use crate::notify::render::Renderer;
     let r = Renderer::new(std::sync::Arc::new(Catalog::embedded()), None, "h").unwrap();
     let mut all = Vec::new();
     let mut s = spec("a");
@@ -803,8 +810,9 @@ fn stall_notify_says_once_and_clears() {
     let Action::Emit(ev) = &a[0] else { panic!() };
     assert_eq!(ev.fields["action"], "notify");
     assert!(probe(&mut m, 100, false, T0).is_empty(), "said once");
-    assert_eq!(phase(&m), Phase::Up);
+    assert_eq!(state(&m), State::Stalled, "up, but stalled");
     assert_eq!(ids(&probe(&mut m, 100, true, T0)), vec![msg::STALL_CLEARED]);
+    assert_eq!(state(&m), State::Up);
     assert_eq!(m.status(T0)[0].probe.as_deref(), Some("ok"));
     // A result for another pid is ignored.
     assert!(probe(&mut m, 999, false, T0).is_empty());
@@ -828,7 +836,7 @@ fn stop_then_start_is_not_counted() {
     assert!(a
         .iter()
         .any(|x| matches!(x, Action::Stop { proc, .. } if proc.pid == 100)));
-    assert_eq!(phase(&m), Phase::Stopped);
+    assert_eq!(state(&m), State::Stopped);
     assert!(
         killed(&mut m, 100, T0).is_empty(),
         "its end is not a failure"
@@ -844,7 +852,7 @@ fn stop_then_start_is_not_counted() {
         )
         .unwrap()
         .is_empty());
-    assert_eq!(m.snapshot()["a"].halted.as_deref(), Some("stopped"));
+    assert_eq!(m.snapshot()["a"].halted, Some(Halted::Stopped));
     let a = m.command("a", Command::Start, "hacluster", T0 + S).unwrap();
     assert_eq!(ids(&a), vec![msg::TARGET_STARTED]);
     // The scan finds nothing: the script runs, attempt 0, not counted.

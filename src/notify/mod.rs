@@ -4,15 +4,14 @@
 //! that a slow receiver never blocks monitoring.
 
 pub mod journal;
+pub mod outputs;
 pub mod queue;
-pub mod render;
+
 pub mod snmp;
 pub mod syslog;
 pub mod usm;
 
 use crate::event::{Event, EventSpec};
-use crate::monitor::Persisted;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -60,7 +59,7 @@ impl Outages {
 
 /// Only the newest state snapshot matters: one slot, not a queue, so a
 /// burst of changes with many targets never piles up snapshots.
-type StateSlot = Arc<std::sync::Mutex<Option<BTreeMap<String, Persisted>>>>;
+type StateSlot = Arc<std::sync::Mutex<Option<crate::state::Pending>>>;
 
 /// Fans events out. Cheap to call from the event loop: it never blocks.
 pub struct Notifier {
@@ -83,7 +82,6 @@ impl Notifier {
             .spawn(move || {
                 use std::io::Write;
                 let mut outages = Outages::default();
-                let state_path = crate::state::path(&state_dir);
                 for m in rx {
                     match m {
                         IoMsg::Event(ev, console) => {
@@ -105,15 +103,16 @@ impl Notifier {
                         IoMsg::State => {
                             let snapshot = slot.lock().expect("state slot").take();
                             if let Some(s) = snapshot {
-                                let said = match crate::state::save(&state_dir, &s) {
+                                let path = s.path();
+                                let said = match s.write() {
                                     Err(e) => {
                                         eprintln!(
                                             "procward: cannot save state in {}: {e}",
-                                            state_dir.display()
+                                            path.display()
                                         );
-                                        outages.failed("state file", &state_path, &e.to_string())
+                                        outages.failed("state file", &path, &e.to_string())
                                     }
-                                    Ok(()) => outages.ok("state file", &state_path),
+                                    Ok(()) => outages.ok("state file", &path),
                                 };
                                 if let Some(spec) = said {
                                     report(spec);
@@ -140,8 +139,7 @@ impl Notifier {
         })
     }
 
-    pub fn publish(&self, ev: Event, console: Option<String>) {
-        let ev = Arc::new(ev);
+    pub fn publish(&self, ev: Arc<Event>, console: Option<String>) {
         if self.io.try_send(IoMsg::Event(ev.clone(), console)).is_err() {
             eprintln!(
                 "procward: journal queue full, event {} {} not journaled",
@@ -151,7 +149,7 @@ impl Notifier {
         let _ = self.bus.send(ev);
     }
 
-    pub fn save_state(&self, s: BTreeMap<String, Persisted>) {
+    pub fn save_state(&self, s: crate::state::Pending) {
         let older = self.state.lock().expect("state slot").replace(s);
         if older.is_none() {
             // State must not be lost: wait for room rather than drop.

@@ -10,10 +10,10 @@
 //! start) so receivers keep accepting after a restart. For v3 informs the
 //! receiver is authoritative: procward discovers its engine ID and time.
 
+use crate::catalog::render::Renderer;
 use crate::config::{AuthProto, Config, NotifyKind, SnmpSecurity, SnmpSink};
 use crate::event::{msg, Event, EventSpec};
 use crate::notify::queue::{Deliver, Reporter, SinkHandle};
-use crate::notify::render::Renderer;
 use crate::notify::usm;
 use rasn::types::{Integer, ObjectIdentifier, OctetString};
 use rasn_smi::v2::{ObjectSyntax, SimpleSyntax};
@@ -129,14 +129,6 @@ fn int(i: i64) -> VarBindValue {
     ))))
 }
 
-/// The notification OID of a message: ROOT.0.N for PWN.
-pub fn notification_oid(root: &[u32], id: &str) -> Vec<u32> {
-    let n: u32 = id.trim_start_matches("PW").parse().unwrap_or(0);
-    let mut v = root.to_vec();
-    v.extend([0, n]);
-    v
-}
-
 /// The varbinds of one event.
 pub fn varbinds(root: &[u32], ev: &Event, text: &str, uptime: u32) -> Vec<VarBind> {
     let obj = |k: u32| {
@@ -162,7 +154,7 @@ pub fn varbinds(root: &[u32], ev: &Event, text: &str, uptime: u32) -> Vec<VarBin
         VarBind {
             name: oid(SNMP_TRAP_OID.to_vec()),
             value: VarBindValue::Value(ObjectSyntax::Simple(SimpleSyntax::ObjectId(oid(
-                notification_oid(root, &ev.id),
+                crate::filters::mib::notification_oid(root, &ev.id),
             )))),
         },
         VarBind {
@@ -777,7 +769,7 @@ mod tests {
     #[test]
     fn notification_oids() {
         assert_eq!(
-            notification_oid(&[1, 3, 6, 1, 4, 1, 32473, 7], "PW2003"),
+            crate::filters::mib::notification_oid(&[1, 3, 6, 1, 4, 1, 32473, 7], "PW2003"),
             vec![1, 3, 6, 1, 4, 1, 32473, 7, 0, 2003]
         );
     }

@@ -8,10 +8,10 @@
 //! dropped and, once the receiver is back, one PW3001 event says how many.
 //! Events about a sink's own failure are not queued into that sink.
 
+use crate::catalog::render::Renderer;
 use crate::config::{Config, SyslogFormat, SyslogSink, Transport};
 use crate::event::Event;
 use crate::notify::queue::{Deliver, Reporter, SinkHandle};
-use crate::notify::render::Renderer;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,6 +3,7 @@
 
 pub mod procfs;
 pub mod stall;
+pub mod watch;
 
 use crate::monitor::ProcRef;
 use std::os::fd::OwnedFd;

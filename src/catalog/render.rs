@@ -43,7 +43,16 @@ pub struct Renderer {
     hb: Handlebars<'static>,
     pub catalog: Arc<Catalog>,
     pub host: String,
+    /// Template contexts of the last events, per language: built once,
+    /// shared by every sink that renders the same event.
+    contexts: std::sync::Mutex<std::collections::VecDeque<(ContextKey, Arc<Value>)>>,
 }
+
+/// (seq, time, message ID, language) of an event's context.
+type ContextKey = (u64, u64, String, Lang);
+
+/// Contexts kept: enough for every sink to render the event in flight.
+const CONTEXTS: usize = 32;
 
 fn text_key(id: &str, lang: Lang) -> String {
     format!("text/{id}/{}", lang.as_str())
@@ -103,6 +112,7 @@ impl Renderer {
             hb,
             catalog,
             host: host.to_string(),
+            contexts: Default::default(),
         };
         if errors.is_empty() {
             errors.extend(r.self_test());
@@ -149,14 +159,31 @@ impl Renderer {
 
     /// Render the output template `name` for `ev`, with the text in `lang`.
     pub fn output(&self, name: &str, ev: &Event, lang: Lang) -> Result<String, String> {
+        let data = self.context(ev, lang)?;
+        self.hb
+            .render(name, &*data)
+            .map_err(|e| e.reason().to_string())
+    }
+
+    /// The template context of `ev` in `lang`, built once per event and
+    /// language however many sinks render it.
+    fn context(&self, ev: &Event, lang: Lang) -> Result<Arc<Value>, String> {
+        let key: ContextKey = (ev.seq, ev.time_ms, ev.id.clone(), lang);
+        let mut cache = self.contexts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, v)) = cache.iter().find(|(k, _)| *k == key) {
+            return Ok(v.clone());
+        }
         let mut data = serde_json::to_value(ev).map_err(|e| e.to_string())?;
         if lang.as_str() != ev.lang {
             let text = self.text(&ev.id, &ev.fields, lang)?;
             data["text"] = Value::from(text);
         }
-        self.hb
-            .render(name, &data)
-            .map_err(|e| e.reason().to_string())
+        let data = Arc::new(data);
+        if cache.len() >= CONTEXTS {
+            cache.pop_front();
+        }
+        cache.push_back((key, data.clone()));
+        Ok(data)
     }
 
     /// Render a template that is not about one event (the MIB, filters).

@@ -1,7 +1,7 @@
 //! `procward mib`: the SMIv2 module of every notification, generated from
 //! the catalog and the configured root OID through `templates/mib.hbs`.
 
-use crate::notify::render::Renderer;
+use crate::catalog::render::Renderer;
 use serde_json::json;
 
 /// The module text for `root` (which lies under enterprises).
@@ -37,4 +37,12 @@ pub fn generate(r: &Renderer, root: &[u32]) -> Result<String, String> {
         "notifications": notifications,
     });
     r.render_data("mib", &data)
+}
+
+/// The notification OID of a message: ROOT.0.N for PWN.
+pub fn notification_oid(root: &[u32], id: &str) -> Vec<u32> {
+    let n: u32 = id.trim_start_matches("PW").parse().unwrap_or(0);
+    let mut v = root.to_vec();
+    v.extend([0, n]);
+    v
 }

@@ -1,0 +1,391 @@
+//! The daemon: wiring. It routes inputs (process exits, scans, probe
+//! results, script ends, control requests) to the monitor core and the
+//! core's actions to the edges: `probe/` watches and scans, `action/` runs
+//! scripts and stops processes, `notify/` delivers events, `control/`
+//! serves the socket. All decisions are the core's; `apply` is the one
+//! bridge from the core to the edges.
+
+mod probes;
+mod requests;
+mod schedule;
+mod scripts;
+mod system;
+
+use crate::action;
+use crate::catalog::render::Renderer;
+use crate::catalog::Catalog;
+use crate::config::{self, Config};
+use crate::control::server::{self, Denials, FromClient, Shared};
+use crate::control::Response;
+use crate::event::{msg, now_ms, EventSpec};
+use crate::monitor::{Action, Input, Monitor, ProcRef};
+use crate::notify::{outputs::Outputs, queue};
+use crate::probe::watch;
+use schedule::Schedule;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// A validated configuration with its renderer, or every error found.
+pub type Loaded = Result<(Config, Arc<Renderer>), Vec<String>>;
+
+/// Validate everything a daemon needs: configuration, catalog, templates.
+pub fn load_all(path: &Path) -> Loaded {
+    let cfg =
+        config::load(path).map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let catalog = Catalog::load(cfg.daemon.catalog_dir.as_deref())?;
+    let renderer = Renderer::new(
+        Arc::new(catalog),
+        cfg.daemon.templates_dir.as_deref(),
+        &cfg.daemon.hostname,
+    )?;
+    Ok((cfg, Arc::new(renderer)))
+}
+
+pub struct Options {
+    pub config: PathBuf,
+    /// Print each event on stderr (the foreground).
+    pub console: bool,
+    /// Handle SIGTERM/SIGINT/SIGHUP (off when embedded, as in the demo).
+    pub signals: bool,
+}
+
+enum Msg {
+    Input(Input),
+    /// A tracked process without a pidfd: watch it by polling.
+    Poll(String, ProcRef),
+    Scanned(ScanResult),
+    Client(FromClient),
+    Reloaded(Box<Loaded>, String, oneshot::Sender<Response>),
+    /// How a write of one of procward's own files went.
+    Wrote(String, PathBuf, Result<(), String>),
+    /// An event the outputs say about themselves.
+    Report(EventSpec),
+}
+
+struct ScanResult {
+    found: HashMap<String, Vec<ProcRef>>,
+    children: Vec<(String, u32, u32)>,
+    polled_dead: Vec<(String, ProcRef)>,
+}
+
+pub struct Handle {
+    stop: Option<oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Handle {
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.task.await?
+    }
+}
+
+struct Daemon {
+    cfg: Config,
+    monitor: Monitor,
+    out: Outputs,
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Msg>,
+    schedule: Schedule,
+    watches: watch::Watches,
+    denials: Denials,
+    /// The core asked to persist; saved after this wake-up.
+    dirty: bool,
+    _lock: std::fs::File,
+}
+
+/// Start the daemon on the current tokio runtime.
+pub async fn start(opts: Options) -> anyhow::Result<Handle> {
+    system::raise_nofile_limit();
+    let path = opts.config.clone();
+    let (cfg, renderer) = tokio::task::spawn_blocking(move || load_all(&path))
+        .await?
+        .map_err(|errs| anyhow::anyhow!("invalid configuration:\n{}", errs.join("\n")))?;
+    // Signals are handled before anything is said (PW1001, READY=1): a
+    // SIGHUP or SIGTERM that comes early must not find the default action.
+    let signals = Signals::install(opts.signals)?;
+    let lock = crate::state::lock(&cfg.daemon.state_dir)?;
+    let (state, state_err) = match crate::state::load(&cfg.daemon.state_dir) {
+        Ok(s) => (s, None),
+        Err(e) => (Default::default(), Some(e)),
+    };
+    for w in &cfg.warnings {
+        eprintln!("procward: warning: {w}");
+    }
+    let listener = server::bind(&cfg.daemon.control_socket, cfg.daemon.control_group)?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let report = tx.clone();
+    let reporter: queue::Reporter = Arc::new(move |spec| {
+        let _ = report.send(Msg::Report(spec));
+    });
+    let out = Outputs::start(&cfg, renderer, opts.console, reporter).map_err(anyhow::Error::msg)?;
+    let shared = Arc::new(Shared {
+        allow: RwLock::new(cfg.daemon.allow.clone()),
+        state_dir: cfg.daemon.state_dir.clone(),
+        bus: out.bus(),
+    });
+    let monitor = Monitor::new(
+        cfg.targets.clone(),
+        &state,
+        now_ms() ^ std::process::id() as u64,
+    );
+    let mut d = Daemon {
+        cfg,
+        monitor,
+        out,
+        shared: shared.clone(),
+        tx: tx.clone(),
+        schedule: Schedule::new(),
+        watches: watch::Watches::default(),
+        denials: Denials::default(),
+        dirty: false,
+        _lock: lock,
+    };
+    d.out.emit(
+        EventSpec::new(msg::DAEMON_STARTED)
+            .field("version", env!("CARGO_PKG_VERSION"))
+            .field("targets", d.cfg.targets.len())
+            .field("config", d.cfg.path.display().to_string()),
+    );
+    if let Some(e) = state_err {
+        let path = crate::state::path(&d.cfg.daemon.state_dir);
+        d.out.emit(
+            EventSpec::new(msg::STATE_UNREADABLE)
+                .field("path", path.display().to_string())
+                .field("error", e),
+        );
+    }
+    // Recoveries that were under way when procward stopped go on where
+    // they were: a running restart script is waited for, not run again.
+    let acts = d.monitor.startup(now_ms());
+    d.apply(acts);
+    let to_daemon: server::ToDaemon = Arc::new(move |m| tx.send(Msg::Client(m)).is_ok());
+    tokio::spawn(server::serve_forever(listener, shared, to_daemon));
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let task = tokio::spawn(async move { d.run(rx, stop_rx, signals).await });
+    system::sd_notify("READY=1");
+    Ok(Handle {
+        stop: Some(stop_tx),
+        task,
+    })
+}
+
+/// SIGTERM, SIGINT and SIGHUP, when the daemon handles them.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install(on: bool) -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let one = |k: SignalKind| on.then(|| signal(k)).transpose();
+        Ok(Signals {
+            term: one(SignalKind::terminate())?,
+            int: one(SignalKind::interrupt())?,
+            hup: one(SignalKind::hangup())?,
+        })
+    }
+}
+
+async fn signal(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl Daemon {
+    async fn run(
+        &mut self,
+        mut rx: mpsc::UnboundedReceiver<Msg>,
+        mut stop: oneshot::Receiver<()>,
+        signals: Signals,
+    ) -> anyhow::Result<()> {
+        let Signals {
+            mut term,
+            mut int,
+            mut hup,
+        } = signals;
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let stop_reason;
+        loop {
+            let wake = [self.next_wake(), self.next_denial_report()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(far);
+            tokio::select! {
+                _ = &mut stop => { stop_reason = "shutdown request"; break; }
+                _ = signal(&mut term) => { stop_reason = "SIGTERM"; break; }
+                _ = signal(&mut int) => { stop_reason = "SIGINT"; break; }
+                _ = signal(&mut hup) => {
+                    let (tx, _rx) = oneshot::channel();
+                    self.start_reload("SIGHUP".into(), tx);
+                }
+                Some(m) = rx.recv() => self.on_msg(m),
+                _ = tokio::time::sleep_until(wake) => self.on_wake(),
+            }
+            self.after();
+        }
+        system::sd_notify("STOPPING=1");
+        self.out
+            .emit(EventSpec::new(msg::DAEMON_STOPPING).field("signal", stop_reason));
+        self.watches.abort_all();
+        self.out
+            .finish(
+                crate::state::Pending::new(&self.cfg.daemon.state_dir, self.monitor.snapshot()),
+                Duration::from_secs(2),
+            )
+            .await;
+        let _ = std::fs::remove_file(&self.cfg.daemon.control_socket);
+        Ok(())
+    }
+
+    fn scan_interval(&self) -> Duration {
+        if self.monitor.fast_scan() {
+            Duration::from_millis(100).min(self.cfg.daemon.interval)
+        } else {
+            self.cfg.daemon.interval
+        }
+    }
+
+    fn next_wake(&mut self) -> Option<Instant> {
+        self.schedule.sync_probes(
+            self.monitor
+                .probe_targets()
+                .filter_map(|(spec, _)| Some((spec.name.as_str(), spec.stall.as_ref()?.interval))),
+        );
+        self.schedule.next_wake(self.scan_interval())
+    }
+
+    fn next_denial_report(&self) -> Option<Instant> {
+        self.denials.next_report(self.cfg.daemon.denied_interval)
+    }
+
+    /// Whatever is due: core timers, the scan, stall probes, PW1008 counts.
+    fn on_wake(&mut self) {
+        let now = Instant::now();
+        for (target, token) in self.schedule.due_timers(now) {
+            self.feed(Input::Timer { target, token });
+        }
+        if self.schedule.scan_due(now, self.scan_interval()) {
+            self.start_scan();
+        }
+        self.start_probes(now);
+        for (uid, user, n) in self.denials.due(self.cfg.daemon.denied_interval) {
+            self.emit_denied(uid, user, n);
+        }
+    }
+
+    /// Work after each wake-up: persist, scan if asked.
+    fn after(&mut self) {
+        if self.dirty {
+            self.dirty = false;
+            self.out.save_state(crate::state::Pending::new(
+                &self.cfg.daemon.state_dir,
+                self.monitor.snapshot(),
+            ));
+        }
+        if self.schedule.scan_due(Instant::now(), self.scan_interval()) {
+            self.start_scan();
+        }
+    }
+
+    /// One input to the core, its actions to the edges.
+    fn feed(&mut self, input: Input) {
+        let acts = self.monitor.handle(input, now_ms());
+        self.apply(acts);
+    }
+
+    fn on_msg(&mut self, m: Msg) {
+        match m {
+            Msg::Input(i) => {
+                if let Input::Probe { target, .. } = &i {
+                    self.schedule.probe_done(target);
+                }
+                if let Input::Exited { target, proc, .. } = &i {
+                    self.watches.ended(target, *proc);
+                }
+                self.feed(i);
+            }
+            Msg::Poll(target, p) => self.watches.poll(target, p),
+            Msg::Scanned(r) => self.scanned(r),
+            Msg::Client(FromClient::Request(req, user, reply)) => {
+                if let Some((resp, reply)) = self.on_request(req, &user, reply) {
+                    let _ = reply.send(resp);
+                }
+            }
+            Msg::Client(FromClient::Denied(uid, user)) => {
+                let every = self.cfg.daemon.denied_interval;
+                if let Some(n) = self.denials.refused(uid, user.clone(), every) {
+                    self.emit_denied(uid, user, n);
+                }
+            }
+            Msg::Reloaded(result, by, reply) => self.finish_reload(*result, by, reply),
+            Msg::Wrote(what, path, r) => self.out.write_result(&what, &path, r),
+            Msg::Report(spec) => self.out.emit(spec),
+        }
+    }
+
+    fn scanned(&mut self, r: ScanResult) {
+        self.schedule.scan_done();
+        let mut found: Vec<_> = r.found.into_iter().collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        for (target, procs) in found {
+            self.feed(Input::Found { target, procs });
+        }
+        for (target, pid, count) in r.children {
+            self.feed(Input::Children { target, pid, count });
+        }
+        for (target, p) in r.polled_dead {
+            if self.watches.ended(&target, p) {
+                self.classify_and_report(target, p);
+            }
+        }
+    }
+
+    /// The core's actions, turned into I/O.
+    fn apply(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Emit(spec) => self.out.emit(spec),
+                Action::Track { target, proc } => self.track(target, proc),
+                Action::UntrackAll { target } => self.watches.untrack_all(&target),
+                Action::RunScript {
+                    target,
+                    attempt,
+                    reason,
+                    pid,
+                } => self.run_script(target, attempt, reason, pid),
+                Action::RunCommand { target, attempts } => self.run_command(target, attempts),
+                Action::AdoptScript {
+                    target,
+                    attempt,
+                    proc,
+                } => self.adopt_script(target, attempt, proc),
+                Action::Arm { target, token, at } => {
+                    let delay = Duration::from_millis(at.saturating_sub(now_ms()));
+                    self.schedule.arm(Instant::now() + delay, target, token);
+                }
+                Action::Stop {
+                    proc,
+                    group,
+                    timeout,
+                    ..
+                } => action::stop_process(proc, group, timeout),
+                Action::ScanSoon => self.schedule.scan_soon(),
+                Action::Persist => self.dirty = true,
+            }
+        }
+    }
+}

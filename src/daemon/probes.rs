@@ -1,0 +1,109 @@
+//! The edges that look at processes: stall probes, exit watches, the
+//! discovery scan (blocking, off the event loop).
+
+use super::{Daemon, Msg, ScanResult};
+use crate::config;
+use crate::monitor::{Input, ProcRef};
+use crate::probe::{procfs, watch};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+impl Daemon {
+    pub(super) fn start_probes(&mut self, now: Instant) {
+        let due: Vec<(String, crate::config::Stall, ProcRef)> = self
+            .monitor
+            .probe_targets()
+            .filter(|(spec, _)| self.schedule.probe_due(&spec.name, now))
+            .filter_map(|(spec, p)| spec.stall.clone().map(|s| (spec.name.clone(), s, p)))
+            .collect();
+        for (name, stall, p) in due {
+            self.schedule.probe_started(&name, now + stall.interval);
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let (ok, detail) = match crate::probe::stall::run(&stall.probe, p).await {
+                    Ok(()) => (true, String::new()),
+                    Err(e) => (false, e),
+                };
+                let pid = p.pid;
+                let _ = tx.send(Msg::Input(Input::Probe {
+                    target: name,
+                    pid,
+                    ok,
+                    detail,
+                }));
+            });
+        }
+    }
+
+    pub(super) fn track(&mut self, target: String, p: ProcRef) {
+        let tx = self.tx.clone();
+        let grace = self.cfg.daemon.zombie_grace;
+        let name = target.clone();
+        let h = tokio::spawn(async move {
+            if !watch::exited(p).await {
+                let _ = tx.send(Msg::Poll(name, p));
+                return;
+            }
+            let kind = procfs::classify_exit(p, grace).await;
+            let _ = tx.send(Msg::Input(Input::Exited {
+                target: name,
+                proc: p,
+                kind,
+            }));
+        });
+        self.watches.add(target, p, h.abort_handle());
+    }
+
+    pub(super) fn classify_and_report(&mut self, target: String, p: ProcRef) {
+        let tx = self.tx.clone();
+        let grace = self.cfg.daemon.zombie_grace;
+        tokio::spawn(async move {
+            let kind = procfs::classify_exit(p, grace).await;
+            let _ = tx.send(Msg::Input(Input::Exited {
+                target,
+                proc: p,
+                kind,
+            }));
+        });
+    }
+
+    pub(super) fn start_scan(&mut self) {
+        let targets: Vec<Arc<config::TargetSpec>> = self.monitor.scan_targets().cloned().collect();
+        let children: Vec<(String, u32)> = self
+            .monitor
+            .children_checks()
+            .map(|(t, p)| (t.to_string(), p))
+            .collect();
+        let polled = self.watches.polled();
+        let idle = targets.is_empty() && children.is_empty() && polled.is_empty();
+        self.schedule.scan_started(!idle);
+        if idle {
+            return;
+        }
+        let tx = self.tx.clone();
+        let me = std::process::id();
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&config::TargetSpec> = targets.iter().map(|t| t.as_ref()).collect();
+            let found = if refs.is_empty() {
+                HashMap::new()
+            } else {
+                procfs::scan(&refs, me)
+            };
+            let children = children
+                .into_iter()
+                .filter_map(|(t, pid)| procfs::children_count(pid).ok().map(|n| (t, pid, n)))
+                .collect();
+            let mut buf = Vec::with_capacity(512);
+            let polled_dead = polled
+                .into_iter()
+                .filter(|(_, p)| procfs::read_pinned(*p, &mut buf).is_none_or(|s| s.is_dead()))
+                .collect();
+            let _ = tx.send(Msg::Scanned(ScanResult {
+                found,
+                children,
+                polled_dead,
+            }));
+        });
+    }
+}

@@ -1,0 +1,102 @@
+//! Restart scripts and retry-over commands: built by `action::Context`,
+//! run off the loop, their start and end fed back to the core.
+
+use super::{Daemon, Msg};
+use crate::action;
+use crate::monitor::{Input, ProcRef, Reason};
+use crate::probe::{procfs, watch};
+use std::time::Duration;
+
+impl Daemon {
+    pub(super) fn script_context(&self, target: &str) -> Option<action::Context<'_>> {
+        Some(action::Context {
+            spec: &self.monitor.target(target)?.spec,
+            state_dir: &self.cfg.daemon.state_dir,
+            event_seq: self.out.last_seq(target),
+        })
+    }
+
+    pub(super) fn run_script(
+        &mut self,
+        target: String,
+        attempt: u32,
+        reason: Reason,
+        pid: Option<u32>,
+    ) {
+        let Some(run) = self
+            .script_context(&target)
+            .and_then(|c| c.restart(attempt, reason, pid))
+        else {
+            return;
+        };
+        // The attempt is on disk before its script runs: a procward killed
+        // meanwhile waits for this script when it starts again, and never
+        // runs a second one. (A failed write does not hold the restart up.)
+        self.dirty = false;
+        self.out.save_state(crate::state::Pending::new(
+            &self.cfg.daemon.state_dir,
+            self.monitor.snapshot(),
+        ));
+        let saved = self.out.synced();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let _ = saved.await;
+            let (log, name, started) = (run.log.clone(), target.clone(), tx.clone());
+            let ran = action::run(run, move |pid| {
+                let mut buf = Vec::with_capacity(512);
+                if let Ok(Some(st)) = procfs::read_stat(pid, &mut buf) {
+                    let proc = st.proc_ref();
+                    let _ = started.send(Msg::Input(Input::ScriptStarted {
+                        target: name,
+                        attempt,
+                        proc,
+                    }));
+                }
+            })
+            .await;
+            let what = format!("restart script log of {target}");
+            let _ = tx.send(Msg::Wrote(what, log, ran.log_error.map_or(Ok(()), Err)));
+            let outcome = ran.outcome;
+            let _ = tx.send(Msg::Input(Input::ScriptDone {
+                target,
+                attempt,
+                outcome,
+            }));
+        });
+    }
+
+    /// Wait for a restart script started by an earlier procward (pid 0:
+    /// none was seen) and report its end.
+    pub(super) fn adopt_script(&mut self, target: String, attempt: u32, proc: ProcRef) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            if proc.pid != 0 {
+                watch::gone(proc, Duration::from_millis(200)).await;
+            }
+            let outcome = crate::monitor::ScriptOutcome::Unknown;
+            let _ = tx.send(Msg::Input(Input::ScriptDone {
+                target,
+                attempt,
+                outcome,
+            }));
+        });
+    }
+
+    pub(super) fn run_command(&mut self, target: String, attempts: u32) {
+        let Some(run) = self
+            .script_context(&target)
+            .and_then(|c| c.retry_over(attempts))
+        else {
+            return;
+        };
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let log = run.log.clone();
+            let ran = action::run(run, |_| {}).await;
+            let what = format!("retry-over command log of {target}");
+            let _ = tx.send(Msg::Wrote(what, log, ran.log_error.map_or(Ok(()), Err)));
+            let outcome = ran.outcome;
+            let _ = tx.send(Msg::Input(Input::CommandDone { target, outcome }));
+        });
+    }
+}

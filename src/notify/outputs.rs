@@ -1,0 +1,163 @@
+//! Everything an event goes to, behind one `emit`: a sequence number
+//! reserved on disk, the rendered event, the journal (and the console in
+//! the foreground), `events --follow`, and every sink's queue. Sinks are
+//! built here from the configuration, at start and on reload; the daemon
+//! never names syslog or SNMP.
+
+use super::{journal, queue, snmp, syslog, Notifier, Outages};
+use crate::catalog::render::Renderer;
+use crate::config::Config;
+use crate::event::{now_ms, Event, EventSpec};
+use crate::state::Pending;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Outputs {
+    renderer: Arc<Renderer>,
+    lang: crate::config::Lang,
+    console: bool,
+    notifier: Notifier,
+    sinks: Vec<queue::SinkHandle>,
+    /// procward's SNMP engine (ID, boots), loaded with the first SNMP sink.
+    engine: Option<Arc<snmp::Engine>>,
+    seq: journal::Seq,
+    outages: Outages,
+    reporter: queue::Reporter,
+    /// The sequence number of each target's last event.
+    last_seq: HashMap<String, u64>,
+}
+
+/// Start every sink of `cfg`; the SNMP engine is loaded the first time a
+/// configuration has an SNMP sink.
+pub fn start_sinks(
+    cfg: &Config,
+    renderer: &Arc<Renderer>,
+    engine: &mut Option<Arc<snmp::Engine>>,
+    reporter: &queue::Reporter,
+) -> Result<Vec<queue::SinkHandle>, String> {
+    let mut sinks = syslog::start_all(cfg, renderer.clone(), reporter.clone());
+    if !cfg.snmp.is_empty() {
+        if engine.is_none() {
+            let e = snmp::Engine::load(&cfg.daemon.state_dir).map_err(|e| {
+                format!(
+                    "cannot keep the SNMP engine in {}: {e}",
+                    cfg.daemon.state_dir.display()
+                )
+            })?;
+            *engine = Some(Arc::new(e));
+        }
+        let e = engine.clone().expect("loaded");
+        sinks.extend(snmp::start_all(cfg, renderer.clone(), e, reporter.clone()));
+    }
+    Ok(sinks)
+}
+
+impl Outputs {
+    /// Open the journal and the sequence numbers, start the sinks.
+    /// `reporter` takes the events the outputs have to say about
+    /// themselves (sink trouble, write failures).
+    pub fn start(
+        cfg: &Config,
+        renderer: Arc<Renderer>,
+        console: bool,
+        reporter: queue::Reporter,
+    ) -> Result<Outputs, String> {
+        let dir = &cfg.daemon.state_dir;
+        let notifier = Notifier::start(dir.clone(), reporter.clone())
+            .map_err(|e| format!("cannot open the journal in {}: {e}", dir.display()))?;
+        let (seq, seq_err) = journal::Seq::open(dir);
+        let mut engine = None;
+        let sinks = start_sinks(cfg, &renderer, &mut engine, &reporter)?;
+        let mut o = Outputs {
+            renderer,
+            lang: cfg.daemon.language,
+            console,
+            notifier,
+            sinks,
+            engine,
+            seq,
+            outages: Outages::default(),
+            reporter,
+            last_seq: HashMap::new(),
+        };
+        if let Err(e) = seq_err {
+            let path = o.seq.path();
+            o.write_result("sequence file", &path, Err(e));
+        }
+        Ok(o)
+    }
+
+    pub fn bus(&self) -> tokio::sync::broadcast::Sender<Arc<Event>> {
+        self.notifier.bus.clone()
+    }
+
+    /// The sequence number of `target`'s last event (0: none yet).
+    pub fn last_seq(&self, target: &str) -> u64 {
+        self.last_seq.get(target).copied().unwrap_or(0)
+    }
+
+    pub fn emit(&mut self, spec: EventSpec) {
+        let (seq, reserved) = self.seq.take();
+        let ev = self.renderer.event(&spec, seq, now_ms(), self.lang);
+        if let Some(t) = &spec.target {
+            self.last_seq.insert(t.clone(), seq);
+        }
+        let console = self.console.then(|| {
+            self.renderer
+                .output("console", &ev, self.lang)
+                .unwrap_or_else(|_| ev.text.clone())
+        });
+        let ev = Arc::new(ev);
+        for s in &self.sinks {
+            s.push(ev.clone());
+        }
+        self.notifier.publish(ev, console);
+        let path = self.seq.path();
+        self.write_result("sequence file", &path, reserved);
+    }
+
+    /// Say PW1012 when a write of `what` starts failing, PW1013 when it
+    /// works again; nothing while it keeps failing or working.
+    pub fn write_result(&mut self, what: &str, path: &Path, r: Result<(), String>) {
+        let said = match r {
+            Err(e) => self.outages.failed(what, path, &e),
+            Ok(()) => self.outages.ok(what, path),
+        };
+        if let Some(spec) = said {
+            self.emit(spec);
+        }
+    }
+
+    pub fn save_state(&self, snapshot: Pending) {
+        self.notifier.save_state(snapshot);
+    }
+
+    /// Completes once everything handed over so far is written.
+    pub fn synced(&self) -> tokio::sync::oneshot::Receiver<()> {
+        self.notifier.synced()
+    }
+
+    /// A new configuration: new renderer, language and sinks; what the old
+    /// sinks still hold goes to the new ones of the same name.
+    pub fn reload(&mut self, cfg: &Config, renderer: Arc<Renderer>) {
+        let new =
+            start_sinks(cfg, &renderer, &mut self.engine, &self.reporter).unwrap_or_else(|e| {
+                eprintln!("procward: {e}; SNMP sinks are not started");
+                syslog::start_all(cfg, renderer.clone(), self.reporter.clone())
+            });
+        let old = std::mem::replace(&mut self.sinks, new);
+        queue::abort_all(&old);
+        queue::carry_over(&old, &self.sinks);
+        self.renderer = renderer;
+        self.lang = cfg.daemon.language;
+    }
+
+    /// At the end: everything written, the sinks given `grace` to deliver.
+    pub async fn finish(&self, snapshot: Pending, grace: Duration) {
+        self.notifier.save_state(snapshot);
+        self.notifier.sync();
+        queue::flush_all(&self.sinks, grace).await;
+    }
+}

@@ -1126,227 +1126,224 @@ fn validate_snmp(
     })
 }
 
-fn validate_target(c: &mut Collector, src: &Source, i: usize, t: &TargetRaw) -> Option<TargetSpec> {
-    let n0 = c.errors.len();
-    let p = |keys: &[&str]| {
-        let mut v = vec![k("target"), Seg::Index(i)];
+/// Where the problems of one `[[target]]` go: every error and warning is
+/// located under `target[i]`.
+struct AtTarget<'a> {
+    c: &'a mut Collector,
+    src: &'a Source,
+    i: usize,
+}
+
+impl AtTarget<'_> {
+    fn path(&self, keys: &[&str]) -> Vec<Seg> {
+        let mut v = vec![k("target"), Seg::Index(self.i)];
         v.extend(keys.iter().map(|s| k(s)));
         v
-    };
-    if t.name.is_empty()
-        || !t
-            .name
+    }
+
+    fn err(&mut self, keys: &[&str], msg: impl Into<String>) {
+        let p = self.path(keys);
+        self.c.at(self.src, &p, msg);
+    }
+
+    fn warn(&mut self, keys: &[&str], msg: impl Into<String>) {
+        let p = self.path(keys);
+        self.c.warn(self.src, &p, msg);
+    }
+
+    /// A duration that must not be zero.
+    fn nonzero(&mut self, keys: &[&str], d: Dur) {
+        if d.is_zero() {
+            self.err(keys, "must be greater than zero");
+        }
+    }
+}
+
+fn validate_target(c: &mut Collector, src: &Source, i: usize, t: &TargetRaw) -> Option<TargetSpec> {
+    let n0 = c.errors.len();
+    let mut at = AtTarget { c, src, i };
+    let valid_name = !t.name.is_empty()
+        && t.name
             .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
-    {
-        c.at(
-            src,
-            &p(&["name"]),
-            "use letters, digits, `-`, `_` and `.` only",
-        );
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch));
+    if !valid_name {
+        at.err(&["name"], "use letters, digits, `-`, `_` and `.` only");
     }
-    let m = &t.matcher;
-    if m.exe.is_none() && m.comm.is_none() && m.cmdline.is_none() && m.pidfile.is_none() {
-        c.at(
-            src,
-            &p(&["match"]),
-            "give at least one of match.exe, match.comm, match.cmdline, match.pidfile (match.user only narrows)",
-        );
-    }
-    if let Some(exe) = &m.exe {
-        if !exe.is_absolute() {
-            c.at(src, &p(&["match", "exe"]), "must be an absolute path");
-        }
-    }
-    if let Some(pidfile) = &m.pidfile {
-        let narrowed =
-            m.exe.is_some() || m.comm.is_some() || m.cmdline.is_some() || m.user.is_some();
-        if !pidfile.is_absolute() {
-            c.at(src, &p(&["match", "pidfile"]), "must be an absolute path");
-        } else if !narrowed {
-            if let Some(problem) = pidfile_problem(pidfile) {
-                c.warn(
-                    src,
-                    &p(&["match", "pidfile"]),
-                    format!(
-                        "can be written by others than root ({problem}): whoever can write it chooses the process procward adopts and `procward stop` signals; add match.exe, match.comm, match.cmdline or match.user"
-                    ),
-                );
-            }
-        }
-    }
-    if let Some(comm) = &m.comm {
-        if comm.is_empty() || comm.len() > 15 {
-            c.at(
-                src,
-                &p(&["match", "comm"]),
-                "the kernel keeps at most 15 bytes of a command name; use match.cmdline for longer names",
-            );
-        }
-    }
-    let cmdline = match &m.cmdline {
-        Some(re) => match Regex::new(re) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                let first = e
-                    .to_string()
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-                    .trim()
-                    .to_string();
-                c.at(
-                    src,
-                    &p(&["match", "cmdline"]),
-                    format!("bad regex: {first}"),
-                );
-                None
-            }
-        },
-        None => None,
-    };
-    let uid = match &m.user {
-        Some(u) => match lookup_user(u) {
-            Ok(u) => Some(u.uid),
-            Err(e) => {
-                c.at(src, &p(&["match", "user"]), e);
-                None
-            }
-        },
-        None => None,
-    };
-    let count = t.count.as_ref().map(|cnt| {
-        let min = cnt.min.unwrap_or(1);
-        if let Some(max) = cnt.max {
-            if max == 0 {
-                c.at(src, &p(&["count", "max"]), "must be at least 1");
-            }
-            if max < min {
-                c.at(
-                    src,
-                    &p(&["count", "max"]),
-                    format!("is below count.min ({min})"),
-                );
-            }
-        }
-        (min, cnt.max)
-    });
-    if let Some(ch) = &t.children {
-        if ch.min == 0 {
-            c.at(
-                src,
-                &p(&["children", "min"]),
-                "must be at least 1 (or leave `children` out)",
-            );
-        }
-    }
-    let r = &t.restart;
-    if let Some(script) = &r.script {
-        if let Err(msg) = crate::trust::executable(script) {
-            c.at(src, &p(&["restart", "script"]), msg);
-        }
-    }
-    if r.timeout.is_zero() {
-        c.at(
-            src,
-            &p(&["restart", "timeout"]),
-            "must be greater than zero",
-        );
-    }
-    if r.settle.is_zero() {
-        c.at(src, &p(&["restart", "settle"]), "must be greater than zero");
-    }
-    let user = match &r.user {
-        Some(u) => match lookup_user(u) {
-            Ok(u) => Some(u),
-            Err(e) => {
-                c.at(src, &p(&["restart", "user"]), e);
-                None
-            }
-        },
-        None => None,
-    };
-    if t.retry.max > 1000 {
-        c.at(src, &p(&["retry", "max"]), "must be at most 1000");
-    }
-    if t.retry.window.is_zero() {
-        c.at(src, &p(&["retry", "window"]), "must be greater than zero");
-    }
-    if t.retry.backoff.max.0 < t.retry.backoff.initial.0 {
-        c.at(
-            src,
-            &p(&["retry", "backoff", "max"]),
-            "is below retry.backoff.initial",
-        );
-    }
-    let failover = match &t.failover {
-        Some(f) => {
-            if f.command.is_empty() || f.command[0].is_empty() {
-                c.at(src, &p(&["failover", "command"]), "must name a program");
-            } else if !Path::new(&f.command[0]).is_absolute() {
-                c.at(
-                    src,
-                    &p(&["failover", "command"]),
-                    "the program must be an absolute path",
-                );
-            } else if let Err(msg) = crate::trust::executable(Path::new(&f.command[0])) {
-                c.at(src, &p(&["failover", "command"]), msg);
-            }
-            if f.timeout.is_zero() {
-                c.at(
-                    src,
-                    &p(&["failover", "timeout"]),
-                    "must be greater than zero",
-                );
-            }
-            Some(Failover {
-                command: f.command.clone(),
-                timeout: f.timeout.0,
-            })
-        }
-        None => None,
-    };
-    if matches!(t.on_retry_over, OnRetryOver::Failover | OnRetryOver::Exec) && failover.is_none() {
-        c.at(
-            src,
-            &p(&["on-retry-over"]),
-            format!("\"{}\" needs failover.command", t.on_retry_over.as_str()),
-        );
-    }
+    let matcher = validate_matcher(&mut at, &t.matcher);
+    let count = validate_count(&mut at, t);
+    let restart = validate_restart(&mut at, &t.restart);
+    let retry = validate_retry(&mut at, &t.retry);
+    let failover = validate_failover(&mut at, t);
+    let base = at.path(&["stall"]);
     let stall = t
         .stall
         .as_ref()
-        .and_then(|st| validate_stall(c, src, &p(&["stall"]), st));
+        .and_then(|st| validate_stall(at.c, src, &base, st));
     if c.errors.len() != n0 {
         return None;
     }
     Some(TargetSpec {
         name: t.name.clone(),
-        matcher: Matcher {
-            exe: m.exe.clone(),
-            comm: m.comm.clone(),
-            cmdline,
-            pidfile: m.pidfile.clone(),
-            uid,
-        },
+        matcher: matcher?,
         count,
         children_min: t.children.as_ref().map(|c| c.min),
-        restart: Restart {
-            script: r.script.clone(),
-            timeout: r.timeout.0,
-            settle: r.settle.0,
-            user,
-        },
-        retry: Retry {
-            max: t.retry.max,
-            window: t.retry.window.0,
-            backoff_initial: t.retry.backoff.initial.0,
-            backoff_max: t.retry.backoff.max.0,
-        },
+        restart: restart?,
+        retry,
         on_retry_over: t.on_retry_over,
         failover,
         stall,
         match_raw: t.matcher.clone(),
+    })
+}
+
+fn validate_matcher(at: &mut AtTarget, m: &MatchRaw) -> Option<Matcher> {
+    if m.exe.is_none() && m.comm.is_none() && m.cmdline.is_none() && m.pidfile.is_none() {
+        at.err(
+            &["match"],
+            "give at least one of match.exe, match.comm, match.cmdline, match.pidfile (match.user only narrows)",
+        );
+    }
+    if m.exe.as_ref().is_some_and(|e| !e.is_absolute()) {
+        at.err(&["match", "exe"], "must be an absolute path");
+    }
+    if let Some(pidfile) = &m.pidfile {
+        let narrowed =
+            m.exe.is_some() || m.comm.is_some() || m.cmdline.is_some() || m.user.is_some();
+        if !pidfile.is_absolute() {
+            at.err(&["match", "pidfile"], "must be an absolute path");
+        } else if let Some(problem) = pidfile_problem(pidfile).filter(|_| !narrowed) {
+            at.warn(
+                &["match", "pidfile"],
+                format!(
+                    "can be written by others than root ({problem}): whoever can write it chooses the process procward adopts and `procward stop` signals; add match.exe, match.comm, match.cmdline or match.user"
+                ),
+            );
+        }
+    }
+    if m.comm
+        .as_ref()
+        .is_some_and(|c| c.is_empty() || c.len() > 15)
+    {
+        at.err(
+            &["match", "comm"],
+            "the kernel keeps at most 15 bytes of a command name; use match.cmdline for longer names",
+        );
+    }
+    let cmdline = match m.cmdline.as_deref().map(Regex::new) {
+        Some(Err(e)) => {
+            let e = e.to_string();
+            let first = e.lines().last().unwrap_or("").trim();
+            at.err(&["match", "cmdline"], format!("bad regex: {first}"));
+            None
+        }
+        Some(Ok(r)) => Some(Some(r)),
+        None => Some(None),
+    };
+    let uid = match m.user.as_deref().map(lookup_user) {
+        Some(Err(e)) => {
+            at.err(&["match", "user"], e);
+            None
+        }
+        Some(Ok(u)) => Some(Some(u.uid)),
+        None => Some(None),
+    };
+    Some(Matcher {
+        exe: m.exe.clone(),
+        comm: m.comm.clone(),
+        cmdline: cmdline?,
+        pidfile: m.pidfile.clone(),
+        uid: uid?,
+    })
+}
+
+fn validate_count(at: &mut AtTarget, t: &TargetRaw) -> Option<(u32, Option<u32>)> {
+    if t.children.as_ref().is_some_and(|ch| ch.min == 0) {
+        at.err(
+            &["children", "min"],
+            "must be at least 1 (or leave `children` out)",
+        );
+    }
+    let cnt = t.count.as_ref()?;
+    let min = cnt.min.unwrap_or(1);
+    if let Some(max) = cnt.max {
+        if max == 0 {
+            at.err(&["count", "max"], "must be at least 1");
+        }
+        if max < min {
+            at.err(&["count", "max"], format!("is below count.min ({min})"));
+        }
+    }
+    Some((min, cnt.max))
+}
+
+fn validate_restart(at: &mut AtTarget, r: &RestartRaw) -> Option<Restart> {
+    if let Some(Err(msg)) = r.script.as_deref().map(crate::trust::executable) {
+        at.err(&["restart", "script"], msg);
+    }
+    at.nonzero(&["restart", "timeout"], r.timeout);
+    at.nonzero(&["restart", "settle"], r.settle);
+    let user = match r.user.as_deref().map(lookup_user) {
+        Some(Err(e)) => {
+            at.err(&["restart", "user"], e);
+            return None;
+        }
+        Some(Ok(u)) => Some(u),
+        None => None,
+    };
+    Some(Restart {
+        script: r.script.clone(),
+        timeout: r.timeout.0,
+        settle: r.settle.0,
+        user,
+    })
+}
+
+fn validate_retry(at: &mut AtTarget, r: &RetryRaw) -> Retry {
+    if r.max > 1000 {
+        at.err(&["retry", "max"], "must be at most 1000");
+    }
+    at.nonzero(&["retry", "window"], r.window);
+    if r.backoff.max.0 < r.backoff.initial.0 {
+        at.err(
+            &["retry", "backoff", "max"],
+            "is below retry.backoff.initial",
+        );
+    }
+    Retry {
+        max: r.max,
+        window: r.window.0,
+        backoff_initial: r.backoff.initial.0,
+        backoff_max: r.backoff.max.0,
+    }
+}
+
+fn validate_failover(at: &mut AtTarget, t: &TargetRaw) -> Option<Failover> {
+    let needs = matches!(t.on_retry_over, OnRetryOver::Failover | OnRetryOver::Exec);
+    let Some(f) = &t.failover else {
+        if needs {
+            let what = t.on_retry_over.as_str();
+            at.err(
+                &["on-retry-over"],
+                format!("\"{what}\" needs failover.command"),
+            );
+        }
+        return None;
+    };
+    let key = ["failover", "command"];
+    match f.command.first().map(Path::new) {
+        None => at.err(&key, "must name a program"),
+        Some(p) if p.as_os_str().is_empty() => at.err(&key, "must name a program"),
+        Some(p) if !p.is_absolute() => at.err(&key, "the program must be an absolute path"),
+        Some(p) => {
+            if let Err(msg) = crate::trust::executable(p) {
+                at.err(&key, msg);
+            }
+        }
+    }
+    at.nonzero(&["failover", "timeout"], f.timeout);
+    Some(Failover {
+        command: f.command.clone(),
+        timeout: f.timeout.0,
     })
 }
 

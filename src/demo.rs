@@ -7,7 +7,7 @@ use crate::catalog::render::Renderer;
 use crate::catalog::Catalog;
 use crate::config::{Lang, SyslogFormat, SyslogSink, Transport};
 use crate::control::{Client, Request};
-use crate::monitor::TargetStatus;
+use crate::monitor::{State, TargetStatus};
 use crate::notify::syslog;
 use anyhow::{bail, Context};
 use std::os::unix::fs::PermissionsExt;
@@ -89,6 +89,44 @@ pub fn run(timeout: Duration) -> anyhow::Result<()> {
         daemon: None,
         service_pids: Vec::new(),
     };
+    let (restart, cfg, sock) = write_files(&dir)?;
+    say(&format!("configuration {}", cfg.display()));
+    print!("{}", std::fs::read_to_string(&cfg)?);
+
+    say("starting the sample service and procward (events print below as they happen)");
+    let exe = std::env::current_exe()?;
+    let script = format!(
+        "{} && exec {} run -c {}",
+        restart.display(),
+        exe.display(),
+        cfg.display()
+    );
+    let child = Command::new(&exe)
+        .args(["reaper", "--", "/bin/sh", "-c", &script])
+        .spawn()?;
+    guard.daemon = Some(child);
+    let st = wait_for(&sock, timeout, "the service to be monitored", |s| {
+        s.state == State::Up
+    })?;
+    guard.service_pids.push(st.pids[0]);
+    kill_three_times(&sock, st.pids[0], timeout, &mut guard)?;
+
+    say("procward status");
+    let out = Command::new(&exe)
+        .args(["status", "-c"])
+        .arg(&cfg)
+        .output()?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    show_as_a_manager_sees_it(&dir)?;
+    say("stopping procward and the sample service; removing the demo directory");
+    drop(guard);
+    println!("done. Next: `procward catalog list`, and README.md for a real configuration.");
+    Ok(())
+}
+
+/// The sample service, its restart script and the configuration:
+/// (restart script, configuration, control socket).
+fn write_files(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
     let service = dir.join("demo-service.sh");
     let restart = dir.join("restart.sh");
     let cfg = dir.join("procward.toml");
@@ -133,40 +171,28 @@ on-retry-over = "unmonitor"
         ),
         0o600,
     )?;
-    say(&format!("configuration {}", cfg.display()));
-    print!("{}", std::fs::read_to_string(&cfg)?);
+    Ok((restart, cfg, sock))
+}
 
-    say("starting the sample service and procward (events print below as they happen)");
-    let exe = std::env::current_exe()?;
-    let script = format!(
-        "{} && exec {} run -c {}",
-        restart.display(),
-        exe.display(),
-        cfg.display()
-    );
-    let child = Command::new(&exe)
-        .args(["reaper", "--", "/bin/sh", "-c", &script])
-        .spawn()?;
-    guard.daemon = Some(child);
-    let st = wait_for(&sock, timeout, "the service to be monitored", |s| {
-        s.state == crate::monitor::State::Up
-    })?;
-    let mut pid = st.pids[0];
-    guard.service_pids.push(pid);
-
+/// SIGKILL the service three times: two restarts, then RETRY-OVER.
+fn kill_three_times(
+    sock: &Path,
+    mut pid: u32,
+    timeout: Duration,
+    guard: &mut Cleanup,
+) -> anyhow::Result<()> {
     for round in 1..=3 {
         std::thread::sleep(Duration::from_millis(800)); // time to read
         say(&format!(
             "kill -9 {pid}  (failure {round} of 3; retry.max = 2)"
         ));
         let t0 = Instant::now();
-        // SAFETY: the pid procward reports for the demo service.
-        unsafe {
-            libc::kill(pid as i32, libc::SIGKILL);
+        if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
         }
         if round < 3 {
-            let st = wait_for(&sock, timeout, "the restart", |s| {
-                s.state == crate::monitor::State::Up && s.pids.first() != Some(&pid)
+            let st = wait_for(sock, timeout, "the restart", |s| {
+                s.state == State::Up && s.pids.first() != Some(&pid)
             })?;
             println!(
                 "   recovered in {:.0} ms: new pid {}, restarts in window {}/{}",
@@ -178,9 +204,7 @@ on-retry-over = "unmonitor"
             pid = st.pids[0];
             guard.service_pids.push(pid);
         } else {
-            let st = wait_for(&sock, timeout, "RETRY-OVER", |s| {
-                s.state == crate::monitor::State::RetryOver
-            })?;
+            let st = wait_for(sock, timeout, "RETRY-OVER", |s| s.state == State::RetryOver)?;
             println!(
                 "   state {}: procward stopped restarting ({} restarts in the window)",
                 st.state, st.restarts_in_window
@@ -188,13 +212,11 @@ on-retry-over = "unmonitor"
         }
     }
 
-    say("procward status");
-    let out = Command::new(&exe)
-        .args(["status", "-c"])
-        .arg(&cfg)
-        .output()?;
-    print!("{}", String::from_utf8_lossy(&out.stdout));
+    Ok(())
+}
 
+/// The first PW2003 of the journal as syslog and the journal carry it.
+fn show_as_a_manager_sees_it(dir: &Path) -> anyhow::Result<()> {
     say("the same failure as an operations manager receives it");
     let events = crate::notify::journal::read(&dir.join("state"), 0);
     let ev = events
@@ -244,8 +266,5 @@ on-retry-over = "unmonitor"
         dir.join("state/events.jsonl").display(),
         serde_json::to_string(ev)?
     );
-    say("stopping procward and the sample service; removing the demo directory");
-    drop(guard);
-    println!("done. Next: `procward catalog list`, and README.md for a real configuration.");
     Ok(())
 }

@@ -70,8 +70,14 @@ pub enum Cmd {
     Status {
         /// Only this target
         target: Option<String>,
+        /// Print JSON (state names as in the documentation)
         #[arg(long)]
         json: bool,
+        /// Print nothing, exit with the OCF resource agent's code for
+        /// TARGET: 0 running or being recovered, 7 not running, 1 given
+        /// up, 6 no such target (3: procward not reachable)
+        #[arg(long, requires = "target", hide = true)]
+        ocf: bool,
     },
     /// Stop monitoring a target (persisted)
     Pause {

@@ -52,8 +52,11 @@ impl Severity {
     }
 }
 
-/// Catalog message IDs the daemon emits. A unit test checks each against
-/// `message-catalog/messages.toml` (existence and declared fields).
+/// Catalog message IDs the daemon emits. Every event the core emits is
+/// rendered against the catalog in both languages by
+/// `monitor::tests::every_emitted_event_renders_in_both_languages` (an ID
+/// missing from `message-catalog/messages.toml`, or a field it does not
+/// declare, fails there).
 pub mod msg {
     pub const DAEMON_STARTED: &str = "PW1001";
     pub const DAEMON_STOPPING: &str = "PW1002";

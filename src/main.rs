@@ -65,7 +65,7 @@ fn dispatch(cmd: Cmd, cfg: &Path) -> anyhow::Result<u8> {
     match cmd {
         Cmd::Run { quiet } => run(cfg, quiet),
         Cmd::Check => check(cfg),
-        Cmd::Status { target, json } => status(cfg, target, json),
+        Cmd::Status { target, json, ocf } => status(cfg, target, json, ocf),
         Cmd::Pause { target, all } => ask(cfg, &Request::Pause { target, all }),
         Cmd::Resume { target, all } => ask(cfg, &Request::Resume { target, all }),
         Cmd::Reset { target } => ask(cfg, &Request::Reset { target }),
@@ -148,13 +148,17 @@ fn status_rows(cfg: &Path) -> anyhow::Result<Result<Vec<TargetStatus>, Response>
     Ok(Ok(serde_json::from_value(r.result.unwrap_or_default())?))
 }
 
-fn status(cfg: &Path, target: Option<String>, json: bool) -> anyhow::Result<u8> {
+fn status(cfg: &Path, target: Option<String>, json: bool, ocf: bool) -> anyhow::Result<u8> {
+    const OCF_ERR_CONFIGURED: u8 = 6;
     let mut rows = match status_rows(cfg)? {
         Ok(rows) => rows,
         Err(r) => return Ok(print_response(&r)),
     };
     if let Some(t) = &target {
         rows.retain(|r| &r.target == t);
+        if ocf {
+            return Ok(rows.first().map_or(OCF_ERR_CONFIGURED, |r| r.state.ocf()));
+        }
         if rows.is_empty() {
             eprintln!("procward: no target named `{t}`");
             return Ok(EXIT_FAIL);

@@ -158,7 +158,7 @@ impl Daemon {
                 eprintln!("procward: {e:#}");
             }
         }
-        let acts = self.monitor.reconfigure(cfg.targets.clone(), now_ms());
+        let acts = self.monitor.reconfigure(cfg.targets.clone());
         self.out.reload(&cfg, renderer);
         let n = cfg.targets.len();
         self.cfg = cfg;

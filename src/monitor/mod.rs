@@ -279,6 +279,20 @@ impl State {
     pub fn given_up(self) -> bool {
         matches!(self, State::RetryOver | State::Failed | State::Down)
     }
+
+    /// The OCF resource agent's answer for a target in this state:
+    /// OCF_SUCCESS (0) while it runs or procward is bringing it back (or
+    /// monitoring is paused), OCF_NOT_RUNNING (7) when it is stopped or
+    /// not started, OCF_ERR_GENERIC (1) once procward has given up.
+    pub fn ocf(self) -> u8 {
+        if self.running_or_recovering() || self == State::Paused {
+            0
+        } else if self.given_up() {
+            1
+        } else {
+            7
+        }
+    }
 }
 
 impl std::fmt::Display for State {
@@ -928,7 +942,6 @@ impl Monitor {
     pub fn reconfigure<S: Into<Arc<TargetSpec>>>(
         &mut self,
         specs: impl IntoIterator<Item = S>,
-        now: Ms,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
         let mut old: HashMap<String, Target> = self
@@ -962,7 +975,6 @@ impl Monitor {
         for (name, _) in old {
             actions.push(Action::UntrackAll { target: name });
         }
-        let _ = now;
         actions.push(Action::ScanSoon);
         actions.push(Action::Persist);
         actions

@@ -39,16 +39,18 @@ pub fn start_sinks(
 ) -> Result<Vec<queue::SinkHandle>, String> {
     let mut sinks = syslog::start_all(cfg, renderer.clone(), reporter.clone());
     if !cfg.snmp.is_empty() {
-        if engine.is_none() {
-            let e = snmp::Engine::load(&cfg.daemon.state_dir).map_err(|e| {
-                format!(
-                    "cannot keep the SNMP engine in {}: {e}",
-                    cfg.daemon.state_dir.display()
-                )
-            })?;
-            *engine = Some(Arc::new(e));
-        }
-        let e = engine.clone().expect("loaded");
+        let e = match engine {
+            Some(e) => e.clone(),
+            None => {
+                let e = snmp::Engine::load(&cfg.daemon.state_dir).map_err(|e| {
+                    format!(
+                        "cannot keep the SNMP engine in {}: {e}",
+                        cfg.daemon.state_dir.display()
+                    )
+                })?;
+                engine.insert(Arc::new(e)).clone()
+            }
+        };
         sinks.extend(snmp::start_all(cfg, renderer.clone(), e, reporter.clone()));
     }
     Ok(sinks)

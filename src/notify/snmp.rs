@@ -606,8 +606,9 @@ impl SnmpDeliver {
         }
     }
 
-    /// Send an inform and wait for its acknowledgement; `Ok(false)` when
-    /// none came after every retry.
+    /// Send an inform and wait for its acknowledgement: `Ok(Ok(()))` when
+    /// acknowledged, `Ok(Err(why))` when none came after every retry, `Err`
+    /// when the socket itself fails.
     async fn inform(&mut self, vbs: &[VarBind]) -> std::io::Result<Result<(), String>> {
         let mut attempts = 0u32;
         let mut last_err = String::from("no acknowledgement");

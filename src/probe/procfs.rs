@@ -102,13 +102,7 @@ pub fn children_count(pid: u32) -> io::Result<u32> {
 }
 
 fn clk_tck() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if v > 0 {
-        v as u64
-    } else {
-        100
-    }
+    rustix::param::clock_ticks_per_second()
 }
 
 /// The most a pidfile may hold that procward reads: a pid and a newline,

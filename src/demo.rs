@@ -27,22 +27,22 @@ impl Drop for Cleanup {
         if let Some(mut d) = self.daemon.take() {
             crate::action::stop_child(&mut d, Duration::from_secs(5));
         }
-        // The service started last by the restart script.
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("service.pid")) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                // SAFETY: kill by the pid our own service wrote.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-            }
-        }
-        for pid in &self.service_pids {
-            // SAFETY: kill by a pid we saw as the demo service.
-            unsafe {
-                libc::kill(*pid as i32, libc::SIGKILL);
-            }
+        // The service started last by the restart script, and every pid
+        // seen as the demo service.
+        let last = std::fs::read_to_string(self.dir.join("service.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        for pid in last.iter().chain(&self.service_pids) {
+            kill(*pid);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// SIGKILL by pid.
+fn kill(pid: u32) {
+    if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
     }
 }
 
@@ -187,9 +187,7 @@ fn kill_three_times(
             "kill -9 {pid}  (failure {round} of 3; retry.max = 2)"
         ));
         let t0 = Instant::now();
-        if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
-            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-        }
+        kill(pid);
         if round < 3 {
             let st = wait_for(sock, timeout, "the restart", |s| {
                 s.state == State::Up && s.pids.first() != Some(&pid)

@@ -19,9 +19,11 @@ extern "C" fn forward(sig: libc::c_int) {
 
 /// Returns the exit code of CMD (128 + signal when killed).
 pub fn run(argv: &[String]) -> u8 {
-    // SAFETY: plain prctl and signal calls with valid arguments.
+    let _ = rustix::process::set_child_subreaper(rustix::process::getpid().into());
+    // A signal handler has no safe installer in std or rustix: the handler
+    // only reads an atomic and calls kill, both async-signal-safe.
+    // SAFETY: valid signal numbers and an `extern "C"` handler.
     unsafe {
-        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
         for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
             libc::signal(s, forward as *const () as libc::sighandler_t);
         }
@@ -39,21 +41,19 @@ pub fn run(argv: &[String]) -> u8 {
     let main = child.id() as i32;
     CHILD.store(main, Ordering::Relaxed);
     let mut code = 0u8;
+    use rustix::process::{wait, WaitOptions};
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid with a valid pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if pid < 0 {
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            break; // ECHILD: nothing left
-        }
-        if pid == main {
-            code = if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status) as u8
-            } else {
-                128u8.wrapping_add(libc::WTERMSIG(status) as u8)
+        let (pid, status) = match wait(WaitOptions::empty()) {
+            Ok(Some(x)) => x,
+            Ok(None) => continue,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => break, // ECHILD: nothing left
+        };
+        if pid.as_raw_nonzero().get() == main {
+            code = match (status.exit_status(), status.terminating_signal()) {
+                (Some(c), _) => c as u8,
+                (None, Some(sig)) => 128u8.wrapping_add(sig as u8),
+                _ => 0,
             };
             CHILD.store(0, Ordering::Relaxed);
             break;

@@ -18,6 +18,7 @@ use crate::config::{self, Config};
 use crate::control::server::{self, Denials, FromClient, Shared};
 use crate::control::Response;
 use crate::event::{msg, now_ms, EventSpec};
+use crate::monitor::TargetId;
 use crate::monitor::{Action, Input, Monitor, ProcRef};
 use crate::notify::{outputs::Outputs, queue};
 use crate::probe::watch;
@@ -56,7 +57,7 @@ pub struct Options {
 enum Msg {
     Input(Input),
     /// A tracked process without a pidfd: watch it by polling.
-    Poll(String, ProcRef),
+    Poll(TargetId, ProcRef),
     Scanned(ScanResult),
     Client(FromClient),
     Reloaded(Box<Loaded>, String, oneshot::Sender<Response>),
@@ -68,8 +69,8 @@ enum Msg {
 
 struct ScanResult {
     found: HashMap<String, Vec<ProcRef>>,
-    children: Vec<(String, u32, u32)>,
-    polled_dead: Vec<(String, ProcRef)>,
+    children: Vec<(TargetId, u32, u32)>,
+    polled_dead: Vec<(TargetId, ProcRef)>,
 }
 
 pub struct Handle {
@@ -342,7 +343,10 @@ impl Daemon {
         let mut found: Vec<_> = r.found.into_iter().collect();
         found.sort_by(|a, b| a.0.cmp(&b.0));
         for (target, procs) in found {
-            self.feed(Input::Found { target, procs });
+            self.feed(Input::Found {
+                target: target.into(),
+                procs,
+            });
         }
         for (target, pid, count) in r.children {
             self.feed(Input::Children { target, pid, count });

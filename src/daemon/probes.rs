@@ -3,6 +3,7 @@
 
 use super::{Daemon, Msg, ScanResult};
 use crate::config;
+use crate::monitor::TargetId;
 use crate::monitor::{Input, ProcRef};
 use crate::probe::{procfs, watch};
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ impl Daemon {
                 };
                 let pid = p.pid;
                 let _ = tx.send(Msg::Input(Input::Probe {
-                    target: name,
+                    target: name.into(),
                     pid,
                     ok,
                     detail,
@@ -36,7 +37,7 @@ impl Daemon {
         }
     }
 
-    pub(super) fn track(&mut self, target: String, p: ProcRef) {
+    pub(super) fn track(&mut self, target: TargetId, p: ProcRef) {
         let tx = self.tx.clone();
         let grace = self.cfg.daemon.zombie_grace;
         let name = target.clone();
@@ -55,7 +56,7 @@ impl Daemon {
         self.watches.add(target, p, h.abort_handle());
     }
 
-    pub(super) fn classify_and_report(&mut self, target: String, p: ProcRef) {
+    pub(super) fn classify_and_report(&mut self, target: TargetId, p: ProcRef) {
         let tx = self.tx.clone();
         let grace = self.cfg.daemon.zombie_grace;
         tokio::spawn(async move {
@@ -70,10 +71,10 @@ impl Daemon {
 
     pub(super) fn start_scan(&mut self) {
         let targets: Vec<Arc<config::TargetSpec>> = self.monitor.scan_targets().cloned().collect();
-        let children: Vec<(String, u32)> = self
+        let children: Vec<(TargetId, u32)> = self
             .monitor
             .children_checks()
-            .map(|(t, p)| (t.to_string(), p))
+            .map(|(t, p)| (t.clone(), p))
             .collect();
         let polled = self.watches.polled();
         let idle = targets.is_empty() && children.is_empty() && polled.is_empty();

@@ -1,13 +1,14 @@
 //! When the daemon wakes: the core's timers, the discovery scan and the
 //! stall probes, in one place with one `next_wake()`.
 
+use crate::monitor::TargetId;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
 
 pub struct Schedule {
     /// (when, target, token) of each armed core timer.
-    timers: BTreeSet<(Instant, String, u64)>,
+    timers: BTreeSet<(Instant, TargetId, u64)>,
     last_scan: Instant,
     scanning: bool,
     scan_soon: bool,
@@ -44,12 +45,12 @@ impl Schedule {
         .min()
     }
 
-    pub fn arm(&mut self, at: Instant, target: String, token: u64) {
+    pub fn arm(&mut self, at: Instant, target: TargetId, token: u64) {
         self.timers.insert((at, target, token));
     }
 
     /// The timers due now, removed: (target, token).
-    pub fn due_timers(&mut self, now: Instant) -> Vec<(String, u64)> {
+    pub fn due_timers(&mut self, now: Instant) -> Vec<(TargetId, u64)> {
         let mut due = Vec::new();
         while let Some(first) = self.timers.first() {
             if first.0 > now {

@@ -3,6 +3,7 @@
 
 use super::{Daemon, Msg};
 use crate::action;
+use crate::monitor::TargetId;
 use crate::monitor::{Input, ProcRef, Reason};
 use crate::probe::{procfs, watch};
 use std::time::Duration;
@@ -18,7 +19,7 @@ impl Daemon {
 
     pub(super) fn run_script(
         &mut self,
-        target: String,
+        target: TargetId,
         attempt: u32,
         reason: Reason,
         pid: Option<u32>,
@@ -67,7 +68,7 @@ impl Daemon {
 
     /// Wait for a restart script started by an earlier procward (pid 0:
     /// none was seen) and report its end.
-    pub(super) fn adopt_script(&mut self, target: String, attempt: u32, proc: ProcRef) {
+    pub(super) fn adopt_script(&mut self, target: TargetId, attempt: u32, proc: ProcRef) {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             if proc.pid != 0 {
@@ -82,7 +83,7 @@ impl Daemon {
         });
     }
 
-    pub(super) fn run_command(&mut self, target: String, attempts: u32) {
+    pub(super) fn run_command(&mut self, target: TargetId, attempts: u32) {
         let Some(run) = self
             .script_context(&target)
             .and_then(|c| c.retry_over(attempts))

@@ -14,6 +14,54 @@ use std::sync::Arc;
 /// Wall-clock milliseconds since the Unix epoch.
 pub type Ms = u64;
 
+/// A target's name as the core and the daemon pass it around: shared, so
+/// an input or action costs a reference count, not a string copy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TargetId(Arc<str>);
+
+impl TargetId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TargetId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for TargetId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TargetId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for TargetId {
+    fn from(s: &str) -> Self {
+        TargetId(Arc::from(s))
+    }
+}
+
+impl From<String> for TargetId {
+    fn from(s: String) -> Self {
+        TargetId(Arc::from(s))
+    }
+}
+
+impl PartialEq<str> for TargetId {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
 /// A process pinned by pid and start time (clock ticks after boot), so that
 /// a reused pid never counts as the same process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -77,44 +125,44 @@ pub enum Input {
     /// Result of a /proc scan for a target that needs one: every matching
     /// live process, the main one (top-most, oldest) first. Empty: none.
     Found {
-        target: String,
+        target: TargetId,
         procs: Vec<ProcRef>,
     },
     /// A tracked process ended.
     Exited {
-        target: String,
+        target: TargetId,
         proc: ProcRef,
         kind: ExitKind,
     },
     /// Number of direct children of the main process.
     Children {
-        target: String,
+        target: TargetId,
         pid: u32,
         count: u32,
     },
     /// The restart script of `attempt` runs as `proc` (persisted, so that
     /// a restarted procward waits for it instead of running it again).
     ScriptStarted {
-        target: String,
+        target: TargetId,
         attempt: u32,
         proc: ProcRef,
     },
     ScriptDone {
-        target: String,
+        target: TargetId,
         attempt: u32,
         outcome: ScriptOutcome,
     },
     CommandDone {
-        target: String,
+        target: TargetId,
         outcome: ScriptOutcome,
     },
     Timer {
-        target: String,
+        target: TargetId,
         token: u64,
     },
     /// Result of a stall probe of the main process `pid`.
     Probe {
-        target: String,
+        target: TargetId,
         pid: u32,
         ok: bool,
         detail: String,
@@ -139,14 +187,14 @@ pub enum Command {
 pub enum Action {
     Emit(EventSpec),
     Track {
-        target: String,
+        target: TargetId,
         proc: ProcRef,
     },
     UntrackAll {
-        target: String,
+        target: TargetId,
     },
     RunScript {
-        target: String,
+        target: TargetId,
         attempt: u32,
         reason: Reason,
         pid: Option<u32>,
@@ -154,25 +202,25 @@ pub enum Action {
     /// Wait for a restart script that an earlier procward started (it may
     /// have ended already); report its end as `ScriptDone` with `Unknown`.
     AdoptScript {
-        target: String,
+        target: TargetId,
         attempt: u32,
         proc: ProcRef,
     },
     /// Run `failover.command` (on-retry-over failover or exec), after
     /// `attempts` restarts in the window.
     RunCommand {
-        target: String,
+        target: TargetId,
         attempts: u32,
     },
     Arm {
-        target: String,
+        target: TargetId,
         token: u64,
         at: Ms,
     },
     /// Stop a stalled process: SIGTERM (to its group if `group`), then
     /// SIGKILL after `timeout`.
     Stop {
-        target: String,
+        target: TargetId,
         proc: ProcRef,
         group: bool,
         timeout: std::time::Duration,
@@ -419,6 +467,8 @@ pub struct InFlight {
 #[derive(Debug, Clone)]
 pub struct Target {
     pub spec: Arc<TargetSpec>,
+    /// `spec.name`, shared with every input and action about the target.
+    pub id: TargetId,
     pub phase: Phase,
     attempts: VecDeque<Ms>,
     procs: Vec<ProcRef>,
@@ -464,6 +514,7 @@ impl Target {
             }
         };
         Target {
+            id: TargetId::from(spec.name.as_str()),
             spec,
             phase,
             attempts: loaded_attempts(&p.attempts),
@@ -594,7 +645,7 @@ impl Target {
 /// Operator commands on one target. Each says whether anything changed.
 impl Target {
     fn pause(&mut self, out: &mut Out, by: &str) -> Result<bool, String> {
-        let name = self.spec.name.clone();
+        let name = self.id.clone();
         if self.phase == Phase::Paused {
             return Err(format!("target `{name}` is already paused"));
         }
@@ -613,7 +664,7 @@ impl Target {
     }
 
     fn resume(&mut self, out: &mut Out, by: &str) -> Result<bool, String> {
-        let name = self.spec.name.clone();
+        let name = self.id.clone();
         if self.phase != Phase::Paused {
             let state = self.phase.as_str();
             return Err(format!("target `{name}` is not paused (state {state})"));
@@ -630,7 +681,7 @@ impl Target {
     /// Make sure it runs: an operator's start means "try again", so the
     /// window starts empty; the script runs if the next scan finds nothing.
     fn start(&mut self, out: &mut Out, by: &str) -> Result<bool, String> {
-        let name = self.spec.name.clone();
+        let name = self.id.clone();
         if matches!(
             self.phase,
             Phase::Up(_)
@@ -662,7 +713,7 @@ impl Target {
     }
 
     fn stop(&mut self, out: &mut Out, by: &str, timeout: std::time::Duration) -> bool {
-        let name = self.spec.name.clone();
+        let name = self.id.clone();
         if self.phase == Phase::Stopped {
             return false;
         }
@@ -695,7 +746,7 @@ impl Target {
     }
 
     fn reset(&mut self, out: &mut Out, by: &str) -> bool {
-        let name = self.spec.name.clone();
+        let name = self.id.clone();
         let from = self.phase.as_str();
         let cleared = self.in_window(out.now);
         self.attempts.clear();
@@ -780,7 +831,7 @@ impl Monitor {
     pub fn startup(&mut self, now: Ms) -> Vec<Action> {
         let mut actions = vec![Action::ScanSoon];
         for t in &mut self.targets {
-            let name = t.spec.name.clone();
+            let name = t.id.clone();
             match t.phase {
                 Phase::Backoff { due, .. } => actions.push(Action::Arm {
                     target: name,
@@ -839,11 +890,11 @@ impl Monitor {
     }
 
     /// Up targets whose children must be counted: (target, main pid).
-    pub fn children_checks(&self) -> impl Iterator<Item = (&str, u32)> {
+    pub fn children_checks(&self) -> impl Iterator<Item = (&TargetId, u32)> {
         self.targets
             .iter()
             .filter_map(|t| match (&t.phase, t.spec.children_min, t.main()) {
-                (Phase::Up(_), Some(_), Some(m)) => Some((t.spec.name.as_str(), m.pid)),
+                (Phase::Up(_), Some(_), Some(m)) => Some((&t.id, m.pid)),
                 _ => None,
             })
     }
@@ -959,7 +1010,7 @@ impl Monitor {
                     t.spec = spec;
                     if changed && matches!(t.phase, Phase::Up(_)) {
                         actions.push(Action::UntrackAll {
-                            target: t.spec.name.clone(),
+                            target: t.id.clone(),
                         });
                         t.procs.clear();
                         t.up_since = None;
@@ -973,7 +1024,9 @@ impl Monitor {
             self.targets.push(t);
         }
         for (name, _) in old {
-            actions.push(Action::UntrackAll { target: name });
+            actions.push(Action::UntrackAll {
+                target: name.into(),
+            });
         }
         actions.push(Action::ScanSoon);
         actions.push(Action::Persist);
@@ -1023,7 +1076,7 @@ impl Monitor {
             | Input::Timer { target, .. }
             | Input::Probe { target, .. } => target.clone(),
         };
-        let Some(&i) = self.index.get(&name) else {
+        let Some(&i) = self.index.get(name.as_str()) else {
             return actions; // a target removed by a reload
         };
         match input {
@@ -1155,7 +1208,7 @@ impl Monitor {
     /// back by itself).
     fn adopt(&mut self, i: usize, procs: Vec<ProcRef>, now: Ms, actions: &mut Vec<Action>) {
         let t = &mut self.targets[i];
-        let name = t.spec.name.clone();
+        let name = t.id.clone();
         let ev = match &t.phase {
             Phase::Waiting { .. } => EventSpec::new(msg::TARGET_FOUND),
             Phase::Settling {
@@ -1205,7 +1258,7 @@ impl Monitor {
     /// procward last ran is recovered (its end said, unless it was).
     fn absent(&mut self, i: usize, now: Ms, actions: &mut Vec<Action>) {
         let t = &mut self.targets[i];
-        let name = t.spec.name.clone();
+        let name = t.id.clone();
         if let Phase::Waiting { announced, .. } = &mut t.phase {
             *announced = true;
         }
@@ -1230,7 +1283,7 @@ impl Monitor {
     /// against min and max.
     fn members(&mut self, i: usize, procs: Vec<ProcRef>, now: Ms, actions: &mut Vec<Action>) {
         let t = &mut self.targets[i];
-        let name = t.spec.name.clone();
+        let name = t.id.clone();
         let mut out = Out { actions, now };
         for p in &procs {
             if !t.procs.contains(p) {
@@ -1285,7 +1338,7 @@ impl Monitor {
                 // The stalled process we stopped is gone: restart it.
                 if t.procs.len() > 1 {
                     actions.push(Action::UntrackAll {
-                        target: t.spec.name.clone(),
+                        target: t.id.clone(),
                     });
                 }
                 t.procs.clear();
@@ -1296,7 +1349,7 @@ impl Monitor {
         if !matches!(t.phase, Phase::Up(_)) || !t.procs.contains(&proc) {
             return; // stale: already handled, or not ours
         }
-        let name = t.spec.name.clone();
+        let name = t.id.clone();
         let was_main = t.main() == Some(proc);
         t.procs.retain(|p| *p != proc);
         // In a group, members are equal; only a pidfile names a main
@@ -1379,7 +1432,7 @@ impl Monitor {
             Some(m) if m.pid == pid && matches!(t.phase, Phase::Up(_)) => m,
             _ => return, // a result for a process we no longer watch
         };
-        let name = t.spec.name.clone();
+        let name = t.id.clone();
         let kind = stall.probe.kind();
         let mut out = Out { actions, now };
         let up = t.up().expect("up");
@@ -1442,7 +1495,7 @@ impl Monitor {
         actions: &mut Vec<Action>,
     ) {
         let t = &mut self.targets[i];
-        let name = t.spec.name.clone();
+        let name = t.id.clone();
         let mut out = Out { actions, now };
         out.emit(t, ev);
         t.down_reported = true;
@@ -1502,7 +1555,7 @@ impl Monitor {
         id: &'static str,
     ) {
         let t = &mut self.targets[i];
-        let name = t.spec.name.clone();
+        let name = t.id.clone();
         t.enter(Phase::Backoff {
             reason,
             pid,
@@ -1552,7 +1605,7 @@ impl Monitor {
         actions: &mut Vec<Action>,
     ) {
         let t = &mut self.targets[i];
-        let name = t.spec.name.clone();
+        let name = t.id.clone();
         let action = t.spec.on_retry_over;
         if action == OnRetryOver::Continue {
             let cap = t.spec.retry.backoff_max.as_millis() as u64;
@@ -1610,7 +1663,7 @@ impl Monitor {
         actions: &mut Vec<Action>,
     ) {
         let t = &mut self.targets[i];
-        let name = t.spec.name.clone();
+        let name = t.id.clone();
         let attempt = if reason == Reason::Manual {
             0 // an operator's start is not counted
         } else {
@@ -1668,7 +1721,7 @@ impl Monitor {
             } if a == attempt => reason,
             _ => return, // paused, reset or reloaded meanwhile
         };
-        let name = t.spec.name.clone();
+        let name = t.id.clone();
         let manual = reason == Reason::Manual;
         let mut out = Out { actions, now };
         match outcome {

@@ -535,7 +535,8 @@ fn lost_children_fail_only_once_armed() {
     s.children_min = Some(2);
     let mut m = mon(s);
     found(&mut m, &[100], T0);
-    assert_eq!(m.children_checks().collect::<Vec<_>>(), vec![("a", 100)]);
+    let checks: Vec<(&str, u32)> = m.children_checks().map(|(t, p)| (t.as_str(), p)).collect();
+    assert_eq!(checks, vec![("a", 100)]);
     let ch = |m: &mut Monitor, n, now| {
         m.handle(
             Input::Children {

@@ -3,6 +3,7 @@
 
 use super::{open_pidfd, procfs, Pidfd};
 use crate::monitor::ProcRef;
+use crate::monitor::TargetId;
 use std::time::Duration;
 
 /// Wait until the pinned process has ended. `false` when no pidfd can be
@@ -52,31 +53,31 @@ pub async fn gone(p: ProcRef, every: Duration) {
 /// polling instead (no pidfd).
 #[derive(Default)]
 pub struct Watches {
-    tasks: std::collections::HashMap<String, Vec<(ProcRef, tokio::task::AbortHandle)>>,
-    polled: std::collections::HashSet<(String, ProcRef)>,
+    tasks: std::collections::HashMap<TargetId, Vec<(ProcRef, tokio::task::AbortHandle)>>,
+    polled: std::collections::HashSet<(TargetId, ProcRef)>,
 }
 
 impl Watches {
-    pub fn add(&mut self, target: String, p: ProcRef, task: tokio::task::AbortHandle) {
+    pub fn add(&mut self, target: TargetId, p: ProcRef, task: tokio::task::AbortHandle) {
         self.tasks.entry(target).or_default().push((p, task));
     }
 
-    pub fn poll(&mut self, target: String, p: ProcRef) {
+    pub fn poll(&mut self, target: TargetId, p: ProcRef) {
         self.polled.insert((target, p));
     }
 
     /// The processes to poll at each scan.
-    pub fn polled(&self) -> Vec<(String, ProcRef)> {
+    pub fn polled(&self) -> Vec<(TargetId, ProcRef)> {
         self.polled.iter().cloned().collect()
     }
 
     /// `p` ended (its watch is over). False if it was not watched by
     /// polling.
-    pub fn ended(&mut self, target: &str, p: ProcRef) -> bool {
+    pub fn ended(&mut self, target: &TargetId, p: ProcRef) -> bool {
         if let Some(ws) = self.tasks.get_mut(target) {
             ws.retain(|(q, _)| *q != p);
         }
-        self.polled.remove(&(target.to_string(), p))
+        self.polled.remove(&(target.clone(), p))
     }
 
     pub fn untrack_all(&mut self, target: &str) {
@@ -85,7 +86,7 @@ impl Watches {
                 h.abort();
             }
         }
-        self.polled.retain(|(t, _)| t != target);
+        self.polled.retain(|(t, _)| t.as_str() != target);
     }
 
     pub fn abort_all(&mut self) {

@@ -1298,11 +1298,7 @@ impl Monitor {
         let (min, max) = t.spec.count.unwrap_or((1, None));
         if count < min.max(1) {
             let pid = t.main().map(|m| m.pid);
-            let ev = EventSpec::new(msg::COUNT_BELOW_MIN)
-                .target(&name)
-                .field("count", count)
-                .field("min", min);
-            self.fail(i, Reason::Count, pid, ev, now, actions);
+            self.below_min(i, count, pid, now, actions);
             return;
         }
         let (Some(max), Some(up)) = (max, t.up()) else {
@@ -1361,12 +1357,7 @@ impl Monitor {
             let max = t.spec.count.and_then(|c| c.1);
             let mut out = Out { actions, now };
             if count < min {
-                let pid = Some(proc.pid);
-                let ev = EventSpec::new(msg::COUNT_BELOW_MIN)
-                    .target(&name)
-                    .field("count", count)
-                    .field("min", min);
-                self.fail(i, Reason::Count, pid, ev, now, actions);
+                self.below_min(i, count, Some(proc.pid), now, actions);
             } else if let (Some(up), Some(max)) =
                 (t.up().filter(|u| u.over_max), max.filter(|&m| count <= m))
             {
@@ -1403,16 +1394,26 @@ impl Monitor {
                 ),
             };
             self.fail(i, reason, Some(proc.pid), ev, now, actions);
-        } else if (t.procs.len() as u32) < t.spec.min_count() {
-            let count = t.procs.len() as u32;
-            let min = t.spec.min_count();
-            let pid = t.main().map(|m| m.pid);
-            let ev = EventSpec::new(msg::COUNT_BELOW_MIN)
-                .target(&name)
-                .field("count", count)
-                .field("min", min);
-            self.fail(i, Reason::Count, pid, ev, now, actions);
         }
+        // Any other tracked process is a group member, handled above.
+    }
+
+    /// A group below `count.min`: a failure (PW2005), restarted with
+    /// reason `count`.
+    fn below_min(
+        &mut self,
+        i: usize,
+        count: u32,
+        pid: Option<u32>,
+        now: Ms,
+        actions: &mut Vec<Action>,
+    ) {
+        let t = &self.targets[i];
+        let ev = EventSpec::new(msg::COUNT_BELOW_MIN)
+            .target(&t.id)
+            .field("count", count)
+            .field("min", t.spec.min_count());
+        self.fail(i, Reason::Count, pid, ev, now, actions);
     }
 
     fn on_probe(

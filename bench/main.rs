@@ -311,10 +311,12 @@ fn bench_procward(a: &Args, n: usize, dir: &Path, targets: &mut Targets, latency
         state.display(),
         dir.display()
     );
+    // Every restart immediate (no backoff): the bench measures the
+    // latency of detection and restart, not the retry policy.
     for i in 0..n {
         let _ = writeln!(
             cfg,
-            "[[target]]\nname = \"t{i}\"\nmatch.pidfile = \"{}/t{i}.pid\"\nrestart.script = \"{}\"\nrestart.settle = \"5s\"\nretry.max = 1000\nretry.window = \"1h\"",
+            "[[target]]\nname = \"t{i}\"\nmatch.pidfile = \"{}/t{i}.pid\"\nrestart.script = \"{}\"\nrestart.settle = \"5s\"\nretry.max = 1000\nretry.window = \"1h\"\nretry.backoff = {{ initial = \"0s\", max = \"1s\" }}",
             dir.display(),
             script.display()
         );

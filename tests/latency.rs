@@ -16,7 +16,11 @@ fn sigkill_to_restart_script_start() {
     env.write_config(&format!(
         "{}{}",
         env.daemon_section(""),
-        env.target_section("lat", &tok, "retry.max = 100\nretry.window = \"1s\"")
+        env.target_section(
+            "lat",
+            &tok,
+            "retry.max = 100\nretry.window = \"1s\"\nretry.backoff = { initial = \"0s\", max = \"1s\" }",
+        )
     ));
     let first = Proc::sleeper(&tok);
     let _d = env.start();

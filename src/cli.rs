@@ -81,13 +81,19 @@ pub enum Cmd {
     },
     /// Stop monitoring a target (persisted)
     Pause {
+        /// The target (or --all)
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
         target: Option<String>,
+        /// Every target
         #[arg(long)]
         all: bool,
     },
     /// Resume monitoring a target
     Resume {
+        /// The target (or --all)
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
         target: Option<String>,
+        /// Every target
         #[arg(long)]
         all: bool,
     },

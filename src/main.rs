@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 const EXIT_FAIL: u8 = 1;
 const EXIT_UNREACHABLE: u8 = 3;
+/// `status`: the daemon answered, but not every listed target is up.
+const EXIT_NOT_UP: u8 = 4;
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     // glibc gives each thread its own malloc arena; a daemon that mostly
@@ -35,6 +37,18 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(
+        cli.command,
+        Cmd::Run { .. } | Cmd::Demo { .. } | Cmd::Reaper { .. }
+    ) {
+        // A client whose reader went away (`procward events | head -1`)
+        // ends quietly, as `cat` does, instead of panicking on EPIPE. (The
+        // daemon keeps SIGPIPE ignored: a dead socket is an error there.)
+        // SAFETY: restoring the default disposition of one signal.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let cfg_path = config::resolve_path(cli.config.as_deref());
     match dispatch(cli.command, &cfg_path) {
         Ok(code) => ExitCode::from(code),
@@ -169,7 +183,8 @@ fn status(cfg: &Path, target: Option<String>, json: bool, ocf: bool) -> anyhow::
     } else {
         print_status(&rows);
     }
-    Ok(0)
+    let all_up = rows.iter().all(|r| r.state == State::Up);
+    Ok(if all_up { 0 } else { EXIT_NOT_UP })
 }
 
 fn start(cfg: &Path, target: &str, wait: Duration) -> anyhow::Result<u8> {
@@ -257,19 +272,49 @@ fn reload(cfg: &Path) -> anyhow::Result<u8> {
 
 fn events(cfg: &Path, follow: bool, json: bool, since: Option<&str>) -> anyhow::Result<u8> {
     let since_ms = since.map(parse_since).transpose()?.unwrap_or(0);
-    let mut c = Client::connect(&sock(cfg))?;
+    let print = |ev: &procward::event::Event| -> anyhow::Result<()> {
+        if json {
+            println!("{}", serde_json::to_string(ev)?);
+        } else {
+            let sev = ev.severity.as_str();
+            println!("{} {sev:<8} {} {}", ev.time, ev.id, ev.text);
+        }
+        Ok(())
+    };
+    let mut c = match Client::connect(&sock(cfg)) {
+        Ok(c) => c,
+        // The journal matters most when the daemon is down: read it.
+        Err(ClientError::Unreachable { path, .. }) => {
+            let dir = control::state_dir_path(cfg);
+            let journal = dir.join(procward::notify::journal::FILE);
+            if !journal.exists() {
+                anyhow::bail!(
+                    "procward is not reachable at {} and there is no journal at {}",
+                    path.display(),
+                    journal.display()
+                );
+            }
+            for ev in procward::notify::journal::read(&dir, since_ms) {
+                print(&ev)?;
+            }
+            let more = if follow {
+                " (nothing new can come)"
+            } else {
+                ""
+            };
+            eprintln!(
+                "procward: the daemon is not running; this is its journal in {}{more}",
+                dir.display()
+            );
+            return Ok(if follow { EXIT_UNREACHABLE } else { 0 });
+        }
+        Err(e) => return Err(e.into()),
+    };
     c.send(&Request::Events { since_ms, follow })?;
     loop {
         let r = c.recv(None)?;
         match (r.ok, r.event) {
-            (_, Some(ev)) if json => println!("{}", serde_json::to_string(&ev)?),
-            (_, Some(ev)) => println!(
-                "{} {:<8} {} {}",
-                ev.time,
-                ev.severity.as_str(),
-                ev.id,
-                ev.text
-            ),
+            (_, Some(ev)) => print(&ev)?,
             (true, None) => return Ok(0),
             (false, None) => {
                 return Ok(print_response(&Response::err(r.error.unwrap_or_default())))

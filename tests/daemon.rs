@@ -262,6 +262,65 @@ fn clients_exit_3_when_the_daemon_is_not_running() {
 }
 
 #[test]
+fn status_exit_codes_events_without_the_daemon_and_broken_pipes() {
+    let env = Env::new();
+    let tok = token();
+    env.write_config(&format!(
+        "{}{}{}",
+        env.daemon_section(""),
+        env.target_section("web", &tok, ""),
+        env.target_section("db", &format!("{tok}x"), "")
+    ));
+    let app = Proc::sleeper(&tok);
+    let mut d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW2001");
+    env.wait_event(T, |e| e["id"] == "PW2002");
+    // 0 only when every listed target is up; 4 otherwise.
+    assert_eq!(env.cli(&["status", "web"]).status.code(), Some(0));
+    assert_eq!(env.cli(&["status", "db"]).status.code(), Some(4));
+    assert_eq!(env.cli(&["status"]).status.code(), Some(4));
+    // Usage: pause needs a target or --all, not both.
+    assert_eq!(env.cli(&["pause"]).status.code(), Some(2));
+    assert_eq!(env.cli(&["pause", "web", "--all"]).status.code(), Some(2));
+    // A reader that goes away: a quiet end, no panic.
+    for _ in 0..50 {
+        assert!(env.cli(&["pause", "db"]).status.success());
+        assert!(env.cli(&["resume", "db"]).status.success());
+    }
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!(
+            "{BIN} events -c {} | head -1; echo rc=${{PIPESTATUS:-x}}",
+            env.cfg().display()
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    // The daemon stopped: the journal is read directly.
+    d.stop();
+    drop(app);
+    let o = env.cli(&["events", "--json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ids: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
+        .collect();
+    assert!(ids.contains(&"\"PW1001\"".to_string()) && ids.contains(&"\"PW1002\"".to_string()));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("the daemon is not running"));
+    assert_eq!(env.cli(&["events", "--follow"]).status.code(), Some(3));
+}
+
+#[test]
 fn users_not_in_control_allow_are_refused_and_reported() {
     let env = Env::new();
     env.write_config(&env.daemon_section("control-allow = [\"root\"]"));

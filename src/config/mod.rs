@@ -254,6 +254,7 @@ pub struct Daemon {
     pub control_group: Option<u32>,
     pub denied_interval: Duration,
     pub state_dir: PathBuf,
+    pub journal_keep: u32,
     pub language: Lang,
     pub zombie_grace: Duration,
     pub catalog_dir: Option<PathBuf>,
@@ -879,6 +880,13 @@ fn validate_daemon(c: &mut Collector, src: Option<&Source>, d: &DaemonRaw) -> Op
         .control_group
         .as_ref()
         .and_then(|g| lookup_group(g).map_err(|e| at(c, "control-group", e)).ok());
+    if !(1..=crate::notify::journal::MAX_KEEP).contains(&d.journal_keep) {
+        at(
+            c,
+            "journal-keep",
+            format!("must be 1 to {}", crate::notify::journal::MAX_KEEP),
+        );
+    }
     if d.control_denied_interval.is_zero() {
         at(
             c,
@@ -928,6 +936,7 @@ fn validate_daemon(c: &mut Collector, src: Option<&Source>, d: &DaemonRaw) -> Op
         control_group,
         denied_interval: d.control_denied_interval.0,
         state_dir: d.state_dir.clone(),
+        journal_keep: d.journal_keep,
         language: d.language,
         zombie_grace: d.zombie_grace.0,
         catalog_dir: d.catalog_dir.clone(),

@@ -19,6 +19,9 @@ fn d_allow() -> Vec<String> {
 fn d_denied_interval() -> Dur {
     Dur::secs(60)
 }
+fn d_journal_keep() -> u32 {
+    crate::notify::journal::KEEP
+}
 fn d_state() -> PathBuf {
     PathBuf::from("/var/lib/procward")
 }
@@ -44,6 +47,9 @@ pub struct DaemonRaw {
     pub control_denied_interval: Dur,
     #[serde(default = "d_state")]
     pub state_dir: PathBuf,
+    /// Rotated generations of the event journal kept (16 MiB each).
+    #[serde(default = "d_journal_keep")]
+    pub journal_keep: u32,
     #[serde(default)]
     pub language: Lang,
     #[serde(default)]

@@ -156,23 +156,28 @@ pub fn user_name(uid: u32) -> String {
         .unwrap_or_else(|| format!("uid {uid}"))
 }
 
+/// A path from the configuration's `[daemon]`, read leniently (the client
+/// needs only that key; the daemon validates the whole file).
+fn daemon_path(config: &Path, key: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(config).ok()?;
+    let table = text.parse::<toml::Table>().ok()?;
+    table.get("daemon")?.get(key)?.as_str().map(PathBuf::from)
+}
+
 /// Where the client finds the socket: `$PROCWARD_SOCKET`, else the
-/// configuration's `daemon.control-socket` (read leniently: the client
-/// needs only that key), else the default.
+/// configuration's `daemon.control-socket`, else the default.
 pub fn socket_path(config: &Path) -> PathBuf {
     if let Some(s) = std::env::var_os("PROCWARD_SOCKET") {
         return PathBuf::from(s);
     }
-    let from_cfg = std::fs::read_to_string(config)
-        .ok()
-        .and_then(|t| t.parse::<toml::Table>().ok())
-        .and_then(|t| {
-            t.get("daemon")?
-                .get("control-socket")?
-                .as_str()
-                .map(PathBuf::from)
-        });
-    from_cfg.unwrap_or_else(|| PathBuf::from("/run/procward/control.sock"))
+    daemon_path(config, "control-socket")
+        .unwrap_or_else(|| PathBuf::from("/run/procward/control.sock"))
+}
+
+/// Where the journal is when the daemon does not answer: the
+/// configuration's `daemon.state-dir`, else the default.
+pub fn state_dir_path(config: &Path) -> PathBuf {
+    daemon_path(config, "state-dir").unwrap_or_else(|| PathBuf::from("/var/lib/procward"))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -19,10 +19,19 @@ const SEQ_BLOCK: u64 = 1000;
 /// sequence number is looked for (an event is a few KiB at most).
 const TAIL: u64 = 1 << 20;
 
+/// Rotated generations kept by default (`events.jsonl.1` … `.3`).
+pub const KEEP: u32 = 3;
+/// The most generations `daemon.journal-keep` may ask for.
+pub const MAX_KEEP: u32 = 100;
+
 pub struct Journal {
     path: PathBuf,
     file: std::fs::File,
     size: u64,
+    /// Rotated generations kept.
+    keep: u32,
+    /// Size past which the journal rotates ([`LIMIT`]).
+    limit: u64,
     /// A failed write could not be cut back: cut it before the next one.
     torn: bool,
 }
@@ -58,13 +67,15 @@ fn repair(f: &std::fs::File) -> std::io::Result<u64> {
 }
 
 impl Journal {
-    pub fn open(dir: &Path) -> std::io::Result<Journal> {
+    pub fn open(dir: &Path, keep: u32) -> std::io::Result<Journal> {
         let path = dir.join(FILE);
         let (file, size) = open(&path)?;
         Ok(Journal {
             path,
             file,
             size,
+            keep: keep.clamp(1, MAX_KEEP),
+            limit: LIMIT,
             torn: false,
         })
     }
@@ -80,10 +91,12 @@ impl Journal {
         }
         let mut line = serde_json::to_vec(ev)?;
         line.push(b'\n');
-        if self.size + line.len() as u64 > LIMIT {
-            let mut old = self.path.as_os_str().to_owned();
-            old.push(".1");
-            std::fs::rename(&self.path, old)?;
+        if self.size + line.len() as u64 > self.limit {
+            // events.jsonl.N-1 -> .N, …, events.jsonl -> .1; the oldest goes.
+            for n in (1..self.keep).rev() {
+                let _ = std::fs::rename(generation(&self.path, n), generation(&self.path, n + 1));
+            }
+            std::fs::rename(&self.path, generation(&self.path, 1))?;
             let (f, s) = open(&self.path)?;
             self.file = f;
             self.size = s;
@@ -98,11 +111,25 @@ impl Journal {
     }
 }
 
-/// Events in the journal (rotated file first) with `time_ms >= since`.
+/// `events.jsonl.N`.
+fn generation(path: &Path, n: u32) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".{n}"));
+    PathBuf::from(p)
+}
+
+/// Events in the journal, oldest generation first, with `time_ms >= since`.
 pub fn read(dir: &Path, since_ms: u64) -> Vec<Event> {
+    let current = dir.join(FILE);
+    let mut files: Vec<PathBuf> = (1..=MAX_KEEP)
+        .rev()
+        .map(|n| generation(&current, n))
+        .filter(|p| p.exists())
+        .collect();
+    files.push(current);
     let mut out = Vec::new();
-    for name in [format!("{FILE}.1"), FILE.to_string()] {
-        let Ok(f) = crate::state::open_read(&dir.join(name)) else {
+    for path in files {
+        let Ok(f) = crate::state::open_read(&path) else {
             continue;
         };
         for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
@@ -218,9 +245,39 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join(FILE);
         std::fs::write(&p, "{\"a\":1}\n{\"b\":").unwrap();
-        let j = Journal::open(d.path()).unwrap();
+        let j = Journal::open(d.path(), KEEP).unwrap();
         assert_eq!(j.size, 8);
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":1}\n");
+    }
+
+    #[test]
+    fn rotation_keeps_the_configured_generations_and_read_sees_them_all() {
+        let d = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(d.path(), 2).unwrap();
+        j.limit = 700; // about two events per file
+        let ev = |seq| Event {
+            seq,
+            time: String::new(),
+            time_ms: seq,
+            id: "PW1001".into(),
+            name: "daemonStarted".into(),
+            severity: crate::event::Severity::Info,
+            host: "h".into(),
+            target: None,
+            pid: None,
+            fields: Default::default(),
+            text: "x".repeat(100),
+            lang: "en".into(),
+        };
+        for seq in 1..=20 {
+            j.append(&ev(seq)).unwrap();
+        }
+        assert!(d.path().join("events.jsonl.2").exists());
+        assert!(!d.path().join("events.jsonl.3").exists());
+        let seqs: Vec<u64> = read(d.path(), 0).iter().map(|e| e.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        assert_eq!(seqs.last(), Some(&20));
+        assert!(seqs.len() >= 4 && seqs.len() <= 8, "{seqs:?}");
     }
 
     #[test]

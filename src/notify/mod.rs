@@ -72,8 +72,12 @@ pub struct Notifier {
 impl Notifier {
     /// `report` receives the events about the journal's and the state
     /// file's own writes (PW1012, PW1013).
-    pub fn start(state_dir: PathBuf, report: queue::Reporter) -> std::io::Result<Notifier> {
-        let mut journal = journal::Journal::open(&state_dir)?;
+    pub fn start(
+        state_dir: PathBuf,
+        journal_keep: u32,
+        report: queue::Reporter,
+    ) -> std::io::Result<Notifier> {
+        let mut journal = journal::Journal::open(&state_dir, journal_keep)?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<IoMsg>(65_536);
         let state: StateSlot = Arc::default();
         let slot = state.clone();

@@ -67,7 +67,7 @@ impl Outputs {
         reporter: queue::Reporter,
     ) -> Result<Outputs, String> {
         let dir = &cfg.daemon.state_dir;
-        let notifier = Notifier::start(dir.clone(), reporter.clone())
+        let notifier = Notifier::start(dir.clone(), cfg.daemon.journal_keep, reporter.clone())
             .map_err(|e| format!("cannot open the journal in {}: {e}", dir.display()))?;
         let (seq, seq_err) = journal::Seq::open(dir);
         let mut engine = None;

@@ -10,6 +10,44 @@ fn duration(s: &str) -> Result<Duration, String> {
     crate::config::duration::parse(s)
 }
 
+/// A point in time, as milliseconds since the epoch: RFC 3339 with any
+/// offset (`2026-11-26T08:17:00+09:00`), a local time without offset
+/// (`2026-11-26 08:17`, `2026-11-26T08:17:00`, in the local zone: `TZ` or
+/// /etc/localtime), a local date (`2026-11-26`: its midnight), or a
+/// duration ago (`10m`).
+pub fn since(s: &str) -> Result<u64, String> {
+    use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone};
+    let s = s.trim();
+    let ms = |t: i64| u64::try_from(t).map_err(|_| format!("`{s}` is before 1970"));
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return ms(t.timestamp_millis());
+    }
+    let local = |n: NaiveDateTime| {
+        Local
+            .from_local_datetime(&n)
+            .earliest()
+            .ok_or_else(|| format!("`{s}` does not exist in the local time zone"))
+    };
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(s, f) {
+            return ms(local(n)?.timestamp_millis());
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let midnight = d.and_hms_opt(0, 0, 0).expect("midnight");
+        return ms(local(midnight)?.timestamp_millis());
+    }
+    let ago = crate::config::duration::parse(s).map_err(|_| {
+        format!("`{s}` is not a time (RFC 3339, local `YYYY-MM-DD HH:MM[:SS]`, a date) or a duration like 10m")
+    })?;
+    Ok(crate::event::now_ms().saturating_sub(ago.as_millis() as u64))
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "procward",
@@ -73,6 +111,9 @@ pub enum Cmd {
         /// Print JSON (state names as in the documentation)
         #[arg(long)]
         json: bool,
+        /// Times in UTC instead of the local zone
+        #[arg(long)]
+        utc: bool,
         /// Print nothing, exit with the OCF resource agent's code for
         /// TARGET: 0 running or being recovered, 7 not running, 1 given
         /// up, 6 no such target (3: procward not reachable)
@@ -122,11 +163,16 @@ pub enum Cmd {
         /// Keep printing new events
         #[arg(long)]
         follow: bool,
+        /// One JSON object per line (times in UTC, as in the journal)
         #[arg(long)]
         json: bool,
-        /// Only events since T: RFC 3339 time or a duration ago ("10m")
+        /// Only events since T: RFC 3339 with any offset, a local time
+        /// ("2026-11-26 08:17"), a date, or a duration ago ("10m")
+        #[arg(long, value_parser = since)]
+        since: Option<u64>,
+        /// Times in UTC instead of the local zone
         #[arg(long)]
-        since: Option<String>,
+        utc: bool,
     },
     /// Browse the message catalog
     Catalog {
@@ -156,6 +202,13 @@ pub enum Cmd {
     },
     /// Print the SMIv2 MIB module of all notifications (root OID from the config's daemon.snmp-root)
     Mib,
+    /// Write the man pages and shell completions into DIR (for packaging)
+    #[command(hide = true)]
+    Assets {
+        /// Directory to write man/ and completions/ into
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Self-contained demo: start a sample service, kill it, watch procward restart it
     Demo {
         /// Seconds to wait for each step before giving up
@@ -199,4 +252,40 @@ pub enum CatalogCmd {
         #[arg(long, value_enum, default_value = "en")]
         lang: Lang,
     },
+}
+
+/// Man pages (procward.1 and one per subcommand) and bash, zsh and fish
+/// completions, from these definitions, into `out/man` and
+/// `out/completions`.
+pub fn write_assets(out: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let man = out.join("man");
+    let comp = out.join("completions");
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&comp)?;
+    let mut written = Vec::new();
+    let mut page = |c: &clap::Command, name: String| -> std::io::Result<()> {
+        let path = man.join(format!("{name}.1"));
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(c.clone().name(name.clone())).render(&mut buf)?;
+        std::fs::write(&path, buf)?;
+        written.push(path);
+        Ok(())
+    };
+    page(&cmd, "procward".into())?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        page(sub, format!("procward-{}", sub.get_name()))?;
+    }
+    for (shell, file) in [
+        (clap_complete::Shell::Bash, "procward"),
+        (clap_complete::Shell::Zsh, "_procward"),
+        (clap_complete::Shell::Fish, "procward.fish"),
+    ] {
+        let path = comp.join(file);
+        let mut f = std::fs::File::create(&path)?;
+        clap_complete::generate(shell, &mut Cli::command(), "procward", &mut f);
+        written.push(path);
+    }
+    Ok(written)
 }

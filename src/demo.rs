@@ -76,8 +76,15 @@ fn wait_for(
     bail!("timed out after {timeout:?} waiting for {what}")
 }
 
+/// A heading: bold on a terminal, plain into a pipe or with NO_COLOR.
 fn say(s: &str) {
-    println!("\n\x1b[1m== {s}\x1b[0m");
+    use std::io::IsTerminal;
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    if colour {
+        println!("\n\x1b[1m== {s}\x1b[0m");
+    } else {
+        println!("\n== {s}");
+    }
 }
 
 pub fn run(timeout: Duration) -> anyhow::Result<()> {

@@ -79,7 +79,12 @@ fn dispatch(cmd: Cmd, cfg: &Path) -> anyhow::Result<u8> {
     match cmd {
         Cmd::Run { quiet } => run(cfg, quiet),
         Cmd::Check => check(cfg),
-        Cmd::Status { target, json, ocf } => status(cfg, target, json, ocf),
+        Cmd::Status {
+            target,
+            json,
+            ocf,
+            utc,
+        } => status(cfg, target, json, ocf, utc),
         Cmd::Pause { target, all } => ask(cfg, &Request::Pause { target, all }),
         Cmd::Resume { target, all } => ask(cfg, &Request::Resume { target, all }),
         Cmd::Reset { target } => ask(cfg, &Request::Reset { target }),
@@ -90,12 +95,19 @@ fn dispatch(cmd: Cmd, cfg: &Path) -> anyhow::Result<u8> {
             follow,
             json,
             since,
-        } => events(cfg, follow, json, since.as_deref()),
+            utc,
+        } => events(cfg, follow, json, since.unwrap_or(0), utc),
         Cmd::Catalog { command } => catalog(cfg, command),
         Cmd::Render { id, format, lang } => render(cfg, &id, format, lang),
         Cmd::Filters { command } => filters(command, cfg),
         Cmd::Mib => mib(cfg),
         Cmd::Reaper { argv } => Ok(procward::reaper::run(&argv)),
+        Cmd::Assets { out } => {
+            for p in procward::cli::write_assets(&out)? {
+                println!("{}", p.display());
+            }
+            Ok(0)
+        }
         Cmd::Demo { timeout } => {
             procward::demo::run(Duration::from_secs(timeout))?;
             Ok(0)
@@ -162,7 +174,13 @@ fn status_rows(cfg: &Path) -> anyhow::Result<Result<Vec<TargetStatus>, Response>
     Ok(Ok(serde_json::from_value(r.result.unwrap_or_default())?))
 }
 
-fn status(cfg: &Path, target: Option<String>, json: bool, ocf: bool) -> anyhow::Result<u8> {
+fn status(
+    cfg: &Path,
+    target: Option<String>,
+    json: bool,
+    ocf: bool,
+    utc: bool,
+) -> anyhow::Result<u8> {
     const OCF_ERR_CONFIGURED: u8 = 6;
     let mut rows = match status_rows(cfg)? {
         Ok(rows) => rows,
@@ -181,7 +199,7 @@ fn status(cfg: &Path, target: Option<String>, json: bool, ocf: bool) -> anyhow::
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print_status(&rows);
+        print_status(&rows, utc);
     }
     let all_up = rows.iter().all(|r| r.state == State::Up);
     Ok(if all_up { 0 } else { EXIT_NOT_UP })
@@ -270,14 +288,14 @@ fn reload(cfg: &Path) -> anyhow::Result<u8> {
     Ok(print_response(&r))
 }
 
-fn events(cfg: &Path, follow: bool, json: bool, since: Option<&str>) -> anyhow::Result<u8> {
-    let since_ms = since.map(parse_since).transpose()?.unwrap_or(0);
+fn events(cfg: &Path, follow: bool, json: bool, since_ms: u64, utc: bool) -> anyhow::Result<u8> {
     let print = |ev: &procward::event::Event| -> anyhow::Result<()> {
         if json {
             println!("{}", serde_json::to_string(ev)?);
         } else {
             let sev = ev.severity.as_str();
-            println!("{} {sev:<8} {} {}", ev.time, ev.id, ev.text);
+            let time = show_time(ev.time_ms, utc);
+            println!("{time} {sev:<8} {} {}", ev.id, ev.text);
         }
         Ok(())
     };
@@ -412,16 +430,27 @@ fn mib(cfg: &Path) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn parse_since(s: &str) -> anyhow::Result<u64> {
-    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
-        return Ok(t.duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64);
+/// A time for people: the local zone (TZ or /etc/localtime) with its
+/// offset, or UTC.
+fn show_time(ms: u64, utc: bool) -> String {
+    use chrono::{Local, TimeZone, Utc};
+    let ms = ms as i64;
+    let fmt = "%Y-%m-%dT%H:%M:%S%.3f%:z";
+    if utc {
+        procward::event::rfc3339_ms(ms as u64)
+    } else {
+        match Local.timestamp_millis_opt(ms).single() {
+            Some(t) => t.format(fmt).to_string(),
+            None => Utc
+                .timestamp_millis_opt(ms)
+                .unwrap()
+                .format(fmt)
+                .to_string(),
+        }
     }
-    let ago = config::duration::parse(s)
-        .map_err(|e| anyhow::anyhow!("--since: {e}, or an RFC 3339 time"))?;
-    Ok(procward::event::now_ms().saturating_sub(ago.as_millis() as u64))
 }
 
-fn print_status(rows: &[TargetStatus]) {
+fn print_status(rows: &[TargetStatus], utc: bool) {
     println!(
         "{:<16} {:<11} {:<18} {:>9} {:>9}  LAST EVENT",
         "TARGET", "STATE", "PIDS", "UPTIME", "RESTARTS"
@@ -440,7 +469,15 @@ fn print_status(rows: &[TargetStatus]) {
             .uptime_s
             .map(|s| humantime::format_duration(std::time::Duration::from_secs(s)).to_string());
         let last = match (&r.last_event, &r.last_event_time) {
-            (Some(id), Some(t)) => format!("{id} {t}"),
+            (Some(id), Some(t)) => {
+                let ms = chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.timestamp_millis() as u64)
+                    .ok();
+                format!(
+                    "{id} {}",
+                    ms.map(|ms| show_time(ms, utc)).unwrap_or(t.clone())
+                )
+            }
             _ => "-".into(),
         };
         println!(

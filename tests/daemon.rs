@@ -301,6 +301,33 @@ fn status_exit_codes_events_without_the_daemon_and_broken_pipes() {
         "{err}"
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    // Times: any RFC 3339 offset, local times in the local zone, shown in
+    // the local zone unless --utc.
+    let tokyo = |args: &[&str]| {
+        let o = std::process::Command::new(BIN)
+            .args(args)
+            .arg("-c")
+            .arg(env.cfg())
+            .env("TZ", "Asia/Tokyo")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let jst = chrono::Utc::now() + chrono::Duration::hours(9) - chrono::Duration::minutes(5);
+    let local = jst.format("%Y-%m-%d %H:%M").to_string();
+    let offset = jst.format("%Y-%m-%dT%H:%M:%S+09:00").to_string();
+    for since in [local.as_str(), offset.as_str()] {
+        let out = tokyo(&["events", "--since", since]);
+        assert!(out.contains(" PW1001 "), "--since {since}: {out}");
+        assert!(out.lines().all(|l| l.contains("+09:00 ")), "{out}");
+    }
+    let out = tokyo(&["events", "--utc"]);
+    assert!(out.lines().all(|l| l.contains("Z ")), "{out}");
+    let future = (jst + chrono::Duration::hours(1))
+        .format("%Y-%m-%d %H:%M")
+        .to_string();
+    assert_eq!(tokyo(&["events", "--since", &future]), "");
     // The daemon stopped: the journal is read directly.
     d.stop();
     drop(app);

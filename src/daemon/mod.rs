@@ -218,6 +218,9 @@ impl Daemon {
             mut hup,
         } = signals;
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        // WATCHDOG=1 comes from the loop itself: a loop that hangs stops it.
+        let watchdog = system::watchdog_interval();
+        let mut dog = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
         let stop_reason;
         loop {
             let wake = [self.next_wake(), self.next_denial_report()]
@@ -235,6 +238,7 @@ impl Daemon {
                 }
                 Some(m) = rx.recv() => self.on_msg(m),
                 _ = tokio::time::sleep_until(wake) => self.on_wake(),
+                _ = dog.tick(), if watchdog.is_some() => system::sd_notify("WATCHDOG=1"),
             }
             self.after();
         }

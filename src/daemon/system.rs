@@ -29,3 +29,16 @@ pub fn raise_nofile_limit() {
         let _ = setrlimit(Resource::Nofile, l);
     }
 }
+
+/// How often to tell systemd's watchdog that the loop makes progress: half
+/// of `WatchdogSec` (from `WATCHDOG_USEC`, when `WATCHDOG_PID` is unset or
+/// ours). None without a watchdog.
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    if let Some(pid) = std::env::var_os("WATCHDOG_PID") {
+        if pid.to_str()?.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    (usec > 0).then(|| std::time::Duration::from_micros(usec / 2))
+}

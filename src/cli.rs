@@ -139,10 +139,14 @@ pub enum Cmd {
         all: bool,
     },
     /// Clear the retry counter and a RETRY-OVER / FAILED state
-    Reset { target: String },
+    Reset {
+        /// The target
+        target: String,
+    },
     /// Make sure a target runs: monitor it again and, if it is not there,
     /// run its restart script (not counted as a retry); wait until it is up
     Start {
+        /// The target
         target: String,
         /// Give up after this long
         #[arg(long, default_value = "60s", value_parser = duration)]
@@ -151,6 +155,7 @@ pub enum Cmd {
     /// Stop a target: SIGTERM its processes, SIGKILL after --timeout, and
     /// stop monitoring it until `start`
     Stop {
+        /// The target
         target: String,
         /// SIGKILL follows SIGTERM after this
         #[arg(long, default_value = "10s", value_parser = duration)]
@@ -181,9 +186,12 @@ pub enum Cmd {
     },
     /// Render a catalog message with sample fields
     Render {
+        /// A message ID, like PW2003
         id: String,
+        /// Output format
         #[arg(long, value_enum, default_value = "rfc3164")]
         format: RenderFormat,
+        /// Language of the text
         #[arg(long, value_enum, default_value = "en")]
         lang: Lang,
     },
@@ -192,6 +200,7 @@ pub enum Cmd {
     /// and the tests)
     #[command(hide = true)]
     Reaper {
+        /// The command and its arguments
         #[arg(trailing_var_arg = true, required = true)]
         argv: Vec<String>,
     },
@@ -226,6 +235,7 @@ pub enum FiltersCmd {
         /// A manager from `filters list`, or `all`
         #[arg(long, value_enum)]
         manager: Manager,
+        /// Directory to write MANAGER/ into
         #[arg(long, default_value = "filter-defs")]
         out: std::path::PathBuf,
     },
@@ -234,6 +244,7 @@ pub enum FiltersCmd {
         /// A manager from `filters list`, or `all`
         #[arg(long, value_enum)]
         manager: Manager,
+        /// Root of the file system to install into
         #[arg(long, default_value = "/")]
         root: std::path::PathBuf,
         /// Say what would change, change nothing
@@ -248,7 +259,9 @@ pub enum CatalogCmd {
     List,
     /// Show one message in full
     Show {
+        /// A message ID, like PW2003
         id: String,
+        /// Language of the text
         #[arg(long, value_enum, default_value = "en")]
         lang: Lang,
     },
@@ -288,4 +301,45 @@ pub fn write_assets(out: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
         written.push(path);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_argument_and_option_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "procward", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    #[test]
+    fn since_takes_any_offset_and_durations() {
+        let a = since("2026-11-26T08:17:00+09:00").unwrap();
+        let b = since("2026-11-25T23:17:00Z").unwrap();
+        assert_eq!(a, b);
+        let ago = since("10m").unwrap();
+        let now = crate::event::now_ms();
+        assert!(now - ago >= 600_000 && now - ago < 610_000);
+        assert!(since("yesterday-ish").is_err());
+    }
 }

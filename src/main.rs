@@ -85,9 +85,9 @@ fn dispatch(cmd: Cmd, cfg: &Path) -> anyhow::Result<u8> {
             ocf,
             utc,
         } => status(cfg, target, json, ocf, utc),
-        Cmd::Pause { target, all } => ask(cfg, &Request::Pause { target, all }),
-        Cmd::Resume { target, all } => ask(cfg, &Request::Resume { target, all }),
-        Cmd::Reset { target } => ask(cfg, &Request::Reset { target }),
+        Cmd::Pause { target, all } => ask(cfg, &Request::Pause { target, all }, "paused"),
+        Cmd::Resume { target, all } => ask(cfg, &Request::Resume { target, all }, "resumed"),
+        Cmd::Reset { target } => ask(cfg, &Request::Reset { target }, "reset"),
         Cmd::Start { target, wait } => start(cfg, &target, wait),
         Cmd::Stop { target, timeout } => stop(cfg, &target, timeout),
         Cmd::Reload => reload(cfg),
@@ -119,9 +119,23 @@ fn sock(cfg: &Path) -> PathBuf {
     control::socket_path(cfg)
 }
 
-/// One request, its answer printed as success or error.
-fn ask(cfg: &Path, req: &Request) -> anyhow::Result<u8> {
-    Ok(print_response(&Client::call(&sock(cfg), req)?))
+/// One request; one line says what it did ("paused web, db"), or the error.
+fn ask(cfg: &Path, req: &Request, done: &str) -> anyhow::Result<u8> {
+    let r = Client::call(&sock(cfg), req)?;
+    if r.ok {
+        let names: Vec<String> = r
+            .result
+            .as_ref()
+            .and_then(|v| v.get("targets"))
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        if names.is_empty() {
+            println!("nothing {done}: every target was already so");
+        } else {
+            println!("{done} {}", names.join(", "));
+        }
+    }
+    Ok(print_response(&r))
 }
 
 fn run(cfg: &Path, quiet: bool) -> anyhow::Result<u8> {
@@ -145,12 +159,17 @@ fn check(cfg: &Path) -> anyhow::Result<u8> {
                 eprintln!("warning: {w}");
             }
             println!(
-                "{}: OK ({} targets, {} syslog sinks, {} files, {} catalog messages)",
+                "{}: OK ({}, {}, {}, {}, {})",
                 cfg.display(),
-                c.targets.len(),
-                c.syslog.len(),
-                c.files.len(),
-                r.catalog.messages.len()
+                plural(c.targets.len(), "target", "targets"),
+                plural(c.syslog.len(), "syslog sink", "syslog sinks"),
+                plural(c.snmp.len(), "SNMP sink", "SNMP sinks"),
+                plural(c.files.len(), "file", "files"),
+                plural(
+                    r.catalog.messages.len(),
+                    "catalog message",
+                    "catalog messages"
+                )
             );
             Ok(0)
         }
@@ -450,24 +469,43 @@ fn show_time(ms: u64, utc: bool) -> String {
     }
 }
 
+/// "1 target", "3 targets".
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The PIDS column: every pid while they fit, else the count and the first
+/// ones ("12: 4101,4102,…").
+fn pids_column(pids: &[u32], width: usize) -> String {
+    let all: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let joined = all.join(",");
+    if pids.is_empty() {
+        return "-".into();
+    }
+    if joined.len() <= width {
+        return joined;
+    }
+    let mut out = format!("{}: ", pids.len());
+    for p in &all {
+        if out.len() + p.len() + 2 > width {
+            break;
+        }
+        out.push_str(p);
+        out.push(',');
+    }
+    out.push('…');
+    out
+}
+
 fn print_status(rows: &[TargetStatus], utc: bool) {
     println!(
-        "{:<16} {:<11} {:<18} {:>9} {:>9}  LAST EVENT",
-        "TARGET", "STATE", "PIDS", "UPTIME", "RESTARTS"
+        "{:<16} {:<11} {:<18} {:>9} {:>9}  {:<12} LAST EVENT",
+        "TARGET", "STATE", "PIDS", "UPTIME", "RESTARTS", "PROBE"
     );
     for r in rows {
-        let pids = if r.pids.is_empty() {
-            "-".to_string()
-        } else {
-            r.pids
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        };
         let up = r
             .uptime_s
-            .map(|s| humantime::format_duration(std::time::Duration::from_secs(s)).to_string());
+            .map(|s| humantime::format_duration(Duration::from_secs(s)).to_string());
         let last = match (&r.last_event, &r.last_event_time) {
             (Some(id), Some(t)) => {
                 let ms = chrono::DateTime::parse_from_rfc3339(t)
@@ -480,13 +518,19 @@ fn print_status(rows: &[TargetStatus], utc: bool) {
             }
             _ => "-".into(),
         };
+        let probe = match (&r.probe, r.probe_failures) {
+            (None, _) => "-".to_string(),
+            (Some(p), 0) if p == "ok" => "ok".to_string(),
+            (Some(_), n) => format!("failing ({n})"),
+        };
         println!(
-            "{:<16} {:<11} {:<18} {:>9} {:>9}  {}",
+            "{:<16} {:<11} {:<18} {:>9} {:>9}  {:<12} {}",
             r.target,
             r.state,
-            pids,
+            pids_column(&r.pids, 18),
             up.as_deref().unwrap_or("-"),
             format!("{}/{}", r.restarts_in_window, r.retry_max),
+            probe,
             last
         );
     }
@@ -573,4 +617,21 @@ fn install(
         println!("add the file to snmptt_conf_files in /etc/snmp/snmptt.ini");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plurals_and_the_pids_column() {
+        assert_eq!(plural(1, "target", "targets"), "1 target");
+        assert_eq!(plural(0, "target", "targets"), "0 targets");
+        assert_eq!(pids_column(&[], 18), "-");
+        assert_eq!(pids_column(&[4101, 4102], 18), "4101,4102");
+        let many: Vec<u32> = (100_000..100_012).collect();
+        let col = pids_column(&many, 18);
+        assert!(col.starts_with("12: 100000,"), "{col}");
+        assert!(col.ends_with('…') && col.chars().count() <= 18, "{col}");
+    }
 }

@@ -262,6 +262,34 @@ fn clients_exit_3_when_the_daemon_is_not_running() {
 }
 
 #[test]
+fn restart_script_as_an_argv_list() {
+    let env = Env::new();
+    let tok = token();
+    let script = env.restart_script("web", &tok);
+    let args = env.path("args");
+    let wrapper = env.path("wrapper.sh");
+    write_exec(
+        &wrapper,
+        &format!(
+            "#!/bin/sh\necho \"$1 $2\" > {}\nexec {}\n",
+            args.display(),
+            script.display()
+        ),
+    );
+    env.write_config(&format!(
+        "{}[[target]]\nname = \"web\"\nmatch.cmdline = '^sleep 1000\\.{tok}$'\nrestart.script = [\"{}\", \"--fast\", \"two words\"]\nrestart.settle = \"3s\"\n",
+        env.daemon_section(""),
+        wrapper.display()
+    ));
+    let app = Proc::sleeper(&tok);
+    let _d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW2001");
+    app.signal(libc::SIGKILL);
+    env.wait_event(T, |e| e["id"] == "PW2015");
+    assert_eq!(std::fs::read_to_string(args).unwrap(), "--fast two words\n");
+}
+
+#[test]
 fn status_exit_codes_events_without_the_daemon_and_broken_pipes() {
     let env = Env::new();
     let tok = token();
@@ -279,6 +307,14 @@ fn status_exit_codes_events_without_the_daemon_and_broken_pipes() {
     assert_eq!(env.cli(&["status", "web"]).status.code(), Some(0));
     assert_eq!(env.cli(&["status", "db"]).status.code(), Some(4));
     assert_eq!(env.cli(&["status"]).status.code(), Some(4));
+    // One confirmation line each.
+    let said = |args: &[&str]| String::from_utf8_lossy(&env.cli(args).stdout).to_string();
+    assert_eq!(said(&["pause", "db"]), "paused db\n");
+    assert_eq!(said(&["resume", "db"]), "resumed db\n");
+    assert_eq!(said(&["reset", "db"]), "reset db\n");
+    assert!(said(&["check"]).ends_with(
+        ": OK (2 targets, 0 syslog sinks, 0 SNMP sinks, 1 file, 45 catalog messages)\n"
+    ));
     // Usage: pause needs a target or --all, not both.
     assert_eq!(env.cli(&["pause"]).status.code(), Some(2));
     assert_eq!(env.cli(&["pause", "web", "--all"]).status.code(), Some(2));

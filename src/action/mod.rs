@@ -316,8 +316,10 @@ impl Context<'_> {
         pid: Option<u32>,
     ) -> Option<Run> {
         let script = self.spec.restart.script.as_ref()?;
+        let mut argv = vec![script.to_string_lossy().into_owned()];
+        argv.extend(self.spec.restart.args.iter().cloned());
         Some(Run {
-            argv: vec![script.to_string_lossy().into_owned()],
+            argv,
             env: self.env(attempt, reason.as_str(), pid),
             user: self.spec.restart.user.clone(),
             timeout: self.spec.restart.timeout,

@@ -93,6 +93,8 @@ pub struct RunAs {
 #[derive(Debug, Clone)]
 pub struct Restart {
     pub script: Option<PathBuf>,
+    /// Arguments after the script (`restart.script` as a list).
+    pub args: Vec<String>,
     pub timeout: Duration,
     pub settle: Duration,
     pub user: Option<RunAs>,
@@ -1286,7 +1288,25 @@ fn validate_count(at: &mut AtTarget, t: &TargetRaw) -> Option<(u32, Option<u32>)
 }
 
 fn validate_restart(at: &mut AtTarget, r: &RestartRaw) -> Option<Restart> {
-    if let Some(Err(msg)) = r.script.as_deref().map(crate::trust::executable) {
+    let (script, args) = match &r.script {
+        None => (None, Vec::new()),
+        Some(ScriptRaw::Path(p)) => (Some(p.clone()), Vec::new()),
+        Some(ScriptRaw::Argv(argv)) => match argv.split_first() {
+            Some((first, rest)) if !first.is_empty() => (Some(PathBuf::from(first)), rest.to_vec()),
+            _ => {
+                at.err(&["restart", "script"], "must name a program");
+                (None, Vec::new())
+            }
+        },
+    };
+    if let Some(Err(mut msg)) = script.as_deref().map(crate::trust::executable) {
+        let spaced =
+            matches!(&r.script, Some(ScriptRaw::Path(p)) if p.to_string_lossy().contains(' '));
+        if spaced && script.as_deref().is_some_and(|p| !p.exists()) {
+            msg.push_str(
+                "; to pass arguments, write restart.script as a list: [\"/path/to/script\", \"arg\"]",
+            );
+        }
         at.err(&["restart", "script"], msg);
     }
     at.nonzero(&["restart", "timeout"], r.timeout);
@@ -1300,7 +1320,8 @@ fn validate_restart(at: &mut AtTarget, r: &RestartRaw) -> Option<Restart> {
         None => None,
     };
     Some(Restart {
-        script: r.script.clone(),
+        script,
+        args,
         timeout: r.timeout.0,
         settle: r.settle.0,
         user,

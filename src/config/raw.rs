@@ -257,12 +257,20 @@ fn d_settle() -> Dur {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RestartRaw {
-    pub script: Option<PathBuf>,
+    pub script: Option<ScriptRaw>,
     #[serde(default = "d_timeout")]
     pub timeout: Dur,
     #[serde(default = "d_settle")]
     pub settle: Dur,
     pub user: Option<String>,
+}
+
+/// `restart.script`: a path, or an argv list like `failover.command`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum ScriptRaw {
+    Path(PathBuf),
+    Argv(Vec<String>),
 }
 
 impl Default for RestartRaw {

@@ -22,6 +22,7 @@ fn spec(name: &str) -> TargetSpec {
         children_min: None,
         restart: Restart {
             script: Some("/bin/true".into()),
+            args: Vec::new(),
             timeout: Duration::from_secs(60),
             settle: Duration::from_secs(10),
             user: None,

@@ -114,6 +114,12 @@ pub enum Cmd {
         /// Times in UTC instead of the local zone
         #[arg(long)]
         utc: bool,
+        /// Refresh the table until interrupted
+        #[arg(long, conflicts_with_all = ["json", "ocf"])]
+        watch: bool,
+        /// How often --watch refreshes
+        #[arg(long, default_value = "2s", value_parser = duration, requires = "watch")]
+        every: Duration,
         /// Print nothing, exit with the OCF resource agent's code for
         /// TARGET: 0 running or being recovered, 7 not running, 1 given
         /// up, 6 no such target (3: procward not reachable)

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod demo;
 pub mod event;
 pub mod filters;
+pub mod metrics;
 
 pub mod monitor;
 pub mod notify;

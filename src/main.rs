@@ -84,6 +84,18 @@ fn dispatch(cmd: Cmd, cfg: &Path) -> anyhow::Result<u8> {
             json,
             ocf,
             utc,
+            watch: true,
+            every,
+        } => {
+            let _ = (json, ocf);
+            watch(cfg, target, utc, every)
+        }
+        Cmd::Status {
+            target,
+            json,
+            ocf,
+            utc,
+            ..
         } => status(cfg, target, json, ocf, utc),
         Cmd::Pause { target, all } => ask(cfg, &Request::Pause { target, all }, "paused"),
         Cmd::Resume { target, all } => ask(cfg, &Request::Resume { target, all }, "resumed"),
@@ -222,6 +234,33 @@ fn status(
     }
     let all_up = rows.iter().all(|r| r.state == State::Up);
     Ok(if all_up { 0 } else { EXIT_NOT_UP })
+}
+
+/// `status --watch`: the table again every `every`, on a cleared screen
+/// when on a terminal, until interrupted.
+fn watch(cfg: &Path, target: Option<String>, utc: bool, every: Duration) -> anyhow::Result<u8> {
+    use std::io::IsTerminal;
+    let tty = std::io::stdout().is_terminal();
+    loop {
+        let mut rows = match status_rows(cfg)? {
+            Ok(rows) => rows,
+            Err(r) => return Ok(print_response(&r)),
+        };
+        if let Some(t) = &target {
+            rows.retain(|r| &r.target == t);
+        }
+        if tty {
+            print!("\x1b[H\x1b[2J");
+        }
+        let now = show_time(procward::event::now_ms(), utc);
+        println!(
+            "procward status, every {} ({now})",
+            humantime::format_duration(every)
+        );
+        print_status(&rows, utc);
+        println!();
+        std::thread::sleep(every);
+    }
 }
 
 fn start(cfg: &Path, target: &str, wait: Duration) -> anyhow::Result<u8> {

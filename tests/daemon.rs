@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn env_of(env: &Env, name: &str, attempt: u32) -> String {
@@ -630,4 +631,115 @@ fn sighup_reloads_the_configuration() {
     let ev = env.wait_event(T, |e| e["id"] == "PW1003");
     assert_eq!(ev["fields"]["by"], "SIGHUP");
     assert_eq!(ev["fields"]["added"], "late");
+}
+
+#[test]
+fn metrics_are_scraped_over_http_and_status_watch_refreshes() {
+    if !require("curl") {
+        return;
+    }
+    let env = Env::new();
+    let tok = token();
+    let port = free_tcp_port();
+    env.write_config(&format!(
+        "{}{}",
+        env.daemon_section(&format!("metrics-listen = \"127.0.0.1:{port}\"")),
+        env.target_section("web", &tok, "")
+    ));
+    let app = Proc::sleeper(&tok);
+    let _d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW2001");
+    app.signal(libc::SIGKILL);
+    env.wait_event(T, |e| e["id"] == "PW2015");
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let o = Command::new("curl")
+        .args(["-sS", "-f", &url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for line in [
+        "procward_target_up{target=\"web\"} 1",
+        "procward_target_state{target=\"web\",state=\"up\"} 1",
+        "procward_target_state{target=\"web\",state=\"restarting\"} 0",
+        "procward_retry_window_restarts{target=\"web\"} 1",
+        "procward_restarts_total{target=\"web\"} 1",
+        "procward_exits_total{target=\"web\",reason=\"disappeared\"} 1",
+        "procward_detect_seconds_count 1",
+        "procward_restart_seconds_count 1",
+        "# EOF",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    assert!(text.contains("procward_last_exit_timestamp_seconds{target=\"web\"} 1"));
+    let o = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}/other"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "404");
+
+    // status --watch: the table again and again (stopped by pid).
+    let mut w = Command::new(BIN)
+        .args(["status", "--watch", "--every", "200ms", "-c"])
+        .arg(env.cfg())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = w.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = vec![0u8; 8192];
+        let mut text = String::new();
+        let deadline = std::time::Instant::now() + T;
+        while text.matches("procward status, every").count() < 3
+            && std::time::Instant::now() < deadline
+        {
+            match out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        text
+    });
+    let text = reader.join().unwrap();
+    stop_child(&mut w, Duration::from_secs(2));
+    assert!(
+        text.matches("procward status, every 200ms").count() >= 3,
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("web ") && l.contains(" up ")),
+        "{text}"
+    );
+}
+
+#[test]
+fn systemd_gets_ready_and_watchdog_pings_from_the_loop() {
+    let env = Env::new();
+    env.write_config(&env.daemon_section(""));
+    let sock_path = env.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let notify = sock_path.display().to_string();
+    let _d = env.start_with(&[("NOTIFY_SOCKET", &notify), ("WATCHDOG_USEC", "300000")]);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + T;
+    let mut buf = [0u8; 256];
+    while seen.iter().filter(|m| *m == "WATCHDOG=1").count() < 3 && Instant::now() < deadline {
+        if let Ok(n) = sock.recv(&mut buf) {
+            seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        }
+    }
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("READY=1"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().filter(|m| *m == "WATCHDOG=1").count() >= 3,
+        "{seen:?}"
+    );
 }

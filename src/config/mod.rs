@@ -257,6 +257,8 @@ pub struct Daemon {
     pub denied_interval: Duration,
     pub state_dir: PathBuf,
     pub journal_keep: u32,
+    /// Where `GET /metrics` is served (needs a restart to change).
+    pub metrics_listen: Option<std::net::SocketAddr>,
     pub language: Lang,
     pub zombie_grace: Duration,
     pub catalog_dir: Option<PathBuf>,
@@ -882,6 +884,17 @@ fn validate_daemon(c: &mut Collector, src: Option<&Source>, d: &DaemonRaw) -> Op
         .control_group
         .as_ref()
         .and_then(|g| lookup_group(g).map_err(|e| at(c, "control-group", e)).ok());
+    let metrics_listen = d.metrics_listen.as_ref().and_then(|a| {
+        a.parse::<std::net::SocketAddr>()
+            .map_err(|_| {
+                at(
+                    c,
+                    "metrics-listen",
+                    format!("`{a}` is not an address:port like \"127.0.0.1:9813\""),
+                )
+            })
+            .ok()
+    });
     if !(1..=crate::notify::journal::MAX_KEEP).contains(&d.journal_keep) {
         at(
             c,
@@ -939,6 +952,7 @@ fn validate_daemon(c: &mut Collector, src: Option<&Source>, d: &DaemonRaw) -> Op
         denied_interval: d.control_denied_interval.0,
         state_dir: d.state_dir.clone(),
         journal_keep: d.journal_keep,
+        metrics_listen,
         language: d.language,
         zombie_grace: d.zombie_grace.0,
         catalog_dir: d.catalog_dir.clone(),

@@ -42,6 +42,9 @@ pub struct DaemonRaw {
     /// `control-allow` who are in it can open it.
     #[serde(default)]
     pub control_group: Option<String>,
+    /// `host:port` for the Prometheus/OpenMetrics endpoint (off when unset).
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
     /// At most one PW1008 per refused user in this interval (with a count).
     #[serde(default = "d_denied_interval")]
     pub control_denied_interval: Dur,

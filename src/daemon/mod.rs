@@ -22,6 +22,7 @@ use crate::monitor::TargetId;
 use crate::monitor::{Action, Input, Monitor, ProcRef};
 use crate::notify::{outputs::Outputs, queue};
 use crate::probe::watch;
+use anyhow::Context;
 use schedule::Schedule;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -56,6 +57,10 @@ pub struct Options {
 
 enum Msg {
     Input(Input),
+    /// A tracked process ended; its pidfd woke procward at that instant.
+    Ended(Input, Instant),
+    /// `GET /metrics`: the exposition text, please.
+    Scrape(oneshot::Sender<String>),
     /// A tracked process without a pidfd: watch it by polling.
     Poll(TargetId, ProcRef),
     Scanned(ScanResult),
@@ -96,8 +101,8 @@ struct Daemon {
     schedule: Schedule,
     watches: watch::Watches,
     denials: Denials,
-    /// The core asked to persist; saved after this wake-up.
-    dirty: bool,
+    /// Counters and histograms for `daemon.metrics-listen` (when set).
+    metrics: Option<crate::metrics::Metrics>,
     _lock: std::fs::File,
 }
 
@@ -131,6 +136,22 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         state_dir: cfg.daemon.state_dir.clone(),
         bus: out.bus(),
     });
+    let d_metrics = match cfg.daemon.metrics_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("daemon.metrics-listen: cannot listen on {addr}"))?;
+            let tx = tx.clone();
+            let scrape: crate::metrics::Scrape = Arc::new(move || {
+                let (reply, rx) = oneshot::channel();
+                let _ = tx.send(Msg::Scrape(reply));
+                rx
+            });
+            tokio::spawn(crate::metrics::serve(l, scrape));
+            Some(crate::metrics::Metrics::new())
+        }
+        None => None,
+    };
     let monitor = Monitor::new(
         cfg.targets.clone(),
         &state,
@@ -145,7 +166,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         schedule: Schedule::new(),
         watches: watch::Watches::default(),
         denials: Denials::default(),
-        dirty: false,
+        metrics: d_metrics,
         _lock: lock,
     };
     d.out.emit(
@@ -294,8 +315,7 @@ impl Daemon {
 
     /// Work after each wake-up: persist, scan if asked.
     fn after(&mut self) {
-        if self.dirty {
-            self.dirty = false;
+        if self.schedule.take_persist() {
             self.out.save_state(crate::state::Pending::new(
                 &self.cfg.daemon.state_dir,
                 self.monitor.snapshot(),
@@ -321,7 +341,25 @@ impl Daemon {
                 if let Input::Exited { target, proc, .. } = &i {
                     self.watches.ended(target, *proc);
                 }
+                if let (Some(m), Input::ScriptStarted { target, .. }) = (&mut self.metrics, &i) {
+                    m.restarted(target);
+                }
                 self.feed(i);
+            }
+            Msg::Ended(i, woke) => {
+                if let (Some(m), Input::Exited { target, kind, .. }) = (&mut self.metrics, &i) {
+                    let reason = match kind {
+                        crate::monitor::ExitKind::Disappeared => "disappeared",
+                        crate::monitor::ExitKind::Zombie { .. } => "zombie",
+                    };
+                    m.exited(target, reason, woke.into_std(), now_ms());
+                }
+                self.on_msg(Msg::Input(i));
+            }
+            Msg::Scrape(reply) => {
+                let status = self.monitor.status(now_ms());
+                let text = self.metrics.as_ref().map(|m| m.render(&status));
+                let _ = reply.send(text.unwrap_or_default());
             }
             Msg::Poll(target, p) => self.watches.poll(target, p),
             Msg::Scanned(r) => self.scanned(r),
@@ -392,7 +430,7 @@ impl Daemon {
                     ..
                 } => action::stop_process(proc, group, timeout),
                 Action::ScanSoon => self.schedule.scan_soon(),
-                Action::Persist => self.dirty = true,
+                Action::Persist => self.schedule.persist_soon(),
             }
         }
     }

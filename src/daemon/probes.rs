@@ -46,12 +46,14 @@ impl Daemon {
                 let _ = tx.send(Msg::Poll(name, p));
                 return;
             }
+            let woke = tokio::time::Instant::now();
             let kind = procfs::classify_exit(p, grace).await;
-            let _ = tx.send(Msg::Input(Input::Exited {
+            let ended = Input::Exited {
                 target: name,
                 proc: p,
                 kind,
-            }));
+            };
+            let _ = tx.send(Msg::Ended(ended, woke));
         });
         self.watches.add(target, p, h.abort_handle());
     }

@@ -33,7 +33,7 @@ impl Daemon {
         // The attempt is on disk before its script runs: a procward killed
         // meanwhile waits for this script when it starts again, and never
         // runs a second one. (A failed write does not hold the restart up.)
-        self.dirty = false;
+        let _ = self.schedule.take_persist();
         self.out.save_state(crate::state::Pending::new(
             &self.cfg.daemon.state_dir,
             self.monitor.snapshot(),

@@ -310,6 +310,15 @@ fn status_exit_codes_events_without_the_daemon_and_broken_pipes() {
     assert_eq!(env.cli(&["status"]).status.code(), Some(4));
     // One confirmation line each.
     let said = |args: &[&str]| String::from_utf8_lossy(&env.cli(args).stdout).to_string();
+    // The table's columns line up (the state is padded like the header).
+    let table = said(&["status"]);
+    let header = table.lines().next().unwrap();
+    let web = table.lines().find(|l| l.starts_with("web ")).unwrap();
+    assert_eq!(
+        web.find(&app.pid.to_string()),
+        header.find("PIDS"),
+        "{table}"
+    );
     assert_eq!(said(&["pause", "db"]), "paused db\n");
     assert_eq!(said(&["resume", "db"]), "resumed db\n");
     assert_eq!(said(&["reset", "db"]), "reset db\n");

@@ -345,7 +345,8 @@ impl State {
 
 impl std::fmt::Display for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, not `write_str`: the status table aligns on it.
+        f.pad(self.as_str())
     }
 }
 

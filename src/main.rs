@@ -197,12 +197,20 @@ fn check(cfg: &Path) -> anyhow::Result<u8> {
     }
 }
 
-fn status_rows(cfg: &Path) -> anyhow::Result<Result<Vec<TargetStatus>, Response>> {
+/// The status rows (only `target`'s when given), or the daemon's refusal.
+fn status_rows(
+    cfg: &Path,
+    target: Option<&str>,
+) -> anyhow::Result<Result<Vec<TargetStatus>, Response>> {
     let r = Client::call(&sock(cfg), &Request::Status)?;
     if !r.ok {
         return Ok(Err(r));
     }
-    Ok(Ok(serde_json::from_value(r.result.unwrap_or_default())?))
+    let mut rows: Vec<TargetStatus> = serde_json::from_value(r.result.unwrap_or_default())?;
+    if let Some(t) = target {
+        rows.retain(|r| r.target == t);
+    }
+    Ok(Ok(rows))
 }
 
 fn status(
@@ -213,12 +221,11 @@ fn status(
     utc: bool,
 ) -> anyhow::Result<u8> {
     const OCF_ERR_CONFIGURED: u8 = 6;
-    let mut rows = match status_rows(cfg)? {
+    let rows = match status_rows(cfg, target.as_deref())? {
         Ok(rows) => rows,
         Err(r) => return Ok(print_response(&r)),
     };
     if let Some(t) = &target {
-        rows.retain(|r| &r.target == t);
         if ocf {
             return Ok(rows.first().map_or(OCF_ERR_CONFIGURED, |r| r.state.ocf()));
         }
@@ -242,13 +249,10 @@ fn watch(cfg: &Path, target: Option<String>, utc: bool, every: Duration) -> anyh
     use std::io::IsTerminal;
     let tty = std::io::stdout().is_terminal();
     loop {
-        let mut rows = match status_rows(cfg)? {
+        let rows = match status_rows(cfg, target.as_deref())? {
             Ok(rows) => rows,
             Err(r) => return Ok(print_response(&r)),
         };
-        if let Some(t) = &target {
-            rows.retain(|r| &r.target == t);
-        }
         if tty {
             print!("\x1b[H\x1b[2J");
         }
@@ -275,11 +279,8 @@ fn start(cfg: &Path, target: &str, wait: Duration) -> anyhow::Result<u8> {
     }
     let deadline = Instant::now() + wait;
     loop {
-        let state = match status_rows(cfg)? {
-            Ok(rows) => rows
-                .into_iter()
-                .find(|s| s.target == target)
-                .map(|s| s.state),
+        let state = match status_rows(cfg, Some(target))? {
+            Ok(rows) => rows.first().map(|s| s.state),
             Err(r) => return Ok(print_response(&r)),
         };
         match state {

@@ -493,19 +493,17 @@ fn mib(cfg: &Path) -> anyhow::Result<u8> {
 /// offset, or UTC.
 fn show_time(ms: u64, utc: bool) -> String {
     use chrono::{Local, TimeZone, Utc};
-    let ms = ms as i64;
-    let fmt = "%Y-%m-%dT%H:%M:%S%.3f%:z";
-    if utc {
-        procward::event::rfc3339_ms(ms as u64)
+    let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+    let local = if utc {
+        None
     } else {
-        match Local.timestamp_millis_opt(ms).single() {
-            Some(t) => t.format(fmt).to_string(),
-            None => Utc
-                .timestamp_millis_opt(ms)
-                .unwrap()
-                .format(fmt)
-                .to_string(),
-        }
+        Local.timestamp_millis_opt(ms).single()
+    };
+    match (local, Utc.timestamp_millis_opt(ms).single()) {
+        (Some(t), _) => t.format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string(),
+        (None, Some(t)) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        // A time no calendar shows (a hand-edited journal): never a panic.
+        (None, None) => format!("@{ms}ms"),
     }
 }
 
@@ -673,5 +671,16 @@ mod tests {
         let col = pids_column(&many, 18);
         assert!(col.starts_with("12: 100000,"), "{col}");
         assert!(col.ends_with('…') && col.chars().count() <= 18, "{col}");
+    }
+
+    #[test]
+    fn any_journal_time_is_shown_without_a_panic() {
+        assert_eq!(show_time(0, true), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            show_time(1_795_652_898_667, true),
+            "2026-11-26T00:28:18.667Z"
+        );
+        assert!(show_time(u64::MAX, false).starts_with('@'));
+        assert!(show_time(u64::MAX, true).starts_with('@'));
     }
 }

@@ -190,8 +190,9 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
     let to_daemon: server::ToDaemon = Arc::new(move |m| tx.send(Msg::Client(m)).is_ok());
     tokio::spawn(server::serve_forever(listener, shared, to_daemon));
     let (stop_tx, stop_rx) = oneshot::channel();
-    let task = tokio::spawn(async move { d.run(rx, stop_rx, signals).await });
+    // Ready before the loop runs, so that no WATCHDOG=1 precedes READY=1.
     system::sd_notify("READY=1");
+    let task = tokio::spawn(async move { d.run(rx, stop_rx, signals).await });
     Ok(Handle {
         stop: Some(stop_tx),
         task,
@@ -241,7 +242,8 @@ impl Daemon {
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         // WATCHDOG=1 comes from the loop itself: a loop that hangs stops it.
         let watchdog = system::watchdog_interval();
-        let mut dog = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+        let period = watchdog.unwrap_or(Duration::from_secs(3600));
+        let mut dog = tokio::time::interval_at(Instant::now() + period, period);
         let stop_reason;
         loop {
             let wake = [self.next_wake(), self.next_denial_report()]

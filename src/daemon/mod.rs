@@ -246,7 +246,9 @@ impl Daemon {
         let mut dog = tokio::time::interval_at(Instant::now() + period, period);
         let stop_reason;
         loop {
-            let wake = [self.next_wake(), self.next_denial_report()]
+            // The scan interval walks every target: once per wake-up.
+            let interval = self.scan_interval();
+            let wake = [self.next_wake(interval), self.next_denial_report()]
                 .into_iter()
                 .flatten()
                 .min()
@@ -260,10 +262,10 @@ impl Daemon {
                     self.start_reload("SIGHUP".into(), tx);
                 }
                 Some(m) = rx.recv() => self.on_msg(m),
-                _ = tokio::time::sleep_until(wake) => self.on_wake(),
+                _ = tokio::time::sleep_until(wake) => self.on_wake(interval),
                 _ = dog.tick(), if watchdog.is_some() => system::sd_notify("WATCHDOG=1"),
             }
-            self.after();
+            self.after(interval);
         }
         system::sd_notify("STOPPING=1");
         self.out
@@ -287,13 +289,13 @@ impl Daemon {
         }
     }
 
-    fn next_wake(&mut self) -> Option<Instant> {
+    fn next_wake(&mut self, interval: Duration) -> Option<Instant> {
         self.schedule.sync_probes(
             self.monitor
                 .probe_targets()
                 .filter_map(|(spec, _)| Some((spec.name.as_str(), spec.stall.as_ref()?.interval))),
         );
-        self.schedule.next_wake(self.scan_interval())
+        self.schedule.next_wake(interval)
     }
 
     fn next_denial_report(&self) -> Option<Instant> {
@@ -301,12 +303,12 @@ impl Daemon {
     }
 
     /// Whatever is due: core timers, the scan, stall probes, PW1008 counts.
-    fn on_wake(&mut self) {
+    fn on_wake(&mut self, interval: Duration) {
         let now = Instant::now();
         for (target, token) in self.schedule.due_timers(now) {
             self.feed(Input::Timer { target, token });
         }
-        if self.schedule.scan_due(now, self.scan_interval()) {
+        if self.schedule.scan_due(now, interval) {
             self.start_scan();
         }
         self.start_probes(now);
@@ -316,14 +318,16 @@ impl Daemon {
     }
 
     /// Work after each wake-up: persist, scan if asked.
-    fn after(&mut self) {
+    /// (`interval` is the scan interval of this wake-up: a target that
+    /// started settling now is scanned at the next one, a loop turn away.)
+    fn after(&mut self, interval: Duration) {
         if self.schedule.take_persist() {
             self.out.save_state(crate::state::Pending::new(
                 &self.cfg.daemon.state_dir,
                 self.monitor.snapshot(),
             ));
         }
-        if self.schedule.scan_due(Instant::now(), self.scan_interval()) {
+        if self.schedule.scan_due(Instant::now(), interval) {
             self.start_scan();
         }
     }

@@ -345,22 +345,18 @@ fn line_separators_and_bidi_controls_reach_the_manager_escaped() {
     let port = free_udp_port();
     let trapd = Trapd::start(env.dir.path(), port);
     let tok = token();
-    let script = env.path("evil.sh");
     // U+2028, U+2029 and U+202E (right-to-left override) in script output.
-    write_exec(
-        &script,
-        "#!/bin/sh\nprintf 'bad\\342\\200\\250PW9999 forged\\342\\200\\251x\\342\\200\\256y\\n'\nexit 7\n",
+    let evil = env.failing_target(
+        "evil",
+        &tok,
+        "bad\\342\\200\\250PW9999 forged\\342\\200\\251x\\342\\200\\256y\\n",
     );
     let sink = snmp_sink(
         "nms",
         port,
         "version = \"2c\"\ncommunity = \"s3cret-community\"\nkind = \"trap\"",
     );
-    env.write_config(&format!(
-        "{}{sink}[[target]]\nname = \"evil\"\nmatch.cmdline = '^sleep 1000\\.{tok}$'\nrestart.script = \"{}\"\nretry.max = 1\n",
-        env.daemon_section(""),
-        script.display()
-    ));
+    env.write_config(&format!("{}{sink}{evil}", env.daemon_section("")));
     let target = Proc::sleeper(&tok);
     let _d = env.start();
     env.wait_event(T, |e| e["id"] == "PW2001");

@@ -274,17 +274,12 @@ fn hostile_script_output_becomes_one_clean_line() {
     let (udp, tcp) = (free_udp_port(), free_tcp_port());
     let rs = Rsyslog::start(env.dir.path(), udp, tcp);
     let tok = token();
-    let script = env.path("evil.sh");
-    write_exec(
-        &script,
-        "#!/bin/sh\nprintf 'bad\\rPW9999 forged\\033[31m red\\033[0m\\n'\nexit 7\n",
-    );
     let sock = env.path("rsyslog/log.sock").display().to_string();
     env.write_config(&format!(
-        "{}{}[[target]]\nname = \"evil\"\nmatch.cmdline = '^sleep 1000\\.{tok}$'\nrestart.script = \"{}\"\nretry.max = 1\n",
+        "{}{}{}",
         env.daemon_section(""),
         sink("local", "unix", &sock, "rfc3164", "en"),
-        script.display()
+        env.failing_target("evil", &tok, "bad\\rPW9999 forged\\033[31m red\\033[0m\\n")
     ));
     let target = Proc::sleeper(&tok);
     let _d = env.start();
@@ -313,20 +308,19 @@ fn unicode_line_separators_and_bidi_controls_are_escaped_everywhere() {
     let (udp, tcp) = (free_udp_port(), free_tcp_port());
     let rs = Rsyslog::start(env.dir.path(), udp, tcp);
     let tok = token();
-    let script = env.path("evil.sh");
     // U+2028 LINE SEPARATOR, U+2029 PARAGRAPH SEPARATOR, U+202E RIGHT-TO-LEFT
     // OVERRIDE, U+2066 LEFT-TO-RIGHT ISOLATE, U+2069 POP DIRECTIONAL ISOLATE.
-    write_exec(
-        &script,
-        "#!/bin/sh\nprintf 'bad\\342\\200\\250PW9999 forged\\342\\200\\251x\\342\\200\\256y\\342\\201\\246z\\342\\201\\251\\n'\nexit 7\n",
+    let evil = env.failing_target(
+        "evil",
+        &tok,
+        "bad\\342\\200\\250PW9999 forged\\342\\200\\251x\\342\\200\\256y\\342\\201\\246z\\342\\201\\251\\n",
     );
     let sock = env.path("rsyslog/log.sock").display().to_string();
     env.write_config(&format!(
-        "{}{}{}[[target]]\nname = \"evil\"\nmatch.cmdline = '^sleep 1000\\.{tok}$'\nrestart.script = \"{}\"\nretry.max = 1\n",
+        "{}{}{}{evil}",
         env.daemon_section(""),
         sink("local", "unix", &sock, "rfc3164", "en"),
         sink("net", "udp", &format!("127.0.0.1:{udp}"), "rfc5424", "en"),
-        script.display()
     ));
     let target = Proc::sleeper(&tok);
     let _d = env.start();

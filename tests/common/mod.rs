@@ -104,6 +104,21 @@ impl Env {
         )
     }
 
+    /// A `[[target]]` NAME (matching `sleep 1000.TOKEN`, retry.max = 1)
+    /// whose restart script prints `printf_format` and exits 7: hostile
+    /// output in a PW2012 event.
+    pub fn failing_target(&self, name: &str, tok: &str, printf_format: &str) -> String {
+        let script = self.path(&format!("{name}.sh"));
+        write_exec(
+            &script,
+            &format!("#!/bin/sh\nprintf '{printf_format}'\nexit 7\n"),
+        );
+        format!(
+            "[[target]]\nname = \"{name}\"\nmatch.cmdline = '^sleep 1000\\.{tok}$'\nrestart.script = \"{}\"\nretry.max = 1\n",
+            script.display()
+        )
+    }
+
     pub fn events(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(self.state().join("events.jsonl")).unwrap_or_default();
         text.lines()

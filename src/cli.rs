@@ -244,6 +244,8 @@ pub enum FiltersCmd {
         /// Directory to write MANAGER/ into
         #[arg(long, default_value = "filter-defs")]
         out: std::path::PathBuf,
+        #[command(flatten)]
+        opts: FilterOpts,
     },
     /// Install the definitions into the manager's directory under ROOT
     Install {
@@ -256,7 +258,30 @@ pub enum FiltersCmd {
         /// Say what would change, change nothing
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        opts: FilterOpts,
     },
+}
+
+/// Choices for the rsyslog rules.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct FilterOpts {
+    /// rsyslog: also forward warnings and above to HOST:PORT (TCP, RFC 5424)
+    #[arg(long, value_name = "HOST:PORT", value_parser = crate::filters::parse_forward)]
+    pub forward: Option<(String, u16)>,
+    /// rsyslog: procward's messages only into its own files, not into the
+    /// host's syslog/messages (the rule ends with `stop`)
+    #[arg(long)]
+    pub exclusive: bool,
+}
+
+impl FilterOpts {
+    pub fn options(&self) -> crate::filters::Options {
+        crate::filters::Options {
+            forward: self.forward.clone(),
+            exclusive: self.exclusive,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -250,17 +250,7 @@ fn show_as_a_manager_sees_it(dir: &Path) -> anyhow::Result<()> {
             Lang::En,
         ),
     ] {
-        let sink = SyslogSink {
-            name: "demo".into(),
-            transport,
-            address: String::new(),
-            format,
-            facility: 3,
-            min_severity: crate::event::Severity::Debug,
-            queue: 1,
-            max_size: 8192,
-            language: lang,
-        };
+        let sink = SyslogSink::for_rendering(format, transport, lang);
         println!(
             "{label}:\n   {}",
             String::from_utf8_lossy(&syslog::format(&sink, &r, ev, std::process::id()))

@@ -460,17 +460,7 @@ fn render(cfg: &Path, id: &str, format: RenderFormat, lang: Lang) -> anyhow::Res
     }
     let ev = r.sample_event(id, lang);
     let line = |format, transport| {
-        let sink = SyslogSink {
-            name: "render".into(),
-            transport,
-            address: String::new(),
-            format,
-            facility: 3,
-            min_severity: procward::event::Severity::Debug,
-            queue: 1,
-            max_size: 8192,
-            language: lang,
-        };
+        let sink = SyslogSink::for_rendering(format, transport, lang);
         String::from_utf8_lossy(&syslog::format(&sink, &r, &ev, std::process::id())).into_owned()
     };
     let out = match format {
@@ -583,10 +573,11 @@ fn filters(cmd: FiltersCmd, cfg_path: &Path) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        FiltersCmd::Generate { manager, out } => {
+        FiltersCmd::Generate { manager, out, opts } => {
             let (r, root) = renderer(cfg_path)?;
             for m in manager.names() {
-                let files = filters::generate(m, &r, &root).map_err(anyhow::Error::msg)?;
+                let files =
+                    filters::generate(m, &r, &root, &opts.options()).map_err(anyhow::Error::msg)?;
                 let dir = out.join(m);
                 std::fs::create_dir_all(&dir)?;
                 for f in files {
@@ -601,10 +592,12 @@ fn filters(cmd: FiltersCmd, cfg_path: &Path) -> anyhow::Result<u8> {
             manager,
             root,
             dry_run,
+            opts,
         } => {
             let (r, snmp_root) = renderer(cfg_path)?;
             for m in manager.names() {
-                let files = filters::generate(m, &r, &snmp_root).map_err(anyhow::Error::msg)?;
+                let files = filters::generate(m, &r, &snmp_root, &opts.options())
+                    .map_err(anyhow::Error::msg)?;
                 install(m, &files, &root, dry_run)?;
             }
             Ok(0)

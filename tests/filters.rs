@@ -25,17 +25,7 @@ fn renderer() -> Renderer {
 }
 
 fn sink(format: SyslogFormat, transport: Transport, lang: Lang) -> SyslogSink {
-    SyslogSink {
-        name: "t".into(),
-        transport,
-        address: String::new(),
-        format,
-        facility: 3,
-        min_severity: Severity::Debug,
-        queue: 1,
-        max_size: 8192,
-        language: lang,
-    }
+    SyslogSink::for_rendering(format, transport, lang)
 }
 
 /// Events of every message, with sample fields and with hostile ones
@@ -95,7 +85,7 @@ fn committed_filter_defs_are_fresh() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("filter-defs");
     let mut stale = Vec::new();
     for (m, _, _) in MANAGERS {
-        for f in filters::generate(m, &r, ROOT).unwrap() {
+        for f in filters::generate(m, &r, ROOT, &Default::default()).unwrap() {
             let p = dir.join(m).join(&f.name);
             if std::fs::read_to_string(&p).ok().as_deref() != Some(f.content.as_str()) {
                 stale.push(p.display().to_string());
@@ -153,7 +143,7 @@ fn every_pattern_matches_exactly_its_own_messages_in_every_format_and_language()
 fn websam_filters_in_order_hit_each_message_s_own_entry() {
     let r = renderer();
     for lang in [Lang::En, Lang::Ja] {
-        let file = filters::generate("websam", &r, ROOT)
+        let file = filters::generate("websam", &r, ROOT, &Default::default())
             .unwrap()
             .into_iter()
             .find(|f| f.name == format!("procward-{}.tsv", lang.as_str()))
@@ -201,12 +191,30 @@ fn websam_filters_in_order_hit_each_message_s_own_entry() {
 }
 
 #[test]
-fn rsyslog_rules_route_real_messages_by_severity_and_forward_warnings() {
+fn rsyslog_rules_keep_the_hosts_logs_by_default_and_forward_only_when_asked() {
     if !require("rsyslogd") {
         return;
     }
+    // Default: procward's files AND the host's own rules; nothing forwarded.
     let env = Env::new();
-    let work = env.path("rs");
+    let default = route(&env.path("default"), false, false);
+    assert!(default.forwarded.is_empty(), "{}", default.forwarded);
+    // --exclusive --forward: only procward's files, warnings forwarded.
+    let chosen = route(&env.path("chosen"), true, true);
+    assert!(!chosen.forwarded.is_empty());
+    assert!(!default.rules.contains("omfwd") && !default.rules.contains("stop"));
+    assert!(!chosen.rules.contains("loghost"));
+}
+
+struct Routed {
+    rules: String,
+    forwarded: String,
+}
+
+/// Route every message through the generated rules in a real rsyslogd
+/// whose own configuration has a catch-all rule after procward's file
+/// (like /var/log/syslog on a Debian host).
+fn route(work: &Path, exclusive: bool, forward: bool) -> Routed {
     let logs = work.join("log");
     std::fs::create_dir_all(&logs).unwrap();
     // The forward target: a TCP listener collecting lines.
@@ -214,16 +222,15 @@ fn rsyslog_rules_route_real_messages_by_severity_and_forward_warnings() {
     let fwd_port = fwd.local_addr().unwrap().port();
     fwd.set_nonblocking(true).unwrap();
     let r = renderer();
-    let rules = filters::generate("rsyslog", &r, ROOT)
+    let opts = filters::Options {
+        forward: forward.then(|| ("127.0.0.1".to_string(), fwd_port)),
+        exclusive,
+    };
+    let rules = filters::generate("rsyslog", &r, ROOT, &opts)
         .unwrap()
         .remove(0)
         .content;
-    let rules = rules
-        .replace("/var/log/procward", &logs.display().to_string())
-        .replace(
-            "target=\"loghost\" port=\"514\"",
-            &format!("target=\"127.0.0.1\" port=\"{fwd_port}\""),
-        );
+    let rules = rules.replace("/var/log/procward", &logs.display().to_string());
     std::fs::write(work.join("30-procward.conf"), &rules).unwrap();
     let udp = free_udp_port();
     let sock = work.join("log.sock");
@@ -308,12 +315,21 @@ fn rsyslog_rules_route_real_messages_by_severity_and_forward_warnings() {
     // Collect forwarded lines.
     let mut forwarded = String::new();
     let deadline = Instant::now() + T;
-    let want_fwd = 2 * expect
-        .iter()
-        .filter(|(_, s)| s.at_least(Severity::Warning))
-        .count();
+    let want_fwd = if forward {
+        2 * expect
+            .iter()
+            .filter(|(_, s)| s.at_least(Severity::Warning))
+            .count()
+    } else {
+        // Nothing may come: wait a little for what should not.
+        std::thread::sleep(Duration::from_millis(500));
+        0
+    };
     let mut conns = Vec::new();
-    while forwarded.matches(" procward 7 ").count() < want_fwd && Instant::now() < deadline {
+    while forwarded.matches(" procward 7 ").count() < want_fwd.max(1) && Instant::now() < deadline {
+        if want_fwd == 0 {
+            break;
+        }
         if let Ok((s, _)) = fwd.accept() {
             s.set_nonblocking(true).unwrap();
             conns.push(s);
@@ -337,6 +353,16 @@ fn rsyslog_rules_route_real_messages_by_severity_and_forward_warnings() {
     );
     let other = std::fs::read_to_string(work.join("other.log")).unwrap_or_default();
     assert!(other.contains("other[1]"), "other.log:\n{other}");
+    let in_other = other.lines().filter(|l| l.contains("procward[7]")).count();
+    if exclusive {
+        assert_eq!(in_other, 0, "--exclusive keeps procward out:\n{other}");
+    } else {
+        assert_eq!(
+            in_other,
+            2 * n,
+            "the host's own log lacks procward lines:\n{other}"
+        );
+    }
     for (id, sev) in &expect {
         let file = match sev.code() {
             0..=2 => Some("critical.log"),
@@ -363,7 +389,7 @@ fn rsyslog_rules_route_real_messages_by_severity_and_forward_warnings() {
     got.sort();
     let mut want: Vec<String> = expect
         .iter()
-        .filter(|(_, s)| s.at_least(Severity::Warning))
+        .filter(|(_, s)| forward && s.at_least(Severity::Warning))
         .flat_map(|(id, _)| [id.clone(), id.clone()])
         .collect();
     want.sort();
@@ -373,8 +399,8 @@ fn rsyslog_rules_route_real_messages_by_severity_and_forward_warnings() {
         "forwarded:\n{}",
         &forwarded[..forwarded.len().min(3000)]
     );
+    Routed { rules, forwarded }
 }
-
 #[test]
 fn snmptt_translates_real_traps_from_procward() {
     if !require("snmptrapd") || !require("snmptt") {
@@ -385,7 +411,7 @@ fn snmptt_translates_real_traps_from_procward() {
     let conf = env.path("snmptt.procward.conf");
     std::fs::write(
         &conf,
-        &filters::generate("snmptt", &r, ROOT).unwrap()[0].content,
+        &filters::generate("snmptt", &r, ROOT, &Default::default()).unwrap()[0].content,
     )
     .unwrap();
     let ini = env.path("snmptt.ini");

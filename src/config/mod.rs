@@ -203,6 +203,28 @@ pub struct SyslogSink {
     pub queue: usize,
     pub max_size: usize,
     pub language: Lang,
+    pub hold_down: Duration,
+    pub write_timeout: Duration,
+}
+
+impl SyslogSink {
+    /// A sink that is never started, to show how a message is formatted
+    /// (`render`, `demo`).
+    pub fn for_rendering(format: SyslogFormat, transport: Transport, language: Lang) -> SyslogSink {
+        SyslogSink {
+            name: "render".into(),
+            transport,
+            address: String::new(),
+            format,
+            facility: 3,
+            min_severity: crate::event::Severity::Debug,
+            queue: 1,
+            max_size: 8192,
+            language,
+            hold_down: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// A community string or v3 password: never printed.
@@ -238,6 +260,7 @@ pub struct SnmpSink {
     pub retries: u32,
     pub queue: usize,
     pub language: Lang,
+    pub hold_down: Duration,
 }
 
 /// Users and groups allowed on the control socket.
@@ -1006,6 +1029,10 @@ fn validate_sink(
         c.at(src, &base("queue"), "must be at least 1");
         ok = false;
     }
+    if s.write_timeout.0.is_zero() {
+        c.at(src, &base("write-timeout"), "must be greater than zero");
+        ok = false;
+    }
     let default_max = match (s.transport, s.format) {
         (Transport::Udp, SyslogFormat::Rfc3164) => 1024,
         (Transport::Udp, SyslogFormat::Rfc5424) => 2048,
@@ -1030,6 +1057,8 @@ fn validate_sink(
         queue: s.queue,
         max_size,
         language: s.language.unwrap_or(lang),
+        hold_down: s.hold_down.0,
+        write_timeout: s.write_timeout.0,
     })
 }
 
@@ -1148,6 +1177,7 @@ fn validate_snmp(
         retries: s.retries,
         queue: s.queue,
         language: s.language.unwrap_or(lang),
+        hold_down: s.hold_down.0,
     })
 }
 

@@ -136,6 +136,20 @@ pub struct SyslogSinkRaw {
     /// Language of the message text for this sink (default: daemon.language).
     #[serde(default)]
     pub language: Option<Lang>,
+    /// After a failure, delivery counts as working again only once a
+    /// message was confirmed and nothing failed for this long.
+    #[serde(default = "d_hold_down")]
+    pub hold_down: Dur,
+    /// A write that takes longer (a receiver that does not read) is a failure.
+    #[serde(default = "d_write_timeout")]
+    pub write_timeout: Dur,
+}
+
+pub fn d_hold_down() -> Dur {
+    Dur::secs(2)
+}
+pub fn d_write_timeout() -> Dur {
+    Dur::secs(10)
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -209,6 +223,9 @@ pub struct SnmpSinkRaw {
     pub queue: usize,
     #[serde(default)]
     pub language: Option<Lang>,
+    /// See the syslog sink's hold-down.
+    #[serde(default = "d_hold_down")]
+    pub hold_down: Dur,
 }
 
 impl std::fmt::Debug for SnmpSinkRaw {

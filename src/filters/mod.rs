@@ -25,7 +25,7 @@ pub const MANAGERS: &[(&str, &str, &str)] = &[
     ),
     (
         "rsyslog",
-        "rsyslog rules: files by severity, forward warnings and above",
+        "rsyslog rules: procward's own files by severity (optionally forward, or keep procward out of the host's logs)",
         "etc/rsyslog.d",
     ),
     (
@@ -39,6 +39,34 @@ pub const MANAGERS: &[(&str, &str, &str)] = &[
         "usr/share/snmp/mibs",
     ),
 ];
+
+/// Choices for the generated files (today: the rsyslog rules).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Forward warnings and above to this host and TCP port.
+    pub forward: Option<(String, u16)>,
+    /// procward's messages only into its own files (`stop`).
+    pub exclusive: bool,
+}
+
+/// Parse `HOST:PORT` (IPv6 as `[ADDR]:PORT`) for `--forward`.
+pub fn parse_forward(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{s}` is not HOST:PORT"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{port}` is not a port number"))?;
+    let ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:_".contains(c));
+    if !ok || port == 0 {
+        return Err(format!("`{s}` is not HOST:PORT"));
+    }
+    Ok((host.to_string(), port))
+}
 
 pub struct File {
     /// Name inside the manager's directory.
@@ -149,7 +177,12 @@ fn lang_name(l: Lang) -> &'static str {
 }
 
 /// Every file of one manager's definitions.
-pub fn generate(manager: &str, r: &Renderer, root: &[u32]) -> Result<Vec<File>, String> {
+pub fn generate(
+    manager: &str,
+    r: &Renderer,
+    root: &[u32],
+    opts: &Options,
+) -> Result<Vec<File>, String> {
     let msgs = &r.catalog.messages;
     let per_lang = |tpl: &str,
                     ext: &str,
@@ -167,7 +200,10 @@ pub fn generate(manager: &str, r: &Renderer, root: &[u32]) -> Result<Vec<File>, 
     };
     match manager {
         "esmpro" => per_lang("filters/esmpro", "ini", &|lang| {
-            let messages = msgs.iter().map(|m| message_data(m, lang, root)).collect::<Result<Vec<_>, _>>()?;
+            let messages = msgs
+                .iter()
+                .map(|m| message_data(m, lang, root))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(json!({ "lang_name": lang_name(lang), "messages": messages }))
         }),
         "websam" => per_lang("filters/websam", "tsv", &|lang| {
@@ -200,17 +236,28 @@ pub fn generate(manager: &str, r: &Renderer, root: &[u32]) -> Result<Vec<File>, 
             name: "30-procward.conf".into(),
             content: r.render_data(
                 "filters/rsyslog",
-                &json!({ "log_dir": "/var/log/procward", "forward_host": "loghost", "forward_port": 514 }),
+                &json!({
+                    "log_dir": "/var/log/procward",
+                    "forward_host": opts.forward.as_ref().map(|f| f.0.as_str()),
+                    "forward_port": opts.forward.as_ref().map(|f| f.1),
+                    "exclusive": opts.exclusive,
+                }),
             )?,
         }]),
         "snmptt" => {
-            let messages = msgs.iter().map(|m| message_data(m, Lang::En, root)).collect::<Result<Vec<_>, _>>()?;
+            let messages = msgs
+                .iter()
+                .map(|m| message_data(m, Lang::En, root))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(vec![File {
                 name: "snmptt.procward.conf".into(),
                 content: r.render_data("filters/snmptt", &json!({ "messages": messages }))?,
             }])
         }
-        "mib" => Ok(vec![File { name: "PROCWARD-MIB".into(), content: mib::generate(r, root)? }]),
+        "mib" => Ok(vec![File {
+            name: "PROCWARD-MIB".into(),
+            content: mib::generate(r, root)?,
+        }]),
         other => Err(format!(
             "unknown manager `{other}`; one of: {}",
             MANAGERS.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")

@@ -24,12 +24,23 @@ pub trait Deliver: Send + 'static {
     ) -> impl Future<Output = std::io::Result<()>> + Send + 'a;
     /// Drop the connection after a failure.
     fn reset(&mut self);
+    /// After a failure, a send succeeded: is the message really
+    /// delivered? Waits at most about `hold` (the sink's hold-down) for
+    /// the evidence the transport can give (TCP: acknowledged and not
+    /// reset; UDP: no ICMP error came back).
+    fn confirm(&mut self, hold: Duration) -> impl Future<Output = std::io::Result<()>> + Send + '_ {
+        let _ = hold;
+        async { Ok(()) }
+    }
 }
 
 struct Queue {
     items: Mutex<VecDeque<Arc<Event>>>,
     cap: usize,
     dropped: AtomicU64,
+    /// The sequence number of the event being sent (0: none): the front
+    /// of the queue, which overflow must not drop (it may be delivered).
+    in_flight: AtomicU64,
     notify: Notify,
     stop: AtomicBool,
 }
@@ -42,10 +53,12 @@ pub struct SinkHandle {
 }
 
 impl SinkHandle {
+    /// `hold`: the sink's hold-down (see [`Deliver::confirm`]).
     pub fn start(
         name: &str,
         min: Severity,
         cap: usize,
+        hold: Duration,
         d: impl Deliver,
         report: Reporter,
     ) -> SinkHandle {
@@ -53,10 +66,11 @@ impl SinkHandle {
             items: Mutex::new(VecDeque::new()),
             cap,
             dropped: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
             notify: Notify::new(),
             stop: AtomicBool::new(false),
         });
-        let task = tokio::spawn(deliver(name.to_string(), d, queue.clone(), report));
+        let task = tokio::spawn(deliver(name.to_string(), d, queue.clone(), hold, report));
         SinkHandle {
             name: name.to_string(),
             queue,
@@ -76,8 +90,11 @@ impl SinkHandle {
         }
         let mut q = self.queue.items.lock().expect("queue");
         q.push_back(ev);
+        let busy = self.queue.in_flight.load(Ordering::Relaxed);
         while q.len() > self.queue.cap {
-            q.pop_front();
+            // The oldest goes, unless it is on its way: then the next.
+            let at = usize::from(q.front().is_some_and(|f| f.seq == busy) && q.len() > 1);
+            q.remove(at);
             self.queue.dropped.fetch_add(1, Ordering::Relaxed);
         }
         drop(q);
@@ -118,11 +135,46 @@ pub fn carry_over(old: &[SinkHandle], new: &[SinkHandle]) {
     }
 }
 
-async fn deliver(name: String, mut d: impl Deliver, queue: Arc<Queue>, report: Reporter) {
-    let mut failing: Option<Instant> = None;
+/// How often, at most, a sink that keeps failing says how many messages
+/// it dropped meanwhile (the first drops of an outage are said at once).
+const DROP_REPORT_EVERY: Duration = Duration::from_secs(60);
+
+/// An outage of one sink: from the first failure to a confirmed delivery.
+struct Outage {
+    since: Instant,
+    failures: u64,
+}
+
+async fn deliver(
+    name: String,
+    mut d: impl Deliver,
+    queue: Arc<Queue>,
+    hold: Duration,
+    report: Reporter,
+) {
+    let mut outage: Option<Outage> = None;
+    let mut dropped_said: Option<Instant> = None;
     let mut backoff = Duration::from_millis(100);
+    let say_dropped = |report: &Reporter| {
+        let dropped = queue.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            report(
+                EventSpec::new(msg::SINK_DROPPED)
+                    .field("sink", name.as_str())
+                    .field("dropped", dropped),
+            );
+        }
+        dropped > 0
+    };
     loop {
-        let front = queue.items.lock().expect("queue").front().cloned();
+        let front = {
+            let q = queue.items.lock().expect("queue");
+            let f = q.front().cloned();
+            queue
+                .in_flight
+                .store(f.as_ref().map_or(0, |f| f.seq), Ordering::Relaxed);
+            f
+        };
         let Some(ev) = front else {
             if queue.stop.load(Ordering::Relaxed) {
                 return;
@@ -130,43 +182,63 @@ async fn deliver(name: String, mut d: impl Deliver, queue: Arc<Queue>, report: R
             queue.notify.notified().await;
             continue;
         };
-        match d.send(&ev, &report).await {
+        let mut r = d.send(&ev, &report).await;
+        // After a failure, a send that did not fail is not yet a
+        // recovery: only a confirmed delivery is (a UDP send to a port
+        // nobody listens on succeeds; the ICMP error comes after).
+        if r.is_ok() && outage.is_some() {
+            r = d.confirm(hold).await;
+        }
+        match r {
             Ok(()) => {
                 {
                     let mut q = queue.items.lock().expect("queue");
                     if q.front().map(|f| f.seq) == Some(ev.seq) {
                         q.pop_front();
                     }
+                    queue.in_flight.store(0, Ordering::Relaxed);
                 }
                 backoff = Duration::from_millis(100);
-                if let Some(since) = failing.take() {
-                    let down =
-                        humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
-                            .to_string();
+                if let Some(o) = outage.take() {
+                    let down = humantime::format_duration(Duration::from_secs(
+                        o.since.elapsed().as_secs(),
+                    ))
+                    .to_string();
                     report(
                         EventSpec::new(msg::SINK_RECOVERED)
                             .field("sink", name.as_str())
-                            .field("down", down),
+                            .field("down", down)
+                            .field("failures", o.failures),
                     );
                 }
-                let dropped = queue.dropped.swap(0, Ordering::Relaxed);
-                if dropped > 0 {
-                    report(
-                        EventSpec::new(msg::SINK_DROPPED)
-                            .field("sink", name.as_str())
-                            .field("dropped", dropped),
-                    );
+                if say_dropped(&report) {
+                    dropped_said = None;
                 }
             }
             Err(e) => {
                 d.reset();
-                if failing.is_none() {
-                    report(
-                        EventSpec::new(msg::SINK_FAILED)
-                            .field("sink", name.as_str())
-                            .field("error", e.to_string()),
-                    );
-                    failing = Some(Instant::now());
+                match &mut outage {
+                    Some(o) => o.failures += 1,
+                    None => {
+                        report(
+                            EventSpec::new(msg::SINK_FAILED)
+                                .field("sink", name.as_str())
+                                .field("error", e.to_string()),
+                        );
+                        outage = Some(Outage {
+                            since: Instant::now(),
+                            failures: 1,
+                        });
+                    }
+                }
+                // Drops while the receiver stays away are said at once
+                // and then at most every DROP_REPORT_EVERY, never lost.
+                let due = dropped_said.is_none_or(|t| t.elapsed() >= DROP_REPORT_EVERY);
+                if due && say_dropped(&report) {
+                    dropped_said = Some(Instant::now());
+                }
+                if queue.stop.load(Ordering::Relaxed) {
+                    return;
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));

@@ -21,7 +21,7 @@ use rasn_snmp::v2::{InformRequest, Pdu, Pdus, Trap, VarBind, VarBindValue};
 use rasn_snmp::v3;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub const SYS_UPTIME: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 3, 0];
 pub const SNMP_TRAP_OID: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0];
@@ -437,7 +437,14 @@ pub fn start_all(
                 renderer.clone(),
                 engine.clone(),
             );
-            SinkHandle::start(&s.name, s.min_severity, s.queue, d, report.clone())
+            SinkHandle::start(
+                &s.name,
+                s.min_severity,
+                s.queue,
+                s.hold_down,
+                d,
+                report.clone(),
+            )
         })
         .collect()
 }
@@ -720,6 +727,20 @@ impl Deliver for SnmpDeliver {
     fn reset(&mut self) {
         self.sock = None;
         self.remote = None;
+    }
+
+    /// Traps: no ICMP error (port unreachable) came back within `hold`.
+    /// Informs: the acknowledgement was the confirmation.
+    async fn confirm(&mut self, hold: Duration) -> std::io::Result<()> {
+        if self.cfg.kind == NotifyKind::Inform {
+            return Ok(());
+        }
+        tokio::time::sleep(hold).await;
+        match self.sock.as_ref().map(|s| s.take_error()) {
+            None => Err(std::io::Error::other("socket closed")),
+            Some(Ok(None)) => Ok(()),
+            Some(Ok(Some(e))) | Some(Err(e)) => Err(e),
+        }
     }
 }
 

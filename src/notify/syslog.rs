@@ -32,11 +32,19 @@ pub fn start_all(cfg: &Config, renderer: Arc<Renderer>, report: Reporter) -> Vec
 pub fn start(cfg: SyslogSink, renderer: Arc<Renderer>, report: Reporter) -> SinkHandle {
     let d = SyslogDeliver {
         conn: Conn::new(&cfg),
+        write_timeout: cfg.write_timeout,
         cfg: cfg.clone(),
         renderer,
         pid: std::process::id(),
     };
-    SinkHandle::start(&cfg.name, cfg.min_severity, cfg.queue, d, report)
+    SinkHandle::start(
+        &cfg.name,
+        cfg.min_severity,
+        cfg.queue,
+        cfg.hold_down,
+        d,
+        report,
+    )
 }
 
 struct SyslogDeliver {
@@ -44,16 +52,42 @@ struct SyslogDeliver {
     renderer: Arc<Renderer>,
     conn: Conn,
     pid: u32,
+    write_timeout: Duration,
 }
 
 impl Deliver for SyslogDeliver {
     async fn send(&mut self, ev: &Event, _report: &Reporter) -> std::io::Result<()> {
         let frame = format(&self.cfg, &self.renderer, ev, self.pid);
-        self.conn.send(&frame).await
+        self.conn.send(&frame, self.write_timeout).await
     }
     fn reset(&mut self) {
         self.conn.reset();
     }
+    async fn confirm(&mut self, hold: Duration) -> std::io::Result<()> {
+        self.conn.confirm(hold).await
+    }
+}
+
+/// `what` did not finish within `limit`: the receiver does not read.
+fn stalled(what: &str, limit: Duration) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "{what} stalled for {} (the receiver does not read)",
+            humantime::format_duration(limit)
+        ),
+    )
+}
+
+/// Run `f` for at most `limit`.
+async fn bounded<T>(
+    what: &str,
+    limit: Duration,
+    f: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    tokio::time::timeout(limit, f)
+        .await
+        .unwrap_or_else(|_| Err(stalled(what, limit)))
 }
 
 enum Conn {
@@ -85,6 +119,9 @@ struct Sent {
 }
 
 const SENT_LIMIT: usize = 4096;
+
+/// SO_SNDBUF of TCP sinks (the kernel doubles it).
+const TCP_SEND_BUFFER: u32 = 64 * 1024;
 
 fn unacked_bytes(s: &tokio::net::TcpStream) -> Option<u64> {
     use std::os::fd::AsRawFd;
@@ -143,15 +180,14 @@ impl Conn {
         }
     }
 
-    async fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
+    async fn send(&mut self, frame: &[u8], limit: Duration) -> std::io::Result<()> {
         match self {
             Conn::Unix { sock, path } => {
                 if sock.is_none() {
                     *sock = Some(tokio::net::UnixDatagram::unbound()?);
                 }
-                sock.as_ref()
-                    .expect("set")
-                    .send_to(frame, &*path)
+                let s = sock.as_ref().expect("set");
+                bounded("write", limit, s.send_to(frame, &*path))
                     .await
                     .map(|_| ())
             }
@@ -170,47 +206,55 @@ impl Conn {
                     s.connect(target).await?;
                     *sock = Some(s);
                 }
-                sock.as_ref().expect("set").send(frame).await.map(|_| ())
+                let s = sock.as_ref().expect("set");
+                bounded("write", limit, s.send(frame)).await.map(|_| ())
             }
             Conn::Tcp { stream, addr, sent } => {
                 // A receiver that went away has sent FIN (or RST): notice it
                 // before writing, so the message goes to the next connection
                 // together with whatever the old one left unacknowledged.
                 if let Some(s) = stream.as_ref() {
-                    let mut b = [0u8; 64];
-                    match s.try_read(&mut b) {
-                        Ok(0) => {
-                            // Graceful close: the send queue is intact.
-                            let u = unacked_bytes(s);
-                            sent.lost(u);
-                            *stream = None;
-                        }
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    match peer_state(s) {
+                        Peer::Open => {
                             if let Some(u) = unacked_bytes(s) {
                                 sent.prune(u);
                             }
                         }
-                        Err(_) => {
-                            // Reset: the kernel dropped its queue; trust the
-                            // last acknowledgement seen.
+                        Peer::Closed => {
+                            // Graceful close: the send queue is intact;
+                            // connect again without calling it a failure.
+                            let u = unacked_bytes(s);
+                            sent.lost(u);
+                            *stream = None;
+                        }
+                        Peer::Reset(e) => {
+                            // The receiver threw the connection away with
+                            // what it had not read: a failure.
                             sent.lost(None);
                             *stream = None;
+                            return Err(e);
                         }
                     }
                 }
                 if stream.is_none() {
-                    let s = tokio::time::timeout(
-                        Duration::from_secs(5),
-                        tokio::net::TcpStream::connect(addr.as_str()),
-                    )
+                    let s = bounded("connect", Duration::from_secs(5), async {
+                        let to = tokio::net::lookup_host(addr.as_str())
+                            .await?
+                            .next()
+                            .ok_or_else(|| std::io::Error::other("no address"))?;
+                        let sock = if to.is_ipv6() {
+                            tokio::net::TcpSocket::new_v6()?
+                        } else {
+                            tokio::net::TcpSocket::new_v4()?
+                        };
+                        // A bounded send buffer: a receiver that stops
+                        // reading stalls the write (and is reported) after
+                        // this much, not after megabytes of autotuning.
+                        sock.set_send_buffer_size(TCP_SEND_BUFFER)?;
+                        sock.connect(to).await
+                    })
                     .await
-                    .map_err(|_| {
-                        std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!("{addr}: connect timed out"),
-                        )
-                    })??;
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("{addr}: {e}")))?;
                     s.set_nodelay(true)?;
                     *stream = Some(s);
                     sent.written = 0;
@@ -223,9 +267,10 @@ impl Conn {
                 buf.extend_from_slice(frame);
                 frames.push(buf);
                 for (i, f) in frames.iter().enumerate() {
-                    if let Err(e) = s.write_all(f).await {
+                    if let Err(e) = bounded("write", limit, s.write_all(f)).await {
                         // Not written (or not known to be): keep for the next try,
                         // except the current frame, which the caller retries.
+                        // A frame cut by the timeout spoils the connection: drop it.
                         sent.lost(None);
                         sent.resend
                             .extend(frames[i..frames.len() - 1].iter().cloned());
@@ -240,6 +285,86 @@ impl Conn {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// After a failure: is what was just sent delivered? Unix datagrams:
+    /// the send succeeded, so a socket listened. UDP: no ICMP error came
+    /// back within `hold`. TCP: the peer acknowledged every byte and kept
+    /// the connection for `hold`.
+    async fn confirm(&mut self, hold: Duration) -> std::io::Result<()> {
+        match self {
+            Conn::Unix { .. } => Ok(()),
+            Conn::Udp { sock, .. } => {
+                tokio::time::sleep(hold).await;
+                let Some(s) = sock.as_ref() else {
+                    return Err(std::io::Error::other("socket closed"));
+                };
+                match s.take_error()? {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                }
+            }
+            Conn::Tcp { stream, sent, .. } => {
+                let deadline = tokio::time::Instant::now() + hold;
+                loop {
+                    let Some(s) = stream.as_ref() else {
+                        return Err(std::io::Error::other("connection closed"));
+                    };
+                    match peer_state(s) {
+                        Peer::Open => {}
+                        Peer::Closed => {
+                            sent.lost(unacked_bytes(s));
+                            *stream = None;
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::ConnectionAborted,
+                                "the receiver closed the connection",
+                            ));
+                        }
+                        Peer::Reset(e) => {
+                            sent.lost(None);
+                            *stream = None;
+                            return Err(e);
+                        }
+                    }
+                    let unacked = unacked_bytes(s).unwrap_or(0);
+                    if tokio::time::Instant::now() >= deadline {
+                        if unacked == 0 {
+                            sent.prune(0);
+                            return Ok(());
+                        }
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!(
+                                "{unacked} bytes not acknowledged by the receiver within {}",
+                                humantime::format_duration(hold)
+                            ),
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+}
+
+enum Peer {
+    Open,
+    Closed,
+    Reset(std::io::Error),
+}
+
+/// Has the receiver closed or reset the connection? (procward never
+/// expects data from a syslog receiver; anything read is discarded.)
+fn peer_state(s: &tokio::net::TcpStream) -> Peer {
+    let mut b = [0u8; 64];
+    loop {
+        match s.try_read(&mut b) {
+            Ok(0) => return Peer::Closed,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Peer::Open,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Peer::Reset(e),
         }
     }
 }
@@ -354,6 +479,8 @@ mod tests {
             queue: 10,
             max_size: max,
             language: Lang::En,
+            hold_down: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(10),
         }
     }
 

@@ -1,0 +1,376 @@
+//! Sink health as a manager sees it: receivers that are absent, reset
+//! every connection or never read. One PW3002 per outage, one PW3003 per
+//! confirmed recovery, PW3001 drop counts that add up exactly.
+//!
+//! The receivers are plain sockets of the test on loopback ports: what
+//! matters here is how the transport behaves (ICMP port unreachable, RST,
+//! a full receive window), not what a syslog daemon does with the lines
+//! (tests/syslog.rs runs a real rsyslogd).
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A target that never runs: pausing and resuming it makes events.
+fn config(env: &Env, sink: &str) -> String {
+    format!(
+        "{}{sink}[[target]]\nname = \"q\"\nmatch.comm = \"no-such-proc\"\n",
+        env.daemon_section("")
+    )
+}
+
+/// `n` events (PW1005/PW1006), one control request each.
+fn make_events(env: &Env, n: usize) {
+    for i in 0..n {
+        let o = env.cli(&[if i % 2 == 0 { "pause" } else { "resume" }, "q"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+fn count(env: &Env, id: &str, sink: &str) -> usize {
+    env.events()
+        .iter()
+        .filter(|e| e["id"] == id && e["fields"]["sink"] == sink)
+        .count()
+}
+
+fn last_seq(env: &Env) -> u64 {
+    env.events()
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .max()
+        .unwrap()
+}
+
+/// Sequence numbers in whatever the receiver got (RFC 5424 SD param).
+fn seqs(text: &str) -> BTreeSet<u64> {
+    text.split("seq=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn an_absent_udp_receiver_is_one_outage_and_recovers_only_once_delivery_is_confirmed() {
+    let env = Env::new();
+    let port = free_udp_port();
+    env.write_config(&config(
+        &env,
+        &format!(
+            "[[sink.syslog]]\nname = \"udp\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{port}\"\nformat = \"rfc5424\"\nmin-severity = \"debug\"\nhold-down = \"500ms\"\n"
+        ),
+    ));
+    let _d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW1001");
+    make_events(&env, 16);
+    // Give the sink time to retry a few times (backoff 100ms, 200ms, ...).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(&env, "PW3002", "udp"), 1, "{:?}", env.ids());
+    assert_eq!(
+        count(&env, "PW3003", "udp"),
+        0,
+        "nothing was delivered: no recovery may be said: {:?}",
+        env.ids()
+    );
+    let failed = env
+        .events()
+        .into_iter()
+        .find(|e| e["id"] == "PW3002")
+        .unwrap();
+    assert!(
+        failed["fields"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{failed}"
+    );
+
+    // The receiver comes up: one recovery, and the queued events arrive.
+    let rx = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let recovered = env.wait_event(Duration::from_secs(40), |e| e["id"] == "PW3003");
+    assert!(recovered["fields"]["failures"].as_u64().unwrap() >= 1);
+    make_events(&env, 2);
+    let want = last_seq(&env);
+    let mut got = BTreeSet::new();
+    let deadline = Instant::now() + T;
+    let mut buf = vec![0u8; 65536];
+    while !got.contains(&want) && Instant::now() < deadline {
+        if let Ok(n) = rx.recv(&mut buf) {
+            got.extend(seqs(&String::from_utf8_lossy(&buf[..n])));
+        }
+    }
+    assert!(
+        got.contains(&want),
+        "last event {want} not received: {got:?}"
+    );
+    // Everything from the first refused send on was queued and delivered.
+    let first_failed = failed["seq"].as_u64().unwrap();
+    let queued: Vec<u64> = env
+        .events()
+        .iter()
+        .filter(|e| e["fields"]["sink"] != "udp")
+        .filter_map(|e| e["seq"].as_u64())
+        .filter(|s| *s > first_failed && *s <= want)
+        .collect();
+    let lost: Vec<&u64> = queued.iter().filter(|s| !got.contains(s)).collect();
+    assert!(lost.is_empty(), "lost {lost:?}");
+    assert_eq!(count(&env, "PW3002", "udp"), 1);
+    assert_eq!(count(&env, "PW3003", "udp"), 1);
+}
+
+/// A TCP receiver on `port` whose behaviour the test switches:
+/// 0 = reset every connection at once, 1 = read everything, 2 = accept
+/// and never read.
+struct TcpReceiver {
+    mode: Arc<AtomicU8>,
+    stop: Arc<AtomicBool>,
+    data: Arc<Mutex<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    port: u16,
+}
+
+const RESET: u8 = 0;
+const READ: u8 = 1;
+const STALL: u8 = 2;
+
+fn set_int(fd: i32, level: i32, opt: i32, v: i32) {
+    // SAFETY: setsockopt with an int of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            &v as *const i32 as *const libc::c_void,
+            std::mem::size_of::<i32>() as u32,
+        )
+    };
+    assert_eq!(r, 0);
+}
+
+impl TcpReceiver {
+    fn start(mode: u8) -> TcpReceiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        // A small receive buffer: a receiver that does not read is full soon.
+        set_int(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            4096,
+        );
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mode = Arc::new(AtomicU8::new(mode));
+        let stop = Arc::new(AtomicBool::new(false));
+        let data = Arc::new(Mutex::new(Vec::new()));
+        let (m, s, d) = (mode.clone(), stop.clone(), data.clone());
+        let thread = std::thread::spawn(move || {
+            let mut held: Vec<TcpStream> = Vec::new();
+            let mut readers = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                // Stalled connections are read once the mode says so.
+                if m.load(Ordering::Relaxed) == READ {
+                    for c in held.drain(..) {
+                        readers.push(reader(c, d.clone(), s.clone()));
+                    }
+                }
+                match listener.accept() {
+                    Ok((c, _)) => match m.load(Ordering::Relaxed) {
+                        RESET => {
+                            // SO_LINGER 0: close sends RST.
+                            let l = libc::linger {
+                                l_onoff: 1,
+                                l_linger: 0,
+                            };
+                            // SAFETY: setsockopt with a linger struct.
+                            unsafe {
+                                libc::setsockopt(
+                                    c.as_raw_fd(),
+                                    libc::SOL_SOCKET,
+                                    libc::SO_LINGER,
+                                    &l as *const libc::linger as *const libc::c_void,
+                                    std::mem::size_of::<libc::linger>() as u32,
+                                );
+                            }
+                            drop(c);
+                        }
+                        READ => readers.push(reader(c, d.clone(), s.clone())),
+                        _ => held.push(c),
+                    },
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            for r in readers {
+                let _ = r.join();
+            }
+        });
+        TcpReceiver {
+            mode,
+            stop,
+            data,
+            thread: Some(thread),
+            port,
+        }
+    }
+
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, Ordering::Relaxed);
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.data.lock().unwrap()).into_owned()
+    }
+}
+
+fn reader(
+    mut c: TcpStream,
+    data: Arc<Mutex<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        c.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut buf = [0u8; 65536];
+        while !stop.load(Ordering::Relaxed) {
+            match c.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => data.lock().unwrap().extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return,
+            }
+        }
+    })
+}
+
+impl Drop for TcpReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn tcp_sink(port: u16, extra: &str) -> String {
+    format!(
+        "[[sink.syslog]]\nname = \"tcp\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:{port}\"\nformat = \"rfc5424\"\nmin-severity = \"debug\"\nhold-down = \"500ms\"\n{extra}"
+    )
+}
+
+/// Wait until the receiver has the event `seq`.
+fn wait_received(rx: &TcpReceiver, seq: u64) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !seqs(&rx.text()).contains(&seq) {
+        assert!(
+            Instant::now() < deadline,
+            "event {seq} never reached the receiver"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_tcp_receiver_that_resets_every_connection_is_one_outage_not_a_storm() {
+    let env = Env::new();
+    let rx = TcpReceiver::start(RESET);
+    env.write_config(&config(&env, &tcp_sink(rx.port, "")));
+    let _d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW1001");
+    make_events(&env, 16);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(&env, "PW3002", "tcp"), 1, "{:?}", env.ids());
+    assert_eq!(
+        count(&env, "PW3003", "tcp"),
+        0,
+        "a receiver that resets every connection never recovered: {:?}",
+        env.ids()
+    );
+
+    rx.set(READ);
+    env.wait_event(Duration::from_secs(40), |e| e["id"] == "PW3003");
+    make_events(&env, 2);
+    wait_received(&rx, last_seq(&env));
+    assert_eq!(count(&env, "PW3002", "tcp"), 1);
+    assert_eq!(count(&env, "PW3003", "tcp"), 1);
+}
+
+#[test]
+fn a_tcp_receiver_that_never_reads_is_reported_as_stalled_with_exact_drop_counts() {
+    let env = Env::new();
+    let rx = TcpReceiver::start(STALL);
+    env.write_config(&config(
+        &env,
+        &tcp_sink(rx.port, "queue = 20\nwrite-timeout = \"1s\"\n"),
+    ));
+    let _d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW1001");
+    // Fill the receiver's window until the write stalls (bounded).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(&env, "PW3002", "tcp") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a write that cannot go on was never reported"
+        );
+        make_events(&env, 20);
+    }
+    let failed = env
+        .events()
+        .into_iter()
+        .find(|e| e["id"] == "PW3002")
+        .unwrap();
+    assert!(
+        failed["fields"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("stalled"),
+        "{failed}"
+    );
+    // More events than the queue holds: drops, said while it lasts.
+    make_events(&env, 60);
+    env.wait_event(Duration::from_secs(20), |e| {
+        e["id"] == "PW3001" && e["fields"]["sink"] == "tcp"
+    });
+
+    // The receiver reads again: everything not dropped arrives.
+    rx.set(READ);
+    env.wait_event(Duration::from_secs(60), |e| {
+        e["id"] == "PW3003" && e["fields"]["sink"] == "tcp"
+    });
+    make_events(&env, 2);
+    let want = last_seq(&env);
+    wait_received(&rx, want);
+    // Quiet: let every PW3001 come out and be delivered.
+    std::thread::sleep(Duration::from_secs(1));
+    let events = env.events();
+    let dropped: u64 = events
+        .iter()
+        .filter(|e| e["id"] == "PW3001" && e["fields"]["sink"] == "tcp")
+        .map(|e| e["fields"]["dropped"].as_u64().unwrap())
+        .sum();
+    let got = seqs(&rx.text());
+    let missing: Vec<u64> = events
+        .iter()
+        .filter(|e: &&Value| e["fields"]["sink"] != "tcp")
+        .filter_map(|e| e["seq"].as_u64())
+        .filter(|s| *s <= want && !got.contains(s))
+        .collect();
+    assert!(dropped > 0);
+    assert_eq!(
+        missing.len() as u64,
+        dropped,
+        "PW3001 counts exactly what the receiver never got: missing {missing:?}"
+    );
+}

@@ -448,27 +448,72 @@ fn snmptt_translates_real_traps_from_procward() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let tok = token();
+    let tok2 = token();
+    let sink = |name: &str, lang: &str| {
+        format!(
+            "[[sink.snmp]]\nname = \"{name}\"\naddress = \"127.0.0.1:{port}\"\nversion = \"2c\"\ncommunity = \"s3cret-community\"\nmin-severity = \"debug\"\nlanguage = \"{lang}\"\n"
+        )
+    };
     env.write_config(&format!(
-        "{}[[sink.snmp]]\nname = \"nms\"\naddress = \"127.0.0.1:{port}\"\nversion = \"2c\"\ncommunity = \"s3cret-community\"\nmin-severity = \"debug\"\n{}",
+        "{}{}{}{}{}",
         env.daemon_section(""),
-        env.target_section("web", &tok, "")
+        sink("nms", "en"),
+        sink("nms-ja", "ja"),
+        env.target_section("web", &tok, ""),
+        // Characters snmptt removes from values: ; | [ ] $ `
+        env.failing_target("bad", &tok2, "cannot bind [::]:80; retry|abort $HOME `id`"),
     ));
     let target = Proc::sleeper(&tok);
+    let bad = Proc::sleeper(&tok2);
     let d = env.start();
-    env.wait_event(T, |e| e["id"] == "PW2001");
+    env.wait_event(T, |e| e["id"] == "PW2001" && e["target"] == "web");
+    env.wait_event(T, |e| e["id"] == "PW2001" && e["target"] == "bad");
     target.signal(libc::SIGKILL);
+    bad.signal(libc::SIGKILL);
     env.wait_event(T, |e| e["id"] == "PW2015");
-    // DATE OID SEVERITY "CATEGORY" HOST - FORMAT
-    let want = Regex::new(&format!(
-        r#"\.1\.3\.6\.1\.4\.1\.32473\.0\.2003 Major "procward" \S+ - PW2003 target web: process {} disappeared"#,
-        target.pid
-    ))
-    .unwrap();
+    let failed = env.wait_event(T, |e| e["id"] == "PW2012");
+    // The exact texts procward sent, in both languages.
+    let disappeared = env
+        .events()
+        .into_iter()
+        .find(|e| e["id"] == "PW2003" && e["target"] == "web")
+        .unwrap();
+    let fields = |e: &serde_json::Value| -> std::collections::BTreeMap<String, serde_json::Value> {
+        serde_json::from_value(e["fields"].clone()).unwrap()
+    };
+    let mut lines = Vec::new();
+    for (ev, sev) in [(&disappeared, "Major"), (&failed, "Major")] {
+        for lang in [Lang::En, Lang::Ja] {
+            let text = r
+                .text(ev["id"].as_str().unwrap(), &fields(ev), lang)
+                .unwrap();
+            lines.push(
+                format!(
+                    ".1.3.6.1.4.1.32473.0.{} {sev} \"procward\" ",
+                    &ev["id"].as_str().unwrap()[2..]
+                ) + &format!("- {} {text}", ev["id"].as_str().unwrap()),
+            );
+        }
+    }
+    assert!(lines[1].contains("監視対象"), "{}", lines[1]);
+    assert!(
+        lines[2].contains("[::]:80; retry|abort $HOME `id`"),
+        "{}",
+        lines[2]
+    );
     let deadline = Instant::now() + T;
     let mut text = String::new();
+    let has = |text: &str, l: &str| {
+        // DATE OID SEVERITY "CATEGORY" HOST - FORMAT
+        let (head, tail) = l.split_once("\" ").unwrap();
+        text.lines()
+            .any(|t| t.contains(head) && t.ends_with(tail.split_once(' ').unwrap().1))
+    };
     while Instant::now() < deadline {
         text = std::fs::read_to_string(&log).unwrap_or_default();
-        if want.is_match(&text) && text.contains("PW2015 target web: recovered by restart 1") {
+        if lines.iter().all(|l| has(&text, l))
+            && text.contains("PW2015 target web: recovered by restart 1")
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -476,7 +521,9 @@ fn snmptt_translates_real_traps_from_procward() {
     drop(d);
     kill(trapd.id(), libc::SIGTERM);
     let _ = trapd.wait();
-    assert!(want.is_match(&text), "snmptt log lacks `{want}`:\n{text}");
+    for l in &lines {
+        assert!(has(&text, l), "snmptt log lacks `{l}`:\n{text}");
+    }
     assert!(
         text.contains(".1.3.6.1.4.1.32473.0.2015 Warning \"procward\""),
         "{text}"

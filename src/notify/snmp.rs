@@ -189,7 +189,25 @@ pub fn varbinds(root: &[u32], ev: &Event, text: &str, uptime: u32) -> Vec<VarBin
             name: obj(8),
             value: string(&fields),
         },
+        VarBind {
+            name: obj(9),
+            value: string(&text_hex(text)),
+        },
     ]
+}
+
+/// The text as hexadecimal digits of its UTF-8 bytes, for trap handlers
+/// that keep only some ASCII characters of a value (snmptt removes
+/// everything outside `[a-zA-Z0-9 !"#%'()+,-_.:/=@{}~\\]`, Japanese
+/// included, and snmptrapd doubles backslashes): hex digits pass every
+/// such filter and decode exactly (`pack "H*"`).
+pub fn text_hex(text: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len() * 2);
+    for b in text.bytes() {
+        let _ = write!(out, "{b:02X}");
+    }
+    out
 }
 
 fn pdu(request_id: i32, vbs: Vec<VarBind>) -> Pdu {
@@ -747,6 +765,18 @@ impl Deliver for SnmpDeliver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_hex_round_trips_through_any_ascii_filter() {
+        let text = "監視対象 web: a;b|c [d] $HOME `x` 'q' \\ ~{}";
+        let h = text_hex(text);
+        assert!(h.chars().all(|c| c.is_ascii_hexdigit()), "{h}");
+        let back: Vec<u8> = (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(String::from_utf8(back).unwrap(), text);
+    }
 
     #[test]
     fn v3_message_round_trips_with_auth_and_priv() {

@@ -216,7 +216,13 @@ pub enum Cmd {
         command: FiltersCmd,
     },
     /// Print the SMIv2 MIB module of all notifications (root OID from the config's daemon.snmp-root)
-    Mib,
+    Mib {
+        /// Write PROCWARD-MIB and the IETF modules it imports (SNMPv2-SMI,
+        /// -TC, -CONF, -MIB, which Debian's main archive lacks) into DIR
+        /// instead, ready for `snmptranslate -M +DIR -m PROCWARD-MIB`
+        #[arg(long, value_name = "DIR")]
+        bundle: Option<std::path::PathBuf>,
+    },
     /// Write the man pages and shell completions into DIR (for packaging)
     #[command(hide = true)]
     Assets {

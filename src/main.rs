@@ -112,7 +112,7 @@ fn dispatch(cmd: Cmd, cfg: &Path) -> anyhow::Result<u8> {
         Cmd::Catalog { command } => catalog(cfg, command),
         Cmd::Render { id, format, lang } => render(cfg, &id, format, lang),
         Cmd::Filters { command } => filters(command, cfg),
-        Cmd::Mib => mib(cfg),
+        Cmd::Mib { bundle } => mib(cfg, bundle.as_deref()),
         Cmd::Reaper { argv } => Ok(procward::reaper::run(&argv)),
         Cmd::Assets { out } => {
             for p in procward::cli::write_assets(&out)? {
@@ -445,8 +445,8 @@ fn catalog(cfg: &Path, cmd: CatalogCmd) -> anyhow::Result<u8> {
                 .collect();
             println!("fields:      {}", fields.join(", "));
             println!("snmp:        {}", m.snmp);
-            println!("description: {}", m.description);
-            println!("action:      {}", m.action);
+            println!("description: {}", m.description.get(lang));
+            println!("action:      {}", m.action.get(lang));
             Ok(0)
         }
     }
@@ -472,10 +472,27 @@ fn render(cfg: &Path, id: &str, format: RenderFormat, lang: Lang) -> anyhow::Res
     Ok(0)
 }
 
-fn mib(cfg: &Path) -> anyhow::Result<u8> {
+fn mib(cfg: &Path, bundle: Option<&Path>) -> anyhow::Result<u8> {
     let (r, root) = renderer(cfg)?;
     let text = procward::filters::mib::generate(&r, &root).map_err(anyhow::Error::msg)?;
-    print!("{text}");
+    let Some(dir) = bundle else {
+        print!("{text}");
+        return Ok(0);
+    };
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let files = std::iter::once(("PROCWARD-MIB", text.as_str()))
+        .chain(procward::filters::mib::BASE_MODULES.iter().copied());
+    for (name, content) in files {
+        let p = dir.join(name);
+        std::fs::write(&p, content).with_context(|| format!("write {}", p.display()))?;
+        println!("{}", p.display());
+    }
+    eprintln!(
+        "load it with: snmptranslate -M +{d} -m PROCWARD-MIB -On PROCWARD-MIB::pwRetryOver\n\
+         snmptrapd: add `mibdirs +{d}` and `mibs +PROCWARD-MIB` to /etc/snmp/snmptrapd.conf",
+        d = dir.display()
+    );
     Ok(0)
 }
 

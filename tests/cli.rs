@@ -44,7 +44,8 @@ fn render_every_format() {
     let o = run(&["render", "PW2003", "--format", "rfc5424", "--lang", "ja"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains(" PW2003 [procward@32473 ") && out.contains("プロセス 4242 が消滅しました"),
+        out.contains(" PW2003 [procward@32473 ")
+            && out.contains("プロセス 4242 の消滅を検出しました"),
         "{out}"
     );
     let o = run(&["render", "PW2003", "--format", "json"]);

@@ -101,6 +101,7 @@ fn every_pattern_matches_exactly_its_own_messages_in_every_format_and_language()
     let mut checked = 0;
     let catch_all = Regex::new(filters::CATCH_ALL).unwrap();
     for lang in [Lang::En, Lang::Ja] {
+        let own_catch_all = Regex::new(filters::catch_all(lang)).unwrap();
         let patterns: Vec<(String, Regex)> = r
             .catalog
             .messages
@@ -118,6 +119,13 @@ fn every_pattern_matches_exactly_its_own_messages_in_every_format_and_language()
                     assert!(
                         catch_all.is_match(&text),
                         "catch-all misses {format} {text}"
+                    );
+                    // Each language's catch-all takes its own lines only.
+                    assert_eq!(
+                        own_catch_all.is_match(&text),
+                        lang == msg_lang,
+                        "{} catch-all on {format} {text:?}",
+                        lang.as_str()
                     );
                     for (id, re) in &patterns {
                         let meant = *id == ev.id && lang == msg_lang;
@@ -162,29 +170,74 @@ fn websam_filters_in_order_hit_each_message_s_own_entry() {
             rows[..first_suppress].iter().all(|r| r[1] == "REPORT"),
             "report before suppress"
         );
-        for ev in all_events(&r, lang) {
-            for (format, text) in matchable(&r, &ev, lang) {
-                let hit = rows
-                    .iter()
-                    .find(|row| Regex::new(&row[5]).unwrap().is_match(&text))
-                    .unwrap();
-                assert_eq!(hit[2], ev.id, "{format} {text}");
-                let want = if ev.severity.at_least(Severity::Warning) {
-                    "REPORT"
-                } else {
-                    "SUPPRESS"
-                };
-                assert_eq!(hit[1], want, "{}", ev.id);
+        for msg_lang in [Lang::En, Lang::Ja] {
+            for ev in all_events(&r, msg_lang) {
+                for (format, text) in matchable(&r, &ev, msg_lang) {
+                    let hit = rows
+                        .iter()
+                        .find(|row| Regex::new(&row[5]).unwrap().is_match(&text));
+                    if msg_lang != lang {
+                        // A line in the other language: not this set's business.
+                        assert!(
+                            hit.is_none(),
+                            "{} set took {format} {text}: {hit:?}",
+                            lang.as_str()
+                        );
+                        continue;
+                    }
+                    let hit = hit.unwrap();
+                    assert_eq!(hit[2], ev.id, "{format} {text}");
+                    let m = r.catalog.get(&ev.id).unwrap();
+                    let want = if filters::reported(m, &r.catalog) {
+                        "REPORT"
+                    } else {
+                        "SUPPRESS"
+                    };
+                    assert_eq!(hit[1], want, "{}", ev.id);
+                }
             }
         }
-        // A message this version does not know yet still reaches the catch-all.
+        // Alerts close: every recovery is reported at NORMAL and names what
+        // it closes; what it closes is reported; critical is FATAL, the top.
+        for m in &r.catalog.messages {
+            let row = rows.iter().find(|row| row[2] == m.id).unwrap();
+            if !m.clears.is_empty() {
+                assert_eq!(
+                    (row[1].as_str(), row[3].as_str()),
+                    ("REPORT", "NORMAL"),
+                    "{}",
+                    m.id
+                );
+                assert_eq!(row[7], m.clears.join(" "), "{}", m.id);
+                assert!(row[8].starts_with("host"), "{}: {}", m.id, row[8]);
+                for c in &m.clears {
+                    let cleared = rows.iter().find(|row| &row[2] == c).unwrap();
+                    assert_eq!(
+                        cleared[1], "REPORT",
+                        "{c} is closed by {} but not reported",
+                        m.id
+                    );
+                }
+            }
+            if m.severity.code() <= 2 {
+                assert_eq!(row[3], "FATAL", "{}", m.id);
+            }
+        }
+        for id in [
+            "PW2015", "PW2017", "PW2041", "PW2007", "PW3003", "PW1002", "PW1001",
+        ] {
+            let row = rows.iter().find(|row| row[2] == id).unwrap();
+            assert_eq!(row[1], "REPORT", "{id}");
+        }
+        // A message this version does not know yet still reaches the
+        // catch-all of its language, and only that one.
+        let new = match lang {
+            Lang::En => "PW2999 something new",
+            Lang::Ja => "PW2999 新しいメッセージ",
+        };
         let hit = rows
             .iter()
-            .find(|row| {
-                Regex::new(&row[5])
-                    .unwrap()
-                    .is_match("PW2999 something new")
-            })
+            .find(|row| Regex::new(&row[5]).unwrap().is_match(new))
             .unwrap();
         assert_eq!(hit[1], "CATCHALL");
     }
@@ -577,4 +630,48 @@ fn install_writes_backs_up_and_is_idempotent() {
     assert!(root
         .join("etc/procward/managers/websam/procward-ja.tsv")
         .exists());
+}
+
+/// ESMPRO-style: critical at FATAL, recoveries at NORMAL naming what they
+/// close, the catch-all of each file taking its own language only.
+#[test]
+fn esmpro_definitions_pair_recoveries_and_put_critical_on_top() {
+    let r = renderer();
+    for f in filters::generate("esmpro", &r, ROOT, &Default::default()).unwrap() {
+        let lang = if f.name.ends_with("-ja.ini") {
+            Lang::Ja
+        } else {
+            Lang::En
+        };
+        let section = |id: &str| -> std::collections::BTreeMap<String, String> {
+            let start = f.content.find(&format!("\n[{id}]\n")).unwrap();
+            f.content[start..]
+                .lines()
+                .skip(2)
+                .take_while(|l| !l.is_empty())
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        for m in &r.catalog.messages {
+            let s = section(&m.id);
+            if m.severity.code() <= 2 {
+                assert_eq!(s["EventLevel"], "FATAL", "{}", m.id);
+            }
+            if !m.clears.is_empty() {
+                assert_eq!(s["EventLevel"], "NORMAL", "{}", m.id);
+                assert_eq!(s["Recovers"], m.clears.join(" "), "{}", m.id);
+            }
+            assert_eq!(
+                s["Description"],
+                m.description
+                    .get(lang)
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+        let other = section("PW-OTHER");
+        assert_eq!(other["Pattern"], filters::catch_all(lang));
+    }
 }

@@ -56,6 +56,8 @@ fn the_deb_installs_checks_and_purges() {
         "./etc/logrotate.d/procward",
         "./usr/lib/ocf/resource.d/procward/procward",
         "./usr/share/snmp/mibs/PROCWARD-MIB",
+        "./usr/share/procward/mibs/PROCWARD-MIB",
+        "./usr/share/procward/mibs/SNMPv2-SMI",
         "./usr/share/procward/filter-defs/esmpro/procward-ja.ini",
         "./usr/share/procward/filter-defs/snmptt/snmptt.procward.conf",
         "./usr/share/man/man1/procward.1.gz",

@@ -2,8 +2,8 @@
 //! procward's MIB loaded so that every name resolves symbolically; and the
 //! generated MIB checked by smilint and snmptranslate.
 //!
-//! tests/mibs/ holds the IETF base modules (SNMPv2-SMI, -TC, -CONF, -MIB)
-//! that Debian's main archive lacks; see tests/mibs/README.md.
+//! contrib/mibs/ holds the IETF base modules (SNMPv2-SMI, -TC, -CONF, -MIB)
+//! that Debian's main archive lacks; see contrib/mibs/README.md.
 
 mod common;
 
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 const ENGINE: &str = "80007ed9050011223344556677";
 
 fn base_mibs() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mibs")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/mibs")
 }
 
 /// Write `procward mib` into DIR/mibs/PROCWARD-MIB.
@@ -369,4 +369,57 @@ fn line_separators_and_bidi_controls_reach_the_manager_escaped() {
     );
     let all = trapd.text();
     assert!(!all.contains(['\u{2028}', '\u{2029}', '\u{202e}']), "{all}");
+}
+
+/// On a stock Debian host (no IETF modules installed) the bundle alone is
+/// enough: snmptranslate with only the system path and the bundle loads
+/// PROCWARD-MIB; without the bundle it cannot.
+#[test]
+fn the_mib_bundle_loads_without_the_ietf_modules_installed() {
+    if !require("snmptranslate") {
+        return;
+    }
+    let env = Env::new();
+    let dir = env.path("bundle");
+    let o = Command::new(BIN)
+        .args(["mib", "-c", "/nonexistent", "--bundle"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let hint = String::from_utf8_lossy(&o.stderr);
+    assert!(hint.contains("snmptranslate -M +"), "{hint}");
+    for f in [
+        "PROCWARD-MIB",
+        "SNMPv2-SMI",
+        "SNMPv2-TC",
+        "SNMPv2-CONF",
+        "SNMPv2-MIB",
+    ] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    let translate = |mibdirs: &str| {
+        Command::new("snmptranslate")
+            .args(["-M", mibdirs, "-m", "PROCWARD-MIB", "-On"])
+            .arg("PROCWARD-MIB::pwRetryOver")
+            .env("HOME", env.dir.path())
+            .output()
+            .unwrap()
+    };
+    let o = translate(&format!("/usr/share/snmp/mibs:{}", dir.display()));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        ".1.3.6.1.4.1.32473.0.2020",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Only PROCWARD-MIB (what `procward mib >` gives): the imports fail.
+    let alone = env.path("alone");
+    std::fs::create_dir_all(&alone).unwrap();
+    std::fs::copy(dir.join("PROCWARD-MIB"), alone.join("PROCWARD-MIB")).unwrap();
+    let o = translate(&format!("/usr/share/snmp/mibs:{}", alone.display()));
+    assert_ne!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        ".1.3.6.1.4.1.32473.0.2020"
+    );
 }

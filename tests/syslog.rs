@@ -168,7 +168,7 @@ fn rsyslogd_receives_exact_lines_in_both_formats_and_languages() {
     assert!(l.starts_with("procward["), "{l}");
     assert!(
         l.ends_with(&format!(
-            "]: PW2003 監視対象 web: プロセス {pid} が消滅しました"
+            "]: PW2003 監視対象 web: プロセス {pid} の消滅を検出しました"
         )),
         "{l}"
     );
@@ -178,7 +178,7 @@ fn rsyslogd_receives_exact_lines_in_both_formats_and_languages() {
     assert_eq!(
         l,
         format!(
-            "procward {procid} PW2003 [procward@32473 seq=\"{seq}\" severity=\"error\" pid=\"{pid}\" target=\"web\"] 監視対象 web: プロセス {pid} が消滅しました"
+            "procward {procid} PW2003 [procward@32473 seq=\"{seq}\" severity=\"error\" pid=\"{pid}\" target=\"web\"] 監視対象 web: プロセス {pid} の消滅を検出しました"
         )
     );
     // RFC 5424 over TCP (octet counting), English.

@@ -46,6 +46,11 @@ impl Lang {
 pub enum FieldType {
     String,
     Integer,
+    /// Written as procward writes durations ("2m 5s"); shown in each
+    /// language's units.
+    Duration,
+    /// One of a fixed set of values, shown through `[values.LANG.FIELD]`.
+    Enum,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,17 +69,26 @@ pub struct Message {
     pub snmp: String,
     #[serde(default)]
     pub fields: BTreeMap<String, FieldType>,
+    /// Earlier messages this one ends (a recovery).
+    #[serde(default)]
+    pub clears: Vec<String>,
     pub text: Texts,
-    pub description: String,
-    pub action: String,
+    pub description: Texts,
+    pub action: Texts,
+}
+
+impl Texts {
+    pub fn get(&self, lang: Lang) -> &str {
+        match lang {
+            Lang::En => &self.en,
+            Lang::Ja => &self.ja,
+        }
+    }
 }
 
 impl Message {
     pub fn text(&self, lang: Lang) -> &str {
-        match lang {
-            Lang::En => &self.text.en,
-            Lang::Ja => &self.text.ja,
-        }
+        self.text.get(lang)
     }
 
     /// Sample values of every declared field, for test renders and
@@ -117,8 +131,10 @@ fn sample_value(name: &str, ty: FieldType) -> Value {
         "pids" => "4242,4243",
         "first" => "procward.toml:12:1: target[0].restart.timout: unknown field",
         "what" => "event journal",
+        "probe" => "exec",
         _ => match ty {
-            FieldType::String => "sample",
+            FieldType::String | FieldType::Enum => "sample",
+            FieldType::Duration => "5s",
             FieldType::Integer => return Value::from(3),
         },
     };
@@ -129,12 +145,37 @@ fn sample_value(name: &str, ty: FieldType) -> Value {
 #[serde(deny_unknown_fields)]
 struct CatalogFile {
     message: Vec<Message>,
+    /// LANG → FIELD → value → text.
+    #[serde(default)]
+    values: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
+    /// LANG → unit ("m", "day") → text.
+    #[serde(default)]
+    durations: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub messages: Vec<Message>,
     by_id: HashMap<String, usize>,
+    /// LANG → FIELD → value → text.
+    pub values: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
+    /// LANG → unit → text.
+    pub durations: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// `5s`, `2m 5s`, `1day`, `500ms`: the numbers and units of a duration as
+/// procward writes it (humantime), or None if `s` is not one.
+pub fn duration_parts(s: &str) -> Option<Vec<(&str, &str)>> {
+    let mut parts = Vec::new();
+    for tok in s.split_whitespace() {
+        let split = tok.find(|c: char| !c.is_ascii_digit())?;
+        let (n, unit) = tok.split_at(split);
+        if n.is_empty() || unit.is_empty() || !unit.chars().all(|c| c.is_ascii_lowercase()) {
+            return None;
+        }
+        parts.push((n, unit));
+    }
+    (!parts.is_empty()).then_some(parts)
 }
 
 impl Catalog {
@@ -180,17 +221,59 @@ impl Catalog {
                     errors.push(format!("{origin}: message {}: text.{lang} is empty", m.id));
                 }
             }
-            if m.description.trim().is_empty() || m.action.trim().is_empty() {
+            // The first character tells the language of a line (the filter
+            // sets' catch-alls rely on it): English starts with a letter,
+            // Japanese with a Japanese character, never with a field.
+            let first = |t: &str| t.chars().next().unwrap_or(' ');
+            if !first(&m.text.en).is_ascii_alphabetic() {
                 errors.push(format!(
-                    "{origin}: message {}: description and action are required",
+                    "{origin}: message {}: text.en must start with a letter, not a field",
                     m.id
                 ));
+            }
+            if !m.text.ja.is_empty() && first(&m.text.ja).is_ascii() {
+                errors.push(format!(
+                    "{origin}: message {}: text.ja must start with a Japanese word, not a field or ASCII",
+                    m.id
+                ));
+            }
+            for (what, t) in [("description", &m.description), ("action", &m.action)] {
+                for lang in [Lang::En, Lang::Ja] {
+                    if t.get(lang).trim().is_empty() {
+                        errors.push(format!(
+                            "{origin}: message {}: {what}.{} is required",
+                            m.id,
+                            lang.as_str()
+                        ));
+                    }
+                }
+            }
+            for (name, ty) in &m.fields {
+                let table = file.values.get("ja").and_then(|v| v.get(name));
+                if *ty == FieldType::Enum && table.is_none() {
+                    errors.push(format!(
+                        "{origin}: message {}: enum field {name} has no [values.ja.{name}]",
+                        m.id
+                    ));
+                }
+            }
+        }
+        for m in &file.message {
+            for c in &m.clears {
+                if !by_id.contains_key(c) {
+                    errors.push(format!(
+                        "{origin}: message {}: clears unknown message {c}",
+                        m.id
+                    ));
+                }
             }
         }
         if errors.is_empty() {
             Ok(Catalog {
                 messages: file.message,
                 by_id,
+                values: file.values,
+                durations: file.durations,
             })
         } else {
             Err(errors)
@@ -217,6 +300,77 @@ impl Catalog {
 
     pub fn get(&self, id: &str) -> Option<&Message> {
         self.by_id.get(id).map(|&i| &self.messages[i])
+    }
+
+    /// The messages that end `id` (their `clears` name it).
+    pub fn cleared_by(&self, id: &str) -> Vec<&Message> {
+        self.messages
+            .iter()
+            .filter(|m| m.clears.iter().any(|c| c == id))
+            .collect()
+    }
+
+    /// `d` in `lang`'s units ("2m 5s" → "2分5秒"); anything else as it is.
+    pub fn duration(&self, d: &str, lang: Lang) -> String {
+        let (Some(units), Some(parts)) = (self.durations.get(lang.as_str()), duration_parts(d))
+        else {
+            return d.to_string();
+        };
+        let mut out = String::new();
+        for (n, unit) in parts {
+            match units.get(unit) {
+                Some(u) => {
+                    out.push_str(n);
+                    out.push_str(u);
+                }
+                None => return d.to_string(),
+            }
+        }
+        out
+    }
+
+    /// The value `v` of the enumerated field `field` in `lang`: exact
+    /// keys first, then keys with `{}` (whose text is kept, as a duration
+    /// when it is one). Unknown values are shown as they are.
+    pub fn value(&self, field: &str, v: &str, lang: Lang) -> Option<String> {
+        let table = self.values.get(lang.as_str())?.get(field)?;
+        if let Some(t) = table.get(v) {
+            return Some(t.clone());
+        }
+        table.iter().find_map(|(k, t)| {
+            let (pre, post) = k.split_once("{}")?;
+            let mid = v.strip_prefix(pre)?.strip_suffix(post)?;
+            Some(t.replacen("{}", &self.duration(mid, lang), 1))
+        })
+    }
+
+    /// The fields of message `m` as its text in `lang` shows them:
+    /// enumerated values and durations translated.
+    pub fn localize(
+        &self,
+        m: &Message,
+        fields: &BTreeMap<String, Value>,
+        lang: Lang,
+    ) -> Option<BTreeMap<String, Value>> {
+        if lang == Lang::En {
+            return None;
+        }
+        let mut out = fields.clone();
+        for (name, ty) in &m.fields {
+            let Some(Value::String(v)) = fields.get(name) else {
+                continue;
+            };
+            let shown = match ty {
+                FieldType::Duration => self.duration(v, lang),
+                FieldType::Enum => match self.value(name, v, lang) {
+                    Some(t) => t,
+                    None => continue,
+                },
+                _ => continue,
+            };
+            out.insert(name.clone(), Value::from(shown));
+        }
+        Some(out)
     }
 }
 
@@ -267,6 +421,142 @@ mod tests {
         }
     }
 
+    /// Every value procward puts into an enumerated field reads as
+    /// Japanese in Japanese texts.
+    #[test]
+    fn every_value_procward_produces_has_a_japanese_text() {
+        use crate::monitor::{outcome_status, Reason, ScriptOutcome, State};
+        let c = Catalog::embedded();
+        let mut produced: Vec<(&str, String)> = Vec::new();
+        for r in Reason::ALL {
+            produced.push(("reason", r.as_str().into()));
+        }
+        // Every state `status` can show (the serde names).
+        for st in [
+            State::Waiting,
+            State::Up,
+            State::Stalled,
+            State::Down,
+            State::Backoff,
+            State::Restarting,
+            State::Stopping,
+            State::Settling,
+            State::RetryOver,
+            State::Failed,
+            State::Paused,
+            State::Stopped,
+        ] {
+            produced.push(("state", st.as_str().into()));
+        }
+        for a in [
+            "continue",
+            "unmonitor",
+            "failover",
+            "exec",
+            "restart",
+            "notify",
+        ] {
+            produced.push(("action", a.into()));
+        }
+        for p in ["exec", "tcp", "http", "heartbeat", "state"] {
+            produced.push(("probe", p.into()));
+        }
+        for w in [
+            "event journal",
+            "state file",
+            "sequence file",
+            "restart script log of web",
+            "retry-over command log of web",
+        ] {
+            produced.push(("what", w.into()));
+        }
+        for o in [
+            ScriptOutcome::Exited {
+                code: 3,
+                output: String::new(),
+            },
+            ScriptOutcome::Signaled {
+                signal: 9,
+                output: String::new(),
+            },
+            ScriptOutcome::TimedOut {
+                output: String::new(),
+            },
+            ScriptOutcome::SpawnFailed("No such file or directory (os error 2)".into()),
+            ScriptOutcome::Unknown,
+        ] {
+            produced.push(("status", outcome_status(&o)));
+        }
+        produced.push(("status", "no process within 500ms".into()));
+        for (field, v) in &produced {
+            let ja = c
+                .value(field, v, Lang::Ja)
+                .unwrap_or_else(|| panic!("{field} = {v:?} has no Japanese text"));
+            assert!(!ja.is_ascii(), "{field} {v}: {ja}");
+        }
+    }
+
+    /// No Japanese text shows an English enumerated value or an English
+    /// duration, whatever value the field has.
+    #[test]
+    fn japanese_texts_carry_no_untranslated_value_or_duration() {
+        let c = Catalog::embedded();
+        let r = render::Renderer::new(std::sync::Arc::new(c.clone()), None, "node1").unwrap();
+        let english_duration =
+            regex::Regex::new(r"\b[0-9]+ ?(ns|us|ms|s|m|h|day|days|month|months|year|years)\b")
+                .unwrap();
+        let durations = [
+            "0s", "500ms", "5s", "10m", "2m 5s", "1h 30m", "1day", "2days 3h",
+        ];
+        let mut checked = 0;
+        for m in &c.messages {
+            for (name, ty) in &m.fields {
+                let values: Vec<String> = match ty {
+                    FieldType::Duration => durations.iter().map(|d| d.to_string()).collect(),
+                    FieldType::Enum => c.values["ja"][name]
+                        .keys()
+                        .map(|k| k.replace("{}", "5s"))
+                        .collect(),
+                    _ => continue,
+                };
+                for v in values {
+                    let mut fields = m.sample_fields();
+                    fields.insert(name.clone(), Value::from(v.clone()));
+                    let text = r.text(&m.id, &fields, Lang::Ja).unwrap();
+                    assert!(
+                        !english_duration.is_match(&text),
+                        "{} {name}={v}: {text}",
+                        m.id
+                    );
+                    if *ty == FieldType::Enum {
+                        let raw =
+                            regex::Regex::new(&format!(r"\b{}\b", regex::escape(&v))).unwrap();
+                        assert!(!raw.is_match(&text), "{} {name}={v}: {text}", m.id);
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 100, "{checked}");
+    }
+
+    #[test]
+    fn durations_read_in_japanese_units() {
+        let c = Catalog::embedded();
+        for (en, ja) in [
+            ("10m", "10分"),
+            ("5s", "5秒"),
+            ("1day", "1日"),
+            ("2m 5s", "2分5秒"),
+            ("500ms", "500ミリ秒"),
+            ("1h 30m", "1時間30分"),
+            ("-", "-"),
+        ] {
+            assert_eq!(c.duration(en, Lang::Ja), ja);
+            assert_eq!(c.duration(en, Lang::En), en);
+        }
+    }
+
     #[test]
     fn bad_catalogs_are_refused() {
         let bad = r#"
@@ -277,8 +567,10 @@ severity = "info"
 snmp = "pwA"
 text.en = "x"
 text.ja = ""
-description = "d"
-action = "a"
+description.en = "d"
+description.ja = "d"
+action.en = "a"
+action.ja = "a"
 "#;
         let errs = Catalog::parse(bad, "t.toml").unwrap_err();
         assert!(errs.iter().any(|e| e.contains("id must be")), "{errs:?}");

@@ -152,8 +152,12 @@ impl Renderer {
         fields: &BTreeMap<String, Value>,
         lang: Lang,
     ) -> Result<String, String> {
+        let shown = self
+            .catalog
+            .get(id)
+            .and_then(|m| self.catalog.localize(m, fields, lang));
         self.hb
-            .render(&text_key(id, lang), fields)
+            .render(&text_key(id, lang), shown.as_ref().unwrap_or(fields))
             .map_err(|e| e.reason().to_string())
     }
 
@@ -283,7 +287,7 @@ mod tests {
         );
         assert_eq!(
             r.output("rfc3164", &ev, Lang::Ja).unwrap(),
-            "PW2003 監視対象 httpd: プロセス 4242 が消滅しました"
+            "PW2003 監視対象 httpd: プロセス 4242 の消滅を検出しました"
         );
     }
 

@@ -1,6 +1,18 @@
 //! `procward mib`: the SMIv2 module of every notification, generated from
 //! the catalog and the configured root OID through `templates/mib.hbs`.
 
+/// The IETF modules PROCWARD-MIB imports, which Debian's main archive
+/// lacks (see contrib/mibs/README.md): (file name, text).
+pub const BASE_MODULES: &[(&str, &str)] = &[
+    ("SNMPv2-SMI", include_str!("../../contrib/mibs/SNMPv2-SMI")),
+    ("SNMPv2-TC", include_str!("../../contrib/mibs/SNMPv2-TC")),
+    (
+        "SNMPv2-CONF",
+        include_str!("../../contrib/mibs/SNMPv2-CONF"),
+    ),
+    ("SNMPv2-MIB", include_str!("../../contrib/mibs/SNMPv2-MIB")),
+];
+
 use crate::catalog::render::Renderer;
 use serde_json::json;
 
@@ -25,8 +37,8 @@ pub fn generate(r: &Renderer, root: &[u32]) -> Result<String, String> {
                 "id": m.id,
                 "number": m.id.trim_start_matches("PW"),
                 "severity": m.severity.as_str(),
-                "description": clean(&m.description),
-                "action": clean(&m.action),
+                "description": clean(&m.description.en),
+                "action": clean(&m.action.en),
             })
         })
         .collect();

@@ -88,7 +88,11 @@ pub fn pattern(m: &Message, lang: Lang) -> Result<String, String> {
         let name = &c[1];
         out.push_str(match m.fields.get(name) {
             Some(crate::catalog::FieldType::Integer) => "[0-9]+",
-            Some(crate::catalog::FieldType::String) => ".*",
+            Some(
+                crate::catalog::FieldType::String
+                | crate::catalog::FieldType::Duration
+                | crate::catalog::FieldType::Enum,
+            ) => ".*",
             None => return Err(format!("{}: text names undeclared field {name}", m.id)),
         });
         last = whole.end();
@@ -108,6 +112,17 @@ pub fn pattern(m: &Message, lang: Lang) -> Result<String, String> {
 /// Matches any procward message, including IDs added later.
 pub const CATCH_ALL: &str = "^PW[0-9]{4} ";
 
+/// Matches any procward message in `lang`, including IDs added later:
+/// English texts start with an ASCII letter, Japanese ones with a
+/// Japanese character (the catalog enforces it), so a set never takes the
+/// other language's lines.
+pub fn catch_all(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => "^PW[0-9]{4} [A-Za-z]",
+        Lang::Ja => "^PW[0-9]{4} [^ -~]",
+    }
+}
+
 fn ere_escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for ch in s.chars() {
@@ -119,12 +134,32 @@ fn ere_escape(s: &str) -> String {
     o
 }
 
-fn esmpro_level(s: Severity) -> &'static str {
-    match s.code() {
-        0..=3 => "ERROR",
+/// The manager's level: critical and worse at its highest (FATAL),
+/// recoveries as NORMAL (they close an alert), the rest by severity.
+fn level(m: &Message) -> &'static str {
+    match m.severity.code() {
+        0..=2 => "FATAL",
+        3 => "ERROR",
         4 => "WARNING",
+        _ if !m.clears.is_empty() => "NORMAL",
         _ => "INFORMATION",
     }
+}
+
+/// The fields a recovery and what it clears must share to be paired:
+/// always the host, and the target, sink or file they both name.
+fn pair_key(m: &Message, catalog: &crate::catalog::Catalog) -> String {
+    let mut key = vec!["host"];
+    for f in ["target", "sink", "what"] {
+        let in_all = m.fields.contains_key(f)
+            && m.clears
+                .iter()
+                .all(|c| catalog.get(c).is_some_and(|cm| cm.fields.contains_key(f)));
+        if in_all {
+            key.push(f);
+        }
+    }
+    key.join(",")
 }
 
 fn snmptt_severity(s: Severity) -> &'static str {
@@ -137,9 +172,13 @@ fn snmptt_severity(s: Severity) -> &'static str {
     }
 }
 
-/// Messages a WebSAM-style filter reports (the rest are suppressed).
-pub fn reported(s: Severity) -> bool {
-    s.at_least(Severity::Warning)
+/// Messages a WebSAM-style filter reports (the rest are suppressed):
+/// warnings and worse, what ends one of them (a recovery), and what such
+/// a recovery ends.
+pub fn reported(m: &Message, catalog: &crate::catalog::Catalog) -> bool {
+    m.severity.at_least(Severity::Warning)
+        || !m.clears.is_empty()
+        || !catalog.cleared_by(&m.id).is_empty()
 }
 
 fn one_line(s: &str) -> String {
@@ -152,21 +191,41 @@ fn readable(text: &str) -> String {
     one_line(&field.replace_all(text, "<$1>"))
 }
 
-fn message_data(m: &Message, lang: Lang, root: &[u32]) -> Result<Value, String> {
+fn message_data(
+    m: &Message,
+    lang: Lang,
+    root: &[u32],
+    catalog: &crate::catalog::Catalog,
+) -> Result<Value, String> {
     let oid = mib::notification_oid(root, &m.id);
+    let cleared_by: Vec<&str> = catalog
+        .cleared_by(&m.id)
+        .iter()
+        .map(|c| c.id.as_str())
+        .collect();
     Ok(json!({
         "id": m.id,
         "snmp": m.snmp,
         "severity": m.severity.as_str(),
-        "level": esmpro_level(m.severity),
+        "level": level(m),
+        "clears": m.clears.join(" "),
+        "cleared_by": cleared_by.join(" "),
+        "pair_key": if m.clears.is_empty() { String::new() } else { pair_key(m, catalog) },
         "snmptt_severity": snmptt_severity(m.severity),
         "pattern": pattern(m, lang)?,
         "text": readable(m.text(lang)),
         "title": readable(m.text(lang)),
-        "description": one_line(&m.description),
-        "action": one_line(&m.action),
+        "description": one_line(m.description.get(lang)),
+        "action": one_line(m.action.get(lang)),
         "oid": format!(".{}", oid.iter().map(u32::to_string).collect::<Vec<_>>().join(".")),
     }))
+}
+
+fn catchall_title(l: Lang) -> &'static str {
+    match l {
+        Lang::En => "procward message not in these definitions: update them",
+        Lang::Ja => "定義にない procward のメッセージです。定義を更新してください",
+    }
 }
 
 fn lang_name(l: Lang) -> &'static str {
@@ -202,9 +261,15 @@ pub fn generate(
         "esmpro" => per_lang("filters/esmpro", "ini", &|lang| {
             let messages = msgs
                 .iter()
-                .map(|m| message_data(m, lang, root))
+                .map(|m| message_data(m, lang, root, &r.catalog))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(json!({ "lang_name": lang_name(lang), "messages": messages }))
+            Ok(json!({
+                "lang_name": lang_name(lang),
+                "lang": lang.as_str(),
+                "messages": messages,
+                "catchall": catch_all(lang),
+                "catchall_title": catchall_title(lang),
+            }))
         }),
         "websam" => per_lang("filters/websam", "tsv", &|lang| {
             let mut order = 0;
@@ -214,13 +279,13 @@ pub fn generate(
             };
             let mut report = Vec::new();
             let mut suppress = Vec::new();
-            for m in msgs.iter().filter(|m| reported(m.severity)) {
-                let mut d = message_data(m, lang, root)?;
+            for m in msgs.iter().filter(|m| reported(m, &r.catalog)) {
+                let mut d = message_data(m, lang, root, &r.catalog)?;
                 d["order"] = json!(next());
                 report.push(d);
             }
-            for m in msgs.iter().filter(|m| !reported(m.severity)) {
-                let mut d = message_data(m, lang, root)?;
+            for m in msgs.iter().filter(|m| !reported(m, &r.catalog)) {
+                let mut d = message_data(m, lang, root, &r.catalog)?;
                 d["order"] = json!(next());
                 suppress.push(d);
             }
@@ -229,7 +294,9 @@ pub fn generate(
                 "report": report,
                 "suppress": suppress,
                 "catchall_order": next(),
-                "catchall": CATCH_ALL,
+                "catchall": catch_all(lang),
+                "catchall_title": catchall_title(lang),
+                "lang": lang.as_str(),
             }))
         }),
         "rsyslog" => Ok(vec![File {
@@ -247,7 +314,7 @@ pub fn generate(
         "snmptt" => {
             let messages = msgs
                 .iter()
-                .map(|m| message_data(m, Lang::En, root))
+                .map(|m| message_data(m, Lang::En, root, &r.catalog))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(vec![File {
                 name: "snmptt.procward.conf".into(),

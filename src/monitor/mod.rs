@@ -83,6 +83,15 @@ pub enum Reason {
 }
 
 impl Reason {
+    pub const ALL: [Reason; 6] = [
+        Reason::Disappeared,
+        Reason::Zombie,
+        Reason::Stalled,
+        Reason::Count,
+        Reason::Children,
+        Reason::Manual,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Disappeared => "disappeared",

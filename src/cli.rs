@@ -125,6 +125,10 @@ pub enum Cmd {
         /// up, 6 no such target (3: procward not reachable)
         #[arg(long, requires = "target", hide = true)]
         ocf: bool,
+        /// Do not ask the daemon: decide from the processes the
+        /// configuration's matchers find (0 running, 7 not running)
+        #[arg(long, requires = "target", conflicts_with_all = ["json", "watch"])]
+        offline: bool,
     },
     /// Stop monitoring a target (persisted)
     Pause {
@@ -157,6 +161,11 @@ pub enum Cmd {
         /// Give up after this long
         #[arg(long, default_value = "60s", value_parser = duration)]
         wait: Duration,
+        /// Without the daemon: run the restart script (reason manual) if
+        /// the target is not running, and record it as started for the
+        /// next procward (refused while procward runs)
+        #[arg(long)]
+        offline: bool,
     },
     /// Stop a target: SIGTERM its processes, SIGKILL after --timeout, and
     /// stop monitoring it until `start`
@@ -166,6 +175,11 @@ pub enum Cmd {
         /// SIGKILL follows SIGTERM after this
         #[arg(long, default_value = "10s", value_parser = duration)]
         timeout: Duration,
+        /// Without the daemon: signal the processes the configuration's
+        /// matchers find, and record the target as stopped for the next
+        /// procward (refused while procward runs)
+        #[arg(long)]
+        offline: bool,
     },
     /// Re-read the configuration; an invalid one is rejected
     Reload,

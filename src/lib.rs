@@ -13,6 +13,7 @@ pub mod metrics;
 
 pub mod monitor;
 pub mod notify;
+pub mod offline;
 pub mod probe;
 pub mod reaper;
 pub mod state;

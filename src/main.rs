@@ -80,12 +80,19 @@ fn dispatch(cmd: Cmd, cfg: &Path) -> anyhow::Result<u8> {
         Cmd::Run { quiet } => run(cfg, quiet),
         Cmd::Check => check(cfg),
         Cmd::Status {
+            target: Some(target),
+            ocf,
+            offline: true,
+            ..
+        } => offline(procward::offline::status(cfg, &target, ocf)),
+        Cmd::Status {
             target,
             json,
             ocf,
             utc,
             watch: true,
             every,
+            ..
         } => {
             let _ = (json, ocf);
             watch(cfg, target, utc, every)
@@ -100,8 +107,20 @@ fn dispatch(cmd: Cmd, cfg: &Path) -> anyhow::Result<u8> {
         Cmd::Pause { target, all } => ask(cfg, &Request::Pause { target, all }, "paused"),
         Cmd::Resume { target, all } => ask(cfg, &Request::Resume { target, all }, "resumed"),
         Cmd::Reset { target } => ask(cfg, &Request::Reset { target }, "reset"),
-        Cmd::Start { target, wait } => start(cfg, &target, wait),
-        Cmd::Stop { target, timeout } => stop(cfg, &target, timeout),
+        Cmd::Start {
+            target,
+            wait,
+            offline: true,
+        } => offline(procward::offline::start(cfg, &target, wait)),
+        Cmd::Stop {
+            target,
+            timeout,
+            offline: true,
+        } => offline(procward::offline::stop(cfg, &target, timeout)),
+        Cmd::Start { target, wait, .. } => start(cfg, &target, wait),
+        Cmd::Stop {
+            target, timeout, ..
+        } => stop(cfg, &target, timeout),
         Cmd::Reload => reload(cfg),
         Cmd::Events {
             follow,
@@ -125,6 +144,14 @@ fn dispatch(cmd: Cmd, cfg: &Path) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The exit code of an `--offline` command, or its error (exit 1).
+fn offline(r: Result<u8, String>) -> anyhow::Result<u8> {
+    r.or_else(|e| {
+        eprintln!("procward: {e}");
+        Ok(EXIT_FAIL)
+    })
 }
 
 fn sock(cfg: &Path) -> PathBuf {

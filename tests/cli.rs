@@ -23,7 +23,7 @@ fn catalog_list_and_show() {
         "{out}"
     );
     assert!(
-        out.contains("action:      Investigate the application."),
+        out.contains("action:      アプリケーションを調査してください。"),
         "{out}"
     );
     let o = run(&["catalog", "show", "PW9999"]);

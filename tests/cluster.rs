@@ -80,6 +80,103 @@ fn the_ocf_agent_passes_ocf_tester() {
     assert_eq!(env.target_status("app")["state"], "stopped");
 }
 
+/// Run the agent's `action` as Pacemaker would: its OCF exit code.
+fn agent_action(env: &Env, action: &str) -> (i32, String) {
+    let o = Command::new(agent())
+        .arg(action)
+        .env("OCF_ROOT", "/usr/lib/ocf")
+        .env("OCF_RESOURCE_INSTANCE", "pwapp")
+        .env("OCF_RESKEY_target", "app")
+        .env("OCF_RESKEY_config", env.cfg())
+        .env("OCF_RESKEY_binary", BIN)
+        .env("OCF_RESKEY_stop_timeout", "5s")
+        .env("OCF_RESKEY_start_wait", "10s")
+        .env("HA_LOGFILE", env.path("agent.log"))
+        .env("HA_debug", "0")
+        // A recurring monitor, not a probe (what fails a resource over).
+        .env(
+            "OCF_RESKEY_CRM_meta_interval",
+            if action == "monitor" { "2000" } else { "0" },
+        )
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code().unwrap_or(-1), out)
+}
+
+/// The pid of procward under the test's reaper.
+fn daemon_pid(d: &Daemon) -> u32 {
+    let r = d.pid();
+    let text = std::fs::read_to_string(format!("/proc/{r}/task/{r}/children")).unwrap();
+    text.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+fn apps(tok: &str) -> Vec<u32> {
+    sleepers(tok)
+}
+
+/// With procward down the agent decides from the application itself:
+/// monitor says running (no failover because procward restarts), stop ends
+/// the application (no double run after a failover), start starts it, and
+/// the next procward honours both.
+#[test]
+fn with_procward_down_the_agent_decides_from_the_application() {
+    if !require("ocf-tester") {
+        // resource-agents provides ocf-shellfuncs, which the agent sources.
+        return;
+    }
+    let env = Env::new();
+    let tok = token();
+    env.write_config(&format!(
+        "{}{}",
+        env.daemon_section(""),
+        cluster_target(&env, &tok, "")
+    ));
+    let mut d = env.start();
+    assert_eq!(agent_action(&env, "start").0, 0);
+    let first = apps(&tok);
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    // procward dies (or is being restarted): the application runs on.
+    kill(daemon_pid(&d), libc::SIGKILL);
+    d.stop();
+    let (rc, out) = agent_action(&env, "monitor");
+    assert_eq!(rc, 0, "monitor with procward down, application up: {out}");
+
+    // Pacemaker stops the resource (to move it): the application must end.
+    let (rc, out) = agent_action(&env, "stop");
+    assert_eq!(rc, 0, "{out}");
+    assert!(apps(&tok).is_empty(), "stop left the application running");
+    let (rc, out) = agent_action(&env, "monitor");
+    assert_eq!(rc, 7, "{out}");
+
+    // procward comes back: it must not restart what the cluster stopped.
+    let d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW1001");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(apps(&tok).is_empty(), "procward restarted a stopped target");
+    assert_eq!(env.target_status("app")["state"], "stopped");
+    drop(d);
+
+    // Started by the cluster while procward is down ...
+    let (rc, out) = agent_action(&env, "start");
+    assert_eq!(rc, 0, "{out}");
+    let started = apps(&tok);
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(agent_action(&env, "monitor").0, 0);
+    // ... and monitored by procward once it is back.
+    let _d = env.start();
+    let found = env.wait_event(T, |e| e["id"] == "PW2001" || e["id"] == "PW2017");
+    assert_eq!(found["pid"].as_u64(), Some(started[0] as u64));
+    assert_eq!(env.target_status("app")["state"], "up");
+    assert_eq!(agent_action(&env, "monitor").0, 0);
+    assert_eq!(apps(&tok), started, "exactly one instance");
+}
+
 struct Cluster {
     corosync: Option<Child>,
     pacemaker: Option<Child>,

@@ -254,6 +254,12 @@ impl Denials {
                 d.refused += 1;
                 return None;
             }
+            // The interval is over: this one and those counted but not yet
+            // said (the timer may not have run yet) go in one report.
+            let count = d.refused + 1;
+            d.since = now;
+            d.refused = 0;
+            return Some(count);
         }
         self.by_uid.insert(
             uid,
@@ -292,5 +298,28 @@ impl Denials {
             true
         });
         due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts not yet said when the next refused connection comes after
+    /// the interval (before the timer ran) are said with it, not lost.
+    #[test]
+    fn no_refused_connection_goes_uncounted() {
+        let mut d = Denials::default();
+        let every = Duration::from_millis(50);
+        assert_eq!(d.refused(7, "x".into(), every), Some(1));
+        for _ in 0..5 {
+            assert_eq!(d.refused(7, "x".into(), every), None);
+        }
+        std::thread::sleep(every);
+        assert_eq!(d.refused(7, "x".into(), every), Some(6));
+        assert!(d.due(every).is_empty());
+        assert_eq!(d.refused(7, "x".into(), every), None);
+        std::thread::sleep(every);
+        assert_eq!(d.due(every), vec![(7, "x".to_string(), 1)]);
     }
 }

@@ -1,0 +1,235 @@
+//! Daemonless `status`, `stop` and `start` of one target (`--offline`):
+//! what the OCF agent falls back on when procward does not answer, so that
+//! the cluster decides from the application itself. Without it, a stop
+//! while procward is down would leave the application running (and the
+//! cluster would start it on the other node too), and a monitor while
+//! procward restarts would fail the resource over for nothing.
+//!
+//! The processes are found with the configuration's matchers, exactly as
+//! the daemon finds them (one scan of /proc, pidfiles checked the same
+//! way). `stop` and `start` also record the outcome in the state file (the
+//! state directory's lock is taken: they refuse while procward runs), so
+//! that a procward started later neither restarts what the cluster moved
+//! away nor ignores what the cluster started.
+
+use crate::config::{Config, TargetSpec};
+use crate::monitor::{Halted, Persisted, ProcRef, Reason};
+use crate::probe::procfs;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Exit codes, as for `status --ocf` (the OCF agent's codes).
+pub const RUNNING: u8 = 0;
+pub const FAILED: u8 = 1;
+pub const NOT_RUNNING: u8 = 7;
+pub const UNKNOWN_TARGET: u8 = 6;
+
+fn load(cfg_path: &std::path::Path) -> Result<Config, String> {
+    crate::config::load(cfg_path).map_err(|e| e.to_string())
+}
+
+fn spec(cfg: &Config, target: &str) -> Option<Arc<TargetSpec>> {
+    cfg.targets.iter().find(|t| t.name == target).cloned()
+}
+
+/// The live processes of `spec`, main process first.
+pub fn processes(spec: &TargetSpec) -> Vec<ProcRef> {
+    procfs::scan(&[spec], std::process::id())
+        .remove(&spec.name)
+        .unwrap_or_default()
+}
+
+fn alive(p: ProcRef, buf: &mut Vec<u8>) -> bool {
+    procfs::read_pinned(p, buf).is_some_and(|s| !s.is_dead())
+}
+
+/// Enough processes to count as running (a group needs `count.min`).
+fn running(spec: &TargetSpec, procs: &[ProcRef]) -> bool {
+    !procs.is_empty() && procs.len() as u32 >= spec.min_count()
+}
+
+/// `status TARGET --offline`: running (0) or not (7), from the processes.
+pub fn status(cfg_path: &std::path::Path, target: &str, quiet: bool) -> Result<u8, String> {
+    let cfg = load(cfg_path)?;
+    let Some(spec) = spec(&cfg, target) else {
+        if !quiet {
+            eprintln!("procward: no target {target} in {}", cfg_path.display());
+        }
+        return Ok(UNKNOWN_TARGET);
+    };
+    let procs = processes(&spec);
+    let up = running(&spec, &procs);
+    if !quiet {
+        let pids: Vec<String> = procs.iter().map(|p| p.pid.to_string()).collect();
+        if up {
+            println!(
+                "{target} running (processes {}; procward not asked)",
+                pids.join(",")
+            );
+        } else if procs.is_empty() {
+            println!("{target} not running (no matching process; procward not asked)");
+        } else {
+            println!(
+                "{target} not running (processes {}, fewer than count.min {})",
+                pids.join(","),
+                spec.min_count()
+            );
+        }
+    }
+    Ok(if up { RUNNING } else { NOT_RUNNING })
+}
+
+/// Record what the operator (or cluster) did in the state file, as the
+/// daemon would: under the state directory's lock, which fails while
+/// procward runs.
+fn record(cfg: &Config, target: &str, f: impl FnOnce(&mut Persisted)) -> Result<(), String> {
+    let dir = &cfg.daemon.state_dir;
+    let _lock = crate::state::lock(dir)
+        .map_err(|e| format!("{e}: procward runs, ask it (without --offline)"))?;
+    let mut all = crate::state::load(dir).unwrap_or_default();
+    f(all.entry(target.to_string()).or_default());
+    crate::state::save(dir, &all).map_err(|e| {
+        format!(
+            "cannot save the state in {}: {e}",
+            crate::state::path(dir).display()
+        )
+    })
+}
+
+/// `stop TARGET --offline`: SIGTERM every process of the target, SIGKILL
+/// after `timeout`; succeeds only once they are all gone. The target is
+/// recorded as stopped: a procward started later leaves it alone until
+/// `start`.
+pub fn stop(cfg_path: &std::path::Path, target: &str, timeout: Duration) -> Result<u8, String> {
+    use rustix::process::{kill_process, Pid, Signal};
+    let cfg = load(cfg_path)?;
+    let Some(spec) = spec(&cfg, target) else {
+        eprintln!("procward: no target {target} in {}", cfg_path.display());
+        return Ok(UNKNOWN_TARGET);
+    };
+    // Recorded first: a procward starting meanwhile must not restart it.
+    record(&cfg, target, |p| {
+        p.halted = Some(Halted::Stopped);
+        p.recovering = None;
+        p.paused = false;
+    })?;
+    let mut buf = Vec::with_capacity(512);
+    let procs = processes(&spec);
+    let signal = |sig: Signal, buf: &mut Vec<u8>| {
+        for p in &procs {
+            // Only the very process found (pid and start time).
+            if alive(*p, buf) {
+                if let Some(pid) = Pid::from_raw(p.pid as i32) {
+                    let _ = kill_process(pid, sig);
+                }
+            }
+        }
+    };
+    signal(Signal::TERM, &mut buf);
+    let start = Instant::now();
+    let mut killed = false;
+    loop {
+        if !procs.iter().any(|p| alive(*p, &mut buf)) {
+            break;
+        }
+        let waited = start.elapsed();
+        if waited >= timeout && !killed {
+            signal(Signal::KILL, &mut buf);
+            killed = true;
+        }
+        if waited >= timeout + Duration::from_secs(5) {
+            let left: Vec<u32> = procs
+                .iter()
+                .filter(|p| alive(**p, &mut buf))
+                .map(|p| p.pid)
+                .collect();
+            eprintln!("procward: {target}: processes {left:?} still there after SIGKILL");
+            return Ok(FAILED);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Anything that matched meanwhile (a late restart) is not stopped here:
+    // say so rather than claim success.
+    let again = processes(&spec);
+    if !again.is_empty() {
+        let pids: Vec<u32> = again.iter().map(|p| p.pid).collect();
+        eprintln!("procward: {target}: processes {pids:?} appeared while stopping");
+        return Ok(FAILED);
+    }
+    let pids: Vec<String> = procs.iter().map(|p| p.pid.to_string()).collect();
+    if pids.is_empty() {
+        println!("{target} stopped (no process was running; procward not asked)");
+    } else {
+        println!(
+            "{target} stopped (processes {} ended{}; procward not asked)",
+            pids.join(","),
+            if killed { ", SIGKILL needed" } else { "" }
+        );
+    }
+    Ok(RUNNING)
+}
+
+/// `start TARGET --offline`: run the restart script once (reason
+/// `manual`, as `procward start` does) unless the target already runs,
+/// then wait up to `wait` for its processes. The target is recorded as
+/// started, its retry window empty: a procward started later monitors it.
+pub fn start(cfg_path: &std::path::Path, target: &str, wait: Duration) -> Result<u8, String> {
+    let cfg = load(cfg_path)?;
+    let Some(spec) = spec(&cfg, target) else {
+        eprintln!("procward: no target {target} in {}", cfg_path.display());
+        return Ok(UNKNOWN_TARGET);
+    };
+    record(&cfg, target, |p| {
+        p.halted = None;
+        p.paused = false;
+        p.attempts.clear();
+        p.recovering = None;
+        p.ever_up = true;
+        p.down_reported = false;
+    })?;
+    if running(&spec, &processes(&spec)) {
+        println!("{target} is up (already running; procward not asked)");
+        return Ok(RUNNING);
+    }
+    let ctx = crate::action::Context {
+        spec: &spec,
+        state_dir: &cfg.daemon.state_dir,
+        event_seq: 0,
+    };
+    let Some(run) = ctx.restart(0, Reason::Manual, None) else {
+        eprintln!("procward: {target} has no restart.script: nothing can start it");
+        return Ok(FAILED);
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let ran = rt.block_on(crate::action::run(run, |_| {}));
+    let ok = matches!(
+        ran.outcome,
+        crate::monitor::ScriptOutcome::Exited { code: 0, .. }
+    );
+    if !ok {
+        eprintln!(
+            "procward: {target}: the start script failed ({}): {}",
+            crate::monitor::outcome_status(&ran.outcome),
+            crate::monitor::outcome_output(&ran.outcome)
+        );
+        return Ok(FAILED);
+    }
+    let deadline = Instant::now() + wait;
+    loop {
+        if running(&spec, &processes(&spec)) {
+            println!("{target} is up (started by its restart script; procward not asked)");
+            return Ok(RUNNING);
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "procward: {target} not up {} after its start script",
+                humantime::format_duration(wait)
+            );
+            return Ok(FAILED);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

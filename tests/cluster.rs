@@ -429,3 +429,147 @@ fn pacemaker_recovers_the_resource_after_procward_gives_up() {
     assert!((1..=2).contains(&count), "{mon}");
     assert_eq!(env.target_status("app")["state"], "up");
 }
+
+/// What `scripts/cluster-demo.sh` left behind, from the names it printed:
+/// its work directory, namespaces, bridge, mounts.
+fn leftovers(out: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    let work = out
+        .lines()
+        .find_map(|l| l.strip_prefix("work directory: "))
+        .map(str::to_string);
+    let names: Vec<String> = out
+        .lines()
+        .find(|l| l.contains("(namespaces "))
+        .map(|l| {
+            l.split(['(', ')', ',', ' '])
+                .filter(|w| w.starts_with("pwc") || w.starts_with("pwbr"))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let netns = String::from_utf8_lossy(&run("ip", &["netns", "list"]).stdout).to_string();
+    let links = String::from_utf8_lossy(&run("ip", &["-o", "link"]).stdout).to_string();
+    for n in &names {
+        if netns.contains(n.as_str()) || links.contains(&format!(" {n}:")) {
+            left.push(n.clone());
+        }
+    }
+    if let Some(w) = work {
+        if Path::new(&w).exists() {
+            left.push(w.clone());
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if mounts.contains(&w) {
+            left.push(format!("mounts under {w}"));
+        }
+    }
+    left
+}
+
+/// The two-node scenario of `scripts/cluster-demo.sh`: failover to node2
+/// after RETRY-OVER on node1, then procward SIGKILLed on node2 without a
+/// failover or a second instance; and the script leaves nothing behind,
+/// also when interrupted.
+#[test]
+fn two_nodes_fail_over_and_survive_a_procward_crash() {
+    for p in [
+        "corosync",
+        "pacemakerd",
+        "crm_mon",
+        "ip",
+        "unshare",
+        "nsenter",
+    ] {
+        if !require(p) {
+            return;
+        }
+    }
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var("CI").is_err(),
+            "the two-node cluster test needs root under CI"
+        );
+        eprintln!("skipped: the two-node cluster needs root");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster-demo.sh");
+    let mut child = Command::new(&script)
+        .env("PROCWARD", BIN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: the script takes well under a minute here.
+    let deadline = Instant::now() + Duration::from_secs(170);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            kill(child.id(), libc::SIGTERM);
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    println!("{out}");
+    assert!(
+        status.success(),
+        "cluster-demo.sh failed: {status}\n{out}\n{err}"
+    );
+    assert_eq!(out.lines().last(), Some("moved to: node2"), "{out}");
+    for want in [
+        "node1  PW2020 target app: RETRY-OVER",
+        "<- Pacemaker stopped the resource on node1",
+        "<- Pacemaker started the resource on node2",
+        "one instance, on node2; node1 restarted it 2 times",
+        "node2: resource still Started node2, no new failure, one instance",
+        "restarts in the window still 1",
+    ] {
+        assert!(out.contains(want), "missing `{want}`:\n{out}");
+    }
+    assert_eq!(leftovers(&out), Vec::<String>::new());
+
+    // Interrupted while the nodes run: everything is removed all the same.
+    let mut child = Command::new(&script)
+        .env("PROCWARD", BIN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen.contains("(namespaces ") && Instant::now() < deadline {
+        use std::io::BufRead;
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+    }
+    assert!(seen.contains("(namespaces "), "{seen}");
+    kill(child.id(), libc::SIGINT);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = child.try_wait().unwrap();
+    assert!(status.is_some(), "cluster-demo.sh ignored SIGINT");
+    assert_eq!(leftovers(&seen), Vec::<String>::new());
+}

@@ -578,7 +578,7 @@ fn snmptt_translates_real_traps_from_procward() {
         assert!(has(&text, l), "snmptt log lacks `{l}`:\n{text}");
     }
     assert!(
-        text.contains(".1.3.6.1.4.1.32473.0.2015 Warning \"procward\""),
+        text.contains(".1.3.6.1.4.1.32473.0.2015 Normal \"procward\""),
         "{text}"
     );
     let unknown = std::fs::read_to_string(env.path("unknown.log")).unwrap_or_default();

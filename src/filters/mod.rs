@@ -162,11 +162,13 @@ fn pair_key(m: &Message, catalog: &crate::catalog::Catalog) -> String {
     key.join(",")
 }
 
-fn snmptt_severity(s: Severity) -> &'static str {
-    match s.code() {
+/// snmptt's severity: a recovery is Normal (it closes an alert).
+fn snmptt_severity(m: &Message) -> &'static str {
+    match m.severity.code() {
         0..=2 => "Critical",
         3 => "Major",
         4 => "Minor",
+        _ if !m.clears.is_empty() => "Normal",
         5 => "Warning",
         _ => "Normal",
     }
@@ -211,7 +213,7 @@ fn message_data(
         "clears": m.clears.join(" "),
         "cleared_by": cleared_by.join(" "),
         "pair_key": if m.clears.is_empty() { String::new() } else { pair_key(m, catalog) },
-        "snmptt_severity": snmptt_severity(m.severity),
+        "snmptt_severity": snmptt_severity(m),
         "pattern": pattern(m, lang)?,
         "text": readable(m.text(lang)),
         "title": readable(m.text(lang)),

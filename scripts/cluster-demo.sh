@@ -3,7 +3,7 @@
 # alive on the active node, and a failover to the standby node once
 # restarts cannot help. Run as root:
 #
-#     scripts/cluster-demo.sh            (builds procward --release if needed)
+#     scripts/cluster-demo.sh            (builds procward with cargo build --release)
 #     PROCWARD=target/debug/procward scripts/cluster-demo.sh
 #
 # Each node is a set of Linux namespaces: a network namespace with a veth on
@@ -44,7 +44,7 @@ done
 here=$(cd "$(dirname "$0")/.." && pwd)
 if [ -z "${PROCWARD:-}" ]; then
     PROCWARD=$here/target/release/procward
-    [ -x "$PROCWARD" ] || (cd "$here" && cargo build --release --quiet)
+    (cd "$here" && cargo build --release --quiet) || { echo "cluster-demo: cargo build --release failed" >&2; exit 1; }
 fi
 PROCWARD=$(cd "$(dirname "$PROCWARD")" && pwd)/$(basename "$PROCWARD")
 AGENT=$here/contrib/ocf/procward
@@ -396,5 +396,10 @@ after=$(count)
 say "node2: procward started again: monitoring pid $pid, restarts in the window still $after"
 [ "$(instances 1)" = 0 ] && [ "$(instances 2)" = 1 ] || fail "not exactly one application"
 
+say ""
+say "crm_mon on node1 at the end:"
+on 1 crm_mon -1 --include=failcounts | sed 's/^/  /'
+say "crm_mon on node2 at the end:"
+on 2 crm_mon -1 --include=failcounts | sed 's/^/  /'
 say ""
 say "moved to: node2"

@@ -76,6 +76,7 @@ pub mod msg {
     pub const TARGET_WAITING: &str = "PW2002";
     pub const PROCESS_DISAPPEARED: &str = "PW2003";
     pub const PROCESS_ZOMBIE: &str = "PW2004";
+    pub const ENDED_NORMALLY: &str = "PW2019";
     pub const COUNT_BELOW_MIN: &str = "PW2005";
     pub const COUNT_ABOVE_MAX: &str = "PW2006";
     pub const COUNT_NORMAL: &str = "PW2007";

@@ -195,6 +195,7 @@ pub fn start(cfg_path: &std::path::Path, target: &str, wait: Duration) -> Result
         spec: &spec,
         state_dir: &cfg.daemon.state_dir,
         event_seq: 0,
+        exit: None,
     };
     let Some(run) = ctx.restart(0, Reason::Manual, None) else {
         eprintln!("procward: {target} has no restart.script: nothing can start it");

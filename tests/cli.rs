@@ -36,9 +36,9 @@ fn render_every_format() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         out.starts_with("<27>")
-            && out
-                .trim_end()
-                .ends_with("]: PW2003 target httpd: process 4242 disappeared"),
+            && out.trim_end().ends_with(
+                "]: PW2003 target httpd: process 4242 disappeared (killed by SIGSEGV, core dumped)"
+            ),
         "{out}"
     );
     let o = run(&["render", "PW2003", "--format", "rfc5424", "--lang", "ja"]);
@@ -91,8 +91,8 @@ fn render_catalog_filters_and_mib_use_the_configured_catalog_and_templates() {
     )
     .unwrap();
     let ours = embedded.replace(
-        "text.en = \"target {{target}}: process {{pid}} disappeared\"",
-        "text.en = \"target {{target}}: process {{pid}} vanished\"",
+        "text.en = \"target {{target}}: process {{pid}} disappeared ({{exit}})\"",
+        "text.en = \"target {{target}}: process {{pid}} vanished ({{exit}})\"",
     );
     assert_ne!(ours, embedded);
     std::fs::write(cat.join("messages.toml"), ours).unwrap();
@@ -107,7 +107,8 @@ fn render_catalog_filters_and_mib_use_the_configured_catalog_and_templates() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stdout).to_string()
     };
-    assert!(out(&["render", "PW2003"]).ends_with("process 4242 vanished\n"));
+    assert!(out(&["render", "PW2003"])
+        .ends_with("process 4242 vanished (killed by SIGSEGV, core dumped)\n"));
     assert!(out(&["catalog", "show", "PW2003"]).contains("process {{pid}} vanished"));
     let dir = env.path("defs");
     out(&[
@@ -120,7 +121,7 @@ fn render_catalog_filters_and_mib_use_the_configured_catalog_and_templates() {
     ]);
     let ini = std::fs::read_to_string(dir.join("esmpro/procward-en.ini")).unwrap();
     assert!(
-        ini.contains("Pattern=^PW2003 target .*: process [0-9]+ vanished$"),
+        ini.contains("Pattern=^PW2003 target .*: process [0-9]+ vanished \\(.*\\)$"),
         "{ini}"
     );
     assert!(out(&["mib"]).contains("enterprises 99999"));
@@ -129,5 +130,6 @@ fn render_catalog_filters_and_mib_use_the_configured_catalog_and_templates() {
         .args(["render", "PW2003", "-c", "/nonexistent/procward.toml"])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&o.stdout).ends_with("process 4242 disappeared\n"));
+    assert!(String::from_utf8_lossy(&o.stdout)
+        .ends_with("process 4242 disappeared (killed by SIGSEGV, core dumped)\n"));
 }

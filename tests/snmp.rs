@@ -139,7 +139,12 @@ fn assert_varbinds(line: &str, pid: u32) {
         "PROCWARD-MIB::pwSeverity.0 = INTEGER: error(3)",
         "PROCWARD-MIB::pwTarget.0 = STRING: web",
         &format!("PROCWARD-MIB::pwPid.0 = INTEGER: {pid}"),
-        &format!("PROCWARD-MIB::pwText.0 = STRING: target web: process {pid} disappeared"),
+        &format!(
+            "PROCWARD-MIB::pwText.0 = STRING: target web: process {pid} disappeared (killed by SIGKILL)"
+        ),
+        "PROCWARD-MIB::pwExitCode.0 = INTEGER: -1",
+        "PROCWARD-MIB::pwExitSignal.0 = STRING: SIGKILL",
+        "PROCWARD-MIB::pwCoreDumped.0 = INTEGER: no(2)",
         "PROCWARD-MIB::pwSeq.0 = Gauge32: ",
     ] {
         assert!(line.contains(want), "missing `{want}` in:\n{line}");

@@ -160,7 +160,7 @@ fn rsyslogd_receives_exact_lines_in_both_formats_and_languages() {
     assert!(l.starts_with("procward["), "{l}");
     assert_eq!(
         &l[tag_end + 2..],
-        format!(" PW2003 target web: process {pid} disappeared"),
+        format!(" PW2003 target web: process {pid} disappeared (killed by SIGKILL)"),
         "{l}"
     );
     // RFC 3164 over UDP, Japanese (with the host name, as on the network).
@@ -168,7 +168,7 @@ fn rsyslogd_receives_exact_lines_in_both_formats_and_languages() {
     assert!(l.starts_with("procward["), "{l}");
     assert!(
         l.ends_with(&format!(
-            "]: PW2003 監視対象 web: プロセス {pid} の消滅を検出しました"
+            "]: PW2003 監視対象 web: プロセス {pid} の消滅を検出しました (シグナル SIGKILL で終了)"
         )),
         "{l}"
     );
@@ -178,7 +178,7 @@ fn rsyslogd_receives_exact_lines_in_both_formats_and_languages() {
     assert_eq!(
         l,
         format!(
-            "procward {procid} PW2003 [procward@32473 seq=\"{seq}\" severity=\"error\" pid=\"{pid}\" target=\"web\"] 監視対象 web: プロセス {pid} の消滅を検出しました"
+            "procward {procid} PW2003 [procward@32473 seq=\"{seq}\" severity=\"error\" core_dumped=\"false\" exit=\"killed by SIGKILL\" pid=\"{pid}\" signal=\"SIGKILL\" target=\"web\"] 監視対象 web: プロセス {pid} の消滅を検出しました (シグナル SIGKILL で終了)"
         )
     );
     // RFC 5424 over TCP (octet counting), English.
@@ -194,7 +194,9 @@ fn rsyslogd_receives_exact_lines_in_both_formats_and_languages() {
     );
     let l = rs.wait_line("tcp.log", "PW2003");
     assert!(
-        l.ends_with(&format!("] target web: process {pid} disappeared")),
+        l.ends_with(&format!(
+            "] target web: process {pid} disappeared (killed by SIGKILL)"
+        )),
         "{l}"
     );
 }

@@ -285,6 +285,9 @@ pub struct Context<'a> {
     pub state_dir: &'a Path,
     /// The journal sequence number of the event that started it.
     pub event_seq: u64,
+    /// How the process that failed ended (PROCWARD_EXIT_*; empty when
+    /// unknown).
+    pub exit: Option<crate::monitor::ExitStatus>,
 }
 
 impl Context<'_> {
@@ -300,6 +303,9 @@ impl Context<'_> {
             ("PROCWARD_MAX".into(), self.spec.retry.max.to_string()),
             ("PROCWARD_EVENT_ID".into(), self.event_seq.to_string()),
         ]
+        .into_iter()
+        .chain(crate::monitor::ExitStatus::env(self.exit.as_ref()))
+        .collect()
     }
 
     fn log(&self, suffix: &str) -> PathBuf {

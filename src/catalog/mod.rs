@@ -51,6 +51,8 @@ pub enum FieldType {
     Duration,
     /// One of a fixed set of values, shown through `[values.LANG.FIELD]`.
     Enum,
+    /// true or false.
+    Boolean,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,10 +96,18 @@ impl Message {
     /// Sample values of every declared field, for test renders and
     /// `procward render`.
     pub fn sample_fields(&self) -> BTreeMap<String, Value> {
-        self.fields
+        let mut f: BTreeMap<String, Value> = self
+            .fields
             .iter()
             .map(|(name, ty)| (name.clone(), sample_value(name, *ty)))
-            .collect()
+            .collect();
+        // An end by a signal: no exit_code then.
+        if f.contains_key("exit") {
+            f.remove("exit_code");
+            f.insert("signal".into(), Value::from("SIGSEGV"));
+            f.insert("core_dumped".into(), Value::from(true));
+        }
+        f
     }
 }
 
@@ -132,10 +142,14 @@ fn sample_value(name: &str, ty: FieldType) -> Value {
         "first" => "procward.toml:12:1: target[0].restart.timout: unknown field",
         "what" => "event journal",
         "probe" => "exec",
+        "exit" => "killed by SIGSEGV, core dumped",
+        "exit_code" => return Value::from(3),
+        "exit_source" => "pidfd info, zombie stat",
         _ => match ty {
             FieldType::String | FieldType::Enum => "sample",
             FieldType::Duration => "5s",
             FieldType::Integer => return Value::from(3),
+            FieldType::Boolean => return Value::from(false),
         },
     };
     Value::from(s)
@@ -337,11 +351,17 @@ impl Catalog {
         if let Some(t) = table.get(v) {
             return Some(t.clone());
         }
-        table.iter().find_map(|(k, t)| {
-            let (pre, post) = k.split_once("{}")?;
-            let mid = v.strip_prefix(pre)?.strip_suffix(post)?;
-            Some(t.replacen("{}", &self.duration(mid, lang), 1))
-        })
+        // The most specific key wins ("killed by {}, core dumped" over
+        // "killed by {}").
+        table
+            .iter()
+            .filter_map(|(k, t)| {
+                let (pre, post) = k.split_once("{}")?;
+                let mid = v.strip_prefix(pre)?.strip_suffix(post)?;
+                Some((pre.len() + post.len(), t, mid))
+            })
+            .max_by_key(|(len, _, _)| *len)
+            .map(|(_, t, mid)| t.replacen("{}", &self.duration(mid, lang), 1))
     }
 
     /// The fields of message `m` as its text in `lang` shows them:

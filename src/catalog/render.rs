@@ -280,14 +280,17 @@ mod tests {
     fn renders_both_languages() {
         let r = renderer();
         let ev = r.sample_event("PW2003", Lang::En);
-        assert_eq!(ev.text, "target httpd: process 4242 disappeared");
+        assert_eq!(
+            ev.text,
+            "target httpd: process 4242 disappeared (killed by SIGSEGV, core dumped)"
+        );
         assert_eq!(
             r.output("rfc3164", &ev, Lang::En).unwrap(),
-            "PW2003 target httpd: process 4242 disappeared"
+            "PW2003 target httpd: process 4242 disappeared (killed by SIGSEGV, core dumped)"
         );
         assert_eq!(
             r.output("rfc3164", &ev, Lang::Ja).unwrap(),
-            "PW2003 監視対象 httpd: プロセス 4242 の消滅を検出しました"
+            "PW2003 監視対象 httpd: プロセス 4242 の消滅を検出しました (シグナル SIGSEGV で終了、コアダンプあり)"
         );
     }
 
@@ -320,7 +323,8 @@ mod tests {
         let r = renderer();
         let spec = EventSpec::new(crate::event::msg::PROCESS_DISAPPEARED)
             .target("evil\nPW9999 forged\x1b[2J")
-            .pid(1);
+            .pid(1)
+            .field("exit", "exit status unknown");
         let ev = r.event(&spec, 1, 0, Lang::En);
         assert!(
             !ev.text.contains('\n') && !ev.text.contains('\x1b'),

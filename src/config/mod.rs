@@ -179,6 +179,8 @@ pub struct TargetSpec {
     pub on_retry_over: OnRetryOver,
     pub failover: Option<Failover>,
     pub stall: Option<Stall>,
+    /// Exit statuses that are a normal end, not a failure (PW2019).
+    pub success_exit: Vec<i32>,
     /// The match section as written, to tell on reload whether it changed.
     pub match_raw: MatchRaw,
 }
@@ -1234,6 +1236,16 @@ fn validate_target(c: &mut Collector, src: &Source, i: usize, t: &TargetRaw) -> 
         .stall
         .as_ref()
         .and_then(|st| validate_stall(at.c, src, &base, st));
+    let mut success_exit = Vec::new();
+    for &code in &t.success_exit {
+        match i32::try_from(code) {
+            Ok(c) if (0..=255).contains(&c) => success_exit.push(c),
+            _ => at.err(
+                &["success-exit"],
+                format!("{code} is not an exit status (0 to 255)"),
+            ),
+        }
+    }
     if c.errors.len() != n0 {
         return None;
     }
@@ -1247,6 +1259,7 @@ fn validate_target(c: &mut Collector, src: &Source, i: usize, t: &TargetRaw) -> 
         on_retry_over: t.on_retry_over,
         failover,
         stall,
+        success_exit,
         match_raw: t.matcher.clone(),
     })
 }

@@ -392,6 +392,9 @@ pub struct TargetRaw {
     pub on_retry_over: OnRetryOver,
     pub failover: Option<FailoverRaw>,
     pub stall: Option<StallRaw>,
+    /// Exit statuses that are a normal end (like systemd's SuccessExitStatus).
+    #[serde(default)]
+    pub success_exit: Vec<i64>,
 }
 
 fn d_probe_timeout() -> Dur {

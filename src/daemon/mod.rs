@@ -173,7 +173,8 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         EventSpec::new(msg::DAEMON_STARTED)
             .field("version", env!("CARGO_PKG_VERSION"))
             .field("targets", d.cfg.targets.len())
-            .field("config", d.cfg.path.display().to_string()),
+            .field("config", d.cfg.path.display().to_string())
+            .field("exit_source", crate::probe::exit::describe()),
     );
     if let Some(e) = state_err {
         let path = crate::state::path(&d.cfg.daemon.state_dir);
@@ -418,7 +419,8 @@ impl Daemon {
                     attempt,
                     reason,
                     pid,
-                } => self.run_script(target, attempt, reason, pid),
+                    exit,
+                } => self.run_script(target, attempt, reason, pid, exit),
                 Action::RunCommand { target, attempts } => self.run_command(target, attempts),
                 Action::AdoptScript {
                     target,

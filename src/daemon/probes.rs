@@ -42,16 +42,30 @@ impl Daemon {
         let grace = self.cfg.daemon.zombie_grace;
         let name = target.clone();
         let h = tokio::spawn(async move {
-            if !watch::exited(p).await {
-                let _ = tx.send(Msg::Poll(name, p));
-                return;
-            }
+            let fd = match watch::wait_end(p).await {
+                watch::Ended::Unsupported => {
+                    let _ = tx.send(Msg::Poll(name, p));
+                    return;
+                }
+                watch::Ended::Gone => None,
+                watch::Ended::Pidfd(fd) => Some(fd),
+            };
             let woke = tokio::time::Instant::now();
-            let kind = procfs::classify_exit(p, grace).await;
+            let (kind, zombie_status) = procfs::classify_exit(p, grace).await;
+            // Reaped by now (unless a zombie): the kernel has the status.
+            let status = fd
+                .as_ref()
+                .and_then(|fd| {
+                    use std::os::fd::AsFd;
+                    crate::probe::exit::from_pidfd(fd.as_fd())
+                })
+                .or(zombie_status)
+                .map(crate::monitor::ExitStatus::from_wait);
             let ended = Input::Exited {
                 target: name,
                 proc: p,
                 kind,
+                status,
             };
             let _ = tx.send(Msg::Ended(ended, woke));
         });
@@ -62,11 +76,12 @@ impl Daemon {
         let tx = self.tx.clone();
         let grace = self.cfg.daemon.zombie_grace;
         tokio::spawn(async move {
-            let kind = procfs::classify_exit(p, grace).await;
+            let (kind, status) = procfs::classify_exit(p, grace).await;
             let _ = tx.send(Msg::Input(Input::Exited {
                 target,
                 proc: p,
                 kind,
+                status: status.map(crate::monitor::ExitStatus::from_wait),
             }));
         });
     }

@@ -4,16 +4,21 @@
 use super::{Daemon, Msg};
 use crate::action;
 use crate::monitor::TargetId;
-use crate::monitor::{Input, ProcRef, Reason};
+use crate::monitor::{ExitStatus, Input, ProcRef, Reason};
 use crate::probe::{procfs, watch};
 use std::time::Duration;
 
 impl Daemon {
-    pub(super) fn script_context(&self, target: &str) -> Option<action::Context<'_>> {
+    pub(super) fn script_context(
+        &self,
+        target: &str,
+        exit: Option<ExitStatus>,
+    ) -> Option<action::Context<'_>> {
         Some(action::Context {
             spec: &self.monitor.target(target)?.spec,
             state_dir: &self.cfg.daemon.state_dir,
             event_seq: self.out.last_seq(target),
+            exit,
         })
     }
 
@@ -23,9 +28,10 @@ impl Daemon {
         attempt: u32,
         reason: Reason,
         pid: Option<u32>,
+        exit: Option<ExitStatus>,
     ) {
         let Some(run) = self
-            .script_context(&target)
+            .script_context(&target, exit)
             .and_then(|c| c.restart(attempt, reason, pid))
         else {
             return;
@@ -84,8 +90,9 @@ impl Daemon {
     }
 
     pub(super) fn run_command(&mut self, target: TargetId, attempts: u32) {
+        let exit = self.monitor.target(&target).and_then(|t| t.last_exit());
         let Some(run) = self
-            .script_context(&target)
+            .script_context(&target, exit)
             .and_then(|c| c.retry_over(attempts))
         else {
             return;

@@ -39,6 +39,7 @@ pub fn generate(r: &Renderer, root: &[u32]) -> Result<String, String> {
                 "severity": m.severity.as_str(),
                 "description": clean(&m.description.en),
                 "action": clean(&m.action.en),
+                "exit": m.fields.contains_key("exit"),
             })
         })
         .collect();

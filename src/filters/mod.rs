@@ -88,6 +88,7 @@ pub fn pattern(m: &Message, lang: Lang) -> Result<String, String> {
         let name = &c[1];
         out.push_str(match m.fields.get(name) {
             Some(crate::catalog::FieldType::Integer) => "[0-9]+",
+            Some(crate::catalog::FieldType::Boolean) => "(true|false)",
             Some(
                 crate::catalog::FieldType::String
                 | crate::catalog::FieldType::Duration

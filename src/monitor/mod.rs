@@ -110,6 +110,131 @@ pub enum ExitKind {
     Zombie { ppid: u32 },
 }
 
+/// How a process ended, as waitpid(2) would tell its parent: learned by
+/// procward for processes it did not start (see probe::exit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// The exit status, when it exited.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub code: Option<i32>,
+    /// The signal number, when a signal ended it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub signal: Option<i32>,
+    #[serde(default)]
+    pub core_dumped: bool,
+}
+
+/// Signal names by number (Linux, x86 and most architectures).
+const SIGNALS: [&str; 31] = [
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGABRT",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGSEGV",
+    "SIGUSR2",
+    "SIGPIPE",
+    "SIGALRM",
+    "SIGTERM",
+    "SIGSTKFLT",
+    "SIGCHLD",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGXCPU",
+    "SIGXFSZ",
+    "SIGVTALRM",
+    "SIGPROF",
+    "SIGWINCH",
+    "SIGIO",
+    "SIGPWR",
+    "SIGSYS",
+];
+
+/// "SIGSEGV" for 11; real-time signals as "SIGRTMIN+n".
+pub fn signal_name(sig: i32) -> String {
+    let rtmin = libc::SIGRTMIN();
+    match sig {
+        1..=31 => SIGNALS[(sig - 1) as usize].to_string(),
+        s if s >= rtmin && s <= libc::SIGRTMAX() => format!("SIGRTMIN+{}", s - rtmin),
+        s => format!("signal {s}"),
+    }
+}
+
+impl ExitStatus {
+    /// From a wait status (waitpid, /proc/PID/stat exit_code, pidfd info).
+    pub fn from_wait(status: i32) -> ExitStatus {
+        let sig = status & 0x7f;
+        if sig == 0 {
+            ExitStatus {
+                code: Some((status >> 8) & 0xff),
+                signal: None,
+                core_dumped: false,
+            }
+        } else {
+            ExitStatus {
+                code: None,
+                signal: Some(sig),
+                core_dumped: status & 0x80 != 0,
+            }
+        }
+    }
+
+    pub fn signal_name(&self) -> Option<String> {
+        self.signal.map(signal_name)
+    }
+
+    /// For texts: "exit status 3", "killed by SIGSEGV, core dumped".
+    pub fn describe(status: Option<&ExitStatus>) -> String {
+        match status {
+            None => "exit status unknown".into(),
+            Some(ExitStatus { code: Some(c), .. }) => format!("exit status {c}"),
+            Some(e) => match (e.signal_name(), e.core_dumped) {
+                (Some(s), true) => format!("killed by {s}, core dumped"),
+                (Some(s), false) => format!("killed by {s}"),
+                (None, _) => "exit status unknown".into(),
+            },
+        }
+    }
+
+    /// The fields of an event about the end: `exit` (text) and, when
+    /// known, `exit_code` or `signal`, and `core_dumped`.
+    pub fn fields(status: Option<&ExitStatus>, ev: EventSpec) -> EventSpec {
+        let mut ev = ev.field("exit", ExitStatus::describe(status));
+        if let Some(e) = status {
+            if let Some(c) = e.code {
+                ev = ev.field("exit_code", c);
+            }
+            if let Some(s) = e.signal_name() {
+                ev = ev.field("signal", s);
+            }
+            ev = ev.field("core_dumped", e.core_dumped);
+        }
+        ev
+    }
+
+    /// PROCWARD_EXIT_CODE, PROCWARD_EXIT_SIGNAL, PROCWARD_CORE_DUMPED for
+    /// scripts: empty when unknown.
+    pub fn env(status: Option<&ExitStatus>) -> Vec<(String, String)> {
+        let code = status.and_then(|e| e.code).map(|c| c.to_string());
+        let sig = status.and_then(|e| e.signal_name());
+        let core = status.map(|e| e.core_dumped.to_string());
+        vec![
+            ("PROCWARD_EXIT_CODE".into(), code.unwrap_or_default()),
+            ("PROCWARD_EXIT_SIGNAL".into(), sig.unwrap_or_default()),
+            ("PROCWARD_CORE_DUMPED".into(), core.unwrap_or_default()),
+        ]
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScriptOutcome {
     Exited {
@@ -137,11 +262,12 @@ pub enum Input {
         target: TargetId,
         procs: Vec<ProcRef>,
     },
-    /// A tracked process ended.
+    /// A tracked process ended (`status`: how, when it could be learned).
     Exited {
         target: TargetId,
         proc: ProcRef,
         kind: ExitKind,
+        status: Option<ExitStatus>,
     },
     /// Number of direct children of the main process.
     Children {
@@ -207,6 +333,8 @@ pub enum Action {
         attempt: u32,
         reason: Reason,
         pid: Option<u32>,
+        /// How the process that failed ended (PROCWARD_EXIT_*).
+        exit: Option<ExitStatus>,
     },
     /// Wait for a restart script that an earlier procward started (it may
     /// have ended already); report its end as `ScriptDone` with `Unknown`.
@@ -447,6 +575,9 @@ pub struct Persisted {
     /// resume and restarts of procward).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub up: Option<(ProcRef, Ms)>,
+    /// How the last main process ended (for status and the next script).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub last_exit: Option<ExitStatus>,
 }
 
 /// Where a recovery stood when the state was saved.
@@ -493,6 +624,8 @@ pub struct Target {
     down_reported: bool,
     /// The process `up_since` belongs to.
     up_proc: Option<ProcRef>,
+    /// How the last main process ended, when that could be learned.
+    last_exit: Option<ExitStatus>,
 }
 
 impl Target {
@@ -537,11 +670,17 @@ impl Target {
             last_event: None,
             down_reported: p.down_reported,
             up_proc: p.up.map(|u| u.0),
+            last_exit: p.last_exit,
         }
     }
 
     fn main(&self) -> Option<ProcRef> {
         self.procs.first().copied()
+    }
+
+    /// How the last main process ended, when that could be learned.
+    pub fn last_exit(&self) -> Option<ExitStatus> {
+        self.last_exit
     }
 
     /// The one way to change phase. Timers armed for the phase left
@@ -648,6 +787,7 @@ impl Target {
             recovering,
             down_reported: self.down_reported,
             up: self.up_proc.zip(self.up_since),
+            last_exit: self.last_exit,
         }
     }
 }
@@ -791,6 +931,9 @@ pub struct TargetStatus {
     pub probe: Option<String>,
     #[serde(default)]
     pub probe_failures: u32,
+    /// How the last main process ended: null when never seen or unknown.
+    #[serde(default)]
+    pub last_exit: Option<ExitStatus>,
 }
 
 pub struct Monitor {
@@ -965,6 +1108,7 @@ impl Monitor {
                     Phase::Up(u) => u.probe_failures,
                     _ => 0,
                 },
+                last_exit: t.last_exit,
             })
             .collect()
     }
@@ -1091,7 +1235,9 @@ impl Monitor {
         };
         match input {
             Input::Found { procs, .. } => self.on_found(i, procs, now, &mut actions),
-            Input::Exited { proc, kind, .. } => self.on_exited(i, proc, kind, now, &mut actions),
+            Input::Exited {
+                proc, kind, status, ..
+            } => self.on_exited(i, proc, kind, status, now, &mut actions),
             Input::Children { pid, count, .. } => {
                 let t = &mut self.targets[i];
                 let min = t.spec.children_min.unwrap_or(0);
@@ -1282,6 +1428,8 @@ impl Monitor {
             if let Some(p) = pid {
                 ev = ev.pid(p);
             }
+            // Gone while procward was not running: how it ended is unknown.
+            let ev = ExitStatus::fields(None, ev);
             self.fail(i, Reason::Disappeared, pid, ev, now, actions);
         } else {
             let mut out = Out { actions, now };
@@ -1335,12 +1483,14 @@ impl Monitor {
         i: usize,
         proc: ProcRef,
         kind: ExitKind,
+        status: Option<ExitStatus>,
         now: Ms,
         actions: &mut Vec<Action>,
     ) {
         let t = &mut self.targets[i];
         if let Phase::Stopping { reason } = t.phase {
             if t.main() == Some(proc) {
+                t.last_exit = status;
                 // The stalled process we stopped is gone: restart it.
                 if t.procs.len() > 1 {
                     actions.push(Action::UntrackAll {
@@ -1388,6 +1538,27 @@ impl Monitor {
             return;
         }
         if was_main {
+            t.last_exit = status;
+            // An end the operator declared normal (success-exit): said,
+            // not restarted; the target waits for its next start.
+            let normal = status
+                .and_then(|e| e.code)
+                .is_some_and(|c| t.spec.success_exit.contains(&c));
+            if normal && kind == ExitKind::Disappeared {
+                t.procs.clear();
+                t.up_proc = None;
+                t.down_reported = true;
+                t.enter(Phase::Waiting {
+                    announced: true,
+                    manual: false,
+                });
+                let ev = EventSpec::new(msg::ENDED_NORMALLY)
+                    .target(&name)
+                    .pid(proc.pid)
+                    .field("exit_code", status.and_then(|e| e.code).unwrap_or(0));
+                Out { actions, now }.emit(t, ev);
+                return;
+            }
             let (reason, ev) = match kind {
                 ExitKind::Disappeared => (
                     Reason::Disappeared,
@@ -1403,6 +1574,7 @@ impl Monitor {
                         .field("ppid", ppid),
                 ),
             };
+            let ev = ExitStatus::fields(status.as_ref(), ev);
             self.fail(i, reason, Some(proc.pid), ev, now, actions);
         }
         // Any other tracked process is a group member, handled above.
@@ -1708,11 +1880,18 @@ impl Monitor {
             ev = ev.pid(p);
         }
         out.emit(t, ev);
+        // How the process this restart replaces ended (not known for a
+        // count or children failure, nor for an operator's start).
+        let exit = match reason {
+            Reason::Disappeared | Reason::Zombie | Reason::Stalled => t.last_exit,
+            _ => None,
+        };
         out.push(Action::RunScript {
             target: name,
             attempt,
             reason,
             pid,
+            exit,
         });
         out.push(Action::Persist);
     }

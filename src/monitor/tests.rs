@@ -20,6 +20,7 @@ fn spec(name: &str) -> TargetSpec {
         },
         count: None,
         children_min: None,
+        success_exit: Vec::new(),
         restart: Restart {
             script: Some("/bin/true".into()),
             args: Vec::new(),
@@ -77,6 +78,7 @@ fn killed(m: &mut Monitor, pid: u32, now: Ms) -> Vec<Action> {
             target: "a".into(),
             proc: p(pid),
             kind: ExitKind::Disappeared,
+            status: None,
         },
         now,
     )
@@ -178,7 +180,8 @@ fn disappearance_restarts_at_once_and_recovers() {
         target: "a".into(),
         attempt: 1,
         reason: Reason::Disappeared,
-        pid: Some(100)
+        pid: Some(100),
+        exit: None,
     }));
     let a = script(&mut m, 1, 0, T0 + 2 * S);
     assert_eq!(ids(&a), vec![msg::RESTART_SCRIPT_DONE]);
@@ -199,6 +202,7 @@ fn zombie_is_reported_as_zombie() {
             target: "a".into(),
             proc: p(100),
             kind: ExitKind::Zombie { ppid: 7 },
+            status: None,
         },
         T0 + S,
     );
@@ -225,6 +229,7 @@ fn stale_exit_of_a_reused_pid_is_ignored() {
             target: "a".into(),
             proc: other,
             kind: ExitKind::Disappeared,
+            status: None,
         },
         T0 + S,
     );
@@ -659,6 +664,7 @@ fn every_emitted_event_renders_in_both_languages() {
             target: "a".into(),
             proc: p(200),
             kind: ExitKind::Zombie { ppid: 1 },
+            status: None,
         },
         at + 5,
     ));
@@ -890,4 +896,77 @@ fn start_finds_a_running_target_without_the_script() {
     let a = found(&mut m, &[100], T0 + S);
     assert_eq!(ids(&a), vec![msg::TARGET_FOUND]);
     assert!(!a.iter().any(|x| matches!(x, Action::RunScript { .. })));
+}
+
+/// How a process ended reaches PW2003's fields and the restart script.
+#[test]
+fn the_exit_status_is_reported_and_passed_to_the_script() {
+    let mut m = mon(spec("a"));
+    found(&mut m, &[100], T0);
+    let segv = ExitStatus::from_wait(11 | 0x80);
+    assert_eq!(segv.signal_name().as_deref(), Some("SIGSEGV"));
+    assert!(segv.core_dumped);
+    let a = m.handle(
+        Input::Exited {
+            target: "a".into(),
+            proc: p(100),
+            kind: ExitKind::Disappeared,
+            status: Some(segv),
+        },
+        T0 + S,
+    );
+    let ev = a
+        .iter()
+        .find_map(|x| match x {
+            Action::Emit(e) if e.id == msg::PROCESS_DISAPPEARED => Some(e.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(ev.fields["exit"], "killed by SIGSEGV, core dumped");
+    assert_eq!(ev.fields["signal"], "SIGSEGV");
+    assert_eq!(ev.fields["core_dumped"], true);
+    assert!(!ev.fields.contains_key("exit_code"));
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::RunScript { exit: Some(e), .. } if *e == segv)));
+    assert_eq!(m.status(T0 + S)[0].last_exit, Some(segv));
+    let env = ExitStatus::env(Some(&ExitStatus::from_wait(3 << 8)));
+    assert!(env.contains(&("PROCWARD_EXIT_CODE".into(), "3".into())));
+    assert!(env.contains(&("PROCWARD_EXIT_SIGNAL".into(), String::new())));
+    assert!(ExitStatus::env(None).iter().all(|(_, v)| v.is_empty()));
+}
+
+/// success-exit: an exit status the operator calls normal is said
+/// (PW2019) and not restarted; another status is a failure.
+#[test]
+fn a_success_exit_status_is_not_a_failure() {
+    let mut sp = spec("a");
+    sp.success_exit = vec![0];
+    let mut m = mon(sp);
+    found(&mut m, &[100], T0);
+    let a = m.handle(
+        Input::Exited {
+            target: "a".into(),
+            proc: p(100),
+            kind: ExitKind::Disappeared,
+            status: Some(ExitStatus::from_wait(0)),
+        },
+        T0 + S,
+    );
+    assert_eq!(ids(&a), vec![msg::ENDED_NORMALLY]);
+    assert_eq!(m.status(T0 + S)[0].state, State::Waiting);
+    found(&mut m, &[101], T0 + 2 * S);
+    let a = m.handle(
+        Input::Exited {
+            target: "a".into(),
+            proc: p(101),
+            kind: ExitKind::Disappeared,
+            status: Some(ExitStatus::from_wait(3 << 8)),
+        },
+        T0 + 3 * S,
+    );
+    assert_eq!(
+        ids(&a),
+        vec![msg::PROCESS_DISAPPEARED, msg::RESTART_STARTED]
+    );
 }

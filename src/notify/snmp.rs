@@ -146,7 +146,7 @@ pub fn varbinds(root: &[u32], ev: &Event, text: &str, uptime: u32) -> Vec<VarBin
         })
         .collect::<Vec<_>>()
         .join("; ");
-    vec![
+    let mut vbs = vec![
         VarBind {
             name: oid(SYS_UPTIME.to_vec()),
             value: VarBindValue::Value(rasn_smi::v1::TimeTicks(uptime).into()),
@@ -193,7 +193,32 @@ pub fn varbinds(root: &[u32], ev: &Event, text: &str, uptime: u32) -> Vec<VarBin
             name: obj(9),
             value: string(&text_hex(text)),
         },
-    ]
+    ];
+    // How the process ended, for the events about an end (PW2003, PW2004).
+    if ev.fields.contains_key("exit") {
+        let code = ev.fields.get("exit_code").and_then(|v| v.as_i64());
+        let signal = ev.fields.get("signal").and_then(|v| v.as_str());
+        let core = match ev.fields.get("core_dumped").and_then(|v| v.as_bool()) {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
+        };
+        vbs.extend([
+            VarBind {
+                name: obj(10),
+                value: int(code.unwrap_or(-1)),
+            },
+            VarBind {
+                name: obj(11),
+                value: string(signal.unwrap_or("")),
+            },
+            VarBind {
+                name: obj(12),
+                value: int(core),
+            },
+        ]);
+    }
+    vbs
 }
 
 /// The text as hexadecimal digits of its UTF-8 bytes, for trap handlers

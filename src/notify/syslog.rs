@@ -501,7 +501,9 @@ mod tests {
         .unwrap();
         assert!(line.starts_with("<27>"), "{line}"); // daemon.error = 3*8+3
         assert!(
-            line.ends_with(" procward[812]: PW2003 target httpd: process 4242 disappeared"),
+            line.ends_with(
+                " procward[812]: PW2003 target httpd: process 4242 disappeared (killed by SIGSEGV, core dumped)"
+            ),
             "{line}"
         );
     }

@@ -24,6 +24,9 @@ pub struct Stat {
     pub stime: u64,
     /// Clock ticks after boot.
     pub starttime: u64,
+    /// Field 52: the wait status of a zombie (0 while it runs; absent on
+    /// kernels before 3.5).
+    pub exit_code: Option<i32>,
 }
 
 impl Stat {
@@ -63,6 +66,7 @@ pub fn parse_stat(buf: &[u8]) -> Option<Stat> {
         utime: f.get(11)?.parse().ok()?,
         stime: f.get(12)?.parse().ok()?,
         starttime: f.get(19)?.parse().ok()?,
+        exit_code: f.get(49).and_then(|v| v.parse().ok()),
     })
 }
 
@@ -380,9 +384,11 @@ pub fn scan(targets: &[&TargetSpec], exclude: u32) -> HashMap<String, Vec<ProcRe
 
 /// How a tracked process ended. A zombie is usually reaped by its parent
 /// at once: it counts as a zombie only if it stays one for `grace`.
-pub async fn classify_exit(p: ProcRef, grace: Duration) -> crate::monitor::ExitKind {
+pub async fn classify_exit(p: ProcRef, grace: Duration) -> (crate::monitor::ExitKind, Option<i32>) {
     use crate::monitor::ExitKind;
     let deadline = tokio::time::Instant::now() + grace;
+    // The zombie's wait status (field 52), when seen before the reaping.
+    let mut status = None;
     // Its parent usually reaps it within a millisecond: look again soon,
     // then less and less often.
     let mut wait = Duration::from_micros(100);
@@ -395,17 +401,20 @@ pub async fn classify_exit(p: ProcRef, grace: Duration) -> crate::monitor::ExitK
         .ok()
         .flatten();
         match st {
-            None => return ExitKind::Disappeared,
+            None => return (ExitKind::Disappeared, status),
             Some(s) if s.is_dead() => {
+                if crate::probe::exit::use_zombie() {
+                    status = status.or(s.exit_code);
+                }
                 if tokio::time::Instant::now() >= deadline {
-                    return ExitKind::Zombie { ppid: s.ppid };
+                    return (ExitKind::Zombie { ppid: s.ppid }, status);
                 }
             }
             // Still running: the caller was wrong to ask; treat as gone
             // only if it stays so (poll again).
             Some(_) => {
                 if tokio::time::Instant::now() >= deadline {
-                    return ExitKind::Disappeared;
+                    return (ExitKind::Disappeared, status);
                 }
             }
         }

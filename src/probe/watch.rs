@@ -6,9 +6,18 @@ use crate::monitor::ProcRef;
 use crate::monitor::TargetId;
 use std::time::Duration;
 
-/// Wait until the pinned process has ended. `false` when no pidfd can be
-/// had (kernel before 5.3, seccomp): the caller watches by polling.
-pub async fn exited(p: ProcRef) -> bool {
+/// How a wait for a process's end came out.
+pub enum Ended {
+    /// It ended; its pidfd (kept for the exit status, see probe::exit).
+    Pidfd(std::os::fd::OwnedFd),
+    /// It was already gone when the watch began.
+    Gone,
+    /// No pidfd can be had (kernel before 5.3, seccomp): poll instead.
+    Unsupported,
+}
+
+/// Wait until the pinned process has ended.
+pub async fn wait_end(p: ProcRef) -> Ended {
     match tokio::task::spawn_blocking(move || open_pidfd(p)).await {
         Ok(Pidfd::Open(fd)) => {
             // SAFETY: the AsyncFd takes the pidfd by value and owns it for
@@ -19,14 +28,20 @@ pub async fn exited(p: ProcRef) -> bool {
             match afd {
                 Ok(afd) => {
                     let _ = afd.readable().await;
-                    true
+                    Ended::Pidfd(afd.into_inner())
                 }
-                Err(_) => false,
+                Err(_) => Ended::Unsupported,
             }
         }
-        Ok(Pidfd::Gone) => true,
-        Ok(Pidfd::Unsupported) | Err(_) => false,
+        Ok(Pidfd::Gone) => Ended::Gone,
+        Ok(Pidfd::Unsupported) | Err(_) => Ended::Unsupported,
     }
+}
+
+/// Wait until the pinned process has ended. `false` when no pidfd can be
+/// had (kernel before 5.3, seccomp): the caller watches by polling.
+pub async fn exited(p: ProcRef) -> bool {
+    !matches!(wait_end(p).await, Ended::Unsupported)
 }
 
 /// Wait until the pinned process has ended, by its pidfd or else by

@@ -124,48 +124,14 @@ pub struct ExitStatus {
     pub core_dumped: bool,
 }
 
-/// Signal names by number (Linux, x86 and most architectures).
-const SIGNALS: [&str; 31] = [
-    "SIGHUP",
-    "SIGINT",
-    "SIGQUIT",
-    "SIGILL",
-    "SIGTRAP",
-    "SIGABRT",
-    "SIGBUS",
-    "SIGFPE",
-    "SIGKILL",
-    "SIGUSR1",
-    "SIGSEGV",
-    "SIGUSR2",
-    "SIGPIPE",
-    "SIGALRM",
-    "SIGTERM",
-    "SIGSTKFLT",
-    "SIGCHLD",
-    "SIGCONT",
-    "SIGSTOP",
-    "SIGTSTP",
-    "SIGTTIN",
-    "SIGTTOU",
-    "SIGURG",
-    "SIGXCPU",
-    "SIGXFSZ",
-    "SIGVTALRM",
-    "SIGPROF",
-    "SIGWINCH",
-    "SIGIO",
-    "SIGPWR",
-    "SIGSYS",
-];
-
-/// "SIGSEGV" for 11; real-time signals as "SIGRTMIN+n".
+/// "SIGSEGV" for 11 (nix's names); real-time signals as "SIGRTMIN+n".
 pub fn signal_name(sig: i32) -> String {
-    let rtmin = libc::SIGRTMIN();
-    match sig {
-        1..=31 => SIGNALS[(sig - 1) as usize].to_string(),
-        s if s >= rtmin && s <= libc::SIGRTMAX() => format!("SIGRTMIN+{}", s - rtmin),
-        s => format!("signal {s}"),
+    match nix::sys::signal::Signal::try_from(sig) {
+        Ok(s) => s.as_str().to_string(),
+        Err(_) if sig >= libc::SIGRTMIN() && sig <= libc::SIGRTMAX() => {
+            format!("SIGRTMIN+{}", sig - libc::SIGRTMIN())
+        }
+        Err(_) => format!("signal {sig}"),
     }
 }
 

@@ -374,3 +374,70 @@ fn a_tcp_receiver_that_never_reads_is_reported_as_stalled_with_exact_drop_counts
         "PW3001 counts exactly what the receiver never got: missing {missing:?}"
     );
 }
+
+/// An SNMP trap sink whose manager is absent: one PW3002, no PW3003 until
+/// a trap gets through without an ICMP error.
+#[test]
+fn an_absent_snmp_manager_is_one_outage() {
+    let env = Env::new();
+    let port = free_udp_port();
+    env.write_config(&config(
+        &env,
+        &format!(
+            "[[sink.snmp]]\nname = \"nms\"\naddress = \"127.0.0.1:{port}\"\nversion = \"2c\"\ncommunity = \"public-ish\"\nmin-severity = \"debug\"\nhold-down = \"500ms\"\n"
+        ),
+    ));
+    let _d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW1001");
+    make_events(&env, 16);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(&env, "PW3002", "nms"), 1, "{:?}", env.ids());
+    assert_eq!(count(&env, "PW3003", "nms"), 0, "{:?}", env.ids());
+    let rx = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    env.wait_event(Duration::from_secs(40), |e| e["id"] == "PW3003");
+    let mut buf = [0u8; 4096];
+    assert!(rx.recv(&mut buf).is_ok(), "no trap arrived");
+    assert_eq!(count(&env, "PW3002", "nms"), 1);
+    assert_eq!(count(&env, "PW3003", "nms"), 1);
+}
+
+/// A unix datagram sink whose socket does not exist yet: one PW3002; the
+/// recovery is said once a receiver binds the path.
+#[test]
+fn a_missing_unix_socket_is_one_outage_until_a_receiver_binds_it() {
+    let env = Env::new();
+    let path = env.path("log.sock");
+    env.write_config(&config(
+        &env,
+        &format!(
+            "[[sink.syslog]]\nname = \"local\"\ntransport = \"unix\"\naddress = \"{}\"\nmin-severity = \"debug\"\n",
+            path.display()
+        ),
+    ));
+    let _d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW1001");
+    make_events(&env, 16);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&env, "PW3002", "local"), 1, "{:?}", env.ids());
+    assert_eq!(count(&env, "PW3003", "local"), 0);
+    let rx = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    env.wait_event(Duration::from_secs(40), |e| e["id"] == "PW3003");
+    make_events(&env, 1);
+    let want = last_seq(&env);
+    let mut got = String::new();
+    let deadline = Instant::now() + T;
+    let mut buf = vec![0u8; 65536];
+    while !got.contains("PW1005") && Instant::now() < deadline {
+        if let Ok(n) = rx.recv(&mut buf) {
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+            got.push('\n');
+        }
+    }
+    assert!(got.contains("PW1005"), "event {want} not received: {got}");
+    assert_eq!(count(&env, "PW3002", "local"), 1);
+    assert_eq!(count(&env, "PW3003", "local"), 1);
+}

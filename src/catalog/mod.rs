@@ -145,6 +145,7 @@ fn sample_value(name: &str, ty: FieldType) -> Value {
         "exit" => "killed by SIGSEGV, core dumped",
         "exit_code" => return Value::from(3),
         "exit_source" => "pidfd info, zombie stat",
+        "discovery" => "process events, scan as safety net",
         _ => match ty {
             FieldType::String | FieldType::Enum => "sample",
             FieldType::Duration => "5s",

@@ -5,6 +5,7 @@
 //! serves the socket. All decisions are the core's; `apply` is the one
 //! bridge from the core to the edges.
 
+mod discovery;
 mod probes;
 mod requests;
 mod schedule;
@@ -70,6 +71,12 @@ enum Msg {
     Wrote(String, PathBuf, Result<(), String>),
     /// An event the outputs say about themselves.
     Report(EventSpec),
+    /// The process-events connector reported new processes.
+    Spawned,
+    /// A new process matches a target procward looks for: scan now.
+    ScanNow,
+    /// The process-events connector failed: scan at the normal pace.
+    EventsLost,
 }
 
 struct ScanResult {
@@ -103,6 +110,7 @@ struct Daemon {
     denials: Denials,
     /// Counters and histograms for `daemon.metrics-listen` (when set).
     metrics: Option<crate::metrics::Metrics>,
+    discovery: discovery::Discovery,
     _lock: std::fs::File,
 }
 
@@ -167,6 +175,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         watches: watch::Watches::default(),
         denials: Denials::default(),
         metrics: d_metrics,
+        discovery: discovery::Discovery::start(tx.clone()),
         _lock: lock,
     };
     d.out.emit(
@@ -174,7 +183,8 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
             .field("version", env!("CARGO_PKG_VERSION"))
             .field("targets", d.cfg.targets.len())
             .field("config", d.cfg.path.display().to_string())
-            .field("exit_source", crate::probe::exit::describe()),
+            .field("exit_source", crate::probe::exit::describe())
+            .field("discovery", d.discovery.describe()),
     );
     if let Some(e) = state_err {
         let path = crate::state::path(&d.cfg.daemon.state_dir);
@@ -384,6 +394,9 @@ impl Daemon {
             Msg::Reloaded(result, by, reply) => self.finish_reload(*result, by, reply),
             Msg::Wrote(what, path, r) => self.out.write_result(&what, &path, r),
             Msg::Report(spec) => self.out.emit(spec),
+            Msg::Spawned => self.spawned(),
+            Msg::ScanNow => self.schedule.scan_soon(),
+            Msg::EventsLost => self.discovery.active = false,
         }
     }
 

@@ -87,7 +87,24 @@ impl Daemon {
     }
 
     pub(super) fn start_scan(&mut self) {
-        let targets: Vec<Arc<config::TargetSpec>> = self.monitor.scan_targets().cloned().collect();
+        // With process events, /proc is walked only when a new process
+        // matched, while settling, and as a rare safety net.
+        // A pidfile is written after the exec (no event says when): targets
+        // waiting for one keep the normal pace (a pidfile read, no walk).
+        let pidfiles = self
+            .monitor
+            .scan_targets()
+            .any(|t| t.matcher.pidfile.is_some());
+        let full = self.discovery.full_scan(
+            self.cfg.daemon.interval,
+            self.schedule.soon(),
+            self.monitor.fast_scan() || pidfiles,
+        );
+        let targets: Vec<Arc<config::TargetSpec>> = if full {
+            self.monitor.scan_targets().cloned().collect()
+        } else {
+            Vec::new()
+        };
         let children: Vec<(TargetId, u32)> = self
             .monitor
             .children_checks()

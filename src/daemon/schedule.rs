@@ -92,6 +92,11 @@ impl Schedule {
         self.scan_soon = true;
     }
 
+    /// A scan was asked for (not just the interval).
+    pub fn soon(&self) -> bool {
+        self.scan_soon
+    }
+
     pub fn scan_started(&mut self, running: bool) {
         self.last_scan = Instant::now();
         self.scan_soon = false;

@@ -15,10 +15,9 @@
 //!
 //! `PROCWARD_EXIT_SOURCE` = `pidfd`, `zombie` or `none` forces one (tests,
 //! or a kernel that misbehaves); the default uses every source available.
-//! The netlink process-events connector would add a third source for
-//! kernels before 6.15 but needs CAP_NET_ADMIN in the initial namespaces
-//! and wakes procward for every exit on the host; it is not used (see
-//! BENCHMARKS.md and the README).
+//! The netlink process-events connector would add a source for kernels
+//! before 6.15 but needs CAP_NET_ADMIN in the initial namespaces; it is
+//! used for discovery only (docs/exit-and-discovery.md).
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::OnceLock;

@@ -1,6 +1,7 @@
 //! Probes: /proc discovery and stat reads (procfs.rs), and the pidfd exit
 //! watch.
 
+pub mod events;
 pub mod exit;
 pub mod procfs;
 pub mod stall;

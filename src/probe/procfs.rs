@@ -310,6 +310,22 @@ impl Candidate {
     }
 }
 
+/// Does any of `pids` (new processes) match one of `targets`? Pidfiles
+/// are not read here: a target with one matches on its other matchers.
+pub fn any_matches(pids: &[u32], targets: &[&TargetSpec], me: u32) -> bool {
+    let mut buf = Vec::with_capacity(512);
+    pids.iter().any(|&pid| {
+        let Ok(Some(st)) = read_stat(pid, &mut buf) else {
+            return false;
+        };
+        if !adoptable(&st, me) || st.is_dead() {
+            return false;
+        }
+        let mut c = Candidate::new(st);
+        targets.iter().any(|t| c.matches(&t.matcher))
+    })
+}
+
 /// Order matching processes: top-most (parent does not match) first,
 /// oldest first; the first is the main process.
 fn order(mut matched: Vec<Stat>) -> Vec<ProcRef> {

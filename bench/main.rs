@@ -20,6 +20,8 @@ struct Args {
     procward: PathBuf,
     /// Only these monitors (procward, monit-pidfile, monit-matching, ps-loop).
     only: Option<Vec<String>>,
+    /// Only the discovery measurement (prints its table).
+    discovery_only: bool,
 }
 
 fn parse_args() -> Args {
@@ -30,6 +32,7 @@ fn parse_args() -> Args {
         out: PathBuf::from("BENCHMARKS.md"),
         procward: PathBuf::from("target/release/procward"),
         only: None,
+        discovery_only: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -47,6 +50,11 @@ fn parse_args() -> Args {
             "--out" => a.out = PathBuf::from(v),
             "--procward" => a.procward = PathBuf::from(v),
             "--only" => a.only = Some(v.split(',').map(str::to_string).collect()),
+            "--discovery-only" => {
+                a.discovery_only = true;
+                i += 1;
+                continue;
+            }
             other => panic!("unknown argument {other}; see scripts/bench.sh"),
         }
         i += 2;
@@ -407,6 +415,104 @@ fn bench_procward(a: &Args, n: usize, dir: &Path, targets: &mut Targets, latency
     row
 }
 
+/// Discovery: a process matching a waiting target is started; the time
+/// from the spawn to PW2001 (or PW2017) in procward's journal, in ms, with
+/// the process-events connector and with the scan alone (events off).
+fn bench_discovery(a: &Args, dir: &Path, events: bool) -> Option<(f64, f64)> {
+    std::fs::create_dir_all(dir).unwrap();
+    let state = dir.join("state-discovery");
+    let _ = std::fs::remove_dir_all(&state);
+    let tok = std::process::id();
+    let cfg = format!(
+        "[daemon]\ninterval = \"1s\"\nstate-dir = \"{}\"\ncontrol-socket = \"{}/pw-d.sock\"\n\n[[target]]\nname = \"late\"\nmatch.cmdline = '^sleep 1000\\.{tok}$'\n",
+        state.display(),
+        dir.display()
+    );
+    let cfg_path = dir.join("procward-discovery.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    std::fs::set_permissions(&cfg_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut cmd = Command::new(&a.procward);
+    cmd.args(["run", "--quiet", "-c"])
+        .arg(&cfg_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if !events {
+        cmd.env("PROCWARD_PROC_EVENTS", "off");
+    }
+    let child = cmd.spawn().expect("start procward");
+    let mut journal = Journal::new(&state);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while journal.count("PW2002", "late") == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        journal.update();
+    }
+    let mut rng = Rng(0x2545f4914f6cdd1d);
+    let mut lat = Vec::new();
+    for _ in 0..a.samples {
+        // Anywhere in the scan's 1 s cycle.
+        std::thread::sleep(Duration::from_millis(rng.next(1000) as u64));
+        journal.update();
+        let found = |j: &Journal| j.count("PW2001", "late") + j.count("PW2017", "late");
+        let gone = journal.count("PW2003", "late");
+        let before = found(&journal);
+        let t0 = now_ns();
+        let mut p = Command::new("sleep")
+            .arg(format!("1000.{tok}"))
+            .spawn()
+            .expect("sleep");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while found(&journal) == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+            journal.update();
+        }
+        let t = journal
+            .last("PW2001", "late")
+            .into_iter()
+            .chain(journal.last("PW2017", "late"))
+            .max();
+        if let Some(t) = t {
+            lat.push((t as f64 - (t0 / 1_000_000) as f64).max(0.0));
+        }
+        let _ = p.kill();
+        let _ = p.wait();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while journal.count("PW2003", "late") == gone && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            journal.update();
+        }
+    }
+    stop(child);
+    if lat.is_empty() {
+        return None;
+    }
+    Some((
+        percentile(&mut lat.clone(), 50.0),
+        percentile(&mut lat, 99.0),
+    ))
+}
+
+fn discovery_table(a: &Args, dir: &Path) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "## Discovery\n");
+    let _ = writeln!(
+        md,
+        "A process matching a waiting target (`match.cmdline`, `interval = \"1s\"`) is started at a random point of \
+         the scan cycle; the time from the spawn to PW2001/PW2017 in the journal (millisecond stamps), p50 / p99 of {} starts.\n",
+        a.samples
+    );
+    let _ = writeln!(md, "| discovery | spawn → found p50 / p99 ms |");
+    let _ = writeln!(md, "|---|---:|");
+    for (label, events) in [
+        ("process events (root)", true),
+        ("scan only (`PROCWARD_PROC_EVENTS=off`)", false),
+    ] {
+        let r = bench_discovery(a, dir, events);
+        let _ = writeln!(md, "| {label} | {} |", fmt_pair(r));
+    }
+    let _ = writeln!(md);
+    md
+}
+
 fn bench_monit(
     a: &Args,
     n: usize,
@@ -595,6 +701,12 @@ fn main() {
          line. Ratios are against procward in the same run.\n",
         a.steady, a.samples
     );
+    if a.discovery_only {
+        let md = discovery_table(&a, &base);
+        let _ = std::fs::remove_dir_all(&base);
+        print!("{md}");
+        return;
+    }
     for &n in &a.ns {
         eprintln!("== N = {n}");
         let dir = base.join(format!("n{n}"));
@@ -645,6 +757,8 @@ fn main() {
         }
         let _ = writeln!(md);
     }
+    eprintln!("== discovery");
+    md.push_str(&discovery_table(&a, &base));
     let _ = writeln!(
         md,
         "Total run time: {:.0} s.",

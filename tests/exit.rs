@@ -266,3 +266,30 @@ fn each_exit_source_forced_and_the_unknown_fallback() {
     let e = script_env(&env, 1);
     assert!(e.contains("PROCWARD_EXIT_CODE=5\n"), "{e}");
 }
+
+/// The application ends while procward itself is down (being restarted):
+/// nobody can tell how; the next procward says so, and the restart
+/// script gets empty PROCWARD_EXIT_*.
+#[test]
+fn an_end_while_procward_is_down_is_reported_as_unknown() {
+    let env = Env::new();
+    let tok = token();
+    let (_, section) = app(&env, &tok, false);
+    env.write_config(&format!("{}{section}", env.daemon_section("")));
+    let mut d = env.start();
+    let pid = start_app(&env);
+    d.stop();
+    stop_with(&env, 3);
+    // Gone before procward comes back (bounded).
+    let deadline = std::time::Instant::now() + T;
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _d = env.start();
+    let ev = end_event(&env, "PW2003", 1);
+    assert_eq!(ev["pid"], pid);
+    assert_eq!(ev["fields"]["exit"], "exit status unknown", "{ev}");
+    let e = script_env(&env, 1);
+    assert!(e.contains("PROCWARD_EXIT_CODE=\n"), "{e}");
+}

@@ -44,8 +44,36 @@ fn all_events(r: &Renderer, lang: Lang) -> Vec<Event> {
         }
         ev.text = r.text(&m.id, &ev.fields, lang).unwrap();
         out.push(ev);
+        // Every way a process can end, for the messages that say it.
+        if m.fields.contains_key("exit") {
+            for status in [
+                Some(procward::monitor::ExitStatus::from_wait(3 << 8)),
+                Some(procward::monitor::ExitStatus::from_wait(0)),
+                Some(procward::monitor::ExitStatus::from_wait(9)),
+                Some(procward::monitor::ExitStatus::from_wait(11 | 0x80)),
+                None,
+            ] {
+                let spec = procward::monitor::ExitStatus::fields(
+                    status.as_ref(),
+                    procward::event::EventSpec::new(crate_id(&m.id))
+                        .target("web")
+                        .pid(4242)
+                        .field("ppid", 1),
+                );
+                out.push(r.event(&spec, 1, 0, lang));
+            }
+        }
     }
     out
+}
+
+/// The catalog's IDs as the &'static str an EventSpec takes.
+fn crate_id(id: &str) -> &'static str {
+    match id {
+        "PW2003" => procward::event::msg::PROCESS_DISAPPEARED,
+        "PW2004" => procward::event::msg::PROCESS_ZOMBIE,
+        other => panic!("no exit fields expected in {other}"),
+    }
 }
 
 /// What a filter sees of one message: "ID text", from the real line of

@@ -14,8 +14,43 @@ pub const FILE: &str = "state.json";
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StateFile {
     version: u32,
+    /// When the snapshot was taken (ms since the epoch): in-flight records
+    /// newer than this override their target's entry at load.
+    #[serde(default)]
+    saved_ms: u64,
     targets: BTreeMap<String, Persisted>,
 }
+
+/// One target's state written just before its restart script runs
+/// (`inflight/TARGET.json`): small and quick to fsync, so the restart does
+/// not wait for the whole state file of every target. Merged at load,
+/// removed once a newer state.json holds it.
+#[derive(Debug, Serialize, Deserialize)]
+struct InFlightFile {
+    saved_ms: u64,
+    target: String,
+    state: Persisted,
+}
+
+const INFLIGHT: &str = "inflight";
+
+/// A strictly increasing stamp (microseconds since the epoch, bumped on a
+/// tie) that orders state snapshots and in-flight records.
+pub fn stamp() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = crate::event::now_ms().saturating_mul(1000);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST.compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+/// The largest in-flight record procward reads.
+const INFLIGHT_MAX: u64 = 1 << 20;
 
 pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
@@ -164,16 +199,78 @@ pub const STATE_MAX: u64 = 64 << 20;
 /// state to go on with).
 pub fn load(dir: &Path) -> Result<BTreeMap<String, Persisted>, String> {
     let p = path(dir);
-    let text = match read_bounded(&p, STATE_MAX) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(e.to_string()),
+    let (mut targets, saved_ms, result) = match read_bounded(&p, STATE_MAX) {
+        Ok(text) => match serde_json::from_slice::<StateFile>(&text) {
+            Ok(s) => (s.targets, s.saved_ms, Ok(())),
+            Err(e) => {
+                let _ = std::fs::rename(&p, dir.join("state.json.bad"));
+                (BTreeMap::new(), 0, Err(e.to_string()))
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BTreeMap::new(), 0, Ok(())),
+        Err(e) => (BTreeMap::new(), 0, Err(e.to_string())),
     };
-    match serde_json::from_slice::<StateFile>(&text) {
-        Ok(s) => Ok(s.targets),
-        Err(e) => {
-            let _ = std::fs::rename(&p, dir.join("state.json.bad"));
-            Err(e.to_string())
+    // Restarts whose record is newer than the state file.
+    for rec in read_inflight(dir) {
+        if rec.saved_ms > saved_ms {
+            targets.insert(rec.target, rec.state);
+        }
+    }
+    result.map(|()| targets)
+}
+
+/// The in-flight records (unreadable ones are skipped: the state file or
+/// a fresh start covers them).
+fn read_inflight(dir: &Path) -> Vec<InFlightFile> {
+    let Ok(entries) = std::fs::read_dir(dir.join(INFLIGHT)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .filter_map(|e| read_bounded(&e.path(), INFLIGHT_MAX).ok())
+        .filter_map(|b| serde_json::from_slice::<InFlightFile>(&b).ok())
+        .collect()
+}
+
+/// Write `target`'s state before its restart script runs (temp file,
+/// fsync, rename): what a procward killed meanwhile finds at start-up.
+pub fn save_inflight(
+    dir: &Path,
+    target: &str,
+    state: &Persisted,
+    saved_ms: u64,
+) -> std::io::Result<()> {
+    let sub = dir.join(INFLIGHT);
+    ensure_subdir(&sub)?;
+    // Target names are letters, digits, `-`, `_` and `.`: no separator.
+    let file = sub.join(format!("{target}.json"));
+    let tmp = sub.join(format!("{target}.json.tmp"));
+    let body = serde_json::to_vec(&InFlightFile {
+        saved_ms,
+        target: target.to_string(),
+        state: state.clone(),
+    })?;
+    {
+        let mut f = create_new(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &file)
+}
+
+/// Remove the in-flight records a state file saved at `saved_ms` holds.
+fn prune_inflight(dir: &Path, saved_ms: u64) {
+    let Ok(entries) = std::fs::read_dir(dir.join(INFLIGHT)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let old = read_bounded(&e.path(), INFLIGHT_MAX)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<InFlightFile>(&b).ok())
+            .is_none_or(|r| r.saved_ms <= saved_ms);
+        if old {
+            let _ = std::fs::remove_file(e.path());
         }
     }
 }
@@ -183,6 +280,7 @@ pub fn load(dir: &Path) -> Result<BTreeMap<String, Persisted>, String> {
 pub struct Pending {
     dir: PathBuf,
     targets: BTreeMap<String, Persisted>,
+    saved_ms: u64,
 }
 
 impl Pending {
@@ -190,6 +288,7 @@ impl Pending {
         Pending {
             dir: dir.to_path_buf(),
             targets,
+            saved_ms: stamp(),
         }
     }
 
@@ -198,15 +297,24 @@ impl Pending {
     }
 
     pub fn write(&self) -> std::io::Result<()> {
-        save(&self.dir, &self.targets)
+        save_at(&self.dir, &self.targets, self.saved_ms)
     }
 }
 
 /// Write the state atomically (temp file, fsync, rename).
 pub fn save(dir: &Path, targets: &BTreeMap<String, Persisted>) -> std::io::Result<()> {
+    save_at(dir, targets, stamp())
+}
+
+fn save_at(
+    dir: &Path,
+    targets: &BTreeMap<String, Persisted>,
+    saved_ms: u64,
+) -> std::io::Result<()> {
     let tmp = dir.join("state.json.tmp");
     let body = serde_json::to_vec(&StateFile {
         version: 1,
+        saved_ms,
         targets: targets.clone(),
     })?;
     {
@@ -214,12 +322,48 @@ pub fn save(dir: &Path, targets: &BTreeMap<String, Persisted>) -> std::io::Resul
         f.write_all(&body)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path(dir))
+    std::fs::rename(&tmp, path(dir))?;
+    prune_inflight(dir, saved_ms);
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A restart's record newer than state.json wins at load; a state
+    /// file written after it takes over and removes it.
+    #[test]
+    fn inflight_records_override_older_state_and_are_pruned_by_newer() {
+        let d = tempfile::tempdir().unwrap();
+        let mut m = BTreeMap::new();
+        m.insert("a".to_string(), Persisted::default());
+        save(d.path(), &m).unwrap();
+        let restarting = Persisted {
+            attempts: vec![5],
+            ..Default::default()
+        };
+        save_inflight(d.path(), "a", &restarting, stamp()).unwrap();
+        assert_eq!(load(d.path()).unwrap()["a"], restarting);
+        // An older snapshot written later does not hide the record.
+        let old = Pending {
+            dir: d.path().to_path_buf(),
+            targets: m.clone(),
+            saved_ms: 1,
+        };
+        old.write().unwrap();
+        assert_eq!(load(d.path()).unwrap()["a"], restarting);
+        // A newer one replaces it and removes it.
+        save(d.path(), &m).unwrap();
+        assert_eq!(load(d.path()).unwrap()["a"], Persisted::default());
+        assert_eq!(
+            std::fs::read_dir(d.path().join(INFLIGHT)).unwrap().count(),
+            0
+        );
+        // Garbage in the directory is ignored, never a panic.
+        std::fs::write(d.path().join(INFLIGHT).join("x.json"), b"{garbage").unwrap();
+        assert!(load(d.path()).is_ok());
+    }
 
     #[test]
     fn round_trip_and_corruption() {

@@ -38,12 +38,17 @@ impl Daemon {
         };
         // The attempt is on disk before its script runs: a procward killed
         // meanwhile waits for this script when it starts again, and never
-        // runs a second one. (A failed write does not hold the restart up.)
-        let _ = self.schedule.take_persist();
-        self.out.save_state(crate::state::Pending::new(
-            &self.cfg.daemon.state_dir,
-            self.monitor.snapshot(),
-        ));
+        // runs a second one. Only this target's record is written and
+        // synced first (small, whatever the number of targets); the whole
+        // state file follows. (A failed write does not hold the restart up.)
+        if let Some(state) = self.monitor.persisted_of(&target) {
+            self.out.save_inflight(crate::notify::InFlight {
+                dir: self.cfg.daemon.state_dir.clone(),
+                target: target.to_string(),
+                state,
+            });
+        }
+        self.schedule.persist_soon();
         let saved = self.out.synced();
         let tx = self.tx.clone();
         tokio::spawn(async move {

@@ -1035,6 +1035,11 @@ impl Monitor {
             .flat_map(|t| t.procs.iter().map(move |p| (t.spec.name.as_str(), *p)))
     }
 
+    /// One target's state, as the state file would hold it.
+    pub fn persisted_of(&self, target: &str) -> Option<Persisted> {
+        self.target(target).map(|t| t.persisted())
+    }
+
     pub fn snapshot(&self) -> BTreeMap<String, Persisted> {
         self.targets
             .iter()

@@ -20,9 +20,18 @@ enum IoMsg {
     Event(Arc<Event>, Option<String>),
     /// The state slot holds a newer snapshot.
     State,
+    /// One target's state before its restart script runs.
+    InFlight(Box<InFlight>),
     Sync(std::sync::mpsc::Sender<()>),
     /// Like Sync, for an async waiter.
     Synced(tokio::sync::oneshot::Sender<()>),
+}
+
+/// One target's state to write before its restart script runs.
+pub struct InFlight {
+    pub dir: PathBuf,
+    pub target: String,
+    pub state: crate::monitor::Persisted,
 }
 
 /// Write failures of procward's own files, one PW1012 per outage and one
@@ -123,6 +132,28 @@ impl Notifier {
                                 }
                             }
                         }
+                        IoMsg::InFlight(r) => {
+                            let file = r.dir.join("inflight");
+                            let said = match crate::state::save_inflight(
+                                &r.dir,
+                                &r.target,
+                                &r.state,
+                                crate::state::stamp(),
+                            ) {
+                                Err(e) => {
+                                    eprintln!(
+                                        "procward: cannot save the restart of {} in {}: {e}",
+                                        r.target,
+                                        file.display()
+                                    );
+                                    outages.failed("state file", &file, &e.to_string())
+                                }
+                                Ok(()) => outages.ok("state file", &file),
+                            };
+                            if let Some(spec) = said {
+                                report(spec);
+                            }
+                        }
                         IoMsg::Sync(done) => {
                             let _ = done.send(());
                         }
@@ -159,6 +190,13 @@ impl Notifier {
             // State must not be lost: wait for room rather than drop.
             let _ = self.io.send(IoMsg::State);
         }
+    }
+
+    /// Write one target's state ahead of the whole state file (a restart
+    /// about to run); `synced` after it waits for this record only, plus
+    /// whatever was queued before it.
+    pub fn save_inflight(&self, r: InFlight) {
+        let _ = self.io.send(IoMsg::InFlight(Box::new(r)));
     }
 
     /// Completes once everything sent so far is written (or failed to

@@ -136,6 +136,10 @@ impl Outputs {
         self.notifier.save_state(snapshot);
     }
 
+    pub fn save_inflight(&self, r: super::InFlight) {
+        self.notifier.save_inflight(r);
+    }
+
     /// Completes once everything handed over so far is written.
     pub fn synced(&self) -> tokio::sync::oneshot::Receiver<()> {
         self.notifier.synced()

@@ -32,6 +32,9 @@ pub(super) struct Discovery {
     /// Process events arrive (the scan may be rarer).
     pub active: bool,
     last_full: Option<Instant>,
+    /// A check of new pids runs (one at a time: an exec storm never piles
+    /// up blocking tasks; what comes meanwhile waits in `pending`).
+    checking: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Discovery {
@@ -52,6 +55,7 @@ impl Discovery {
                     pending,
                     active: false,
                     last_full: None,
+                    checking: Arc::default(),
                 };
             }
         }
@@ -59,6 +63,7 @@ impl Discovery {
             pending,
             active,
             last_full: None,
+            checking: Arc::default(),
         }
     }
 
@@ -124,6 +129,10 @@ impl Daemon {
     /// New processes were reported: any that a waiting target matches
     /// brings the scan forward.
     pub(super) fn spawned(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.discovery.checking.load(Ordering::Acquire) {
+            return; // the running check asks again when it is done
+        }
         let (pids, overflow) = {
             let mut p = self
                 .discovery
@@ -143,11 +152,17 @@ impl Daemon {
         }
         let tx = self.tx.clone();
         let me = std::process::id();
+        let checking = self.discovery.checking.clone();
+        checking.store(true, Ordering::Release);
         tokio::task::spawn_blocking(move || {
             let refs: Vec<&TargetSpec> = targets.iter().map(|t| t.as_ref()).collect();
-            if procfs::any_matches(&pids, &refs, me) {
+            let matched = procfs::any_matches(&pids, &refs, me);
+            checking.store(false, Ordering::Release);
+            if matched {
                 let _ = tx.send(Msg::ScanNow);
             }
+            // What arrived meanwhile.
+            let _ = tx.send(Msg::Spawned);
         });
     }
 }

@@ -108,13 +108,6 @@ fn agent_action(env: &Env, action: &str) -> (i32, String) {
     (o.status.code().unwrap_or(-1), out)
 }
 
-/// The pid of procward under the test's reaper.
-fn daemon_pid(d: &Daemon) -> u32 {
-    let r = d.pid();
-    let text = std::fs::read_to_string(format!("/proc/{r}/task/{r}/children")).unwrap();
-    text.split_whitespace().next().unwrap().parse().unwrap()
-}
-
 fn apps(tok: &str) -> Vec<u32> {
     sleepers(tok)
 }
@@ -142,7 +135,7 @@ fn with_procward_down_the_agent_decides_from_the_application() {
     assert_eq!(first.len(), 1, "{first:?}");
 
     // procward dies (or is being restarted): the application runs on.
-    kill(daemon_pid(&d), libc::SIGKILL);
+    kill(d.procward_pid(), libc::SIGKILL);
     d.stop();
     let (rc, out) = agent_action(&env, "monitor");
     assert_eq!(rc, 0, "monitor with procward down, application up: {out}");

@@ -16,13 +16,6 @@ fn count_of(env: &Env, id: &str) -> usize {
     env.ids().iter().filter(|i| *i == id).count()
 }
 
-/// The procward process under the reaper `d` runs.
-fn daemon_pid(d: &Daemon) -> u32 {
-    let r = d.pid();
-    let text = std::fs::read_to_string(format!("/proc/{r}/task/{r}/children")).unwrap();
-    text.split_whitespace().next().unwrap().parse().unwrap()
-}
-
 /// A restart script that counts its runs in `NAME.runs` and starts the
 /// target only when `NAME.ok` exists (after sleeping `delay` seconds).
 fn counting_script(env: &Env, name: &str, tok: &str, delay: &str) -> PathBuf {
@@ -369,7 +362,7 @@ fn procward_killed_during_a_slow_restart_runs_the_script_once() {
     app.signal(libc::SIGKILL);
     env.wait_event(T, |e| e["id"] == "PW2010");
     // The script is sleeping: kill procward now, start it again.
-    common::kill(daemon_pid(&d), libc::SIGKILL);
+    common::kill(d.procward_pid(), libc::SIGKILL);
     d.stop();
     let _d = env.start();
     let rec = env.wait_event(T, |e| e["id"] == "PW2015");
@@ -407,7 +400,7 @@ fn sequence_numbers_stay_unique_across_a_crash() {
         assert!(env.cli(&["pause", "web"]).status.success());
         assert!(env.cli(&["resume", "web"]).status.success());
     }
-    common::kill(daemon_pid(&d), libc::SIGKILL);
+    common::kill(d.procward_pid(), libc::SIGKILL);
     d.stop();
     let _d = env.start();
     let second = rx.wait_count(" PW1001 ", 2);

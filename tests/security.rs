@@ -44,13 +44,6 @@ fn chmod(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// The procward process under the reaper `d` runs.
-fn daemon_pid(d: &Daemon) -> u32 {
-    let r = d.pid();
-    let text = std::fs::read_to_string(format!("/proc/{r}/task/{r}/children")).unwrap();
-    text.split_whitespace().next().unwrap().parse().unwrap()
-}
-
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     s.lines()
@@ -231,7 +224,7 @@ fn init_kernel_threads_and_procward_itself_are_never_adopted() {
     }
     env.write_config(&cfg);
     let d = env.start();
-    let me = daemon_pid(&d);
+    let me = d.procward_pid();
     // Written now: fresh files, so only the kind of process can refuse them.
     for (n, pid) in names.iter().zip([1, 2, kthread, me]) {
         std::fs::write(env.path(&format!("{n}.pid")), format!("{pid}\n")).unwrap();
@@ -275,7 +268,7 @@ fn a_fifo_or_dev_zero_pidfile_delays_no_other_target() {
         env.wait_event(T, |e| e["id"] == "PW2002" && e["target"] == t);
     }
     // /dev/zero is never read in bulk: procward stays small.
-    assert!(rss_kib(daemon_pid(&d)) < 64 * 1024);
+    assert!(rss_kib(d.procward_pid()) < 64 * 1024);
 }
 
 #[test]
@@ -367,7 +360,7 @@ fn a_refused_user_cannot_make_procward_read_or_buffer_anything() {
     chmod(env.dir.path(), 0o755);
     env.write_config(&env.daemon_section("control-group = \"nogroup\""));
     let d = env.start();
-    let pid = daemon_pid(&d);
+    let pid = d.procward_pid();
     let before = rss_kib(pid);
     let sock = env.sock();
     let (answer, written) = as_nobody(move || {
@@ -400,7 +393,7 @@ fn an_allowed_user_cannot_send_an_unbounded_request() {
     let env = Env::new();
     env.write_config(&env.daemon_section(""));
     let d = env.start();
-    let pid = daemon_pid(&d);
+    let pid = d.procward_pid();
     let before = rss_kib(pid);
     let mut s = UnixStream::connect(env.sock()).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();

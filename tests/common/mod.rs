@@ -253,6 +253,13 @@ impl Daemon {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// The pid of procward itself (the reaper's child).
+    pub fn procward_pid(&self) -> u32 {
+        let r = self.pid();
+        let text = std::fs::read_to_string(format!("/proc/{r}/task/{r}/children")).unwrap();
+        text.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
     /// SIGTERM, and wait for the exit (bounded).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -58,6 +58,24 @@ fn seqs(text: &str) -> BTreeSet<u64> {
         .collect()
 }
 
+/// Start procward while the receiver is away: 16 events, retries for
+/// `retrying`, and exactly one PW3002 and no PW3003 for `sink`.
+fn one_outage(env: &Env, sink: &str, retrying: Duration) -> Daemon {
+    let d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW1001");
+    make_events(env, 16);
+    // Time for a few retries (backoff 100ms, 200ms, ...).
+    std::thread::sleep(retrying);
+    assert_eq!(count(env, "PW3002", sink), 1, "{:?}", env.ids());
+    assert_eq!(
+        count(env, "PW3003", sink),
+        0,
+        "nothing was delivered: no recovery may be said: {:?}",
+        env.ids()
+    );
+    d
+}
+
 #[test]
 fn an_absent_udp_receiver_is_one_outage_and_recovers_only_once_delivery_is_confirmed() {
     let env = Env::new();
@@ -68,18 +86,7 @@ fn an_absent_udp_receiver_is_one_outage_and_recovers_only_once_delivery_is_confi
             "[[sink.syslog]]\nname = \"udp\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{port}\"\nformat = \"rfc5424\"\nmin-severity = \"debug\"\nhold-down = \"500ms\"\n"
         ),
     ));
-    let _d = env.start();
-    env.wait_event(T, |e| e["id"] == "PW1001");
-    make_events(&env, 16);
-    // Give the sink time to retry a few times (backoff 100ms, 200ms, ...).
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(count(&env, "PW3002", "udp"), 1, "{:?}", env.ids());
-    assert_eq!(
-        count(&env, "PW3003", "udp"),
-        0,
-        "nothing was delivered: no recovery may be said: {:?}",
-        env.ids()
-    );
+    let _d = one_outage(&env, "udp", Duration::from_secs(3));
     let failed = env
         .events()
         .into_iter()
@@ -287,17 +294,8 @@ fn a_tcp_receiver_that_resets_every_connection_is_one_outage_not_a_storm() {
     let env = Env::new();
     let rx = TcpReceiver::start(RESET);
     env.write_config(&config(&env, &tcp_sink(rx.port, "")));
-    let _d = env.start();
-    env.wait_event(T, |e| e["id"] == "PW1001");
-    make_events(&env, 16);
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(count(&env, "PW3002", "tcp"), 1, "{:?}", env.ids());
-    assert_eq!(
-        count(&env, "PW3003", "tcp"),
-        0,
-        "a receiver that resets every connection never recovered: {:?}",
-        env.ids()
-    );
+    // A receiver that resets every connection never recovers.
+    let _d = one_outage(&env, "tcp", Duration::from_secs(3));
 
     rx.set(READ);
     env.wait_event(Duration::from_secs(40), |e| e["id"] == "PW3003");
@@ -387,12 +385,7 @@ fn an_absent_snmp_manager_is_one_outage() {
             "[[sink.snmp]]\nname = \"nms\"\naddress = \"127.0.0.1:{port}\"\nversion = \"2c\"\ncommunity = \"public-ish\"\nmin-severity = \"debug\"\nhold-down = \"500ms\"\n"
         ),
     ));
-    let _d = env.start();
-    env.wait_event(T, |e| e["id"] == "PW1001");
-    make_events(&env, 16);
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(count(&env, "PW3002", "nms"), 1, "{:?}", env.ids());
-    assert_eq!(count(&env, "PW3003", "nms"), 0, "{:?}", env.ids());
+    let _d = one_outage(&env, "nms", Duration::from_secs(3));
     let rx = UdpSocket::bind(("127.0.0.1", port)).unwrap();
     rx.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
@@ -416,12 +409,7 @@ fn a_missing_unix_socket_is_one_outage_until_a_receiver_binds_it() {
             path.display()
         ),
     ));
-    let _d = env.start();
-    env.wait_event(T, |e| e["id"] == "PW1001");
-    make_events(&env, 16);
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(count(&env, "PW3002", "local"), 1, "{:?}", env.ids());
-    assert_eq!(count(&env, "PW3003", "local"), 0);
+    let _d = one_outage(&env, "local", Duration::from_secs(2));
     let rx = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
     rx.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();

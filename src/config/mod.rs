@@ -4,6 +4,7 @@
 
 pub mod duration;
 pub mod raw;
+mod split;
 
 pub use duration::Dur;
 pub use raw::{
@@ -349,6 +350,9 @@ struct Source {
     text: String,
     /// The parsed values, taken by `parse_sections`.
     table: std::cell::RefCell<Option<toml::Table>>,
+    /// The `[[target]]` blocks, parsed one by one by `parse_sections`
+    /// (empty when the file was parsed whole: see split.rs).
+    target_blocks: Vec<std::ops::Range<usize>>,
     /// The span-keeping document, parsed only when an error must be located
     /// (a valid configuration never pays for a second parse).
     doc: std::cell::OnceCell<Option<toml_edit::ImDocument<String>>>,
@@ -481,6 +485,19 @@ impl Collector {
         self.warnings.push(located(src, path, message));
     }
 
+    /// A TOML syntax error in `text` (of which the parsed part began at
+    /// byte `base`).
+    fn syntax(&mut self, path: &Path, text: &str, base: usize, e: &toml::de::Error) {
+        let (line, col) = line_col(text, base + e.span().map(|s| s.start).unwrap_or(0));
+        self.errors.push(ConfigError {
+            file: path.to_path_buf(),
+            line,
+            col,
+            key: String::new(),
+            message: format!("TOML syntax error: {}", e.message().trim()),
+        });
+    }
+
     fn file(&mut self, path: &Path, message: impl Into<String>) {
         self.errors.push(ConfigError {
             file: path.to_path_buf(),
@@ -605,22 +622,27 @@ fn read_source(c: &mut Collector, path: &Path) -> Option<Source> {
     if let Err(msg) = crate::trust::config_file(path) {
         c.file(path, msg);
     }
-    match toml::from_str::<toml::Table>(&text) {
+    // Large files: the `[[target]]` blocks apart, parsed one at a time.
+    let split = split::split(&text);
+    let (parsed, target_blocks) = match split {
+        Some(sp) => match toml::from_str::<toml::Table>(&sp.rest) {
+            Ok(t) if !t.contains_key("target") => (Ok(t), sp.targets),
+            // `target` written another way too: TOML decides on the whole.
+            Ok(_) => (toml::from_str::<toml::Table>(&text), Vec::new()),
+            Err(e) => (Err(e), Vec::new()),
+        },
+        None => (toml::from_str::<toml::Table>(&text), Vec::new()),
+    };
+    match parsed {
         Ok(table) => Some(Source {
             path: path.to_path_buf(),
             text,
             table: std::cell::RefCell::new(Some(table)),
+            target_blocks,
             doc: std::cell::OnceCell::new(),
         }),
         Err(e) => {
-            let (line, col) = line_col(&text, e.span().map(|s| s.start).unwrap_or(0));
-            c.errors.push(ConfigError {
-                file: path.to_path_buf(),
-                line,
-                col,
-                key: String::new(),
-                message: format!("TOML syntax error: {}", e.message().trim()),
-            });
+            c.syntax(path, &text, 0, &e);
             None
         }
     }
@@ -684,6 +706,32 @@ fn parse_sections(c: &mut Collector, src: &Source, src_idx: usize, main: bool, o
                 src,
                 &[k(other)],
                 format!("unknown key `{other}`, expected one of `daemon`, `sink`, `target`"),
+            ),
+        }
+    }
+    // One block at a time: only one block's document is ever in memory.
+    for (i, range) in src.target_blocks.iter().enumerate() {
+        let table = match toml::from_str::<toml::Table>(&src.text[range.clone()]) {
+            Ok(t) => t,
+            Err(e) => {
+                c.syntax(&src.path, &src.text, range.start, &e);
+                continue;
+            }
+        };
+        let item = table.into_iter().find_map(|(key, value)| match value {
+            toml::Value::Array(mut a) if key == "target" && a.len() == 1 => a.pop(),
+            _ => None,
+        });
+        match item {
+            Some(value) => {
+                if let Some(t) = c.de::<TargetRaw>(src, &[k("target"), Seg::Index(i)], value) {
+                    out.targets.push((src_idx, i, t));
+                }
+            }
+            None => c.at(
+                src,
+                &[k("target"), Seg::Index(i)],
+                "expected one [[target]] table",
             ),
         }
     }

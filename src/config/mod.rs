@@ -895,18 +895,18 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         }
         names.push(&s.name);
     }
-    let mut targets = Vec::new();
-    let mut seen: Vec<&str> = Vec::new();
+    // A set: with 10,000 targets, a list made this check 50 million compares.
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut targets = Vec::with_capacity(parsed.targets.len());
     for (si, i, t) in &parsed.targets {
         let src = &sources[*si];
-        if seen.contains(&t.name.as_str()) {
+        if !seen.insert(t.name.as_str()) {
             c.at(
                 src,
                 &[k("target"), Seg::Index(*i), k("name")],
                 format!("duplicate target name `{}`", t.name),
             );
         }
-        seen.push(&t.name);
         if let Some(spec) = validate_target(&mut c, src, *i, t) {
             targets.push(std::sync::Arc::new(spec));
         }

@@ -63,7 +63,6 @@ enum Msg {
     /// `GET /metrics`: the exposition text, please.
     Scrape(oneshot::Sender<String>),
     /// A tracked process without a pidfd: watch it by polling.
-    Poll(TargetId, ProcRef),
     Scanned(ScanResult),
     Client(FromClient),
     Reloaded(Box<Loaded>, String, oneshot::Sender<Response>),
@@ -172,7 +171,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         shared: shared.clone(),
         tx: tx.clone(),
         schedule: Schedule::new(),
-        watches: watch::Watches::default(),
+        watches: watch::Watches::new(),
         denials: Denials::default(),
         metrics: d_metrics,
         discovery: discovery::Discovery::start(tx.clone()),
@@ -238,6 +237,16 @@ async fn signal(s: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
+/// The exit watches' epoll set turning readable (never, without one).
+async fn exit_watch(
+    set: &Option<Arc<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>>,
+) -> std::io::Result<tokio::io::unix::AsyncFdReadyGuard<'_, std::os::fd::OwnedFd>> {
+    match set {
+        Some(s) => s.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Daemon {
     async fn run(
         &mut self,
@@ -259,6 +268,7 @@ impl Daemon {
         loop {
             // The scan interval walks every target: once per wake-up.
             let interval = self.scan_interval();
+            let exits = self.watches.source();
             let wake = [self.next_wake(interval), self.next_denial_report()]
                 .into_iter()
                 .flatten()
@@ -273,6 +283,11 @@ impl Daemon {
                     self.start_reload("SIGHUP".into(), tx);
                 }
                 Some(m) = rx.recv() => self.on_msg(m),
+                Ok(mut ready) = exit_watch(&exits) => {
+                    if !self.on_watch_ready() {
+                        ready.clear_ready();
+                    }
+                }
                 _ = tokio::time::sleep_until(wake) => self.on_wake(interval),
                 _ = dog.tick(), if watchdog.is_some() => system::sd_notify("WATCHDOG=1"),
             }
@@ -378,7 +393,6 @@ impl Daemon {
                 let text = self.metrics.as_ref().map(|m| m.render(&status));
                 let _ = reply.send(text.unwrap_or_default());
             }
-            Msg::Poll(target, p) => self.watches.poll(target, p),
             Msg::Scanned(r) => self.scanned(r),
             Msg::Client(FromClient::Request(req, user, reply)) => {
                 if let Some((resp, reply)) = self.on_request(req, &user, reply) {

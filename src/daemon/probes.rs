@@ -37,39 +37,62 @@ impl Daemon {
         }
     }
 
+    /// Watch `p`: its pidfd joins the loop's epoll set.
     pub(super) fn track(&mut self, target: TargetId, p: ProcRef) {
+        match self.watches.add(target.clone(), p) {
+            watch::Added::Watching | watch::Added::Polled => {}
+            watch::Added::Gone => self.report_end(target, p, None),
+        }
+    }
+
+    /// The pidfds that say their process ended: report each.
+    pub(super) fn on_watch_ready(&mut self) -> bool {
+        let ended = self.watches.take_ended();
+        let more = !ended.is_empty();
+        for e in ended {
+            self.report_end(e.target, e.proc, Some(e.fd));
+        }
+        more
+    }
+
+    /// A tracked process ended: tell the core how. A process already
+    /// reaped (the usual case) is reported in this loop turn; a zombie or
+    /// a process still there is classified by a task (zombie-grace).
+    fn report_end(&mut self, target: TargetId, p: ProcRef, fd: Option<std::os::fd::OwnedFd>) {
+        let woke = tokio::time::Instant::now();
+        let status_of = |fd: &Option<std::os::fd::OwnedFd>| {
+            fd.as_ref().and_then(|fd| {
+                use std::os::fd::AsFd;
+                crate::probe::exit::from_pidfd(fd.as_fd())
+            })
+        };
+        let mut buf = Vec::with_capacity(512);
+        if procfs::read_pinned(p, &mut buf).is_none() {
+            let ended = Input::Exited {
+                target,
+                proc: p,
+                kind: crate::monitor::ExitKind::Disappeared,
+                status: status_of(&fd).map(crate::monitor::ExitStatus::from_wait),
+            };
+            self.on_msg(Msg::Ended(ended, woke));
+            return;
+        }
         let tx = self.tx.clone();
         let grace = self.cfg.daemon.zombie_grace;
-        let name = target.clone();
-        let h = tokio::spawn(async move {
-            let fd = match watch::wait_end(p).await {
-                watch::Ended::Unsupported => {
-                    let _ = tx.send(Msg::Poll(name, p));
-                    return;
-                }
-                watch::Ended::Gone => None,
-                watch::Ended::Pidfd(fd) => Some(fd),
-            };
-            let woke = tokio::time::Instant::now();
+        tokio::spawn(async move {
             let (kind, zombie_status) = procfs::classify_exit(p, grace).await;
             // Reaped by now (unless a zombie): the kernel has the status.
-            let status = fd
-                .as_ref()
-                .and_then(|fd| {
-                    use std::os::fd::AsFd;
-                    crate::probe::exit::from_pidfd(fd.as_fd())
-                })
+            let status = status_of(&fd)
                 .or(zombie_status)
                 .map(crate::monitor::ExitStatus::from_wait);
             let ended = Input::Exited {
-                target: name,
+                target,
                 proc: p,
                 kind,
                 status,
             };
             let _ = tx.send(Msg::Ended(ended, woke));
         });
-        self.watches.add(target, p, h.abort_handle());
     }
 
     pub(super) fn classify_and_report(&mut self, target: TargetId, p: ProcRef) {

@@ -3,8 +3,11 @@
 //! file:line:col with the key it concerns.
 
 pub mod duration;
+mod pattern;
 pub mod raw;
 mod split;
+
+pub use pattern::{Index as PatternIndex, Pattern};
 
 pub use duration::Dur;
 pub use raw::{
@@ -13,7 +16,6 @@ pub use raw::{
 };
 
 use raw::*;
-use regex::Regex;
 use serde::Deserialize;
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
@@ -78,7 +80,7 @@ impl std::error::Error for ConfigErrors {}
 pub struct Matcher {
     pub exe: Option<PathBuf>,
     pub comm: Option<String>,
-    pub cmdline: Option<Regex>,
+    pub cmdline: Option<Pattern>,
     pub pidfile: Option<PathBuf>,
     pub uid: Option<u32>,
 }
@@ -460,6 +462,7 @@ impl Source {
 struct Collector {
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
+    patterns: pattern::Patterns,
 }
 
 fn located(src: &Source, path: &[Seg], message: impl Into<String>) -> ConfigError {
@@ -1345,9 +1348,8 @@ fn validate_matcher(at: &mut AtTarget, m: &MatchRaw) -> Option<Matcher> {
             "the kernel keeps at most 15 bytes of a command name; use match.cmdline for longer names",
         );
     }
-    let cmdline = match m.cmdline.as_deref().map(Regex::new) {
+    let cmdline = match m.cmdline.as_deref().map(|p| at.c.patterns.get(p)) {
         Some(Err(e)) => {
-            let e = e.to_string();
             let first = e.lines().last().unwrap_or("").trim();
             at.err(&["match", "cmdline"], format!("bad regex: {first}"));
             None

@@ -314,6 +314,8 @@ impl Candidate {
 /// are not read here: a target with one matches on its other matchers.
 pub fn any_matches(pids: &[u32], targets: &[&TargetSpec], me: u32) -> bool {
     let mut buf = Vec::with_capacity(512);
+    let all: Vec<usize> = (0..targets.len()).collect();
+    let mut index = Lookup::new(targets, &all);
     pids.iter().any(|&pid| {
         let Ok(Some(st)) = read_stat(pid, &mut buf) else {
             return false;
@@ -322,8 +324,85 @@ pub fn any_matches(pids: &[u32], targets: &[&TargetSpec], me: u32) -> bool {
             return false;
         }
         let mut c = Candidate::new(st);
-        targets.iter().any(|t| c.matches(&t.matcher))
+        !index.matches_of(targets, &mut c).is_empty()
     })
+}
+
+/// Which targets a process may belong to, without trying every target on
+/// every process (10,000 waiting targets × 10,000 processes was 10^8
+/// matches a scan): by command name, by the literals of the cmdline
+/// patterns (config::PatternIndex), and the rest one by one.
+struct Lookup {
+    by_comm: HashMap<String, Vec<usize>>,
+    /// Target numbers of the patterns in `index`, in its order.
+    by_pattern: Vec<usize>,
+    index: Option<crate::config::PatternIndex>,
+    always: Vec<usize>,
+    candidates: Vec<u32>,
+    hits: Vec<usize>,
+}
+
+impl Lookup {
+    /// Index `which` of `targets`.
+    fn new(targets: &[&TargetSpec], which: &[usize]) -> Lookup {
+        let mut by_comm: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_pattern = Vec::new();
+        let mut always = Vec::new();
+        for &i in which {
+            let m = &targets[i].matcher;
+            if let Some(comm) = &m.comm {
+                by_comm.entry(comm.clone()).or_default().push(i);
+            } else if m.cmdline.is_some() {
+                by_pattern.push(i);
+            } else {
+                always.push(i);
+            }
+        }
+        let index = (!by_pattern.is_empty()).then(|| {
+            crate::config::PatternIndex::new(
+                by_pattern
+                    .iter()
+                    .filter_map(|&i| targets[i].matcher.cmdline.as_ref()),
+            )
+        });
+        Lookup {
+            by_comm,
+            by_pattern,
+            index,
+            always,
+            candidates: Vec::new(),
+            hits: Vec::new(),
+        }
+    }
+
+    /// The targets `c` matches.
+    fn matches_of(&mut self, targets: &[&TargetSpec], c: &mut Candidate) -> &[usize] {
+        self.hits.clear();
+        if let Some(v) = self.by_comm.get(c.stat.comm.as_str()) {
+            for &i in v {
+                if c.matches(&targets[i].matcher) {
+                    self.hits.push(i);
+                }
+            }
+        }
+        for &i in &self.always {
+            if c.matches(&targets[i].matcher) {
+                self.hits.push(i);
+            }
+        }
+        if let Some(index) = &mut self.index {
+            if let Some(line) = c.cmdline() {
+                index.candidates(line, &mut self.candidates);
+                for &p in &self.candidates {
+                    let i = self.by_pattern[p as usize];
+                    if c.matches(&targets[i].matcher) {
+                        self.hits.push(i);
+                    }
+                }
+            }
+        }
+        &self.hits
+    }
 }
 
 /// Order matching processes: top-most (parent does not match) first,
@@ -363,7 +442,20 @@ pub fn scan(targets: &[&TargetSpec], exclude: u32) -> HashMap<String, Vec<ProcRe
             }
         }
     }
-    for t in targets {
+    // Targets without a pidfile: one pass over the processes.
+    let walk: Vec<usize> = (0..targets.len())
+        .filter(|&i| targets[i].matcher.pidfile.is_none())
+        .collect();
+    let mut walked: Vec<Vec<Stat>> = vec![Vec::new(); targets.len()];
+    if !walk.is_empty() {
+        let mut lookup = Lookup::new(targets, &walk);
+        for c in all.iter_mut() {
+            for &i in lookup.matches_of(targets, c) {
+                walked[i].push(c.stat.clone());
+            }
+        }
+    }
+    for (ti, t) in targets.iter().enumerate() {
         let m = &t.matcher;
         let matched: Vec<Stat> = if let Some(pf) = &m.pidfile {
             match pidfile_pid(pf, &mut buf, exclude) {
@@ -389,9 +481,7 @@ pub fn scan(targets: &[&TargetSpec], exclude: u32) -> HashMap<String, Vec<ProcRe
                 _ => Vec::new(),
             }
         } else {
-            all.iter_mut()
-                .filter_map(|c| c.matches(m).then(|| c.stat.clone()))
-                .collect()
+            std::mem::take(&mut walked[ti])
         };
         out.insert(t.name.clone(), order(matched));
     }

@@ -12,6 +12,115 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// Counts the harness's own heap allocations (for the /proc reader
+/// comparison: bytes allocated per stat read).
+struct Counting;
+static ALLOCATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        ALLOCATED.fetch_add(l.size() as u64, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { std::alloc::System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        // SAFETY: p was allocated by System with l.
+        unsafe { std::alloc::System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, n: usize) -> *mut u8 {
+        ALLOCATED.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: p was allocated by System with l.
+        unsafe { std::alloc::System.realloc(p, l, n) }
+    }
+}
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// procward's hand-written /proc reader against the `procfs` crate on the
+/// same processes: µs and bytes allocated per stat read, and a walk of
+/// /proc reading every stat. Best of 5 rounds.
+fn proc_readers(targets: &Targets) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let pids: Vec<u32> = targets.children.iter().map(|c| c.id()).collect();
+    let n = pids.len() as f64;
+    let best = |f: &mut dyn FnMut() -> usize| {
+        let mut out = (f64::MAX, 0.0, 0usize);
+        for _ in 0..5 {
+            let a0 = ALLOCATED.load(Relaxed);
+            let t = Instant::now();
+            let k = f();
+            let us = t.elapsed().as_secs_f64() * 1e6;
+            let bytes = (ALLOCATED.load(Relaxed) - a0) as f64;
+            if us < out.0 {
+                out = (us, bytes, k);
+            }
+        }
+        out
+    };
+    let mut buf = Vec::with_capacity(512);
+    let ours_stat = best(&mut || {
+        pids.iter()
+            .filter(|&&p| matches!(procward::probe::procfs::read_stat(p, &mut buf), Ok(Some(_))))
+            .count()
+    });
+    let crate_stat = best(&mut || {
+        pids.iter()
+            .filter(|&&p| {
+                procfs::process::Process::new(p as i32)
+                    .and_then(|pr| pr.stat())
+                    .is_ok()
+            })
+            .count()
+    });
+    let ours_walk = best(&mut || {
+        std::fs::read_dir("/proc")
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                    .filter(|&p| {
+                        matches!(procward::probe::procfs::read_stat(p, &mut buf), Ok(Some(_)))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    });
+    let crate_walk = best(&mut || {
+        procfs::process::all_processes()
+            .map(|it| it.flatten().filter(|p| p.stat().is_ok()).count())
+            .unwrap_or(0)
+    });
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "## /proc reader: hand-written against the `procfs` crate
+"
+    );
+    let _ = writeln!(
+        md,
+        "The same {} `sleep` processes; best of 5 rounds. *stat* reads /proc/PID/stat of each known pid; \
+         *walk* lists /proc and reads every process's stat (what a scan does).\n",
+        pids.len()
+    );
+    let _ = writeln!(md, "| reader | stat µs / process | bytes allocated / process | walk ms (processes) | walk bytes allocated / process |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    for (name, st, walk) in [
+        ("procward (probe/procfs.rs)", ours_stat, ours_walk),
+        ("procfs 0.17", crate_stat, crate_walk),
+    ] {
+        let _ = writeln!(
+            md,
+            "| {name} | {:.2} | {:.0} | {:.1} ({}) | {:.0} |",
+            st.0 / n,
+            st.1 / n,
+            walk.0 / 1000.0,
+            walk.2,
+            walk.1 / walk.2.max(1) as f64
+        );
+    }
+    let _ = writeln!(md);
+    md
+}
+
 struct Args {
     ns: Vec<usize>,
     steady: u64,
@@ -303,7 +412,27 @@ impl Rng {
     }
 }
 
-fn bench_procward(a: &Args, n: usize, dir: &Path, targets: &mut Targets, latency: bool) -> Row {
+/// How the procward run finds its targets and what else the machine does.
+#[derive(Clone, Copy, PartialEq)]
+enum Variant {
+    /// `match.pidfile` (as monit's rows).
+    Pidfile,
+    /// `match.cmdline` with a real regex (not a plain literal):
+    /// `^(/bin/)?sleep +100000\.I$`.
+    Regex,
+    /// Pidfiles, with one busy loop per core running during the latency
+    /// samples (no steady-state CPU figure: the loops would be in it).
+    Loaded,
+}
+
+fn bench_procward(
+    a: &Args,
+    n: usize,
+    dir: &Path,
+    targets: &mut Targets,
+    latency: bool,
+    variant: Variant,
+) -> Row {
     let state = dir.join("pw-state");
     let _ = std::fs::remove_dir_all(&state);
     let script = dir.join("pw-restart.sh");
@@ -322,10 +451,13 @@ fn bench_procward(a: &Args, n: usize, dir: &Path, targets: &mut Targets, latency
     // Every restart immediate (no backoff): the bench measures the
     // latency of detection and restart, not the retry policy.
     for i in 0..n {
+        let matcher = match variant {
+            Variant::Regex => format!("match.cmdline = '^(/bin/)?sleep +100000\\.{i}$'"),
+            _ => format!("match.pidfile = \"{}/t{i}.pid\"", dir.display()),
+        };
         let _ = writeln!(
             cfg,
-            "[[target]]\nname = \"t{i}\"\nmatch.pidfile = \"{}/t{i}.pid\"\nrestart.script = \"{}\"\nrestart.settle = \"5s\"\nretry.max = 1000\nretry.window = \"1h\"\nretry.backoff = {{ initial = \"0s\", max = \"1s\" }}",
-            dir.display(),
+            "[[target]]\nname = \"t{i}\"\n{matcher}\nrestart.script = \"{}\"\nrestart.settle = \"5s\"\nretry.max = 1000\nretry.window = \"1h\"\nretry.backoff = {{ initial = \"0s\", max = \"1s\" }}",
             script.display()
         );
     }
@@ -340,28 +472,78 @@ fn bench_procward(a: &Args, n: usize, dir: &Path, targets: &mut Targets, latency
         .spawn()
         .expect("start procward");
     let pid = child.id();
+    let spawned_ms = (now_ns() / 1_000_000) as u64;
     // Warm-up: every target found.
     let mut journal = Journal::new(&state);
     let deadline = Instant::now() + Duration::from_secs(60);
     while journal.targets_with("PW2001") < n && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(50));
         journal.update();
     }
+    // Start-up: the spawn to the last target's PW2001 (journal stamps).
+    let startup_s = (journal.targets_with("PW2001") == n).then(|| {
+        let last = journal
+            .times
+            .iter()
+            .filter(|((id, _), _)| id == "PW2001")
+            .filter_map(|(_, v)| v.first().copied())
+            .max()
+            .unwrap_or(spawned_ms);
+        last.saturating_sub(spawned_ms) as f64 / 1000.0
+    });
     std::thread::sleep(Duration::from_secs(2));
+    // Reload of the same configuration: the `procward reload` command,
+    // which returns once the daemon has applied it.
+    let t = Instant::now();
+    let reload_ok = Command::new(&a.procward)
+        .args(["reload", "-c"])
+        .arg(&cfg_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let reload_s = reload_ok.then(|| t.elapsed().as_secs_f64());
+    std::thread::sleep(Duration::from_secs(1));
     eprintln!(
         "   procward after start-up: VmHWM {:?} KiB",
         vm_hwm_kib(pid)
     );
-    let cpu = measure_cpu(pid, a.steady);
+    let cpu = if variant == Variant::Loaded {
+        None
+    } else {
+        measure_cpu(pid, a.steady)
+    };
     eprintln!(
         "   procward after steady state: VmHWM {:?} KiB",
         vm_hwm_kib(pid)
     );
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let mut row = Row {
-        monitor: "procward".into(),
+        monitor: match variant {
+            Variant::Pidfile => "procward".into(),
+            Variant::Regex => "procward (cmdline regex)".into(),
+            Variant::Loaded => format!("procward, {cores} busy loops"),
+        },
         cpu_pct: cpu,
+        note: format!(
+            "start-up {}, reload {}",
+            startup_s.map_or("–".into(), |s| format!("{s:.2} s")),
+            reload_s.map_or("failed".into(), |s| format!("{s:.2} s"))
+        ),
         ..Default::default()
     };
+    // One busy loop per core while the samples run.
+    let mut busy: Vec<Child> = Vec::new();
+    if variant == Variant::Loaded {
+        for _ in 0..cores {
+            busy.push(
+                Command::new("sh")
+                    .args(["-c", "while :; do :; done"])
+                    .spawn()
+                    .expect("busy loop"),
+            );
+        }
+    }
     if latency {
         let mut rng = Rng(0x9e3779b97f4a7c15 ^ n as u64);
         let mut det = Vec::new();
@@ -405,6 +587,9 @@ fn bench_procward(a: &Args, n: usize, dir: &Path, targets: &mut Targets, latency
                 percentile(&mut res, 99.0),
             ));
         }
+    }
+    for b in busy {
+        stop(b);
     }
     eprintln!(
         "   procward after the latency samples: VmHWM {:?} KiB",
@@ -698,7 +883,11 @@ fn main() {
          steady state, in % of one core (threads' on-CPU nanoseconds from schedstat, plus reaped children); RSS is the monitor's peak (VmHWM). Latency, in ms (p50 / p99 of {} SIGKILLs of \
          random targets): *detect* is the kill to the monitor's first reaction (procward: the PW2003 event in its journal, \
          millisecond stamps; monit: its start program running), *restart* is the kill to the restart script's first \
-         line. Ratios are against procward in the same run.\n",
+         line. Ratios are against procward in the same run. *procward (cmdline regex)* finds each target by \
+         `match.cmdline = '^(/bin/)?sleep +100000\\\\.I$'` (a regex, not a plain literal) instead of a pidfile; the \
+         *busy loops* row repeats the pidfile latency samples with one `while :; do :; done` per core running. The \
+         note gives procward's start-up (its spawn to the last target's PW2001) and the time of a `procward reload` \
+         of the same configuration.\n",
         a.steady, a.samples
     );
     if a.discovery_only {
@@ -711,8 +900,35 @@ fn main() {
         eprintln!("== N = {n}");
         let dir = base.join(format!("n{n}"));
         let mut targets = Targets::start(&dir, n);
-        let mut rows = vec![bench_procward(&a, n, &dir, &mut targets, true)];
+        let mut rows = vec![bench_procward(
+            &a,
+            n,
+            &dir,
+            &mut targets,
+            true,
+            Variant::Pidfile,
+        )];
         eprintln!("   procward done");
+        rows.push(bench_procward(
+            &a,
+            n,
+            &dir,
+            &mut targets,
+            true,
+            Variant::Regex,
+        ));
+        eprintln!("   procward (regex) done");
+        if n == *a.ns.iter().max().unwrap_or(&n) {
+            rows.push(bench_procward(
+                &a,
+                n,
+                &dir,
+                &mut targets,
+                true,
+                Variant::Loaded,
+            ));
+            eprintln!("   procward (loaded) done");
+        }
         rows.push(bench_monit(&a, n, &dir, &mut targets, false, n <= 1000));
         eprintln!("   monit (pidfile) done");
         if n <= 1000 {
@@ -728,6 +944,7 @@ fn main() {
         eprintln!("   monit (matching) done");
         rows.push(bench_ps_loop(&a, n, &dir));
         eprintln!("   ps loop done");
+        let readers = (n == *a.ns.iter().max().unwrap_or(&n)).then(|| proc_readers(&targets));
         drop(targets);
         let base_cpu = rows[0].cpu_pct;
         let base_rss = rows[0].rss_mib;
@@ -756,6 +973,9 @@ fn main() {
             );
         }
         let _ = writeln!(md);
+        if let Some(r) = readers {
+            md.push_str(&r);
+        }
     }
     eprintln!("== discovery");
     md.push_str(&discovery_table(&a, &base));

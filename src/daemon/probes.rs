@@ -16,7 +16,12 @@ impl Daemon {
             .monitor
             .probe_targets()
             .filter(|(spec, _)| self.schedule.probe_due(&spec.name, now))
-            .filter_map(|(spec, p)| spec.stall.clone().map(|s| (spec.name.clone(), s, p)))
+            .filter_map(|(spec, p)| {
+                spec.stall
+                    .as_deref()
+                    .cloned()
+                    .map(|s| (spec.name.clone(), s, p))
+            })
             .collect();
         for (name, stall, p) in due {
             self.schedule.probe_started(&name, now + stall.interval);

@@ -930,9 +930,11 @@ impl Monitor {
         state: &BTreeMap<String, Persisted>,
         seed: u64,
     ) -> Self {
+        let specs = specs.into_iter();
+        let n = specs.size_hint().0;
         let mut m = Monitor {
-            targets: Vec::new(),
-            index: HashMap::new(),
+            targets: Vec::with_capacity(n),
+            index: HashMap::with_capacity(n),
             rng: seed | 1,
         };
         for spec in specs {
@@ -1579,7 +1581,7 @@ impl Monitor {
         actions: &mut Vec<Action>,
     ) {
         let t = &mut self.targets[i];
-        let Some(stall) = t.spec.stall.clone() else {
+        let Some(stall) = t.spec.stall.as_deref().cloned() else {
             return;
         };
         let main = match t.main() {

@@ -726,7 +726,7 @@ fn every_emitted_event_renders_in_both_languages() {
 
 fn with_stall(action: crate::config::StallAction) -> TargetSpec {
     let mut s = spec("a");
-    s.stall = Some(crate::config::Stall {
+    s.stall = Some(Box::new(crate::config::Stall {
         probe: crate::config::Probe::State {
             max_duration: Duration::from_secs(1),
         },
@@ -735,7 +735,7 @@ fn with_stall(action: crate::config::StallAction) -> TargetSpec {
         action,
         stop_timeout: Duration::from_secs(5),
         signal_group: false,
-    });
+    }));
     s
 }
 

@@ -1,6 +1,14 @@
 //! /proc reading: one process's stat by itself, and the discovery scan
 //! that serves every untracked target in one pass. Blocking: call these
 //! from a blocking thread, never from an async worker.
+//!
+//! Hand-written rather than the `procfs` crate: procward needs nine fields
+//! of `stat` (and field 52, the exit code) read into a reused buffer, and
+//! the bench measures both readers on the same processes (BENCHMARKS.md,
+//! "/proc reader"): this one is faster per stat and per walk of /proc and
+//! allocates less, so the crate would cost something measurable on the
+//! path every scan and every exit takes. `procfs` stays a dev-dependency
+//! of the bench only.
 
 use crate::config::{Matcher, TargetSpec};
 use crate::monitor::ProcRef;

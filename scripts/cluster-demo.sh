@@ -74,7 +74,7 @@ dump() {
 
 cleanup() {
     set +e
-    trap - EXIT INT TERM HUP
+    trap - EXIT INT TERM HUP PIPE
     for n in 1 2; do
         # PID 1 of a node's PID namespace: when it dies, the kernel kills
         # every process of the node (corosync, Pacemaker, procward, the
@@ -97,12 +97,18 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
+# Whoever read the output went away (an interrupted test): clean up too.
+trap 'exit 141' PIPE
 
 # Run a command inside node N (all its namespaces).
 on() {
     n=$1
     shift
-    nsenter -t "$(cat "$WORK/node$n/init.pid")" -a "$@"
+    # Run in the background and waited for: bash runs a trap only once the
+    # foreground command is over, and a crm_mon on a busy node can take
+    # long; `wait` returns at once on SIGINT/SIGTERM, so cleanup runs.
+    nsenter -t "$(cat "$WORK/node$n/init.pid")" -a "$@" &
+    wait $!
 }
 
 # Seconds since T0 (milliseconds since the epoch), for the timeline.

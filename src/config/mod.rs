@@ -76,7 +76,7 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// How to find the processes of a target.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Matcher {
     pub exe: Option<PathBuf>,
     pub comm: Option<String>,
@@ -93,7 +93,7 @@ pub struct RunAs {
     pub groups: Vec<u32>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Restart {
     pub script: Option<PathBuf>,
     /// Arguments after the script (`restart.script` as a list).
@@ -111,7 +111,7 @@ pub struct Retry {
     pub backoff_max: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Failover {
     pub command: Vec<String>,
     pub timeout: Duration,
@@ -157,7 +157,7 @@ impl Probe {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stall {
     pub probe: Probe,
     pub interval: Duration,
@@ -168,7 +168,7 @@ pub struct Stall {
 }
 
 /// A validated target.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TargetSpec {
     pub name: String,
     pub matcher: Matcher,
@@ -465,6 +465,8 @@ struct Collector {
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
     patterns: pattern::Patterns,
+    /// The running configuration's targets, by name (a reload).
+    reuse: std::collections::HashMap<String, std::sync::Arc<TargetSpec>>,
 }
 
 fn located(src: &Source, path: &[Seg], message: impl Into<String>) -> ConfigError {
@@ -664,7 +666,14 @@ struct Parsed {
 
 impl Parsed {
     fn target(&mut self, c: &mut Collector, src: &Source, src_idx: usize, i: usize, t: TargetRaw) {
-        let spec = validate_target(c, src, i, &t).map(std::sync::Arc::new);
+        let spec = validate_target(c, src, i, &t).map(|spec| {
+            // On a reload, an unchanged target keeps the running one's spec:
+            // the old and the new configuration are never both in memory.
+            match c.reuse.get(spec.name.as_str()) {
+                Some(old) if **old == spec => old.clone(),
+                _ => std::sync::Arc::new(spec),
+            }
+        });
         self.targets.push((src_idx, i, t.name, spec));
     }
 }
@@ -821,7 +830,22 @@ fn kernel_hostname() -> String {
 
 /// Load, parse and validate the configuration at `path` with its includes.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_reusing(path, &[])
+}
+
+/// `load` for a reload: targets equal to one of `running` share its spec
+/// (and its compiled pattern) instead of a second copy.
+pub fn load_reusing(
+    path: &Path,
+    running: &[std::sync::Arc<TargetSpec>],
+) -> Result<Config, ConfigErrors> {
     let mut c = Collector::default();
+    for t in running {
+        c.reuse.insert(t.name.clone(), t.clone());
+        if let Some(p) = &t.matcher.cmdline {
+            c.patterns.seed(p.clone());
+        }
+    }
     let mut sources: Vec<Source> = Vec::new();
     let mut parsed = Parsed {
         daemon: None,
@@ -1627,4 +1651,47 @@ fn validate_stall(c: &mut Collector, src: &Source, base: &[Seg], st: &StallRaw) 
         stop_timeout: st.stop_timeout.0,
         signal_group: st.signal_group,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("procward.toml");
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_reload_shares_the_unchanged_targets_and_their_patterns() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = |b: &str| {
+            format!(
+                "[daemon]\nstate-dir = \"{d}/state\"\ncontrol-socket = \"{d}/s.sock\"\n\
+                 [[target]]\nname = \"a\"\nmatch.cmdline = 'x+y$'\n\
+                 [[target]]\nname = \"b\"\nmatch.comm = \"{b}\"\n",
+                d = dir.path().display()
+            )
+        };
+        let path = write(dir.path(), &text("b1"));
+        let first = load(&path).unwrap();
+        let path = write(dir.path(), &text("b2"));
+        let second = load_reusing(&path, &first.targets).unwrap();
+        assert!(
+            Arc::ptr_eq(&first.targets[0], &second.targets[0]),
+            "unchanged: shared"
+        );
+        assert!(
+            !Arc::ptr_eq(&first.targets[1], &second.targets[1]),
+            "changed: new"
+        );
+        assert_eq!(second.targets[1].matcher.comm.as_deref(), Some("b2"));
+        // Without the running targets, nothing is shared.
+        let third = load(&path).unwrap();
+        assert!(!Arc::ptr_eq(&first.targets[0], &third.targets[0]));
+        assert_eq!(first.targets[0], third.targets[0]);
+    }
 }

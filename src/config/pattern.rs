@@ -223,6 +223,11 @@ fn literal(hir: &regex_syntax::hir::Hir) -> Option<Engine> {
 pub struct Patterns(HashMap<String, Pattern>);
 
 impl Patterns {
+    /// Offer an already compiled pattern (the running configuration's).
+    pub fn seed(&mut self, p: Pattern) {
+        self.0.entry(p.as_str().to_string()).or_insert(p);
+    }
+
     pub fn get(&mut self, source: &str) -> Result<Pattern, String> {
         if let Some(p) = self.0.get(source) {
             return Ok(p.clone());

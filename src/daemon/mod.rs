@@ -37,8 +37,13 @@ pub type Loaded = Result<(Config, Arc<Renderer>), Vec<String>>;
 
 /// Validate everything a daemon needs: configuration, catalog, templates.
 pub fn load_all(path: &Path) -> Loaded {
-    let cfg =
-        config::load(path).map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    load_all_reusing(path, &[])
+}
+
+/// `load_all` for a reload: unchanged targets keep the running specs.
+pub fn load_all_reusing(path: &Path, running: &[Arc<config::TargetSpec>]) -> Loaded {
+    let cfg = config::load_reusing(path, running)
+        .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let catalog = Catalog::load(cfg.daemon.catalog_dir.as_deref())?;
     let renderer = Renderer::new(
         Arc::new(catalog),
@@ -299,7 +304,10 @@ impl Daemon {
         self.watches.abort_all();
         self.out
             .finish(
-                crate::state::Pending::new(&self.cfg.daemon.state_dir, self.monitor.snapshot()),
+                crate::state::Pending::new(
+                    &self.cfg.daemon.state_dir,
+                    self.monitor.snapshot_list(),
+                ),
                 Duration::from_secs(2),
             )
             .await;
@@ -350,7 +358,7 @@ impl Daemon {
         if self.schedule.take_persist() {
             self.out.save_state(crate::state::Pending::new(
                 &self.cfg.daemon.state_dir,
-                self.monitor.snapshot(),
+                self.monitor.snapshot_list(),
             ));
         }
         if self.schedule.scan_due(Instant::now(), interval) {

@@ -1042,6 +1042,15 @@ impl Monitor {
         self.target(target).map(|t| t.persisted())
     }
 
+    /// Every target's state to save, in the core's order: a reference
+    /// count and a small copy per target (taken after every change).
+    pub fn snapshot_list(&self) -> Vec<(TargetId, Persisted)> {
+        self.targets
+            .iter()
+            .map(|t| (t.id.clone(), t.persisted()))
+            .collect()
+    }
+
     pub fn snapshot(&self) -> BTreeMap<String, Persisted> {
         self.targets
             .iter()

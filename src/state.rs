@@ -365,7 +365,10 @@ mod tests {
         .write()
         .unwrap();
         let text = std::fs::read_to_string(path(d.path())).unwrap();
-        assert!(text.find("\"a\"").unwrap() < text.find("\"b\"").unwrap(), "{text}");
+        assert!(
+            text.find("\"a\"").unwrap() < text.find("\"b\"").unwrap(),
+            "{text}"
+        );
         let loaded = load(d.path()).unwrap();
         assert_eq!(loaded.len(), 2);
         assert_eq!(loaded["b"], b);

@@ -107,7 +107,9 @@ on() {
     # Run in the background and waited for: bash runs a trap only once the
     # foreground command is over, and a crm_mon on a busy node can take
     # long; `wait` returns at once on SIGINT/SIGTERM, so cleanup runs.
-    nsenter -t "$(cat "$WORK/node$n/init.pid")" -a "$@" &
+    # In a pipeline `on` runs in a subshell the signal does not reach:
+    # the timeout bounds how long the main shell's trap can wait for it.
+    timeout -k 2 20 nsenter -t "$(cat "$WORK/node$n/init.pid")" -a "$@" &
     wait $!
 }
 
@@ -263,7 +265,7 @@ start_node 2
 say "work directory: $WORK"
 say "node1 10.213.$net.1 and node2 10.213.$net.2 started (namespaces pwc$id-n1, pwc$id-n2, bridge $BR)"
 
-online() { on 1 crm_mon -1 2>/dev/null | grep -q "Online: \[ node1 node2 \]"; }
+online() { on 1 timeout 5 crm_mon -1 2>/dev/null | grep -q "Online: \[ node1 node2 \]"; }
 wait_for "both nodes online with a DC" 90 online
 on 1 crm_attribute --type crm_config --name stonith-enabled --update false >/dev/null
 procward_up() { on "$1" "$PROCWARD" status -c "$WORK/etc/procward.toml" >/dev/null 2>&1 || [ $? -eq 4 ]; }

@@ -46,7 +46,10 @@ impl Daemon {
     pub(super) fn track(&mut self, target: TargetId, p: ProcRef) {
         match self.watches.add(target.clone(), p) {
             watch::Added::Watching | watch::Added::Polled => {}
-            watch::Added::Gone => self.report_end(target, p, None),
+            // Gone before the watch began: reported through the channel,
+            // after the actions that asked for this watch (the PW2001 or
+            // PW2015 that adopted it comes first).
+            watch::Added::Gone => self.report_end_later(target, p, None),
         }
     }
 
@@ -82,6 +85,18 @@ impl Daemon {
             self.on_msg(Msg::Ended(ended, woke));
             return;
         }
+        self.report_end_later(target, p, fd);
+    }
+
+    /// Classify the end of `p` in a task (zombie-grace) and report it.
+    fn report_end_later(&mut self, target: TargetId, p: ProcRef, fd: Option<std::os::fd::OwnedFd>) {
+        let woke = tokio::time::Instant::now();
+        let status_of = |fd: &Option<std::os::fd::OwnedFd>| {
+            fd.as_ref().and_then(|fd| {
+                use std::os::fd::AsFd;
+                crate::probe::exit::from_pidfd(fd.as_fd())
+            })
+        };
         let tx = self.tx.clone();
         let grace = self.cfg.daemon.zombie_grace;
         tokio::spawn(async move {

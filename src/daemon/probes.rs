@@ -68,19 +68,13 @@ impl Daemon {
     /// a process still there is classified by a task (zombie-grace).
     fn report_end(&mut self, target: TargetId, p: ProcRef, fd: Option<std::os::fd::OwnedFd>) {
         let woke = tokio::time::Instant::now();
-        let status_of = |fd: &Option<std::os::fd::OwnedFd>| {
-            fd.as_ref().and_then(|fd| {
-                use std::os::fd::AsFd;
-                crate::probe::exit::from_pidfd(fd.as_fd())
-            })
-        };
         let mut buf = Vec::with_capacity(512);
         if procfs::read_pinned(p, &mut buf).is_none() {
             let ended = Input::Exited {
                 target,
                 proc: p,
                 kind: crate::monitor::ExitKind::Disappeared,
-                status: status_of(&fd).map(crate::monitor::ExitStatus::from_wait),
+                status: exit_status(&fd).map(crate::monitor::ExitStatus::from_wait),
             };
             self.on_msg(Msg::Ended(ended, woke));
             return;
@@ -91,18 +85,12 @@ impl Daemon {
     /// Classify the end of `p` in a task (zombie-grace) and report it.
     fn report_end_later(&mut self, target: TargetId, p: ProcRef, fd: Option<std::os::fd::OwnedFd>) {
         let woke = tokio::time::Instant::now();
-        let status_of = |fd: &Option<std::os::fd::OwnedFd>| {
-            fd.as_ref().and_then(|fd| {
-                use std::os::fd::AsFd;
-                crate::probe::exit::from_pidfd(fd.as_fd())
-            })
-        };
         let tx = self.tx.clone();
         let grace = self.cfg.daemon.zombie_grace;
         tokio::spawn(async move {
             let (kind, zombie_status) = procfs::classify_exit(p, grace).await;
             // Reaped by now (unless a zombie): the kernel has the status.
-            let status = status_of(&fd)
+            let status = exit_status(&fd)
                 .or(zombie_status)
                 .map(crate::monitor::ExitStatus::from_wait);
             let ended = Input::Exited {
@@ -184,4 +172,11 @@ impl Daemon {
             }));
         });
     }
+}
+
+/// The exit status the kernel keeps for an ended process's pidfd.
+fn exit_status(fd: &Option<std::os::fd::OwnedFd>) -> Option<i32> {
+    use std::os::fd::AsFd;
+    fd.as_ref()
+        .and_then(|fd| crate::probe::exit::from_pidfd(fd.as_fd()))
 }

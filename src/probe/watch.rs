@@ -182,10 +182,6 @@ impl Watches {
         Added::Watching
     }
 
-    pub fn poll(&mut self, target: TargetId, p: ProcRef) {
-        self.polled.insert((target, p));
-    }
-
     /// The processes to poll at each scan.
     pub fn polled(&self) -> Vec<(TargetId, ProcRef)> {
         self.polled.iter().cloned().collect()
@@ -266,14 +262,5 @@ impl Watches {
             self.remove(idx);
         }
         self.polled.clear();
-    }
-
-    /// How many processes are watched (by pidfd and by polling).
-    pub fn len(&self) -> usize {
-        self.slots.len() - self.free.len() + self.polled.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }

@@ -127,7 +127,10 @@ struct Args {
     samples: usize,
     out: PathBuf,
     procward: PathBuf,
-    /// Only these monitors (procward, monit-pidfile, monit-matching, ps-loop).
+    /// Only these rows (procward, procward-regex, procward-loaded,
+    /// monit-pidfile, monit-matching, ps-loop); no /proc reader or
+    /// discovery table then. For working on one row; BENCHMARKS.md is
+    /// written from a run without it.
     only: Option<Vec<String>>,
     /// Only the discovery measurement (prints its table).
     discovery_only: bool,
@@ -900,25 +903,32 @@ fn main() {
         eprintln!("== N = {n}");
         let dir = base.join(format!("n{n}"));
         let mut targets = Targets::start(&dir, n);
-        let mut rows = vec![bench_procward(
-            &a,
-            n,
-            &dir,
-            &mut targets,
-            true,
-            Variant::Pidfile,
-        )];
-        eprintln!("   procward done");
-        rows.push(bench_procward(
-            &a,
-            n,
-            &dir,
-            &mut targets,
-            true,
-            Variant::Regex,
-        ));
-        eprintln!("   procward (regex) done");
-        if n == *a.ns.iter().max().unwrap_or(&n) {
+        let largest = n == *a.ns.iter().max().unwrap_or(&n);
+        let want = |m: &str| a.only.as_ref().is_none_or(|o| o.iter().any(|x| x == m));
+        let mut rows = Vec::new();
+        if want("procward") {
+            rows.push(bench_procward(
+                &a,
+                n,
+                &dir,
+                &mut targets,
+                true,
+                Variant::Pidfile,
+            ));
+            eprintln!("   procward done");
+        }
+        if want("procward-regex") {
+            rows.push(bench_procward(
+                &a,
+                n,
+                &dir,
+                &mut targets,
+                true,
+                Variant::Regex,
+            ));
+            eprintln!("   procward (regex) done");
+        }
+        if largest && want("procward-loaded") {
             rows.push(bench_procward(
                 &a,
                 n,
@@ -929,25 +939,31 @@ fn main() {
             ));
             eprintln!("   procward (loaded) done");
         }
-        rows.push(bench_monit(&a, n, &dir, &mut targets, false, n <= 1000));
-        eprintln!("   monit (pidfile) done");
-        if n <= 1000 {
-            rows.push(bench_monit(&a, n, &dir, &mut targets, true, false));
-        } else {
-            rows.push(Row {
-                monitor: "monit (matching)".into(),
-                note: "skipped: every `matching` check scans the whole process table, N² per cycle"
-                    .into(),
-                ..Default::default()
-            });
+        if want("monit-pidfile") {
+            rows.push(bench_monit(&a, n, &dir, &mut targets, false, n <= 1000));
+            eprintln!("   monit (pidfile) done");
         }
-        eprintln!("   monit (matching) done");
-        rows.push(bench_ps_loop(&a, n, &dir));
-        eprintln!("   ps loop done");
-        let readers = (n == *a.ns.iter().max().unwrap_or(&n)).then(|| proc_readers(&targets));
+        if want("monit-matching") {
+            if n <= 1000 {
+                rows.push(bench_monit(&a, n, &dir, &mut targets, true, false));
+            } else {
+                rows.push(Row {
+                    monitor: "monit (matching)".into(),
+                    note: "skipped: every `matching` check scans the whole process table, N² per cycle"
+                        .into(),
+                    ..Default::default()
+                });
+            }
+            eprintln!("   monit (matching) done");
+        }
+        if want("ps-loop") {
+            rows.push(bench_ps_loop(&a, n, &dir));
+            eprintln!("   ps loop done");
+        }
+        let readers = (largest && a.only.is_none()).then(|| proc_readers(&targets));
         drop(targets);
-        let base_cpu = rows[0].cpu_pct;
-        let base_rss = rows[0].rss_mib;
+        let base_cpu = rows.first().and_then(|r| r.cpu_pct);
+        let base_rss = rows.first().and_then(|r| r.rss_mib);
         let _ = writeln!(md, "## N = {n}\n");
         let _ = writeln!(
             md,
@@ -977,8 +993,10 @@ fn main() {
             md.push_str(&r);
         }
     }
-    eprintln!("== discovery");
-    md.push_str(&discovery_table(&a, &base));
+    if a.only.is_none() {
+        eprintln!("== discovery");
+        md.push_str(&discovery_table(&a, &base));
+    }
     let _ = writeln!(
         md,
         "Total run time: {:.0} s.",

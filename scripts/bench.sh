@@ -3,7 +3,8 @@
 # ps-per-cycle shell loop, each watching N idle processes. Writes
 # BENCHMARKS.md. Options: --install-monit (apt-get install monit when it is
 # missing), and anything else goes to the harness (--n 100,1000,10000
-# --steady SECONDS --samples N --out FILE).
+# --steady SECONDS --samples N --out FILE, --only procward,procward-regex,...
+# to run some rows only while working on them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

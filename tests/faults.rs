@@ -601,3 +601,66 @@ fn status_says_stalled_and_uptime_survives_pause_and_resume() {
     env.wait_event(T, |e| e["id"] == "PW2041");
     assert_eq!(env.target_status("web")["state"], "up");
 }
+
+/// With many targets, one target's change is written as its own record
+/// (not the whole state file): what a procward killed right after finds.
+#[test]
+fn with_many_targets_a_change_survives_a_crash_as_its_record() {
+    let env = Env::new();
+    let tok = token();
+    let mut cfg = format!(
+        "{}{}",
+        env.daemon_section(""),
+        env.target_section("web", &tok, "retry.max = 5")
+    );
+    // 299 more targets whose pidfile never appears.
+    for i in 0..299 {
+        cfg.push_str(&format!(
+            "[[target]]\nname = \"idle{i}\"\nmatch.pidfile = \"{}\"\nrestart.script = \"/bin/true\"\n",
+            env.path(&format!("idle{i}.pid")).display()
+        ));
+    }
+    env.write_config(&cfg);
+    let app = Proc::sleeper(&tok);
+    let mut d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW2001");
+    std::thread::sleep(Duration::from_millis(500));
+    app.signal(libc::SIGKILL);
+    env.wait_event(T, |e| e["id"] == "PW2015");
+    let o = env.cli(&["pause", "idle7"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    env.wait_event(T, |e| e["id"] == "PW1005");
+    assert_eq!(env.target_status("web")["restarts_in_window"], 1);
+    // Both changes are records, the state file was not rewritten for them.
+    let deadline = Instant::now() + T;
+    let records = |name: &str| env.state().join("inflight").join(format!("{name}.json"));
+    while !(records("web").exists() && records("idle7").exists()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rec: Value =
+        serde_json::from_str(&std::fs::read_to_string(records("idle7")).unwrap()).unwrap();
+    assert_eq!(rec["state"]["paused"], true, "{rec}");
+    let whole = std::fs::read_to_string(env.state().join("state.json")).unwrap();
+    let whole: Value = serde_json::from_str(&whole).unwrap();
+    assert_eq!(whole["targets"]["idle7"]["paused"], false, "{whole}");
+    assert_eq!(whole["targets"].as_object().unwrap().len(), 300);
+
+    common::kill(d.procward_pid(), libc::SIGKILL);
+    d.stop();
+    let mut d = env.start();
+    let st = env.target_status("idle7");
+    assert_eq!(st["state"], "paused", "{st}");
+    assert_eq!(env.target_status("web")["restarts_in_window"], 1);
+    // A clean stop writes the whole file, which holds the records: they go.
+    d.stop();
+    let whole: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.state().join("state.json")).unwrap())
+            .unwrap();
+    assert_eq!(whole["targets"]["idle7"]["paused"], true);
+    let left: Vec<_> = std::fs::read_dir(env.state().join("inflight"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -6,6 +6,7 @@
 //! bridge from the core to the edges.
 
 mod discovery;
+mod persist;
 mod probes;
 mod requests;
 mod schedule;
@@ -110,6 +111,7 @@ struct Daemon {
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<Msg>,
     schedule: Schedule,
+    persist: persist::Persist,
     watches: watch::Watches,
     denials: Denials,
     /// Counters and histograms for `daemon.metrics-listen` (when set).
@@ -176,6 +178,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         shared: shared.clone(),
         tx: tx.clone(),
         schedule: Schedule::new(),
+        persist: persist::Persist::new(),
         watches: watch::Watches::new(),
         denials: Denials::default(),
         metrics: d_metrics,
@@ -355,20 +358,43 @@ impl Daemon {
     /// (`interval` is the scan interval of this wake-up: a target that
     /// started settling now is scanned at the next one, a loop turn away.)
     fn after(&mut self, interval: Duration) {
-        if self.schedule.take_persist() {
-            self.out.save_state(crate::state::Pending::new(
+        match self.persist.take(self.monitor.targets().len()) {
+            None => {}
+            Some(persist::Save::Full) => self.out.save_state(crate::state::Pending::new(
                 &self.cfg.daemon.state_dir,
                 self.monitor.snapshot_list(),
-            ));
+            )),
+            Some(persist::Save::Records(list)) => {
+                for target in list {
+                    self.save_record(&target);
+                }
+            }
         }
         if self.schedule.scan_due(Instant::now(), interval) {
             self.start_scan();
         }
     }
 
+    /// One target's record (`inflight/TARGET.json`), ahead of the whole
+    /// state file. Whether it was queued.
+    fn save_record(&mut self, target: &TargetId) -> bool {
+        let Some(state) = self.monitor.persisted_of(target) else {
+            return false;
+        };
+        self.out.save_inflight(crate::notify::InFlight {
+            dir: self.cfg.daemon.state_dir.clone(),
+            target: target.to_string(),
+            state,
+            saved_ms: crate::state::stamp(),
+        });
+        true
+    }
+
     /// One input to the core, its actions to the edges.
     fn feed(&mut self, input: Input) {
+        let target = input.target().clone();
         let acts = self.monitor.handle(input, now_ms());
+        self.persist.changed(&target, &acts);
         self.apply(acts);
     }
 
@@ -473,7 +499,7 @@ impl Daemon {
                     ..
                 } => action::stop_process(proc, group, timeout),
                 Action::ScanSoon => self.schedule.scan_soon(),
-                Action::Persist => self.schedule.persist_soon(),
+                Action::Persist => self.persist.soon(),
             }
         }
     }

@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::control::server;
 use crate::control::{Request, Response};
 use crate::event::{msg, now_ms, EventSpec};
-use crate::monitor::Command;
+use crate::monitor::{Command, TargetId};
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -86,6 +86,7 @@ impl Daemon {
         for n in names {
             match self.monitor.command(&n, cmd.clone(), user, now_ms()) {
                 Ok(acts) => {
+                    self.persist.changed(&TargetId::from(n.as_str()), &acts);
                     self.apply(acts);
                     done.push(n);
                 }
@@ -160,6 +161,7 @@ impl Daemon {
             }
         }
         let acts = self.monitor.reconfigure(cfg.targets.clone());
+        self.persist.touched_all();
         self.out.reload(&cfg, renderer);
         let n = cfg.targets.len();
         self.cfg = cfg;

@@ -15,8 +15,6 @@ pub struct Schedule {
     /// When each target's next stall probe is due; targets probing now.
     probes_due: HashMap<String, Instant>,
     probing: HashSet<String>,
-    /// The core asked to persist: saved after this wake-up.
-    persist: bool,
 }
 
 impl Schedule {
@@ -28,7 +26,6 @@ impl Schedule {
             scan_soon: true,
             probes_due: HashMap::new(),
             probing: HashSet::new(),
-            persist: false,
         }
     }
 
@@ -46,15 +43,6 @@ impl Schedule {
         .into_iter()
         .flatten()
         .min()
-    }
-
-    pub fn persist_soon(&mut self) {
-        self.persist = true;
-    }
-
-    /// Whether the state is to be saved now (and clears the request).
-    pub fn take_persist(&mut self) -> bool {
-        std::mem::take(&mut self.persist)
     }
 
     pub fn arm(&mut self, at: Instant, target: TargetId, token: u64) {

@@ -39,16 +39,13 @@ impl Daemon {
         // The attempt is on disk before its script runs: a procward killed
         // meanwhile waits for this script when it starts again, and never
         // runs a second one. Only this target's record is written and
-        // synced first (small, whatever the number of targets); the whole
-        // state file follows. (A failed write does not hold the restart up.)
-        if let Some(state) = self.monitor.persisted_of(&target) {
-            self.out.save_inflight(crate::notify::InFlight {
-                dir: self.cfg.daemon.state_dir.clone(),
-                target: target.to_string(),
-                state,
-            });
+        // synced first (small, whatever the number of targets); the state
+        // file (or, with many targets, nothing more: daemon/persist.rs)
+        // follows. (A failed write does not hold the restart up.)
+        if self.save_record(&target) {
+            self.persist.recorded();
         }
-        self.schedule.persist_soon();
+        self.persist.soon();
         let saved = self.out.synced();
         let tx = self.tx.clone();
         tokio::spawn(async move {

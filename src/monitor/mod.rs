@@ -270,6 +270,22 @@ pub enum Input {
     },
 }
 
+impl Input {
+    /// The target the input is about.
+    pub fn target(&self) -> &TargetId {
+        match self {
+            Input::Found { target, .. }
+            | Input::Exited { target, .. }
+            | Input::Children { target, .. }
+            | Input::ScriptStarted { target, .. }
+            | Input::ScriptDone { target, .. }
+            | Input::CommandDone { target, .. }
+            | Input::Timer { target, .. }
+            | Input::Probe { target, .. } => target,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Pause,

@@ -12,6 +12,7 @@ pub mod syslog;
 pub mod usm;
 
 use crate::event::{Event, EventSpec};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -20,18 +21,22 @@ enum IoMsg {
     Event(Arc<Event>, Option<String>),
     /// The state slot holds a newer snapshot.
     State,
-    /// One target's state before its restart script runs.
+    /// One target's record: before its restart script runs, or a change
+    /// of one target among many (daemon/persist.rs).
     InFlight(Box<InFlight>),
     Sync(std::sync::mpsc::Sender<()>),
     /// Like Sync, for an async waiter.
     Synced(tokio::sync::oneshot::Sender<()>),
 }
 
-/// One target's state to write before its restart script runs.
+/// One target's record to write (`inflight/TARGET.json`).
 pub struct InFlight {
     pub dir: PathBuf,
     pub target: String,
     pub state: crate::monitor::Persisted,
+    /// `state::stamp()` when the loop took it: orders it against the
+    /// whole-file snapshots taken in the same loop.
+    pub saved_ms: u64,
 }
 
 /// Write failures of procward's own files, one PW1012 per outage and one
@@ -95,6 +100,9 @@ impl Notifier {
             .spawn(move || {
                 use std::io::Write;
                 let mut outages = Outages::default();
+                // The records written since the last whole state file: one
+                // equal to the last written is not written again.
+                let mut written: HashMap<String, crate::monitor::Persisted> = HashMap::new();
                 for m in rx {
                     match m {
                         IoMsg::Event(ev, console) => {
@@ -117,6 +125,7 @@ impl Notifier {
                             let snapshot = slot.lock().expect("state slot").take();
                             if let Some(s) = snapshot {
                                 let path = s.path();
+                                written.clear();
                                 let said = match s.write() {
                                     Err(e) => {
                                         eprintln!(
@@ -133,12 +142,12 @@ impl Notifier {
                             }
                         }
                         IoMsg::InFlight(r) => {
+                            if written.get(&r.target) == Some(&r.state) {
+                                continue;
+                            }
                             let file = r.dir.join("inflight");
                             let said = match crate::state::save_inflight(
-                                &r.dir,
-                                &r.target,
-                                &r.state,
-                                crate::state::stamp(),
+                                &r.dir, &r.target, &r.state, r.saved_ms,
                             ) {
                                 Err(e) => {
                                     eprintln!(
@@ -148,7 +157,10 @@ impl Notifier {
                                     );
                                     outages.failed("state file", &file, &e.to_string())
                                 }
-                                Ok(()) => outages.ok("state file", &file),
+                                Ok(()) => {
+                                    written.insert(r.target, r.state);
+                                    outages.ok("state file", &file)
+                                }
                             };
                             if let Some(spec) = said {
                                 report(spec);

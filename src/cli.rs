@@ -224,6 +224,10 @@ pub enum Cmd {
         #[arg(trailing_var_arg = true, required = true)]
         argv: Vec<String>,
     },
+    /// Start restart scripts for `procward run` (started by it, on a
+    /// socket given as stdin)
+    #[command(hide = true)]
+    Spawner,
     /// Filter definitions for operations managers
     Filters {
         #[command(subcommand)]

@@ -39,7 +39,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(
         cli.command,
-        Cmd::Run { .. } | Cmd::Demo { .. } | Cmd::Reaper { .. }
+        Cmd::Run { .. } | Cmd::Demo { .. } | Cmd::Reaper { .. } | Cmd::Spawner
     ) {
         // A client whose reader went away (`procward events | head -1`)
         // ends quietly, as `cat` does, instead of panicking on EPIPE. (The
@@ -133,6 +133,7 @@ fn dispatch(cmd: Cmd, cfg: &Path) -> anyhow::Result<u8> {
         Cmd::Filters { command } => filters(command, cfg),
         Cmd::Mib { bundle } => mib(cfg, bundle.as_deref()),
         Cmd::Reaper { argv } => Ok(procward::reaper::run(&argv)),
+        Cmd::Spawner => Ok(procward::action::spawner::serve()),
         Cmd::Assets { out } => {
             for p in procward::cli::write_assets(&out)? {
                 println!("{}", p.display());

@@ -205,7 +205,7 @@ pub fn start(cfg_path: &std::path::Path, target: &str, wait: Duration) -> Result
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let ran = rt.block_on(crate::action::run(run, |_| {}));
+    let ran = rt.block_on(crate::action::run(run, None, |_| {}));
     let ok = matches!(
         ran.outcome,
         crate::monitor::ScriptOutcome::Exited { code: 0, .. }

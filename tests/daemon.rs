@@ -755,3 +755,96 @@ fn systemd_gets_ready_and_watchdog_pings_from_the_loop() {
         "{seen:?}"
     );
 }
+
+fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// The descriptors of `pid` that are pidfds, and all of them.
+fn fds_of(pid: u32) -> (usize, usize) {
+    let mut pidfds = 0;
+    let mut all = 0;
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        all += 1;
+        if std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("pidfd")) {
+            pidfds += 1;
+        }
+    }
+    (pidfds, all)
+}
+
+/// Restart scripts are started by the spawner, a helper that holds none
+/// of procward's pidfds (a fork from a process with 10,000 of them costs
+/// milliseconds); a spawner killed is replaced, and a script it was
+/// running is still waited for.
+#[test]
+fn restart_scripts_come_from_a_spawner_that_survives_being_killed() {
+    let env = Env::new();
+    let tok = token();
+    let script = env.path("web.sh");
+    write_exec(
+        &script,
+        &format!(
+            "#!/bin/sh\necho $PPID >> {ppids}\n[ -e {slow} ] && sleep 1\nsetsid -f /bin/sh -c 'echo $$ >> {pids}; exec sleep 1000.{tok}' </dev/null >/dev/null 2>&1\n",
+            ppids = env.path("ppids").display(),
+            slow = env.path("slow").display(),
+            pids = env.path("started.pids").display(),
+        ),
+    );
+    env.write_config(&format!(
+        "{}[[target]]\nname = \"web\"\nmatch.cmdline = '^sleep 1000\\.{tok}$'\nrestart.script = \"{}\"\nrestart.settle = \"3s\"\nretry.max = 10\n",
+        env.daemon_section(""),
+        script.display()
+    ));
+    let app = Proc::sleeper(&tok);
+    let d = env.start();
+    let procward = d.procward_pid();
+    env.wait_event(T, |e| e["id"] == "PW2001");
+    app.signal(libc::SIGKILL);
+    env.wait_event(T, |e| e["id"] == "PW2015");
+    let ppids = || -> Vec<u32> {
+        std::fs::read_to_string(env.path("ppids"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect()
+    };
+    let spawner = ppids()[0];
+    assert_ne!(spawner, procward, "the script is procward's own child");
+    assert_eq!(parent_of(spawner), procward);
+    let comm = std::fs::read_to_string(format!("/proc/{spawner}/comm")).unwrap();
+    assert_eq!(comm.trim(), "procward-spawn");
+    let (pidfds, all) = fds_of(spawner);
+    assert_eq!(pidfds, 0);
+    assert!(all <= 5, "the spawner holds {all} descriptors");
+    assert!(fds_of(procward).0 >= 1, "procward watches by pidfd");
+
+    // The spawner killed between two restarts: a new one starts the next.
+    kill(spawner, libc::SIGKILL);
+    let pid = sleepers(&tok)[0];
+    kill(pid, libc::SIGKILL);
+    let second = env.wait_event(T, |e| e["id"] == "PW2015" && e["fields"]["attempt"] == 2);
+    assert_eq!(second["target"], "web");
+    let respawned = ppids()[1];
+    assert_ne!(respawned, spawner);
+    assert_eq!(parent_of(respawned), procward);
+
+    // Killed while a script runs: its end is still seen (status unknown).
+    std::fs::write(env.path("slow"), "").unwrap();
+    let pid = sleepers(&tok)[0];
+    kill(pid, libc::SIGKILL);
+    let deadline = Instant::now() + T;
+    while ppids().len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill(ppids()[2], libc::SIGKILL);
+    let done = env.wait_event(T, |e| e["id"] == "PW2011" && e["fields"]["attempt"] == 3);
+    assert!(done["text"].as_str().unwrap().contains("unknown"), "{done}");
+    env.wait_event(T, |e| e["id"] == "PW2015" && e["fields"]["attempt"] == 3);
+    assert_eq!(sleepers(&tok).len(), 1);
+}

@@ -3,9 +3,12 @@
 //! appended to a bounded log in the state directory, and is killed with its
 //! whole group at its timeout.
 
+pub mod spawner;
+
 use crate::config::RunAs;
 use crate::monitor::ScriptOutcome;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -85,16 +88,55 @@ pub struct Ran {
     pub log_error: Option<String>,
 }
 
-/// Run one script or command to its end (or its timeout). `on_spawn` gets
-/// the script's pid as soon as it runs.
-pub async fn run(r: Run, on_spawn: impl FnOnce(u32)) -> Ran {
+/// Run one script or command to its end (or its timeout), started by
+/// `spawner` when there is one (the daemon's), else by this process.
+/// `on_spawn` gets the script's pid as soon as it runs.
+pub async fn run(r: Run, spawner: Option<&spawner::Spawner>, on_spawn: impl FnOnce(u32)) -> Ran {
     let mut log_error = None;
-    let outcome = run_logged(r, on_spawn, &mut log_error).await;
+    let outcome = run_logged(r, spawner, on_spawn, &mut log_error).await;
     Ran { outcome, log_error }
+}
+
+/// A started script: this process's child, or the spawner's.
+enum Running {
+    Child(tokio::process::Child),
+    Spawned {
+        proc: Option<crate::monitor::ProcRef>,
+        exit: tokio::sync::oneshot::Receiver<i32>,
+        done: Option<Option<std::process::ExitStatus>>,
+    },
+}
+
+impl Running {
+    /// Wait for its end: `None` when its status cannot be known (the
+    /// spawner went away first; then this waits for the process to go).
+    async fn wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        use std::os::unix::process::ExitStatusExt;
+        match self {
+            Running::Child(c) => c.wait().await.map(Some),
+            Running::Spawned { proc, exit, done } => {
+                if let Some(d) = done {
+                    return Ok(*d);
+                }
+                let status = match (&mut *exit).await {
+                    Ok(raw) => Some(std::process::ExitStatus::from_raw(raw)),
+                    Err(_) => {
+                        if let Some(p) = proc {
+                            crate::probe::watch::gone(*p, Duration::from_millis(200)).await;
+                        }
+                        None
+                    }
+                };
+                *done = Some(status);
+                Ok(status)
+            }
+        }
+    }
 }
 
 async fn run_logged(
     r: Run,
+    spawner: Option<&spawner::Spawner>,
     on_spawn: impl FnOnce(u32),
     log_error: &mut Option<String>,
 ) -> ScriptOutcome {
@@ -118,24 +160,148 @@ async fn run_logged(
         }
     };
     // Without its log the script still runs, its output discarded.
-    let (stdout, stderr, offset) = match opened.and_then(|(log, offset)| {
+    let (output, offset) = match opened.and_then(|(log, offset)| {
         let out = log.try_clone().map_err(|e| e.to_string())?;
-        Ok((Stdio::from(out), Stdio::from(log), Some(offset)))
+        Ok((Some((out.into(), log.into())), Some(offset)))
     }) {
         Ok(x) => x,
         Err(e) => {
             *log_error = Some(e);
-            (Stdio::null(), Stdio::null(), None)
+            (None, None)
         }
+    };
+    let mut env: Vec<(String, String)> = vec![(
+        "PATH".into(),
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+    )];
+    env.extend(r.env.iter().cloned());
+    if let Some(u) = &r.user {
+        env.push(("HOME".into(), home_of(&u.name)));
+        env.push(("USER".into(), u.name.clone()));
+        env.push(("LOGNAME".into(), u.name.clone()));
+    }
+    let started = match spawner {
+        Some(s) => {
+            let req = spawner::Request {
+                id: 0,
+                argv: r.argv.clone(),
+                env: env.clone(),
+                user: r.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone())),
+            };
+            let output = output.as_ref().and_then(|(o, e): &(OwnedFd, OwnedFd)| {
+                Some((o.try_clone().ok()?, e.try_clone().ok()?))
+            });
+            s.spawn(req, output).await
+        }
+        None => None,
+    };
+    let mut child = match started {
+        Some(Ok(s)) => {
+            let mut buf = Vec::with_capacity(512);
+            let proc = crate::probe::procfs::read_stat(s.pid, &mut buf)
+                .ok()
+                .flatten()
+                .map(|st| st.proc_ref());
+            let pid = s.pid;
+            drop(output);
+            (
+                pid,
+                Running::Spawned {
+                    proc,
+                    exit: s.exit,
+                    done: None,
+                },
+            )
+        }
+        Some(Err(e)) => return ScriptOutcome::SpawnFailed(e),
+        None => match spawn_here(program, &r, &env, output) {
+            Ok(c) => (c.id().unwrap_or(0), Running::Child(c)),
+            Err(e) => return ScriptOutcome::SpawnFailed(format!("{program}: {e}")),
+        },
+    };
+    let (pgid, child) = (child.0, &mut child.1);
+    on_spawn(pgid);
+    let status = match tokio::time::timeout(r.timeout, child.wait()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return ScriptOutcome::SpawnFailed(e.to_string()),
+        Err(_) => {
+            return timed_out(pgid, child, &r.log, offset).await;
+        }
+    };
+    let output = || {
+        let p = r.log.clone();
+        async move {
+            match offset {
+                Some(offset) => tokio::task::spawn_blocking(move || tail(&p, offset))
+                    .await
+                    .unwrap_or_default(),
+                None => String::new(),
+            }
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    match status.map(|s| (s.code(), s.signal())) {
+        None => ScriptOutcome::Unknown,
+        Some((Some(code), _)) => ScriptOutcome::Exited {
+            code,
+            output: output().await,
+        },
+        Some((None, Some(signal))) => ScriptOutcome::Signaled {
+            signal,
+            output: output().await,
+        },
+        Some(_) => ScriptOutcome::Exited {
+            code: -1,
+            output: output().await,
+        },
+    }
+}
+
+/// The timeout: SIGTERM to the group, SIGKILL after KILL_GRACE.
+async fn timed_out(
+    pgid: u32,
+    child: &mut Running,
+    log: &Path,
+    offset: Option<u64>,
+) -> ScriptOutcome {
+    killpg(pgid, rustix::process::Signal::TERM);
+    if tokio::time::timeout(KILL_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        killpg(pgid, rustix::process::Signal::KILL);
+        let _ = child.wait().await;
+    } else {
+        // The leader is gone; its group may not be.
+        killpg(pgid, rustix::process::Signal::KILL);
+    }
+    let output = match offset {
+        Some(offset) => {
+            let p = log.to_path_buf();
+            tokio::task::spawn_blocking(move || tail(&p, offset))
+                .await
+                .unwrap_or_default()
+        }
+        None => String::new(),
+    };
+    ScriptOutcome::TimedOut { output }
+}
+
+/// Start the script as this process's child (no spawner).
+fn spawn_here(
+    program: &str,
+    r: &Run,
+    env: &[(String, String)],
+    output: Option<(OwnedFd, OwnedFd)>,
+) -> std::io::Result<tokio::process::Child> {
+    let (stdout, stderr) = match output {
+        Some((o, e)) => (Stdio::from(o), Stdio::from(e)),
+        None => (Stdio::null(), Stdio::null()),
     };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(&r.argv[1..])
         .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .envs(r.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(stdout)
@@ -144,9 +310,6 @@ async fn run_logged(
         .kill_on_drop(false);
     if let Some(u) = &r.user {
         let groups: Vec<libc::gid_t> = u.groups.clone();
-        cmd.env("HOME", home_of(&u.name))
-            .env("USER", &u.name)
-            .env("LOGNAME", &u.name);
         let (uid, gid) = (u.uid, u.gid);
         // SAFETY: only async-signal-safe syscalls, on a group list built
         // before fork. Groups, then gid, then uid: each needs the privilege
@@ -164,64 +327,7 @@ async fn run_logged(
             });
         }
     }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return ScriptOutcome::SpawnFailed(format!("{program}: {e}")),
-    };
-    let pgid = child.id().unwrap_or(0);
-    on_spawn(pgid);
-    let status = match tokio::time::timeout(r.timeout, child.wait()).await {
-        Ok(Ok(s)) => Some(s),
-        Ok(Err(e)) => return ScriptOutcome::SpawnFailed(e.to_string()),
-        Err(_) => None,
-    };
-    let log_path = r.log.clone();
-    let output = move || {
-        let p = log_path.clone();
-        async move {
-            match offset {
-                Some(offset) => tokio::task::spawn_blocking(move || tail(&p, offset))
-                    .await
-                    .unwrap_or_default(),
-                None => String::new(),
-            }
-        }
-    };
-    match status {
-        Some(s) => {
-            use std::os::unix::process::ExitStatusExt;
-            match (s.code(), s.signal()) {
-                (Some(code), _) => ScriptOutcome::Exited {
-                    code,
-                    output: output().await,
-                },
-                (None, Some(signal)) => ScriptOutcome::Signaled {
-                    signal,
-                    output: output().await,
-                },
-                _ => ScriptOutcome::Exited {
-                    code: -1,
-                    output: output().await,
-                },
-            }
-        }
-        None => {
-            killpg(pgid, rustix::process::Signal::TERM);
-            if tokio::time::timeout(KILL_GRACE, child.wait())
-                .await
-                .is_err()
-            {
-                killpg(pgid, rustix::process::Signal::KILL);
-                let _ = child.wait().await;
-            } else {
-                // The leader is gone; its group may not be.
-                killpg(pgid, rustix::process::Signal::KILL);
-            }
-            ScriptOutcome::TimedOut {
-                output: output().await,
-            }
-        }
-    }
+    cmd.spawn()
 }
 
 /// Stop a child process by pid: SIGTERM, wait up to `grace`, then SIGKILL.
@@ -382,6 +488,7 @@ mod tests {
                 log: dir.join("logs/t.log"),
                 header: "test".into(),
             },
+            None,
             |_| {},
         ))
         .outcome
@@ -461,6 +568,7 @@ mod tests {
                 log: d.path().join("logs/t.log"),
                 header: "x".into(),
             },
+            None,
             |pid| spawned = pid,
         ));
         assert_eq!(
@@ -492,6 +600,7 @@ mod tests {
                     log: d.path().join("l.log"),
                     header: "x".into(),
                 },
+                None,
                 |_| {},
             ))
             .outcome;

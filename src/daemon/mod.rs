@@ -112,6 +112,7 @@ struct Daemon {
     tx: mpsc::UnboundedSender<Msg>,
     schedule: Schedule,
     persist: persist::Persist,
+    spawner: Arc<crate::action::spawner::Spawner>,
     watches: watch::Watches,
     denials: Denials,
     /// Counters and histograms for `daemon.metrics-listen` (when set).
@@ -166,6 +167,12 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         }
         None => None,
     };
+    // Scripts are started by a helper that holds none of the pidfds the
+    // daemon is about to open (action/spawner.rs).
+    let spawner = Arc::new(crate::action::spawner::Spawner::new("/proc/self/exe"));
+    if let Err(e) = spawner.start().await {
+        eprintln!("procward: cannot start the spawner ({e}); starting scripts directly");
+    }
     let monitor = Monitor::new(
         cfg.targets.clone(),
         &state,
@@ -179,6 +186,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         tx: tx.clone(),
         schedule: Schedule::new(),
         persist: persist::Persist::new(),
+        spawner,
         watches: watch::Watches::new(),
         denials: Denials::default(),
         metrics: d_metrics,

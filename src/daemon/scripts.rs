@@ -48,10 +48,11 @@ impl Daemon {
         self.persist.soon();
         let saved = self.out.synced();
         let tx = self.tx.clone();
+        let spawner = self.spawner.clone();
         tokio::spawn(async move {
             let _ = saved.await;
             let (log, name, started) = (run.log.clone(), target.clone(), tx.clone());
-            let ran = action::run(run, move |pid| {
+            let ran = action::run(run, Some(&spawner), move |pid| {
                 let mut buf = Vec::with_capacity(512);
                 if let Ok(Some(st)) = procfs::read_stat(pid, &mut buf) {
                     let proc = st.proc_ref();
@@ -100,9 +101,10 @@ impl Daemon {
             return;
         };
         let tx = self.tx.clone();
+        let spawner = self.spawner.clone();
         tokio::spawn(async move {
             let log = run.log.clone();
-            let ran = action::run(run, |_| {}).await;
+            let ran = action::run(run, Some(&spawner), |_| {}).await;
             let what = format!("retry-over command log of {target}");
             let _ = tx.send(Msg::Wrote(what, log, ran.log_error.map_or(Ok(()), Err)));
             let outcome = ran.outcome;

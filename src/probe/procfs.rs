@@ -187,9 +187,13 @@ pub fn parse_pidfile(bytes: &[u8]) -> Option<u32> {
     first.parse::<u32>().ok().filter(|&p| p > 0)
 }
 
-/// Processes procward never adopts: init, kernel threads, itself and its
-/// own children (restart scripts, probes).
+/// Processes procward never adopts: init, kernel threads, itself, its
+/// spawner and their children (restart scripts, probes).
 pub fn adoptable(st: &Stat, me: u32) -> bool {
+    let helper = crate::action::spawner::helper_pid();
+    if helper != 0 && (st.pid == helper || st.ppid == helper) {
+        return false;
+    }
     st.pid != 1
         && st.pid != me
         && st.ppid != me

@@ -219,6 +219,12 @@ pub fn load(dir: &Path) -> Result<BTreeMap<String, Persisted>, String> {
     result.map(|()| targets)
 }
 
+/// Whether the state directory holds records not yet folded into the
+/// state file.
+pub fn has_records(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join(INFLIGHT)).is_ok_and(|mut d| d.next().is_some())
+}
+
 /// The in-flight records (unreadable ones are skipped: the state file or
 /// a fresh start covers them).
 fn read_inflight(dir: &Path) -> Vec<InFlightFile> {

@@ -178,6 +178,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         &state,
         now_ms() ^ std::process::id() as u64,
     );
+    let records = crate::state::has_records(&cfg.daemon.state_dir);
     let mut d = Daemon {
         cfg,
         monitor,
@@ -185,7 +186,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         shared: shared.clone(),
         tx: tx.clone(),
         schedule: Schedule::new(),
-        persist: persist::Persist::new(),
+        persist: persist::Persist::new(records, Instant::now()),
         spawner,
         watches: watch::Watches::new(),
         denials: Denials::default(),
@@ -285,11 +286,15 @@ impl Daemon {
             // The scan interval walks every target: once per wake-up.
             let interval = self.scan_interval();
             let exits = self.watches.source();
-            let wake = [self.next_wake(interval), self.next_denial_report()]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(far);
+            let wake = [
+                self.next_wake(interval),
+                self.next_denial_report(),
+                self.persist.fold_at(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(far);
             tokio::select! {
                 _ = &mut stop => { stop_reason = "shutdown request"; break; }
                 _ = signal(&mut term) => { stop_reason = "SIGTERM"; break; }
@@ -366,7 +371,10 @@ impl Daemon {
     /// (`interval` is the scan interval of this wake-up: a target that
     /// started settling now is scanned at the next one, a loop turn away.)
     fn after(&mut self, interval: Duration) {
-        match self.persist.take(self.monitor.targets().len()) {
+        match self
+            .persist
+            .take(self.monitor.targets().len(), Instant::now())
+        {
             None => {}
             Some(persist::Save::Full) => self.out.save_state(crate::state::Pending::new(
                 &self.cfg.daemon.state_dir,

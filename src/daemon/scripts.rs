@@ -30,6 +30,7 @@ impl Daemon {
         pid: Option<u32>,
         exit: Option<ExitStatus>,
     ) {
+        crate::trace_point("run_script");
         let Some(run) = self
             .script_context(&target, exit)
             .and_then(|c| c.restart(attempt, reason, pid))
@@ -43,7 +44,7 @@ impl Daemon {
         // file (or, with many targets, nothing more: daemon/persist.rs)
         // follows. (A failed write does not hold the restart up.)
         if self.save_record(&target) {
-            self.persist.recorded();
+            self.persist.recorded(&target, tokio::time::Instant::now());
         }
         self.persist.soon();
         let saved = self.out.synced();
@@ -51,6 +52,7 @@ impl Daemon {
         let spawner = self.spawner.clone();
         tokio::spawn(async move {
             let _ = saved.await;
+            crate::trace_point("saved");
             let (log, name, started) = (run.log.clone(), target.clone(), tx.clone());
             let ran = action::run(run, Some(&spawner), move |pid| {
                 let mut buf = Vec::with_capacity(512);

@@ -313,10 +313,21 @@ impl Proc {
 }
 
 impl Drop for Proc {
+    /// Kills its process group (its own, from `spawn`): what a shell
+    /// started goes with it.
     fn drop(&mut self) {
         self.signal(libc::SIGKILL);
+        kill_group(self.pid);
         if let Some(r) = self.reaper.take() {
             let _ = r.join();
+        }
+    }
+}
+
+fn kill_group(pgid: u32) {
+    if pgid > 1 {
+        unsafe {
+            libc::kill(-(pgid as i32), libc::SIGKILL);
         }
     }
 }

@@ -18,14 +18,3 @@ pub mod probe;
 pub mod reaper;
 pub mod state;
 pub mod trust;
-
-#[doc(hidden)]
-pub fn trace_point(label: &str) {
-    if std::env::var_os("PROCWARD_TRACE").is_some() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_micros();
-        eprintln!("TRACE {t} {label}");
-    }
-}

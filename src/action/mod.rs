@@ -159,7 +159,6 @@ async fn run_logged(
             Err(e) => Err(e.to_string()),
         }
     };
-    crate::trace_point("log opened");
     // Without its log the script still runs, its output discarded.
     let (output, offset) = match opened.and_then(|(log, offset)| {
         let out = log.try_clone().map_err(|e| e.to_string())?;
@@ -221,7 +220,6 @@ async fn run_logged(
         },
     };
     let (pgid, child) = (child.0, &mut child.1);
-    crate::trace_point("spawned");
     on_spawn(pgid);
     let status = match tokio::time::timeout(r.timeout, child.wait()).await {
         Ok(Ok(s)) => s,

@@ -69,7 +69,6 @@ impl Daemon {
     fn report_end(&mut self, target: TargetId, p: ProcRef, fd: Option<std::os::fd::OwnedFd>) {
         let woke = tokio::time::Instant::now();
         let mut buf = Vec::with_capacity(512);
-        crate::trace_point("report_end");
         if procfs::read_pinned(p, &mut buf).is_none() {
             let ended = Input::Exited {
                 target,

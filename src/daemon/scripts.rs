@@ -30,7 +30,6 @@ impl Daemon {
         pid: Option<u32>,
         exit: Option<ExitStatus>,
     ) {
-        crate::trace_point("run_script");
         let Some(run) = self
             .script_context(&target, exit)
             .and_then(|c| c.restart(attempt, reason, pid))
@@ -52,7 +51,6 @@ impl Daemon {
         let spawner = self.spawner.clone();
         tokio::spawn(async move {
             let _ = saved.await;
-            crate::trace_point("saved");
             let (log, name, started) = (run.log.clone(), target.clone(), tx.clone());
             let ran = action::run(run, Some(&spawner), move |pid| {
                 let mut buf = Vec::with_capacity(512);

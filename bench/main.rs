@@ -134,6 +134,8 @@ struct Args {
     only: Option<Vec<String>>,
     /// Only the discovery measurement (prints its table).
     discovery_only: bool,
+    /// Switch the kernel's DAMON monitors off during the run.
+    damon_off: bool,
 }
 
 fn parse_args() -> Args {
@@ -145,6 +147,7 @@ fn parse_args() -> Args {
         procward: PathBuf::from("target/release/procward"),
         only: None,
         discovery_only: false,
+        damon_off: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -164,6 +167,11 @@ fn parse_args() -> Args {
             "--only" => a.only = Some(v.split(',').map(str::to_string).collect()),
             "--discovery-only" => {
                 a.discovery_only = true;
+                i += 1;
+                continue;
+            }
+            "--damon-off" => {
+                a.damon_off = true;
                 i += 1;
                 continue;
             }
@@ -471,7 +479,13 @@ fn bench_procward(
         .args(["run", "--quiet", "-c"])
         .arg(&cfg_path)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(match std::env::var_os("BENCH_SAMPLES") {
+            // With BENCH_SAMPLES=DIR, procward's stderr goes to DIR/procward.log.
+            Some(d) => {
+                Stdio::from(std::fs::File::create(Path::new(&d).join("procward.log")).unwrap())
+            }
+            None => Stdio::null(),
+        })
         .spawn()
         .expect("start procward");
     let pid = child.id();
@@ -563,6 +577,13 @@ fn bench_procward(
             let t0 = targets.kill_and_replace(i);
             if let Some(t1) = wait_file(&started, Duration::from_secs(5)) {
                 res.push((t1.saturating_sub(t0)) as f64 / 1e6);
+                if std::env::var_os("BENCH_SAMPLES").is_some() {
+                    eprintln!(
+                        "   sample {name}: killed at {} µs, restart {:.1} ms",
+                        t0 / 1000,
+                        (t1.saturating_sub(t0)) as f64 / 1e6
+                    );
+                }
             }
             targets.replace(i);
             // Detection: the PW2003 event's time.
@@ -851,7 +872,82 @@ fn machine() -> String {
                 .to_string()
         })
         .unwrap_or_else(|| "monit not installed".into());
-    format!("{cores} cores ({cpu}), {mem} RAM, Linux {kernel}; {monit}")
+    format!(
+        "{cores} cores ({cpu}), {mem} RAM, Linux {kernel}; {monit}; DAMON: {}",
+        damon_describe()
+    )
+}
+
+const DAMON: &str = "/sys/kernel/mm/damon/admin/kdamonds";
+
+/// The kernel's DAMON monitors (kdamond threads) and what they do. With
+/// `pageout` in physical-address mode they walk the reverse map of pages
+/// mapped by every one of the N `sleep` processes (libc, the binary) and
+/// hold the page locks meanwhile: an exit or an exec that needs one
+/// waits (measured with `perf sched timehist`: a SIGKILLed target's exit
+/// and the restart script's exec woken by kdamond after 30–170 ms).
+fn damon_describe() -> String {
+    let Ok(dir) = std::fs::read_dir(DAMON) else {
+        return "not present".into();
+    };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let p = e.path();
+        let Ok(state) = std::fs::read_to_string(p.join("state")) else {
+            continue;
+        };
+        let ops = std::fs::read_to_string(p.join("contexts/0/operations")).unwrap_or_default();
+        let action =
+            std::fs::read_to_string(p.join("contexts/0/schemes/0/action")).unwrap_or_default();
+        out.push(format!(
+            "kdamond {} {} ({}{})",
+            e.file_name().to_string_lossy(),
+            state.trim(),
+            ops.trim(),
+            if action.trim().is_empty() {
+                String::new()
+            } else {
+                format!(": {}", action.trim())
+            }
+        ));
+    }
+    if out.is_empty() {
+        "none running".into()
+    } else {
+        out.join(", ")
+    }
+}
+
+/// `--damon-off`: the kdamonds that were on are switched off for the run
+/// and on again at its end (also when the run panics; not after SIGKILL).
+struct DamonPaused(Vec<PathBuf>);
+
+impl DamonPaused {
+    fn pause() -> DamonPaused {
+        let mut paused = Vec::new();
+        if let Ok(dir) = std::fs::read_dir(DAMON) {
+            for e in dir.flatten() {
+                let state = e.path().join("state");
+                if std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == "on") {
+                    match std::fs::write(&state, "off") {
+                        Ok(()) => paused.push(state),
+                        Err(e) => eprintln!("bench: cannot switch DAMON off: {e}"),
+                    }
+                }
+            }
+        }
+        DamonPaused(paused)
+    }
+}
+
+impl Drop for DamonPaused {
+    fn drop(&mut self) {
+        for state in &self.0 {
+            if let Err(e) = std::fs::write(state, "on") {
+                eprintln!("bench: cannot switch {} on again: {e}", state.display());
+            }
+        }
+    }
 }
 
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
@@ -871,12 +967,22 @@ fn main() {
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(md, "Machine: {}.\n", machine());
+    let _damon = a.damon_off.then(|| {
+        let p = DamonPaused::pause();
+        let _ = writeln!(
+            md,
+            "DAMON was switched off for this run (`--damon-off`: {} kdamond(s), on again at the end).\n",
+            p.0.len()
+        );
+        p
+    });
     let _ = writeln!(
         md,
-        "Command: `scripts/bench.sh` (= `cargo run --release --example bench -- --n {} --steady {} --samples {}`), run on {}.\n",
+        "Command: `scripts/bench.sh` (= `cargo run --release --example bench -- --n {} --steady {} --samples {}{}`), run on {}.\n",
         a.ns.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
         a.steady,
         a.samples,
+        if a.damon_off { " --damon-off" } else { "" },
         humantime::format_rfc3339_seconds(SystemTime::now())
     );
     let _ = writeln!(

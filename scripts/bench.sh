@@ -4,7 +4,10 @@
 # BENCHMARKS.md. Options: --install-monit (apt-get install monit when it is
 # missing), and anything else goes to the harness (--n 100,1000,10000
 # --steady SECONDS --samples N --out FILE, --only procward,procward-regex,...
-# to run some rows only while working on them).
+# to run some rows only while working on them, --damon-off to switch the
+# kernel's DAMON monitors off during the run and on again after it).
+# BENCH_SAMPLES=DIR prints every latency sample and keeps procward's
+# stderr in DIR/procward.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

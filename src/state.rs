@@ -21,10 +21,12 @@ struct StateFile {
     targets: BTreeMap<String, Persisted>,
 }
 
-/// One target's state written just before its restart script runs
-/// (`inflight/TARGET.json`): small and quick to fsync, so the restart does
-/// not wait for the whole state file of every target. Merged at load,
-/// removed once a newer state.json holds it.
+/// One target's record: its state written just before its restart script
+/// runs, or (with many targets) at each change. Merged over state.json at
+/// load when newer. Kept in `inflight/TARGET.rec`, two slots written in
+/// turn in place (see `Slots`); a record too large for a slot goes to
+/// `inflight/TARGET.json` (temporary file, fsync, rename), as all did
+/// before.
 #[derive(Debug, Serialize, Deserialize)]
 struct InFlightFile {
     saved_ms: u64,
@@ -33,6 +35,105 @@ struct InFlightFile {
 }
 
 const INFLIGHT: &str = "inflight";
+
+/// A record file: two slots of `SLOT` bytes, each `PWR1`, the stamp (u64),
+/// the body's length (u32), FNV-1a 64 of stamp, length and body (u64),
+/// then the JSON body. A write goes to the slot not holding the newest
+/// record, then `fdatasync`: an overwrite in place of blocks already
+/// written needs no journal commit (measured on ext4 here: 0.7 ms p50,
+/// 1.8 ms max, against 3.4 ms and 20 ms for a new file, fsync and rename,
+/// whose replaced inode is freed and discarded at the next commit). A
+/// write torn by a crash leaves the other slot, the record before it,
+/// which is all a crash at that point may keep: the script it was written
+/// for had not started. (A checksum against torn writes, not an attacker:
+/// the directory is root's; FNV is a few lines, a crc crate one more
+/// dependency.)
+struct Slots;
+
+const SLOT: usize = 2048;
+const SLOT_HEAD: usize = 24;
+const SLOT_MAGIC: &[u8; 4] = b"PWR1";
+/// A `.rec` whose newest record is older than the state file by this much
+/// (µs) is removed when the state file is written; a newer one stays, so
+/// the next change of a target that changes often is again a write in
+/// place, not a new file.
+const REC_KEEP_US: u64 = 3_600 * 1_000_000;
+
+impl Slots {
+    fn sum(stamp: u64, body: &[u8]) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in stamp
+            .to_le_bytes()
+            .iter()
+            .chain((body.len() as u32).to_le_bytes().iter())
+            .chain(body)
+        {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    }
+
+    fn encode(stamp: u64, body: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(SLOT_HEAD + body.len());
+        v.extend_from_slice(SLOT_MAGIC);
+        v.extend_from_slice(&stamp.to_le_bytes());
+        v.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        v.extend_from_slice(&Slots::sum(stamp, body).to_le_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    /// The stamp and body of a valid slot.
+    fn decode(slot: &[u8]) -> Option<(u64, &[u8])> {
+        if slot.len() < SLOT_HEAD || &slot[..4] != SLOT_MAGIC {
+            return None;
+        }
+        let stamp = u64::from_le_bytes(slot[4..12].try_into().ok()?);
+        let len = u32::from_le_bytes(slot[12..16].try_into().ok()?) as usize;
+        let sum = u64::from_le_bytes(slot[16..24].try_into().ok()?);
+        let body = slot.get(SLOT_HEAD..SLOT_HEAD.checked_add(len)?)?;
+        (len <= SLOT - SLOT_HEAD && Slots::sum(stamp, body) == sum).then_some((stamp, body))
+    }
+
+    /// The newest valid slot of a record file's bytes: its index, stamp
+    /// and body.
+    fn newest(bytes: &[u8]) -> Option<(usize, u64, &[u8])> {
+        (0..2)
+            .filter_map(|i| {
+                let slot = bytes.get(i * SLOT..((i + 1) * SLOT).min(bytes.len()))?;
+                Slots::decode(slot).map(|(s, b)| (i, s, b))
+            })
+            .max_by_key(|(_, s, _)| *s)
+    }
+}
+
+/// The record a `.rec` file holds (its newest valid slot).
+fn read_rec(path: &Path) -> Option<InFlightFile> {
+    let bytes = read_bounded(path, 2 * SLOT as u64).ok()?;
+    let (_, stamp, body) = Slots::newest(&bytes)?;
+    let rec = serde_json::from_slice::<InFlightFile>(body).ok()?;
+    (rec.saved_ms == stamp).then_some(rec)
+}
+
+/// The newest state a record file holds (`.rec` or `.json`), for tools and
+/// tests.
+pub fn read_record(path: &Path) -> Option<(u64, Persisted)> {
+    let rec = if path.extension().is_some_and(|e| e == "rec") {
+        read_rec(path)?
+    } else {
+        serde_json::from_slice::<InFlightFile>(&read_bounded(path, INFLIGHT_MAX).ok()?).ok()?
+    };
+    Some((rec.saved_ms, rec.state))
+}
+
+/// The state file's stamp (0: none or unreadable), for tools and tests.
+pub fn saved_stamp(dir: &Path) -> u64 {
+    read_bounded(&path(dir), STATE_MAX)
+        .ok()
+        .and_then(|t| serde_json::from_slice::<StateFile>(&t).ok())
+        .map_or(0, |s| s.saved_ms)
+}
 
 /// A strictly increasing stamp (microseconds since the epoch, bumped on a
 /// tie) that orders state snapshots and in-flight records.
@@ -210,8 +311,10 @@ pub fn load(dir: &Path) -> Result<BTreeMap<String, Persisted>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BTreeMap::new(), 0, Ok(())),
         Err(e) => (BTreeMap::new(), 0, Err(e.to_string())),
     };
-    // Restarts whose record is newer than the state file.
-    for rec in read_inflight(dir) {
+    // Records newer than the state file, the newest last.
+    let mut records = read_inflight(dir);
+    records.sort_by_key(|r| r.saved_ms);
+    for rec in records {
         if rec.saved_ms > saved_ms {
             targets.insert(rec.target, rec.state);
         }
@@ -233,9 +336,17 @@ fn read_inflight(dir: &Path) -> Vec<InFlightFile> {
     };
     entries
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
-        .filter_map(|e| read_bounded(&e.path(), INFLIGHT_MAX).ok())
-        .filter_map(|b| serde_json::from_slice::<InFlightFile>(&b).ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".rec") {
+                read_rec(&e.path())
+            } else if name.ends_with(".json") {
+                let b = read_bounded(&e.path(), INFLIGHT_MAX).ok()?;
+                serde_json::from_slice::<InFlightFile>(&b).ok()
+            } else {
+                None
+            }
+        })
         .collect()
 }
 
@@ -249,14 +360,17 @@ pub fn save_inflight(
 ) -> std::io::Result<()> {
     let sub = dir.join(INFLIGHT);
     ensure_subdir(&sub)?;
-    // Target names are letters, digits, `-`, `_` and `.`: no separator.
-    let file = sub.join(format!("{target}.json"));
-    let tmp = sub.join(format!("{target}.json.tmp"));
     let body = serde_json::to_vec(&InFlightFile {
         saved_ms,
         target: target.to_string(),
         state: state.clone(),
     })?;
+    // Target names are letters, digits, `-`, `_` and `.`: no separator.
+    if body.len() <= SLOT - SLOT_HEAD {
+        return save_rec(&sub, target, saved_ms, &body);
+    }
+    let file = sub.join(format!("{target}.json"));
+    let tmp = sub.join(format!("{target}.json.tmp"));
     {
         let mut f = create_new(&tmp)?;
         f.write_all(&body)?;
@@ -265,16 +379,57 @@ pub fn save_inflight(
     std::fs::rename(&tmp, &file)
 }
 
-/// Remove the in-flight records a state file saved at `saved_ms` holds.
+/// Write a record into its `.rec` file in place (created, two zeroed
+/// slots, the first time).
+fn save_rec(sub: &Path, target: &str, saved_ms: u64, body: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = sub.join(format!("{target}.rec"));
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(NOFOLLOW)
+        .open(&file)
+        .map_err(|e| named(&file, e))
+        .and_then(|f| regular(f, &file));
+    let (f, slot) = match opened {
+        Ok(f) if f.metadata()?.len() == 2 * SLOT as u64 => {
+            let mut old = vec![0u8; 2 * SLOT];
+            let n = f.read_at(&mut old, 0)?;
+            match Slots::newest(&old[..n]) {
+                Some((i, _, _)) => (f, 1 - i),
+                None => (f, 0),
+            }
+        }
+        Ok(_) | Err(_) => {
+            // New (or not a record file): made whole, then put in place.
+            let tmp = sub.join(format!("{target}.rec.tmp"));
+            let mut f = create_new(&tmp)?;
+            f.write_all(&[0u8; 2 * SLOT])?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &file)?;
+            (f, 0)
+        }
+    };
+    f.write_all_at(&Slots::encode(saved_ms, body), (slot * SLOT) as u64)?;
+    f.sync_data()
+}
+
+/// Remove the records a state file saved at `saved_ms` holds (a `.rec`
+/// only once older than REC_KEEP_US, see there).
 fn prune_inflight(dir: &Path, saved_ms: u64) {
     let Ok(entries) = std::fs::read_dir(dir.join(INFLIGHT)) else {
         return;
     };
     for e in entries.flatten() {
-        let old = read_bounded(&e.path(), INFLIGHT_MAX)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<InFlightFile>(&b).ok())
-            .is_none_or(|r| r.saved_ms <= saved_ms);
+        let name = e.file_name().to_string_lossy().into_owned();
+        let old = if name.ends_with(".rec") {
+            read_rec(&e.path()).is_none_or(|r| r.saved_ms.saturating_add(REC_KEEP_US) <= saved_ms)
+        } else {
+            read_bounded(&e.path(), INFLIGHT_MAX)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<InFlightFile>(&b).ok())
+                .is_none_or(|r| r.saved_ms <= saved_ms)
+        };
         if old {
             let _ = std::fs::remove_file(e.path());
         }
@@ -400,9 +555,18 @@ mod tests {
         };
         old.write().unwrap();
         assert_eq!(load(d.path()).unwrap()["a"], restarting);
-        // A newer one replaces it and removes it.
+        // A newer one replaces it; the record file stays for the next
+        // write in place, until it is an hour older than the state file.
         save(d.path(), &m).unwrap();
         assert_eq!(load(d.path()).unwrap()["a"], Persisted::default());
+        let rec = d.path().join(INFLIGHT).join("a.rec");
+        assert!(rec.exists());
+        let later = Pending {
+            dir: d.path().to_path_buf(),
+            targets: vec![("a".into(), Persisted::default())],
+            saved_ms: stamp() + REC_KEEP_US + 1,
+        };
+        later.write().unwrap();
         assert_eq!(
             std::fs::read_dir(d.path().join(INFLIGHT)).unwrap().count(),
             0
@@ -410,6 +574,66 @@ mod tests {
         // Garbage in the directory is ignored, never a panic.
         std::fs::write(d.path().join(INFLIGHT).join("x.json"), b"{garbage").unwrap();
         assert!(load(d.path()).is_ok());
+    }
+
+    /// Records are written in place, slot after slot; a torn write (a
+    /// crash in the middle) leaves the record before it; one too large
+    /// for a slot goes to a `.json` file, and the newest of both wins.
+    #[test]
+    fn records_alternate_slots_survive_a_torn_write_and_overflow_to_json() {
+        let d = tempfile::tempdir().unwrap();
+        let rec = d.path().join(INFLIGHT).join("a.rec");
+        let st = |n: u64| Persisted {
+            attempts: vec![n],
+            ..Default::default()
+        };
+        let s1 = stamp();
+        save_inflight(d.path(), "a", &st(1), s1).unwrap();
+        let s2 = stamp();
+        save_inflight(d.path(), "a", &st(2), s2).unwrap();
+        assert_eq!(read_record(&rec), Some((s2, st(2))));
+        let bytes = std::fs::read(&rec).unwrap();
+        assert_eq!(bytes.len(), 2 * SLOT);
+        assert_eq!(Slots::decode(&bytes[..SLOT]).unwrap().0, s1);
+        assert_eq!(Slots::decode(&bytes[SLOT..]).unwrap().0, s2);
+        // The third write goes over the first slot; torn: the second wins.
+        let s3 = stamp();
+        save_inflight(d.path(), "a", &st(3), s3).unwrap();
+        assert_eq!(load(d.path()).unwrap()["a"], st(3));
+        let mut torn = std::fs::read(&rec).unwrap();
+        torn[SLOT_HEAD + 3] ^= 0xff;
+        std::fs::write(&rec, &torn).unwrap();
+        assert_eq!(read_record(&rec), Some((s2, st(2))));
+        assert_eq!(load(d.path()).unwrap()["a"], st(2));
+        // Both slots torn: no record (the state file, or nothing).
+        torn[SLOT + SLOT_HEAD + 3] ^= 0xff;
+        std::fs::write(&rec, &torn).unwrap();
+        assert_eq!(read_record(&rec), None);
+        assert!(!load(d.path()).unwrap().contains_key("a"));
+        // A short or garbage file is no record, never a panic.
+        std::fs::write(&rec, b"PWR1\xff\xff").unwrap();
+        assert_eq!(read_record(&rec), None);
+        // Too large for a slot: a .json record, newer than the .rec.
+        save_inflight(d.path(), "a", &st(4), stamp()).unwrap();
+        let big = Persisted {
+            attempts: (0..1000).collect(),
+            ..Default::default()
+        };
+        save_inflight(d.path(), "a", &big, stamp()).unwrap();
+        assert!(d.path().join(INFLIGHT).join("a.json").exists());
+        assert_eq!(load(d.path()).unwrap()["a"], big);
+        // And a small one after it, in the .rec again, wins.
+        save_inflight(d.path(), "a", &st(5), stamp()).unwrap();
+        assert_eq!(load(d.path()).unwrap()["a"], st(5));
+        // A planted symlink in its place is replaced, never followed.
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::fs::remove_file(&rec).unwrap();
+        std::os::unix::fs::symlink(&victim, &rec).unwrap();
+        save_inflight(d.path(), "a", &st(6), stamp()).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(std::fs::symlink_metadata(&rec).unwrap().is_file());
+        assert_eq!(load(d.path()).unwrap()["a"], st(6));
     }
 
     #[test]

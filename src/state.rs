@@ -23,10 +23,8 @@ struct StateFile {
 
 /// One target's record: its state written just before its restart script
 /// runs, or (with many targets) at each change. Merged over state.json at
-/// load when newer. Kept in `inflight/TARGET.rec`, two slots written in
-/// turn in place (see `Slots`); a record too large for a slot goes to
-/// `inflight/TARGET.json` (temporary file, fsync, rename), as all did
-/// before.
+/// load when newer. Kept in the slots of `inflight/ring` (see `SLOT`), or
+/// as `inflight/TARGET.json` (temporary file, fsync, rename).
 #[derive(Debug, Serialize, Deserialize)]
 struct InFlightFile {
     saved_ms: u64,
@@ -36,95 +34,212 @@ struct InFlightFile {
 
 const INFLIGHT: &str = "inflight";
 
-/// A record file: two slots of `SLOT` bytes, each `PWR1`, the stamp (u64),
-/// the body's length (u32), FNV-1a 64 of stamp, length and body (u64),
-/// then the JSON body. A write goes to the slot not holding the newest
-/// record, then `fdatasync`: an overwrite in place of blocks already
-/// written needs no journal commit (measured on ext4 here: 0.7 ms p50,
-/// 1.8 ms max, against 3.4 ms and 20 ms for a new file, fsync and rename,
-/// whose replaced inode is freed and discarded at the next commit). A
-/// write torn by a crash leaves the other slot, the record before it,
-/// which is all a crash at that point may keep: the script it was written
-/// for had not started. (A checksum against torn writes, not an attacker:
-/// the directory is root's; FNV is a few lines, a crc crate one more
-/// dependency.)
-struct Slots;
-
-const SLOT: usize = 2048;
+/// Records are slots of the ring file `inflight/ring`: `RING_SLOTS` slots
+/// of `SLOT` bytes, each `PWR1`, the stamp (u64), the body's length (u32),
+/// FNV-1a 64 of stamp, length and body (u64), then the JSON body. The file
+/// is made once (zeros, fsync); a record is then written in place into the
+/// next slot and `fdatasync`ed: an overwrite of blocks already written
+/// needs no journal commit (measured on ext4 here: 0.7 ms p50, 1.8 ms max,
+/// against 3.4 ms and 20 ms for a new file, fsync and rename, whose
+/// replaced inode is freed and discarded at the next commit). Once a state
+/// file is written, every record is older than it: the next record goes
+/// to the first slot again. When the ring is full before that, records go
+/// to `inflight/TARGET.json` files as all did before (and so does one too
+/// large for a slot). A write torn by a crash spoils one slot, the record
+/// being written, which is all a crash at that point may lose: the script
+/// it was written for had not started. (A checksum against torn writes,
+/// not an attacker: the directory is root's; FNV is a few lines.)
+const SLOT: usize = 1024;
 const SLOT_HEAD: usize = 24;
 const SLOT_MAGIC: &[u8; 4] = b"PWR1";
-/// A `.rec` whose newest record is older than the state file by this much
-/// (µs) is removed when the state file is written; a newer one stays, so
-/// the next change of a target that changes often is again a write in
-/// place, not a new file.
-const REC_KEEP_US: u64 = 3_600 * 1_000_000;
+const RING_SLOTS: usize = 512;
+const RING: &str = "ring";
 
-impl Slots {
-    fn sum(stamp: u64, body: &[u8]) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in stamp
-            .to_le_bytes()
-            .iter()
-            .chain((body.len() as u32).to_le_bytes().iter())
-            .chain(body)
-        {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+fn slot_sum(stamp: u64, body: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in stamp
+        .to_le_bytes()
+        .iter()
+        .chain((body.len() as u32).to_le_bytes().iter())
+        .chain(body)
+    {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn slot_encode(stamp: u64, body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(SLOT_HEAD + body.len());
+    v.extend_from_slice(SLOT_MAGIC);
+    v.extend_from_slice(&stamp.to_le_bytes());
+    v.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    v.extend_from_slice(&slot_sum(stamp, body).to_le_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+/// The stamp and body of a valid slot.
+fn slot_decode(slot: &[u8]) -> Option<(u64, &[u8])> {
+    if slot.len() < SLOT_HEAD || &slot[..4] != SLOT_MAGIC {
+        return None;
+    }
+    let stamp = u64::from_le_bytes(slot[4..12].try_into().ok()?);
+    let len = u32::from_le_bytes(slot[12..16].try_into().ok()?) as usize;
+    let sum = u64::from_le_bytes(slot[16..24].try_into().ok()?);
+    let body = slot.get(SLOT_HEAD..SLOT_HEAD.checked_add(len)?)?;
+    (len <= SLOT - SLOT_HEAD && slot_sum(stamp, body) == sum).then_some((stamp, body))
+}
+
+/// The valid records of the ring file's bytes, with their slot.
+fn ring_records(bytes: &[u8]) -> Vec<(usize, InFlightFile)> {
+    bytes
+        .chunks(SLOT)
+        .enumerate()
+        .filter_map(|(i, slot)| {
+            let (stamp, body) = slot_decode(slot)?;
+            let rec = serde_json::from_slice::<InFlightFile>(body).ok()?;
+            (rec.saved_ms == stamp).then_some((i, rec))
+        })
+        .collect()
+}
+
+fn read_ring(dir: &Path) -> Vec<(usize, InFlightFile)> {
+    read_bounded(&dir.join(INFLIGHT).join(RING), (RING_SLOTS * SLOT) as u64)
+        .map(|b| ring_records(&b))
+        .unwrap_or_default()
+}
+
+/// Writes records: the daemon's I/O thread holds one.
+#[derive(Default)]
+pub struct Records {
+    /// The ring file, open, and the next slot (None: not opened yet).
+    ring: Option<(std::fs::File, usize)>,
+    /// The ring could not be made (a full disk): records are `.json`
+    /// files until the next state file is written, then it is tried again.
+    no_ring: bool,
+    dir: PathBuf,
+}
+
+impl Records {
+    /// Write `target`'s record (synced when this returns).
+    pub fn save(
+        &mut self,
+        dir: &Path,
+        target: &str,
+        state: &Persisted,
+        saved_ms: u64,
+    ) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let sub = dir.join(INFLIGHT);
+        ensure_subdir(&sub)?;
+        let body = serde_json::to_vec(&InFlightFile {
+            saved_ms,
+            target: target.to_string(),
+            state: state.clone(),
+        })?;
+        if self.dir != dir {
+            self.ring = None;
+            self.no_ring = false;
+            self.dir = dir.to_path_buf();
         }
-        h
-    }
-
-    fn encode(stamp: u64, body: &[u8]) -> Vec<u8> {
-        let mut v = Vec::with_capacity(SLOT_HEAD + body.len());
-        v.extend_from_slice(SLOT_MAGIC);
-        v.extend_from_slice(&stamp.to_le_bytes());
-        v.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        v.extend_from_slice(&Slots::sum(stamp, body).to_le_bytes());
-        v.extend_from_slice(body);
-        v
-    }
-
-    /// The stamp and body of a valid slot.
-    fn decode(slot: &[u8]) -> Option<(u64, &[u8])> {
-        if slot.len() < SLOT_HEAD || &slot[..4] != SLOT_MAGIC {
-            return None;
+        if self.ring.is_none() && !self.no_ring {
+            match open_ring(dir, &sub) {
+                Ok(r) => self.ring = Some(r),
+                Err(_) => self.no_ring = true,
+            }
         }
-        let stamp = u64::from_le_bytes(slot[4..12].try_into().ok()?);
-        let len = u32::from_le_bytes(slot[12..16].try_into().ok()?) as usize;
-        let sum = u64::from_le_bytes(slot[16..24].try_into().ok()?);
-        let body = slot.get(SLOT_HEAD..SLOT_HEAD.checked_add(len)?)?;
-        (len <= SLOT - SLOT_HEAD && Slots::sum(stamp, body) == sum).then_some((stamp, body))
+        match &mut self.ring {
+            Some((f, next)) if *next < RING_SLOTS && body.len() <= SLOT - SLOT_HEAD => {
+                f.write_all_at(&slot_encode(saved_ms, &body), (*next * SLOT) as u64)?;
+                f.sync_data()?;
+                *next += 1;
+                Ok(())
+            }
+            _ => save_json(&sub, target, &body),
+        }
     }
 
-    /// The newest valid slot of a record file's bytes: its index, stamp
-    /// and body.
-    fn newest(bytes: &[u8]) -> Option<(usize, u64, &[u8])> {
-        (0..2)
-            .filter_map(|i| {
-                let slot = bytes.get(i * SLOT..((i + 1) * SLOT).min(bytes.len()))?;
-                Slots::decode(slot).map(|(s, b)| (i, s, b))
-            })
-            .max_by_key(|(_, s, _)| *s)
+    /// Open (or make) the ring now, so that the first record does not
+    /// wait for it (the daemon's I/O thread, at start-up).
+    pub fn prepare(&mut self, dir: &Path) -> std::io::Result<()> {
+        let sub = dir.join(INFLIGHT);
+        ensure_subdir(&sub)?;
+        self.dir = dir.to_path_buf();
+        match open_ring(dir, &sub) {
+            Ok(r) => self.ring = Some(r),
+            Err(e) => {
+                self.no_ring = true;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// A state file was written: every record is older, the ring starts
+    /// over.
+    pub fn folded(&mut self) {
+        if let Some((_, next)) = &mut self.ring {
+            *next = 0;
+        }
+        self.no_ring = false;
     }
 }
 
-/// The record a `.rec` file holds (its newest valid slot).
-fn read_rec(path: &Path) -> Option<InFlightFile> {
-    let bytes = read_bounded(path, 2 * SLOT as u64).ok()?;
-    let (_, stamp, body) = Slots::newest(&bytes)?;
-    let rec = serde_json::from_slice::<InFlightFile>(body).ok()?;
-    (rec.saved_ms == stamp).then_some(rec)
+/// Open the ring (made the first time), its next slot after the newest
+/// record not yet in the state file.
+fn open_ring(dir: &Path, sub: &Path) -> std::io::Result<(std::fs::File, usize)> {
+    let file = sub.join(RING);
+    let size = (RING_SLOTS * SLOT) as u64;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(NOFOLLOW)
+        .open(&file)
+        .map_err(|e| named(&file, e))
+        .and_then(|f| regular(f, &file));
+    match opened {
+        Ok(f) if f.metadata()?.len() == size => {
+            let saved = saved_stamp(dir);
+            let next = read_ring(dir)
+                .into_iter()
+                .filter(|(_, r)| r.saved_ms > saved)
+                .map(|(i, _)| i + 1)
+                .max()
+                .unwrap_or(0);
+            Ok((f, next))
+        }
+        _ => {
+            // New (or not a ring): made whole, then put in place.
+            let tmp = sub.join(format!("{RING}.tmp"));
+            let made = create_new(&tmp).and_then(|mut f| {
+                f.write_all(&vec![0u8; RING_SLOTS * SLOT])?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &file)
+            });
+            if let Err(e) = made {
+                // No half-made ring left taking the space of a full disk.
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(NOFOLLOW)
+                .open(&file)
+                .map_err(|e| named(&file, e))?;
+            Ok((regular(f, &file)?, 0))
+        }
+    }
 }
 
-/// The newest state a record file holds (`.rec` or `.json`), for tools and
-/// tests.
-pub fn read_record(path: &Path) -> Option<(u64, Persisted)> {
-    let rec = if path.extension().is_some_and(|e| e == "rec") {
-        read_rec(path)?
-    } else {
-        serde_json::from_slice::<InFlightFile>(&read_bounded(path, INFLIGHT_MAX).ok()?).ok()?
-    };
-    Some((rec.saved_ms, rec.state))
+/// The newest record of `target` (ring or `.json`), for tools and tests.
+pub fn newest_record(dir: &Path, target: &str) -> Option<(u64, Persisted)> {
+    read_inflight(dir)
+        .into_iter()
+        .filter(|r| r.target == target)
+        .max_by_key(|r| r.saved_ms)
+        .map(|r| (r.saved_ms, r.state))
 }
 
 /// The state file's stamp (0: none or unreadable), for tools and tests.
@@ -322,114 +437,67 @@ pub fn load(dir: &Path) -> Result<BTreeMap<String, Persisted>, String> {
     result.map(|()| targets)
 }
 
-/// Whether the state directory holds records not yet folded into the
-/// state file.
+/// Whether the state directory holds records newer than the state file
+/// (not yet folded into it).
 pub fn has_records(dir: &Path) -> bool {
-    std::fs::read_dir(dir.join(INFLIGHT)).is_ok_and(|mut d| d.next().is_some())
+    let saved = saved_stamp(dir);
+    read_inflight(dir).iter().any(|r| r.saved_ms > saved)
 }
 
 /// The in-flight records (unreadable ones are skipped: the state file or
 /// a fresh start covers them).
 fn read_inflight(dir: &Path) -> Vec<InFlightFile> {
+    let mut records: Vec<InFlightFile> = read_ring(dir).into_iter().map(|(_, r)| r).collect();
     let Ok(entries) = std::fs::read_dir(dir.join(INFLIGHT)) else {
-        return Vec::new();
+        return records;
     };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".rec") {
-                read_rec(&e.path())
-            } else if name.ends_with(".json") {
-                let b = read_bounded(&e.path(), INFLIGHT_MAX).ok()?;
-                serde_json::from_slice::<InFlightFile>(&b).ok()
-            } else {
-                None
-            }
-        })
-        .collect()
+    records.extend(
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .filter_map(|e| read_bounded(&e.path(), INFLIGHT_MAX).ok())
+            .filter_map(|b| serde_json::from_slice::<InFlightFile>(&b).ok()),
+    );
+    records
 }
 
-/// Write `target`'s state before its restart script runs (temp file,
-/// fsync, rename): what a procward killed meanwhile finds at start-up.
+/// Write one record (a `Records` of its own: tests and one-off callers).
 pub fn save_inflight(
     dir: &Path,
     target: &str,
     state: &Persisted,
     saved_ms: u64,
 ) -> std::io::Result<()> {
-    let sub = dir.join(INFLIGHT);
-    ensure_subdir(&sub)?;
-    let body = serde_json::to_vec(&InFlightFile {
-        saved_ms,
-        target: target.to_string(),
-        state: state.clone(),
-    })?;
+    Records::default().save(dir, target, state, saved_ms)
+}
+
+/// A record as its own file (temporary file, fsync, rename).
+fn save_json(sub: &Path, target: &str, body: &[u8]) -> std::io::Result<()> {
     // Target names are letters, digits, `-`, `_` and `.`: no separator.
-    if body.len() <= SLOT - SLOT_HEAD {
-        return save_rec(&sub, target, saved_ms, &body);
-    }
     let file = sub.join(format!("{target}.json"));
     let tmp = sub.join(format!("{target}.json.tmp"));
     {
         let mut f = create_new(&tmp)?;
-        f.write_all(&body)?;
+        f.write_all(body)?;
         f.sync_all()?;
     }
     std::fs::rename(&tmp, &file)
 }
 
-/// Write a record into its `.rec` file in place (created, two zeroed
-/// slots, the first time).
-fn save_rec(sub: &Path, target: &str, saved_ms: u64, body: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let file = sub.join(format!("{target}.rec"));
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(NOFOLLOW)
-        .open(&file)
-        .map_err(|e| named(&file, e))
-        .and_then(|f| regular(f, &file));
-    let (f, slot) = match opened {
-        Ok(f) if f.metadata()?.len() == 2 * SLOT as u64 => {
-            let mut old = vec![0u8; 2 * SLOT];
-            let n = f.read_at(&mut old, 0)?;
-            match Slots::newest(&old[..n]) {
-                Some((i, _, _)) => (f, 1 - i),
-                None => (f, 0),
-            }
-        }
-        Ok(_) | Err(_) => {
-            // New (or not a record file): made whole, then put in place.
-            let tmp = sub.join(format!("{target}.rec.tmp"));
-            let mut f = create_new(&tmp)?;
-            f.write_all(&[0u8; 2 * SLOT])?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &file)?;
-            (f, 0)
-        }
-    };
-    f.write_all_at(&Slots::encode(saved_ms, body), (slot * SLOT) as u64)?;
-    f.sync_data()
-}
-
-/// Remove the records a state file saved at `saved_ms` holds (a `.rec`
-/// only once older than REC_KEEP_US, see there).
+/// Remove the `.json` records a state file saved at `saved_ms` holds (the
+/// ring's are left: older than the state file, they are passed over).
 fn prune_inflight(dir: &Path, saved_ms: u64) {
     let Ok(entries) = std::fs::read_dir(dir.join(INFLIGHT)) else {
         return;
     };
     for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let old = if name.ends_with(".rec") {
-            read_rec(&e.path()).is_none_or(|r| r.saved_ms.saturating_add(REC_KEEP_US) <= saved_ms)
-        } else {
-            read_bounded(&e.path(), INFLIGHT_MAX)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<InFlightFile>(&b).ok())
-                .is_none_or(|r| r.saved_ms <= saved_ms)
-        };
+        if e.file_name() == RING {
+            continue;
+        }
+        let old = read_bounded(&e.path(), INFLIGHT_MAX)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<InFlightFile>(&b).ok())
+            .is_none_or(|r| r.saved_ms <= saved_ms);
         if old {
             let _ = std::fs::remove_file(e.path());
         }
@@ -555,85 +623,96 @@ mod tests {
         };
         old.write().unwrap();
         assert_eq!(load(d.path()).unwrap()["a"], restarting);
-        // A newer one replaces it; the record file stays for the next
-        // write in place, until it is an hour older than the state file.
+        // A newer one replaces it.
         save(d.path(), &m).unwrap();
         assert_eq!(load(d.path()).unwrap()["a"], Persisted::default());
-        let rec = d.path().join(INFLIGHT).join("a.rec");
-        assert!(rec.exists());
-        let later = Pending {
-            dir: d.path().to_path_buf(),
-            targets: vec![("a".into(), Persisted::default())],
-            saved_ms: stamp() + REC_KEEP_US + 1,
-        };
-        later.write().unwrap();
-        assert_eq!(
-            std::fs::read_dir(d.path().join(INFLIGHT)).unwrap().count(),
-            0
-        );
+        assert!(!has_records(d.path()));
         // Garbage in the directory is ignored, never a panic.
         std::fs::write(d.path().join(INFLIGHT).join("x.json"), b"{garbage").unwrap();
         assert!(load(d.path()).is_ok());
     }
 
-    /// Records are written in place, slot after slot; a torn write (a
-    /// crash in the middle) leaves the record before it; one too large
-    /// for a slot goes to a `.json` file, and the newest of both wins.
+    /// Records go into the ring slot after slot; a torn write (a crash in
+    /// the middle) spoils that record only; when the ring is full, or a
+    /// record too large for a slot, `.json` files; a state file written
+    /// starts the ring over; a reopened ring goes on after its newest.
     #[test]
-    fn records_alternate_slots_survive_a_torn_write_and_overflow_to_json() {
+    fn records_fill_the_ring_survive_a_torn_write_and_overflow_to_json() {
         let d = tempfile::tempdir().unwrap();
-        let rec = d.path().join(INFLIGHT).join("a.rec");
+        let ring = d.path().join(INFLIGHT).join(RING);
         let st = |n: u64| Persisted {
             attempts: vec![n],
             ..Default::default()
         };
+        let mut w = Records::default();
         let s1 = stamp();
-        save_inflight(d.path(), "a", &st(1), s1).unwrap();
+        w.save(d.path(), "a", &st(1), s1).unwrap();
         let s2 = stamp();
-        save_inflight(d.path(), "a", &st(2), s2).unwrap();
-        assert_eq!(read_record(&rec), Some((s2, st(2))));
-        let bytes = std::fs::read(&rec).unwrap();
-        assert_eq!(bytes.len(), 2 * SLOT);
-        assert_eq!(Slots::decode(&bytes[..SLOT]).unwrap().0, s1);
-        assert_eq!(Slots::decode(&bytes[SLOT..]).unwrap().0, s2);
-        // The third write goes over the first slot; torn: the second wins.
+        w.save(d.path(), "b", &st(2), s2).unwrap();
         let s3 = stamp();
-        save_inflight(d.path(), "a", &st(3), s3).unwrap();
-        assert_eq!(load(d.path()).unwrap()["a"], st(3));
-        let mut torn = std::fs::read(&rec).unwrap();
-        torn[SLOT_HEAD + 3] ^= 0xff;
-        std::fs::write(&rec, &torn).unwrap();
-        assert_eq!(read_record(&rec), Some((s2, st(2))));
-        assert_eq!(load(d.path()).unwrap()["a"], st(2));
-        // Both slots torn: no record (the state file, or nothing).
-        torn[SLOT + SLOT_HEAD + 3] ^= 0xff;
-        std::fs::write(&rec, &torn).unwrap();
-        assert_eq!(read_record(&rec), None);
-        assert!(!load(d.path()).unwrap().contains_key("a"));
-        // A short or garbage file is no record, never a panic.
-        std::fs::write(&rec, b"PWR1\xff\xff").unwrap();
-        assert_eq!(read_record(&rec), None);
-        // Too large for a slot: a .json record, newer than the .rec.
-        save_inflight(d.path(), "a", &st(4), stamp()).unwrap();
+        w.save(d.path(), "a", &st(3), s3).unwrap();
+        assert_eq!(newest_record(d.path(), "a"), Some((s3, st(3))));
+        let bytes = std::fs::read(&ring).unwrap();
+        assert_eq!(bytes.len(), RING_SLOTS * SLOT);
+        assert_eq!(slot_decode(&bytes[..SLOT]).unwrap().0, s1);
+        assert_eq!(slot_decode(&bytes[2 * SLOT..3 * SLOT]).unwrap().0, s3);
+        let loaded = load(d.path()).unwrap();
+        assert_eq!((&loaded["a"], &loaded["b"]), (&st(3), &st(2)));
+        // Torn: the record before it counts.
+        let mut torn = bytes.clone();
+        torn[2 * SLOT + SLOT_HEAD + 3] ^= 0xff;
+        std::fs::write(&ring, &torn).unwrap();
+        assert_eq!(load(d.path()).unwrap()["a"], st(1));
+        std::fs::write(&ring, &bytes).unwrap();
+        // Another writer (a restarted procward) goes on after the newest.
+        let mut again = Records::default();
+        let s4 = stamp();
+        again.save(d.path(), "b", &st(4), s4).unwrap();
+        let bytes = std::fs::read(&ring).unwrap();
+        assert_eq!(slot_decode(&bytes[3 * SLOT..4 * SLOT]).unwrap().0, s4);
+        // Too large for a slot: a .json record, which wins when newer.
         let big = Persisted {
             attempts: (0..1000).collect(),
             ..Default::default()
         };
-        save_inflight(d.path(), "a", &big, stamp()).unwrap();
+        again.save(d.path(), "a", &big, stamp()).unwrap();
         assert!(d.path().join(INFLIGHT).join("a.json").exists());
         assert_eq!(load(d.path()).unwrap()["a"], big);
-        // And a small one after it, in the .rec again, wins.
-        save_inflight(d.path(), "a", &st(5), stamp()).unwrap();
+        again.save(d.path(), "a", &st(5), stamp()).unwrap();
         assert_eq!(load(d.path()).unwrap()["a"], st(5));
+        // A state file: older records pass, the .json goes, the ring
+        // starts over (its old slots are older than the state file).
+        let now = load(d.path()).unwrap();
+        save(d.path(), &now).unwrap();
+        again.folded();
+        assert!(!has_records(d.path()));
+        assert!(!d.path().join(INFLIGHT).join("a.json").exists());
+        let s6 = stamp();
+        again.save(d.path(), "b", &st(6), s6).unwrap();
+        let bytes = std::fs::read(&ring).unwrap();
+        assert_eq!(slot_decode(&bytes[..SLOT]).unwrap().0, s6);
+        let loaded = load(d.path()).unwrap();
+        assert_eq!((&loaded["a"], &loaded["b"]), (&st(5), &st(6)));
+        // Full: the rest goes to .json files, nothing is lost.
+        if let Some((_, next)) = &mut again.ring {
+            *next = RING_SLOTS;
+        }
+        again.save(d.path(), "c", &st(7), stamp()).unwrap();
+        assert_eq!(load(d.path()).unwrap()["c"], st(7));
+        assert!(d.path().join(INFLIGHT).join("c.json").exists());
+        // Garbage or a short ring is no record, never a panic.
+        std::fs::write(&ring, b"PWR1\xff\xff").unwrap();
+        assert!(load(d.path()).is_ok());
         // A planted symlink in its place is replaced, never followed.
         let victim = d.path().join("victim");
         std::fs::write(&victim, "precious").unwrap();
-        std::fs::remove_file(&rec).unwrap();
-        std::os::unix::fs::symlink(&victim, &rec).unwrap();
-        save_inflight(d.path(), "a", &st(6), stamp()).unwrap();
+        std::fs::remove_file(&ring).unwrap();
+        std::os::unix::fs::symlink(&victim, &ring).unwrap();
+        let mut fresh = Records::default();
+        fresh.save(d.path(), "a", &st(8), stamp()).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
-        assert!(std::fs::symlink_metadata(&rec).unwrap().is_file());
-        assert_eq!(load(d.path()).unwrap()["a"], st(6));
+        assert!(std::fs::symlink_metadata(&ring).unwrap().is_file());
+        assert_eq!(load(d.path()).unwrap()["a"], st(8));
     }
 
     #[test]

@@ -361,6 +361,10 @@ fn procward_killed_during_a_slow_restart_runs_the_script_once() {
     env.wait_event(T, |e| e["id"] == "PW2001");
     app.signal(libc::SIGKILL);
     env.wait_event(T, |e| e["id"] == "PW2010");
+    let deadline = Instant::now() + T;
+    while runs(&env, "web") == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // The script is sleeping: kill procward now, start it again.
     common::kill(d.procward_pid(), libc::SIGKILL);
     d.stop();
@@ -633,12 +637,11 @@ fn with_many_targets_a_change_survives_a_crash_as_its_record() {
     assert_eq!(env.target_status("web")["restarts_in_window"], 1);
     // The change is a record, the state file was not rewritten for it.
     let dir = env.state();
-    let record = |name: &str| {
-        procward::state::read_record(&dir.join("inflight").join(format!("{name}.rec")))
-    };
     // A record newer than the state file: what a start-up applies.
-    let pending =
-        |name: &str| record(name).filter(|(stamp, _)| *stamp > procward::state::saved_stamp(&dir));
+    let pending = |name: &str| {
+        procward::state::newest_record(&dir, name)
+            .filter(|(stamp, _)| *stamp > procward::state::saved_stamp(&dir))
+    };
     let deadline = Instant::now() + T;
     while pending("idle7").is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));

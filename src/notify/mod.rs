@@ -103,6 +103,14 @@ impl Notifier {
                 // The records written since the last whole state file: one
                 // equal to the last written is not written again.
                 let mut written: HashMap<String, crate::monitor::Persisted> = HashMap::new();
+                let mut records = crate::state::Records::default();
+                if let Err(e) = records.prepare(&state_dir) {
+                    // Records are written as files of their own meanwhile.
+                    eprintln!(
+                        "procward: cannot make {}: {e}; restarts are recorded in files of their own",
+                        state_dir.join("inflight/ring").display()
+                    );
+                }
                 for m in rx {
                     match m {
                         IoMsg::Event(ev, console) => {
@@ -134,7 +142,10 @@ impl Notifier {
                                         );
                                         outages.failed("state file", &path, &e.to_string())
                                     }
-                                    Ok(()) => outages.ok("state file", &path),
+                                    Ok(()) => {
+                                        records.folded();
+                                        outages.ok("state file", &path)
+                                    }
                                 };
                                 if let Some(spec) = said {
                                     report(spec);
@@ -146,9 +157,7 @@ impl Notifier {
                                 continue;
                             }
                             let file = r.dir.join("inflight");
-                            let said = match crate::state::save_inflight(
-                                &r.dir, &r.target, &r.state, r.saved_ms,
-                            ) {
+                            let said = match records.save(&r.dir, &r.target, &r.state, r.saved_ms) {
                                 Err(e) => {
                                     eprintln!(
                                         "procward: cannot save the restart of {} in {}: {e}",

@@ -971,7 +971,13 @@ fn main() {
         let p = DamonPaused::pause();
         let _ = writeln!(
             md,
-            "DAMON was switched off for this run (`--damon-off`: {} kdamond(s), on again at the end).\n",
+            "DAMON was switched off for this run (`--damon-off`: {} kdamond(s), on again at the end). \
+             With a kdamond doing `pageout` in physical-address mode (this machine's default), the kernel \
+             walks the reverse map of the pages the N `sleep` processes share (libc, the binary) and holds \
+             their locks meanwhile: at N = 10,000 a SIGKILLed target's exit and the restart script's exec \
+             wait for it, whatever the monitor (`perf sched timehist`: both woken by kdamond after 30–170 ms). \
+             Measured with it on during the development (scripts/bench.sh --only procward, same build): \
+             restart p99 130–212 ms and detect p99 30–49 ms at N = 10,000, p50 unchanged.\n",
             p.0.len()
         );
         p

@@ -354,6 +354,13 @@ mod tests {
             (r"", "abc", true),
             (r"^ジョブ$", "ジョブ", true),
             (r"^(/bin/)?sleep +100000\.0$", "sleep 100000.0", true),
+            (r"^(/bin/)?sleep +100000\.0$", "/bin/sleep  100000.0", true),
+            (r"^(/bin/)?sleep +100000\.0$", "x sleep 100000.0", false),
+            (r"^(/bin/)?sleep +100000\.0$", "sleep 100000.00", false),
+            (r"^a+b|^c", "aab", true),
+            (r"^a+b|^c", "xc", false),
+            (r"^a+b|c", "xc", true),
+            (r"(?m)^a+b", "x\naab", true),
         ];
         for (pat, hay, want) in cases {
             let p = Pattern::new(pat).unwrap();

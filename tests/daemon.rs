@@ -848,3 +848,51 @@ fn restart_scripts_come_from_a_spawner_that_survives_being_killed() {
     env.wait_event(T, |e| e["id"] == "PW2015" && e["fields"]["attempt"] == 3);
     assert_eq!(sleepers(&tok).len(), 1);
 }
+
+/// A spawner that stops answering (here: stopped by SIGSTOP) is killed
+/// and replaced; the restart it did not start is a failed attempt,
+/// retried by a new one.
+#[test]
+fn a_hung_spawner_is_replaced_and_the_restart_retried() {
+    let env = Env::new();
+    let tok = token();
+    env.write_config(&format!(
+        "{}{}",
+        env.daemon_section(""),
+        env.target_section(
+            "web",
+            &tok,
+            "retry.max = 5\nretry.backoff = { initial = \"100ms\", max = \"1s\" }"
+        )
+    ));
+    let app = Proc::sleeper(&tok);
+    let d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW2001");
+    let procward = d.procward_pid();
+    let kids =
+        std::fs::read_to_string(format!("/proc/{procward}/task/{procward}/children")).unwrap();
+    let spawner: u32 = kids
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .find(|p: &u32| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == "procward-spawn")
+        })
+        .expect("a spawner child");
+    kill(spawner, libc::SIGSTOP);
+    app.signal(libc::SIGKILL);
+    let failed = env.wait_event(Duration::from_secs(30), |e| e["id"] == "PW2018");
+    assert!(
+        failed["text"].as_str().unwrap().contains("did not answer"),
+        "{failed}"
+    );
+    let back = env.wait_event(Duration::from_secs(30), |e| e["id"] == "PW2015");
+    assert_eq!(back["fields"]["attempt"], 2);
+    assert_eq!(sleepers(&tok).len(), 1);
+    // The stopped spawner was killed (reaped by procward).
+    let deadline = Instant::now() + T;
+    while std::path::Path::new(&format!("/proc/{spawner}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!std::path::Path::new(&format!("/proc/{spawner}")).exists());
+}

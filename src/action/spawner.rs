@@ -307,9 +307,14 @@ impl Spawner {
             })),
             Ok(Ok(Err(e))) => Some(Err(e)),
             // Sent but never answered: it may have started; say so rather
-            // than start a second one.
+            // than start a second one. A spawner that hangs is replaced.
             Ok(Err(_)) | Err(_) => {
                 conn.waiters.lock().expect("waiters").remove(&id);
+                if conn.alive.swap(false, Ordering::AcqRel) {
+                    if let Some(pid) = rustix::process::Pid::from_raw(conn.pid as i32) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                }
                 Some(Err(
                     "the spawner did not answer; the script may not have run".into(),
                 ))

@@ -844,7 +844,13 @@ fn restart_scripts_come_from_a_spawner_that_survives_being_killed() {
     }
     kill(ppids()[2], libc::SIGKILL);
     let done = env.wait_event(T, |e| e["id"] == "PW2011" && e["fields"]["attempt"] == 3);
-    assert!(done["text"].as_str().unwrap().contains("unknown"), "{done}");
+    assert!(
+        done["text"]
+            .as_str()
+            .unwrap()
+            .contains("exit status unknown: its spawner was killed"),
+        "{done}"
+    );
     env.wait_event(T, |e| e["id"] == "PW2015" && e["fields"]["attempt"] == 3);
     assert_eq!(sleepers(&tok).len(), 1);
 }

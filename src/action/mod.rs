@@ -241,7 +241,7 @@ async fn run_logged(
     };
     use std::os::unix::process::ExitStatusExt;
     match status.map(|s| (s.code(), s.signal())) {
-        None => ScriptOutcome::Unknown,
+        None => ScriptOutcome::Lost,
         Some((Some(code), _)) => ScriptOutcome::Exited {
             code,
             output: output().await,

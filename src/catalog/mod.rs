@@ -505,6 +505,7 @@ mod tests {
             },
             ScriptOutcome::SpawnFailed("No such file or directory (os error 2)".into()),
             ScriptOutcome::Unknown,
+            ScriptOutcome::Lost,
         ] {
             produced.push(("status", outcome_status(&o)));
         }

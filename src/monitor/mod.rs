@@ -218,6 +218,9 @@ pub enum ScriptOutcome {
     /// A script started by an earlier procward (adopted after a restart of
     /// procward) ended: procward is not its parent and cannot see how.
     Unknown,
+    /// The spawner that started the script went away before it ended
+    /// (killed): its end was seen by its pid, its status was lost.
+    Lost,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1913,10 +1916,12 @@ impl Monitor {
         let manual = reason == Reason::Manual;
         let mut out = Out { actions, now };
         match outcome {
-            ScriptOutcome::Exited { code: 0, .. } | ScriptOutcome::Unknown => {
+            ScriptOutcome::Exited { code: 0, .. }
+            | ScriptOutcome::Unknown
+            | ScriptOutcome::Lost => {
                 let settle = t.spec.restart.settle;
                 let status = match outcome {
-                    ScriptOutcome::Unknown => outcome_status(&outcome),
+                    ScriptOutcome::Unknown | ScriptOutcome::Lost => outcome_status(&outcome),
                     _ => "exit code 0".to_string(),
                 };
                 t.enter(Phase::Settling { attempt, reason });
@@ -1987,6 +1992,7 @@ pub fn outcome_status(o: &ScriptOutcome) -> String {
         ScriptOutcome::TimedOut { .. } => "timed out".into(),
         ScriptOutcome::SpawnFailed(e) => format!("not started: {e}"),
         ScriptOutcome::Unknown => "exit status unknown: started by an earlier procward".into(),
+        ScriptOutcome::Lost => "exit status unknown: its spawner was killed".into(),
     }
 }
 
@@ -1995,7 +2001,9 @@ pub fn outcome_output(o: &ScriptOutcome) -> String {
         ScriptOutcome::Exited { output, .. }
         | ScriptOutcome::Signaled { output, .. }
         | ScriptOutcome::TimedOut { output } => output.clone(),
-        ScriptOutcome::SpawnFailed(_) | ScriptOutcome::Unknown => String::new(),
+        ScriptOutcome::SpawnFailed(_) | ScriptOutcome::Unknown | ScriptOutcome::Lost => {
+            String::new()
+        }
     }
 }
 

@@ -180,79 +180,62 @@ async fn run_logged(
         env.push(("USER".into(), u.name.clone()));
         env.push(("LOGNAME".into(), u.name.clone()));
     }
+    let user = r.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone()));
     let started = match spawner {
         Some(s) => {
             let req = spawner::Request {
                 id: 0,
                 argv: r.argv.clone(),
                 env: env.clone(),
-                user: r.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone())),
+                user: user.clone(),
             };
-            let output = output.as_ref().and_then(|(o, e): &(OwnedFd, OwnedFd)| {
-                Some((o.try_clone().ok()?, e.try_clone().ok()?))
-            });
-            s.spawn(req, output).await
+            s.spawn(req, output.as_ref()).await
         }
         None => None,
     };
-    let mut child = match started {
+    let (pgid, mut child) = match started {
         Some(Ok(s)) => {
             let mut buf = Vec::with_capacity(512);
             let proc = crate::probe::procfs::read_stat(s.pid, &mut buf)
                 .ok()
                 .flatten()
                 .map(|st| st.proc_ref());
-            let pid = s.pid;
-            drop(output);
-            (
-                pid,
-                Running::Spawned {
-                    proc,
-                    exit: s.exit,
-                    done: None,
-                },
-            )
+            let running = Running::Spawned {
+                proc,
+                exit: s.exit,
+                done: None,
+            };
+            (s.pid, running)
         }
         Some(Err(e)) => return ScriptOutcome::SpawnFailed(e),
-        None => match spawn_here(program, &r, &env, output) {
-            Ok(c) => (c.id().unwrap_or(0), Running::Child(c)),
-            Err(e) => return ScriptOutcome::SpawnFailed(format!("{program}: {e}")),
-        },
+        None => {
+            let mut cmd = tokio::process::Command::from(command(&r.argv, &env, user, output));
+            match cmd.kill_on_drop(false).spawn() {
+                Ok(c) => (c.id().unwrap_or(0), Running::Child(c)),
+                Err(e) => return ScriptOutcome::SpawnFailed(format!("{program}: {e}")),
+            }
+        }
     };
-    let (pgid, child) = (child.0, &mut child.1);
     on_spawn(pgid);
     let status = match tokio::time::timeout(r.timeout, child.wait()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return ScriptOutcome::SpawnFailed(e.to_string()),
-        Err(_) => {
-            return timed_out(pgid, child, &r.log, offset).await;
-        }
-    };
-    let output = || {
-        let p = r.log.clone();
-        async move {
-            match offset {
-                Some(offset) => tokio::task::spawn_blocking(move || tail(&p, offset))
-                    .await
-                    .unwrap_or_default(),
-                None => String::new(),
-            }
-        }
+        Err(_) => return timed_out(pgid, &mut child, &r.log, offset).await,
     };
     use std::os::unix::process::ExitStatusExt;
     match status.map(|s| (s.code(), s.signal())) {
         None => ScriptOutcome::Lost,
         Some((Some(code), _)) => ScriptOutcome::Exited {
             code,
-            output: output().await,
+            output: output_since(&r.log, offset).await,
         },
         Some((None, Some(signal))) => ScriptOutcome::Signaled {
             signal,
-            output: output().await,
+            output: output_since(&r.log, offset).await,
         },
         Some(_) => ScriptOutcome::Exited {
             code: -1,
-            output: output().await,
+            output: output_since(&r.log, offset).await,
         },
     }
 }
@@ -275,42 +258,37 @@ async fn timed_out(
         // The leader is gone; its group may not be.
         killpg(pgid, rustix::process::Signal::KILL);
     }
-    let output = match offset {
-        Some(offset) => {
-            let p = log.to_path_buf();
-            tokio::task::spawn_blocking(move || tail(&p, offset))
-                .await
-                .unwrap_or_default()
-        }
-        None => String::new(),
-    };
-    ScriptOutcome::TimedOut { output }
+    ScriptOutcome::TimedOut {
+        output: output_since(log, offset).await,
+    }
 }
 
-/// Start the script as this process's child (no spawner).
-fn spawn_here(
-    program: &str,
-    r: &Run,
+/// The command of a script or retry-over command, whoever starts it (the
+/// spawner, or procward itself): `argv` (not empty), only `env` in its
+/// environment, `/` as its directory, stdin closed, its own process group,
+/// stdout and stderr to `output` (or discarded), as `user` (uid, gid,
+/// groups) when given.
+pub(crate) fn command(
+    argv: &[String],
     env: &[(String, String)],
+    user: Option<(u32, u32, Vec<u32>)>,
     output: Option<(OwnedFd, OwnedFd)>,
-) -> std::io::Result<tokio::process::Child> {
+) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
     let (stdout, stderr) = match output {
         Some((o, e)) => (Stdio::from(o), Stdio::from(e)),
         None => (Stdio::null(), Stdio::null()),
     };
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(&r.argv[1..])
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
-        .process_group(0)
-        .kill_on_drop(false);
-    if let Some(u) = &r.user {
-        let groups: Vec<libc::gid_t> = u.groups.clone();
-        let (uid, gid) = (u.uid, u.gid);
+        .process_group(0);
+    if let Some((uid, gid, groups)) = user {
         // SAFETY: only async-signal-safe syscalls, on a group list built
         // before fork. Groups, then gid, then uid: each needs the privilege
         // the next one drops. (std's Command::uid would run before this
@@ -327,7 +305,20 @@ fn spawn_here(
             });
         }
     }
-    cmd.spawn()
+    cmd
+}
+
+/// The output a script wrote to its log since `offset`, for its event.
+async fn output_since(log: &Path, offset: Option<u64>) -> String {
+    match offset {
+        Some(offset) => {
+            let p = log.to_path_buf();
+            tokio::task::spawn_blocking(move || tail(&p, offset))
+                .await
+                .unwrap_or_default()
+        }
+        None => String::new(),
+    }
 }
 
 /// Stop a child process by pid: SIGTERM, wait up to `grace`, then SIGKILL.

@@ -123,8 +123,7 @@ fn reply(sock: &OwnedFd, r: &Reply) {
 }
 
 fn start(sock: &Arc<OwnedFd>, req: Request, fds: Vec<OwnedFd>) {
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
-    use std::process::Stdio;
+    use std::os::unix::process::ExitStatusExt;
     let Some(program) = req.argv.first() else {
         reply(
             sock,
@@ -135,34 +134,9 @@ fn start(sock: &Arc<OwnedFd>, req: Request, fds: Vec<OwnedFd>) {
         );
         return;
     };
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(&req.argv[1..])
-        .env_clear()
-        .envs(req.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .process_group(0);
     let mut fds = fds.into_iter();
-    match (fds.next(), fds.next()) {
-        (Some(out), Some(err)) => cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err)),
-        _ => cmd.stdout(Stdio::null()).stderr(Stdio::null()),
-    };
-    if let Some((uid, gid, groups)) = req.user {
-        // SAFETY: only async-signal-safe syscalls, on a group list built
-        // before fork. Groups, then gid, then uid: each needs the privilege
-        // the next one drops.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
-                    || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
+    let output = fds.next().zip(fds.next());
+    let mut cmd = super::command(&req.argv, &req.env, req.user, output);
     let id = req.id;
     match cmd.spawn() {
         Ok(mut child) => {
@@ -245,12 +219,13 @@ impl Spawner {
         Ok(())
     }
 
-    /// Have the helper start `req` with `output` (stdout, stderr) or
-    /// none. `None`: no helper could be had; the caller starts it itself.
+    /// Have the helper start `req` with `output` (stdout, stderr; sent as
+    /// copies) or none. `None`: no helper could be had; the caller starts
+    /// it itself (with the same `output`).
     pub async fn spawn(
         &self,
         mut req: Request,
-        output: Option<(OwnedFd, OwnedFd)>,
+        output: Option<&(OwnedFd, OwnedFd)>,
     ) -> Option<Result<Spawned, String>> {
         let conn = {
             let mut guard = self.conn.lock().await;
@@ -292,14 +267,13 @@ impl Spawner {
                 )));
             }
         };
-        if let Err(e) = send(&conn, &body, output.as_ref()).await {
+        if let Err(e) = send(&conn, &body, output).await {
             // Not sent: nothing was started; the caller may start it.
             conn.waiters.lock().expect("waiters").remove(&id);
             conn.alive.store(false, Ordering::Release);
             eprintln!("procward: the spawner is gone ({e}); starting scripts directly");
             return None;
         }
-        drop(output);
         match tokio::time::timeout(ANSWER_WITHIN, started_rx).await {
             Ok(Ok(Ok(pid))) => Some(Ok(Spawned {
                 pid,

@@ -1221,16 +1221,7 @@ impl Monitor {
 
     pub fn handle(&mut self, input: Input, now: Ms) -> Vec<Action> {
         let mut actions = Vec::new();
-        let name = match &input {
-            Input::Found { target, .. }
-            | Input::Exited { target, .. }
-            | Input::Children { target, .. }
-            | Input::ScriptStarted { target, .. }
-            | Input::ScriptDone { target, .. }
-            | Input::CommandDone { target, .. }
-            | Input::Timer { target, .. }
-            | Input::Probe { target, .. } => target.clone(),
-        };
+        let name = input.target().clone();
         let Some(&i) = self.index.get(name.as_str()) else {
             return actions; // a target removed by a reload
         };

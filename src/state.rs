@@ -212,12 +212,7 @@ fn open_ring(dir: &Path, sub: &Path) -> std::io::Result<(std::fs::File, usize)> 
         _ => {
             // New (or not a ring): made whole, then put in place.
             let tmp = sub.join(format!("{RING}.tmp"));
-            let made = create_new(&tmp).and_then(|mut f| {
-                f.write_all(&vec![0u8; RING_SLOTS * SLOT])?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, &file)
-            });
-            if let Err(e) = made {
+            if let Err(e) = replace_with(&tmp, &file, &vec![0u8; RING_SLOTS * SLOT]) {
                 // No half-made ring left taking the space of a full disk.
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
@@ -380,6 +375,16 @@ pub fn create_new(path: &Path) -> std::io::Result<std::fs::File> {
         .map_err(|e| named(path, e))
 }
 
+/// Replace `file` with `body` atomically: written to `tmp` (made anew,
+/// see `create_new`), synced, renamed over `file`.
+pub fn replace_with(tmp: &Path, file: &Path, body: &[u8]) -> std::io::Result<()> {
+    let mut f = create_new(tmp)?;
+    f.write_all(body)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(tmp, file)
+}
+
 /// Open a file of the state directory for reading, never through a
 /// symlink, regular files only.
 pub fn open_read(path: &Path) -> std::io::Result<std::fs::File> {
@@ -461,27 +466,12 @@ fn read_inflight(dir: &Path) -> Vec<InFlightFile> {
     records
 }
 
-/// Write one record (a `Records` of its own: tests and one-off callers).
-pub fn save_inflight(
-    dir: &Path,
-    target: &str,
-    state: &Persisted,
-    saved_ms: u64,
-) -> std::io::Result<()> {
-    Records::default().save(dir, target, state, saved_ms)
-}
-
 /// A record as its own file (temporary file, fsync, rename).
 fn save_json(sub: &Path, target: &str, body: &[u8]) -> std::io::Result<()> {
     // Target names are letters, digits, `-`, `_` and `.`: no separator.
     let file = sub.join(format!("{target}.json"));
     let tmp = sub.join(format!("{target}.json.tmp"));
-    {
-        let mut f = create_new(&tmp)?;
-        f.write_all(body)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &file)
+    replace_with(&tmp, &file, body)
 }
 
 /// Remove the `.json` records a state file saved at `saved_ms` holds (the
@@ -564,12 +554,7 @@ fn save_at(dir: &Path, targets: &[(&str, &Persisted)], saved_ms: u64) -> std::io
         saved_ms,
         targets,
     })?;
-    {
-        let mut f = create_new(&tmp)?;
-        f.write_all(&body)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path(dir))?;
+    replace_with(&tmp, &path(dir), &body)?;
     prune_inflight(dir, saved_ms);
     Ok(())
 }
@@ -613,7 +598,9 @@ mod tests {
             attempts: vec![5],
             ..Default::default()
         };
-        save_inflight(d.path(), "a", &restarting, stamp()).unwrap();
+        Records::default()
+            .save(d.path(), "a", &restarting, stamp())
+            .unwrap();
         assert_eq!(load(d.path()).unwrap()["a"], restarting);
         // An older snapshot written later does not hide the record.
         let old = Pending {

@@ -216,13 +216,7 @@ impl Seq {
     fn reserve(&mut self) -> Result<(), String> {
         let upto = self.next.saturating_add(SEQ_BLOCK);
         let tmp = self.dir.join("seq.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = crate::state::create_new(&tmp)?;
-            f.write_all(format!("{upto}\n").as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, self.path())
-        };
-        match write() {
+        match crate::state::replace_with(&tmp, &self.path(), format!("{upto}\n").as_bytes()) {
             Ok(()) => {
                 self.reserved = upto;
                 Ok(())

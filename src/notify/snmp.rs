@@ -88,13 +88,7 @@ impl Engine {
             boots,
         })?;
         let tmp = state_dir.join("snmp-engine.json.tmp");
-        {
-            use std::io::Write;
-            let mut f = crate::state::create_new(&tmp)?;
-            f.write_all(body.as_bytes())?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &p)?;
+        crate::state::replace_with(&tmp, &p, body.as_bytes())?;
         Ok(Engine {
             id,
             boots,

@@ -391,8 +391,8 @@ impl Daemon {
         }
     }
 
-    /// One target's record (`inflight/TARGET.json`), ahead of the whole
-    /// state file. Whether it was queued.
+    /// One target's record (`state::Records`), ahead of the whole state
+    /// file. Whether it was queued.
     fn save_record(&mut self, target: &TargetId) -> bool {
         let Some(state) = self.monitor.persisted_of(target) else {
             return false;

@@ -6,8 +6,8 @@
 //! the largest cost per event; a restart script waiting for its own small
 //! record queued behind it (and, on ext4, its fsync behind the big one's).
 //! So a large configuration writes one record per changed target
-//! (`inflight/TARGET.json`, the same records a restart writes before its
-//! script runs, merged over the state file at load) and folds them into
+//! (`state::Records`, the same records a restart writes before its script
+//! runs, merged over the state file at load) and folds them into
 //! the whole file when nothing has changed for a while, or when records
 //! of many targets have piled up. A small configuration writes the whole
 //! file each time, as it always did.
@@ -38,8 +38,6 @@ pub enum Save {
 pub struct Persist {
     /// The core asked to persist: saved after this wake-up.
     requested: bool,
-    /// The whole file is due (records to fold).
-    fold: bool,
     /// Targets changed since the last save; `None`: any may have.
     dirty: Option<HashSet<TargetId>>,
     /// Targets with a record newer than the whole file.
@@ -55,7 +53,6 @@ impl Persist {
     pub fn new(records: bool, now: Instant) -> Persist {
         Persist {
             requested: false,
-            fold: false,
             dirty: Some(HashSet::new()),
             unfolded: HashSet::new(),
             last_record: records.then_some(now),
@@ -105,16 +102,14 @@ impl Persist {
     /// What to write now, if anything was asked for or the records are
     /// due to be folded.
     pub fn take(&mut self, targets: usize, now: Instant) -> Option<Save> {
-        if self.fold_at().is_some_and(|t| t <= now) {
-            self.fold = true;
-        }
-        if !std::mem::take(&mut self.requested) && !self.fold {
+        let fold = self.fold_at().is_some_and(|t| t <= now);
+        if !std::mem::take(&mut self.requested) && !fold {
             return None;
         }
         let dirty = self.dirty.replace(HashSet::new());
         match dirty {
             Some(set)
-                if !self.fold
+                if !fold
                     && targets >= RECORDS_FROM_TARGETS
                     && !set.is_empty()
                     && set.len() <= RECORDS_PER_SAVE
@@ -129,7 +124,6 @@ impl Persist {
                 Some(Save::Records(list))
             }
             _ => {
-                self.fold = false;
                 self.unfolded.clear();
                 self.last_record = None;
                 Some(Save::Full)

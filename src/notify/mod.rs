@@ -29,7 +29,7 @@ enum IoMsg {
     Synced(tokio::sync::oneshot::Sender<()>),
 }
 
-/// One target's record to write (`inflight/TARGET.json`).
+/// One target's record to write (`state::Records`).
 pub struct InFlight {
     pub dir: PathBuf,
     pub target: String,

@@ -419,6 +419,12 @@ pub const STATE_MAX: u64 = 64 << 20;
 /// moved aside to `state.json.bad` and reported as `Err` (with the empty
 /// state to go on with).
 pub fn load(dir: &Path) -> Result<BTreeMap<String, Persisted>, String> {
+    load_with_records(dir).0
+}
+
+/// `load`, and whether records newer than the state file were merged (not
+/// yet folded into it: the daemon folds them once quiet).
+pub fn load_with_records(dir: &Path) -> (Result<BTreeMap<String, Persisted>, String>, bool) {
     let p = path(dir);
     let (mut targets, saved_ms, result) = match read_bounded(&p, STATE_MAX) {
         Ok(text) => match serde_json::from_slice::<StateFile>(&text) {
@@ -433,20 +439,13 @@ pub fn load(dir: &Path) -> Result<BTreeMap<String, Persisted>, String> {
     };
     // Records newer than the state file, the newest last.
     let mut records = read_inflight(dir);
+    records.retain(|r| r.saved_ms > saved_ms);
     records.sort_by_key(|r| r.saved_ms);
+    let newer = !records.is_empty();
     for rec in records {
-        if rec.saved_ms > saved_ms {
-            targets.insert(rec.target, rec.state);
-        }
+        targets.insert(rec.target, rec.state);
     }
-    result.map(|()| targets)
-}
-
-/// Whether the state directory holds records newer than the state file
-/// (not yet folded into it).
-pub fn has_records(dir: &Path) -> bool {
-    let saved = saved_stamp(dir);
-    read_inflight(dir).iter().any(|r| r.saved_ms > saved)
+    (result.map(|()| targets), newer)
 }
 
 /// The in-flight records (unreadable ones are skipped: the state file or
@@ -613,7 +612,7 @@ mod tests {
         // A newer one replaces it.
         save(d.path(), &m).unwrap();
         assert_eq!(load(d.path()).unwrap()["a"], Persisted::default());
-        assert!(!has_records(d.path()));
+        assert!(!load_with_records(d.path()).1);
         // Garbage in the directory is ignored, never a panic.
         std::fs::write(d.path().join(INFLIGHT).join("x.json"), b"{garbage").unwrap();
         assert!(load(d.path()).is_ok());
@@ -672,7 +671,7 @@ mod tests {
         let now = load(d.path()).unwrap();
         save(d.path(), &now).unwrap();
         again.folded();
-        assert!(!has_records(d.path()));
+        assert!(!load_with_records(d.path()).1);
         assert!(!d.path().join(INFLIGHT).join("a.json").exists());
         let s6 = stamp();
         again.save(d.path(), "b", &st(6), s6).unwrap();

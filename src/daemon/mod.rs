@@ -132,7 +132,8 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
     // SIGHUP or SIGTERM that comes early must not find the default action.
     let signals = Signals::install(opts.signals)?;
     let lock = crate::state::lock(&cfg.daemon.state_dir)?;
-    let (state, state_err) = match crate::state::load(&cfg.daemon.state_dir) {
+    let (loaded, records) = crate::state::load_with_records(&cfg.daemon.state_dir);
+    let (state, state_err) = match loaded {
         Ok(s) => (s, None),
         Err(e) => (Default::default(), Some(e)),
     };
@@ -178,7 +179,6 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         &state,
         now_ms() ^ std::process::id() as u64,
     );
-    let records = crate::state::has_records(&cfg.daemon.state_dir);
     let mut d = Daemon {
         cfg,
         monitor,

@@ -29,9 +29,8 @@ fn cluster_target(env: &Env, tok: &str, extra: &str) -> String {
     write_exec(
         &script,
         &format!(
-            "#!/bin/sh\n[ \"$PROCWARD_REASON\" = manual ] || {{ echo automatic restart refused; exit 1; }}\n\
-             setsid -f /bin/sh -c 'echo $$ >> {pids}; exec sleep 1000.{tok}' </dev/null >/dev/null 2>&1\n",
-            pids = env.path("started.pids").display()
+            "#!/bin/sh\n[ \"$PROCWARD_REASON\" = manual ] || {{ echo automatic restart refused; exit 1; }}\n{}",
+            env.start_app_line(tok)
         ),
     );
     format!(

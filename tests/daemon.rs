@@ -790,10 +790,10 @@ fn restart_scripts_come_from_a_spawner_that_survives_being_killed() {
     write_exec(
         &script,
         &format!(
-            "#!/bin/sh\necho $PPID >> {ppids}\n[ -e {slow} ] && sleep 1\nsetsid -f /bin/sh -c 'echo $$ >> {pids}; exec sleep 1000.{tok}' </dev/null >/dev/null 2>&1\n",
+            "#!/bin/sh\necho $PPID >> {ppids}\n[ -e {slow} ] && sleep 1\n{start}",
             ppids = env.path("ppids").display(),
             slow = env.path("slow").display(),
-            pids = env.path("started.pids").display(),
+            start = env.start_app_line(&tok),
         ),
     );
     env.write_config(&format!(
@@ -874,17 +874,7 @@ fn a_hung_spawner_is_replaced_and_the_restart_retried() {
     let app = Proc::sleeper(&tok);
     let d = env.start();
     env.wait_event(T, |e| e["id"] == "PW2001");
-    let procward = d.procward_pid();
-    let kids =
-        std::fs::read_to_string(format!("/proc/{procward}/task/{procward}/children")).unwrap();
-    let spawner: u32 = kids
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .find(|p: &u32| {
-            std::fs::read_to_string(format!("/proc/{p}/comm"))
-                .is_ok_and(|c| c.trim() == "procward-spawn")
-        })
-        .expect("a spawner child");
+    let spawner = d.spawner_pid().expect("a spawner child");
     kill(spawner, libc::SIGSTOP);
     app.signal(libc::SIGKILL);
     let failed = env.wait_event(Duration::from_secs(30), |e| e["id"] == "PW2018");

@@ -23,10 +23,10 @@ fn counting_script(env: &Env, name: &str, tok: &str, delay: &str) -> PathBuf {
     write_exec(
         &p,
         &format!(
-            "#!/bin/sh\necho run >> {runs}\nsleep {delay}\n[ -e {ok} ] || {{ echo not starting; exit 1; }}\nsetsid -f /bin/sh -c 'echo $$ >> {pids}; exec sleep 1000.{tok}' </dev/null >/dev/null 2>&1\n",
+            "#!/bin/sh\necho run >> {runs}\nsleep {delay}\n[ -e {ok} ] || {{ echo not starting; exit 1; }}\n{start}",
             runs = env.path(&format!("{name}.runs")).display(),
             ok = env.path(&format!("{name}.ok")).display(),
-            pids = env.path("started.pids").display(),
+            start = env.start_app_line(tok),
         ),
     );
     p

@@ -82,15 +82,25 @@ impl Env {
     /// A restart script that records its environment in `NAME.env` (one
     /// file per attempt: NAME.env.N) and starts `sleep SECS.TOKEN`
     /// detached, reaped by the test reaper above procward.
+    /// The shell line a restart script starts the application with: a
+    /// detached `sleep 1000.TOKEN` whose pid goes to `started.pids` (killed
+    /// when the Env is dropped).
+    pub fn start_app_line(&self, tok: &str) -> String {
+        format!(
+            "setsid -f /bin/sh -c 'echo $$ >> {}; exec sleep 1000.{tok}' </dev/null >/dev/null 2>&1\n",
+            self.path("started.pids").display()
+        )
+    }
+
     pub fn restart_script(&self, name: &str, tok: &str) -> PathBuf {
         let p = self.path(&format!("{name}.sh"));
         let env_file = self.path(&format!("{name}.env"));
         write_exec(
             &p,
             &format!(
-                "#!/bin/sh\ndate +%s%N > {e}.start.$PROCWARD_ATTEMPT\nenv | grep ^PROCWARD_ | sort > {e}.$PROCWARD_ATTEMPT\nsetsid -f /bin/sh -c 'echo $$ >> {pids}; exec sleep 1000.{tok}' </dev/null >/dev/null 2>&1\necho restarted\n",
+                "#!/bin/sh\ndate +%s%N > {e}.start.$PROCWARD_ATTEMPT\nenv | grep ^PROCWARD_ | sort > {e}.$PROCWARD_ATTEMPT\n{start}echo restarted\n",
                 e = env_file.display(),
-                pids = self.path("started.pids").display()
+                start = self.start_app_line(tok)
             ),
         );
         p
@@ -258,6 +268,18 @@ impl Daemon {
         let r = self.pid();
         let text = std::fs::read_to_string(format!("/proc/{r}/task/{r}/children")).unwrap();
         text.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    /// The pid of procward's spawner (its child named `procward-spawn`).
+    pub fn spawner_pid(&self) -> Option<u32> {
+        let p = self.procward_pid();
+        let text = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).ok()?;
+        text.split_whitespace()
+            .filter_map(|c| c.parse().ok())
+            .find(|c: &u32| {
+                std::fs::read_to_string(format!("/proc/{c}/comm"))
+                    .is_ok_and(|n| n.trim() == "procward-spawn")
+            })
     }
 
     /// SIGTERM, and wait for the exit (bounded).

@@ -327,7 +327,12 @@ say ""
 say "timeline (seconds after the kill):"
 say "$(since "$T0")  node1  application (pid $pid) killed; its restart script fails from now on"
 
-moved() { started_on node2 && app_up 2; }
+# (PW2024 too: `status` answers from the daemon's memory, the journal the
+# timeline reads is written a moment later.)
+start_done() {
+    on 2 "$PROCWARD" events --json -c "$WORK/etc/procward.toml" 2>/dev/null | grep -q '"id":"PW2024"'
+}
+moved() { started_on node2 && app_up 2 && start_done; }
 wait_for "the resource started on node2" 100 moved
 T1=$(now_ms)
 

@@ -35,6 +35,23 @@ pub(super) struct Discovery {
     /// A check of new pids runs (one at a time: an exec storm never piles
     /// up blocking tasks; what comes meanwhile waits in `pending`).
     checking: Arc<std::sync::atomic::AtomicBool>,
+    /// The lookups of the new-process check and of the scan, kept while
+    /// the targets they serve stay the same (procfs::LookupCache).
+    pub lookups: Arc<Lookups>,
+}
+
+#[derive(Default)]
+pub(super) struct Lookups {
+    pub spawned: procfs::LookupCache,
+    pub scan: procfs::LookupCache,
+}
+
+impl Lookups {
+    /// A reload: the old targets are let go.
+    pub fn clear(&self) {
+        self.spawned.clear();
+        self.scan.clear();
+    }
 }
 
 impl Discovery {
@@ -56,6 +73,7 @@ impl Discovery {
                     active: false,
                     last_full: None,
                     checking: Arc::default(),
+                    lookups: Arc::default(),
                 };
             }
         }
@@ -64,6 +82,7 @@ impl Discovery {
             active,
             last_full: None,
             checking: Arc::default(),
+            lookups: Arc::default(),
         }
     }
 
@@ -153,10 +172,10 @@ impl Daemon {
         let tx = self.tx.clone();
         let me = std::process::id();
         let checking = self.discovery.checking.clone();
+        let lookups = self.discovery.lookups.clone();
         checking.store(true, Ordering::Release);
         tokio::task::spawn_blocking(move || {
-            let refs: Vec<&TargetSpec> = targets.iter().map(|t| t.as_ref()).collect();
-            let matched = procfs::any_matches(&pids, &refs, me);
+            let matched = procfs::any_matches(&pids, &targets, me, &lookups.spawned);
             checking.store(false, Ordering::Release);
             if matched {
                 let _ = tx.send(Msg::ScanNow);

@@ -149,12 +149,12 @@ impl Daemon {
         }
         let tx = self.tx.clone();
         let me = std::process::id();
+        let lookups = self.discovery.lookups.clone();
         tokio::task::spawn_blocking(move || {
-            let refs: Vec<&config::TargetSpec> = targets.iter().map(|t| t.as_ref()).collect();
-            let found = if refs.is_empty() {
+            let found = if targets.is_empty() {
                 HashMap::new()
             } else {
-                procfs::scan(&refs, me)
+                procfs::scan_cached(&targets, me, &lookups.scan)
             };
             let children = children
                 .into_iter()

@@ -161,6 +161,7 @@ impl Daemon {
             }
         }
         let acts = self.monitor.reconfigure(cfg.targets.clone());
+        self.discovery.lookups.clear();
         self.persist.touched_all();
         self.out.reload(&cfg, renderer);
         let n = cfg.targets.len();

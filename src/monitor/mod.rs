@@ -1999,4 +1999,4 @@ pub fn outcome_output(o: &ScriptOutcome) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

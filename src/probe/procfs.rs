@@ -16,6 +16,8 @@ use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 const PF_KTHREAD: u64 = 0x0020_0000;
@@ -334,20 +336,96 @@ impl Candidate {
 
 /// Does any of `pids` (new processes) match one of `targets`? Pidfiles
 /// are not read here: a target with one matches on its other matchers.
-pub fn any_matches(pids: &[u32], targets: &[&TargetSpec], me: u32) -> bool {
+pub fn any_matches(
+    pids: &[u32],
+    targets: &[Arc<TargetSpec>],
+    me: u32,
+    cache: &LookupCache,
+) -> bool {
     let mut buf = Vec::with_capacity(512);
-    let all: Vec<usize> = (0..targets.len()).collect();
-    let mut index = Lookup::new(targets, &all);
-    pids.iter().any(|&pid| {
-        let Ok(Some(st)) = read_stat(pid, &mut buf) else {
-            return false;
-        };
-        if !adoptable(&st, me) || st.is_dead() {
-            return false;
+    cache.with(
+        targets,
+        |t| (0..t.len()).collect(),
+        |targets, _, index| {
+            pids.iter().any(|&pid| {
+                let Ok(Some(st)) = read_stat(pid, &mut buf) else {
+                    return false;
+                };
+                if !adoptable(&st, me) || st.is_dead() {
+                    return false;
+                }
+                let mut c = Candidate::new(st);
+                !index.matches_of(targets, &mut c).is_empty()
+            })
+        },
+    )
+}
+
+/// The last `Lookup` built, kept with what it indexes: the same waiting
+/// targets are looked up again at every fork and exec on the machine and
+/// at every scan, and with 10,000 cmdline targets a build costs ~35 ms
+/// (the literal automaton; it was most of a 10,000-target start-up's
+/// spare CPU). The targets are kept as `Arc`s, not addresses, so that a
+/// target freed by a reload can never pass for a new one at its address.
+/// One cache per kind of use (its `which` differs).
+#[derive(Default)]
+pub struct LookupCache {
+    slot: Mutex<Option<Cached>>,
+    /// `clear` came while a check held the slot: that check empties it.
+    stale: std::sync::atomic::AtomicBool,
+}
+
+struct Cached {
+    targets: Vec<Arc<TargetSpec>>,
+    which: Vec<usize>,
+    lookup: Lookup,
+}
+
+impl LookupCache {
+    /// Run `f` with the lookup of `which(targets)`, built only when the
+    /// targets or the choice differ from the last call's.
+    fn with<R>(
+        &self,
+        targets: &[Arc<TargetSpec>],
+        which: impl FnOnce(&[&TargetSpec]) -> Vec<usize>,
+        f: impl FnOnce(&[&TargetSpec], &[usize], &mut Lookup) -> R,
+    ) -> R {
+        let refs: Vec<&TargetSpec> = targets.iter().map(|t| t.as_ref()).collect();
+        let which = which(&refs);
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        let same = slot.as_ref().is_some_and(|c| {
+            c.which == which
+                && c.targets.len() == targets.len()
+                && c.targets
+                    .iter()
+                    .zip(targets)
+                    .all(|(a, b)| Arc::ptr_eq(a, b))
+        });
+        if !same {
+            *slot = None; // the old one's memory first
+            *slot = Some(Cached {
+                lookup: Lookup::new(&refs, &which),
+                targets: targets.to_vec(),
+                which,
+            });
         }
-        let mut c = Candidate::new(st);
-        !index.matches_of(targets, &mut c).is_empty()
-    })
+        let c = slot.as_mut().expect("set above");
+        let r = f(&refs, &c.which, &mut c.lookup);
+        if self.stale.swap(false, Ordering::AcqRel) {
+            *slot = None;
+        }
+        r
+    }
+
+    /// Forget the kept lookup (a reload: the old targets go with it).
+    /// Never waits: a check that holds it lets it go when it is done.
+    pub fn clear(&self) {
+        match self.slot.try_lock() {
+            Ok(mut slot) => *slot = None,
+            Err(std::sync::TryLockError::Poisoned(e)) => *e.into_inner() = None,
+            Err(std::sync::TryLockError::WouldBlock) => self.stale.store(true, Ordering::Release),
+        }
+    }
 }
 
 /// Which targets a process may belong to, without trying every target on
@@ -439,6 +517,35 @@ fn order(mut matched: Vec<Stat>) -> Vec<ProcRef> {
 /// /proc (skipped entirely when every target names a pidfile).
 /// `exclude` is procward's own pid.
 pub fn scan(targets: &[&TargetSpec], exclude: u32) -> HashMap<String, Vec<ProcRef>> {
+    let walk = walked(targets);
+    let mut lookup = Lookup::new(targets, &walk);
+    scan_with(targets, exclude, &walk, &mut lookup)
+}
+
+/// `scan`, with the lookup kept in `cache` from one scan to the next.
+pub fn scan_cached(
+    targets: &[Arc<TargetSpec>],
+    exclude: u32,
+    cache: &LookupCache,
+) -> HashMap<String, Vec<ProcRef>> {
+    cache.with(targets, walked, |refs, walk, lookup| {
+        scan_with(refs, exclude, walk, lookup)
+    })
+}
+
+/// The targets found by walking /proc: those without a pidfile.
+fn walked(targets: &[&TargetSpec]) -> Vec<usize> {
+    (0..targets.len())
+        .filter(|&i| targets[i].matcher.pidfile.is_none())
+        .collect()
+}
+
+fn scan_with(
+    targets: &[&TargetSpec],
+    exclude: u32,
+    walk: &[usize],
+    lookup: &mut Lookup,
+) -> HashMap<String, Vec<ProcRef>> {
     let mut buf = Vec::with_capacity(512);
     let mut out: HashMap<String, Vec<ProcRef>> = HashMap::new();
     let need_full = targets
@@ -465,12 +572,8 @@ pub fn scan(targets: &[&TargetSpec], exclude: u32) -> HashMap<String, Vec<ProcRe
         }
     }
     // Targets without a pidfile: one pass over the processes.
-    let walk: Vec<usize> = (0..targets.len())
-        .filter(|&i| targets[i].matcher.pidfile.is_none())
-        .collect();
     let mut walked: Vec<Vec<Stat>> = vec![Vec::new(); targets.len()];
     if !walk.is_empty() {
-        let mut lookup = Lookup::new(targets, &walk);
         for c in all.iter_mut() {
             for &i in lookup.matches_of(targets, c) {
                 walked[i].push(c.stat.clone());
@@ -582,5 +685,75 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(read_stat(child.id(), &mut buf).unwrap().is_none());
+    }
+
+    /// A cmdline target with `pattern`.
+    fn by_cmdline(name: &str, pattern: &str) -> Arc<TargetSpec> {
+        let mut t = crate::monitor::tests::spec(name);
+        t.matcher.comm = None;
+        t.matcher.cmdline = Some(crate::config::Pattern::new(pattern).unwrap());
+        Arc::new(t)
+    }
+
+    #[test]
+    fn a_kept_lookup_serves_the_same_targets_and_never_changed_ones() {
+        // Not procward's pid: its children are never adopted, this test's are.
+        let me = u32::MAX;
+        struct Killed(std::process::Child);
+        impl Drop for Killed {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let child = Killed(
+            std::process::Command::new("sleep")
+                .arg("4243.5")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let pid = child.0.id();
+        let a = vec![
+            by_cmdline("t0", r"^(/bin/)?sleep +4243\.5$"),
+            by_cmdline("t1", r"^(/bin/)?sleep +4243\.6$"),
+        ];
+        let cache = LookupCache::default();
+        let found = |targets: &[Arc<TargetSpec>]| -> Vec<(String, bool)> {
+            let f = scan_cached(targets, me, &cache);
+            let mut v: Vec<(String, bool)> = f
+                .into_iter()
+                .map(|(n, ps)| (n, ps.iter().any(|p| p.pid == pid)))
+                .collect();
+            v.sort();
+            v
+        };
+        let want = |x: bool, y: bool| vec![("t0".to_string(), x), ("t1".to_string(), y)];
+        assert_eq!(found(&a), want(true, false));
+        // Kept: the cache holds the targets (a second reference each).
+        assert_eq!(Arc::strong_count(&a[0]), 2);
+        assert_eq!(found(&a), want(true, false));
+        // Same names, new patterns (a reload): built again, not the old one.
+        let b = vec![
+            by_cmdline("t0", r"^(/bin/)?sleep +4243\.6$"),
+            by_cmdline("t1", r"^(/bin/)?sleep +4243\.5$"),
+        ];
+        assert_eq!(found(&b), want(false, true));
+        assert_eq!(Arc::strong_count(&a[0]), 1, "the old targets let go");
+        // A subset of the same targets is another lookup too.
+        assert_eq!(found(&b[1..]), vec![("t1".to_string(), true)]);
+        // New processes: the same answers through their own cache.
+        let spawned = LookupCache::default();
+        assert!(any_matches(&[pid], &a, me, &spawned));
+        assert!(!any_matches(&[pid], &a[1..], me, &spawned));
+        assert!(any_matches(&[pid], &b[1..], me, &spawned));
+        // clear lets the targets go.
+        let held = Arc::strong_count(&b[1]);
+        spawned.clear();
+        assert_eq!(Arc::strong_count(&b[1]), held - 1);
+        cache.clear();
+        assert_eq!(Arc::strong_count(&b[1]), 1);
+        drop(child);
     }
 }

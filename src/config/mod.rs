@@ -465,8 +465,23 @@ struct Collector {
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
     patterns: pattern::Patterns,
+    /// Programs already checked in this load (10,000 targets often name
+    /// one restart script: its path was walked 10,000 times).
+    executables: std::collections::HashMap<PathBuf, Result<(), String>>,
     /// The running configuration's targets, by name (a reload).
     reuse: std::collections::HashMap<String, std::sync::Arc<TargetSpec>>,
+}
+
+impl Collector {
+    /// `trust::executable`, once per path and load.
+    fn executable(&mut self, path: &Path) -> Result<(), String> {
+        if let Some(r) = self.executables.get(path) {
+            return r.clone();
+        }
+        let r = crate::trust::executable(path);
+        self.executables.insert(path.to_path_buf(), r.clone());
+        r
+    }
 }
 
 fn located(src: &Source, path: &[Seg], message: impl Into<String>) -> ConfigError {
@@ -1442,7 +1457,7 @@ fn validate_restart(at: &mut AtTarget, r: &RestartRaw) -> Option<Restart> {
             }
         },
     };
-    if let Some(Err(mut msg)) = script.as_deref().map(crate::trust::executable) {
+    if let Some(Err(mut msg)) = script.as_deref().map(|p| at.c.executable(p)) {
         let spaced =
             matches!(&r.script, Some(ScriptRaw::Path(p)) if p.to_string_lossy().contains(' '));
         if spaced && script.as_deref().is_some_and(|p| !p.exists()) {
@@ -1508,7 +1523,7 @@ fn validate_failover(at: &mut AtTarget, t: &TargetRaw) -> Option<Failover> {
         Some(p) if p.as_os_str().is_empty() => at.err(&key, "must name a program"),
         Some(p) if !p.is_absolute() => at.err(&key, "the program must be an absolute path"),
         Some(p) => {
-            if let Err(msg) = crate::trust::executable(p) {
+            if let Err(msg) = at.c.executable(p) {
                 at.err(&key, msg);
             }
         }
@@ -1572,7 +1587,7 @@ fn validate_stall(c: &mut Collector, src: &Source, base: &[Seg], st: &StallRaw) 
                     &["probe", "command"],
                     "must start with an absolute path to a program".into(),
                 );
-            } else if let Err(msg) = crate::trust::executable(Path::new(&command[0])) {
+            } else if let Err(msg) = c.executable(Path::new(&command[0])) {
                 at(c, &["probe", "command"], msg);
             }
             Probe::Exec {

@@ -71,6 +71,29 @@ impl Outages {
     }
 }
 
+/// Flush the records written so far; a failure is a state-file outage.
+fn sync_records(
+    records: &mut crate::state::Records,
+    state_dir: &std::path::Path,
+    outages: &mut Outages,
+    report: &queue::Reporter,
+) {
+    if !records.unsynced() {
+        return;
+    }
+    let file = state_dir.join("inflight");
+    let said = match records.sync() {
+        Err(e) => {
+            eprintln!("procward: cannot sync {}: {e}", file.display());
+            outages.failed("state file", &file, &e.to_string())
+        }
+        Ok(()) => outages.ok("state file", &file),
+    };
+    if let Some(spec) = said {
+        report(spec);
+    }
+}
+
 /// Only the newest state snapshot matters: one slot, not a queue, so a
 /// burst of changes with many targets never piles up snapshots.
 type StateSlot = Arc<std::sync::Mutex<Option<crate::state::Pending>>>;
@@ -111,7 +134,19 @@ impl Notifier {
                         state_dir.join("inflight/ring").display()
                     );
                 }
-                for m in rx {
+                loop {
+                    // Idle: the records written are flushed before waiting.
+                    let m = match rx.try_recv() {
+                        Ok(m) => m,
+                        Err(std::sync::mpsc::TryRecvError::Empty) => {
+                            sync_records(&mut records, &state_dir, &mut outages, &report);
+                            match rx.recv() {
+                                Ok(m) => m,
+                                Err(_) => break,
+                            }
+                        }
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                    };
                     match m {
                         IoMsg::Event(ev, console) => {
                             let said = match journal.append(&ev) {
@@ -176,13 +211,18 @@ impl Notifier {
                             }
                         }
                         IoMsg::Sync(done) => {
+                            sync_records(&mut records, &state_dir, &mut outages, &report);
                             let _ = done.send(());
                         }
                         IoMsg::Synced(done) => {
+                            // The restart goes on once its record is
+                            // written; the flush follows (state::Records).
                             let _ = done.send(());
+                            sync_records(&mut records, &state_dir, &mut outages, &report);
                         }
                     }
                 }
+                sync_records(&mut records, &state_dir, &mut outages, &report);
             })?;
         // Followers of `events --follow` that fall this far behind are told
         // to read the journal.

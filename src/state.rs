@@ -115,7 +115,7 @@ fn read_ring(dir: &Path) -> Vec<(usize, InFlightFile)> {
         .unwrap_or_default()
 }
 
-/// Writes records: the daemon's I/O thread holds one.
+/// Writes records: the notifier's records thread holds one.
 #[derive(Default)]
 pub struct Records {
     /// The ring file, open, and the next slot (None: not opened yet).
@@ -126,6 +126,8 @@ pub struct Records {
     dir: PathBuf,
     /// A slot was written and not yet synced.
     unsynced: bool,
+    /// The newest stamp in the ring since it last started over.
+    newest: u64,
 }
 
 impl Records {
@@ -153,7 +155,10 @@ impl Records {
         }
         if self.ring.is_none() && !self.no_ring {
             match open_ring(dir, &sub) {
-                Ok(r) => self.ring = Some(r),
+                Ok((f, next, newest)) => {
+                    self.ring = Some((f, next));
+                    self.newest = newest;
+                }
                 Err(_) => self.no_ring = true,
             }
         }
@@ -162,6 +167,7 @@ impl Records {
                 f.write_all_at(&slot_encode(saved_ms, &body), (*next * SLOT) as u64)?;
                 *next += 1;
                 self.unsynced = true;
+                self.newest = self.newest.max(saved_ms);
                 Ok(())
             }
             _ => save_json(&sub, target, &body),
@@ -185,13 +191,16 @@ impl Records {
     }
 
     /// Open (or make) the ring now, so that the first record does not
-    /// wait for it (the daemon's I/O thread, at start-up).
+    /// wait for it (the records thread, at start-up).
     pub fn prepare(&mut self, dir: &Path) -> std::io::Result<()> {
         let sub = dir.join(INFLIGHT);
         ensure_subdir(&sub)?;
         self.dir = dir.to_path_buf();
         match open_ring(dir, &sub) {
-            Ok(r) => self.ring = Some(r),
+            Ok((f, next, newest)) => {
+                self.ring = Some((f, next));
+                self.newest = newest;
+            }
             Err(e) => {
                 self.no_ring = true;
                 return Err(e);
@@ -200,11 +209,17 @@ impl Records {
         Ok(())
     }
 
-    /// A state file was written: every record is older, the ring starts
-    /// over.
-    pub fn folded(&mut self) {
-        if let Some((_, next)) = &mut self.ring {
-            *next = 0;
+    /// A state file stamped `upto` was written: when every record in the
+    /// ring is older, the ring starts over. (Records are written on their
+    /// own thread: one taken after that state file's snapshot may already
+    /// be in the ring; then the ring goes on, and starts over at a later
+    /// state file.)
+    pub fn folded(&mut self, upto: u64) {
+        if self.newest <= upto {
+            if let Some((_, next)) = &mut self.ring {
+                *next = 0;
+            }
+            self.newest = 0;
         }
         self.no_ring = false;
     }
@@ -212,7 +227,8 @@ impl Records {
 
 /// Open the ring (made the first time), its next slot after the newest
 /// record not yet in the state file.
-fn open_ring(dir: &Path, sub: &Path) -> std::io::Result<(std::fs::File, usize)> {
+/// Also the newest stamp among those records (0: none).
+fn open_ring(dir: &Path, sub: &Path) -> std::io::Result<(std::fs::File, usize, u64)> {
     let file = sub.join(RING);
     let size = (RING_SLOTS * SLOT) as u64;
     let opened = std::fs::OpenOptions::new()
@@ -225,13 +241,11 @@ fn open_ring(dir: &Path, sub: &Path) -> std::io::Result<(std::fs::File, usize)> 
     match opened {
         Ok(f) if f.metadata()?.len() == size => {
             let saved = saved_stamp(dir);
-            let next = read_ring(dir)
+            let (next, newest) = read_ring(dir)
                 .into_iter()
                 .filter(|(_, r)| r.saved_ms > saved)
-                .map(|(i, _)| i + 1)
-                .max()
-                .unwrap_or(0);
-            Ok((f, next))
+                .fold((0, 0), |(n, s), (i, r)| (n.max(i + 1), s.max(r.saved_ms)));
+            Ok((f, next, newest))
         }
         _ => {
             // New (or not a ring): made whole, then put in place.
@@ -247,7 +261,7 @@ fn open_ring(dir: &Path, sub: &Path) -> std::io::Result<(std::fs::File, usize)> 
                 .custom_flags(NOFOLLOW)
                 .open(&file)
                 .map_err(|e| named(&file, e))?;
-            Ok((regular(f, &file)?, 0))
+            Ok((regular(f, &file)?, 0, 0))
         }
     }
 }
@@ -542,6 +556,11 @@ impl Pending {
         path(&self.dir)
     }
 
+    /// The stamp the state file is written with.
+    pub fn stamp(&self) -> u64 {
+        self.saved_ms
+    }
+
     pub fn write(mut self) -> std::io::Result<()> {
         self.targets.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let list: Vec<(&str, &Persisted)> =
@@ -699,7 +718,7 @@ mod tests {
         // starts over (its old slots are older than the state file).
         let now = load(d.path()).unwrap();
         save(d.path(), &now).unwrap();
-        again.folded();
+        again.folded(saved_stamp(d.path()));
         assert!(!load_with_records(d.path()).1);
         assert!(!d.path().join(INFLIGHT).join("a.json").exists());
         let s6 = stamp();
@@ -708,6 +727,26 @@ mod tests {
         assert_eq!(slot_decode(&bytes[..SLOT]).unwrap().0, s6);
         let loaded = load(d.path()).unwrap();
         assert_eq!((&loaded["a"], &loaded["b"]), (&st(5), &st(6)));
+        // A record taken after a state file's snapshot and written before
+        // that file is (records have their own thread): the ring does not
+        // start over under it.
+        let before = load(d.path()).unwrap();
+        let snap = stamp();
+        again.save(d.path(), "d", &st(70), stamp()).unwrap();
+        let list: Vec<(&str, &Persisted)> = before.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        save_at(d.path(), &list, snap).unwrap();
+        again.folded(snap);
+        again.save(d.path(), "e", &st(71), stamp()).unwrap();
+        again.save(d.path(), "f", &st(72), stamp()).unwrap();
+        let loaded = load(d.path()).unwrap();
+        assert_eq!(
+            (&loaded["d"], &loaded["e"], &loaded["f"]),
+            (&st(70), &st(71), &st(72))
+        );
+        // The next state file has them all: the ring starts over.
+        save(d.path(), &loaded).unwrap();
+        again.folded(saved_stamp(d.path()));
+        assert_eq!(again.ring.as_ref().map(|r| r.1), Some(0));
         // Full: the rest goes to .json files, nothing is lost.
         if let Some((_, next)) = &mut again.ring {
             *next = RING_SLOTS;

@@ -756,8 +756,11 @@ fn systemd_gets_ready_and_watchdog_pings_from_the_loop() {
     );
 }
 
+/// The parent of `pid` (0: gone).
 fn parent_of(pid: u32) -> u32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     after.split(' ').nth(1).unwrap().parse().unwrap()
 }
@@ -842,7 +845,22 @@ fn restart_scripts_come_from_a_spawner_that_survives_being_killed() {
     while ppids().len() < 3 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    kill(ppids()[2], libc::SIGKILL);
+    // Once procward has the script's pid (its saved state says so): a
+    // spawner killed in the microseconds between the script's exec and
+    // its answer leaves the script unknown to procward (PW2018; noted in
+    // issue 18's note, not what this test is about).
+    let spawner = ppids()[2];
+    let known = || {
+        procward::state::load(&env.state())
+            .ok()
+            .and_then(|m| m.get("web")?.recovering.as_ref()?.script)
+            .is_some_and(|s| parent_of(s.pid) == spawner)
+    };
+    while !known() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(known(), "procward never had the script's pid");
+    kill(spawner, libc::SIGKILL);
     let done = env.wait_event(T, |e| e["id"] == "PW2011" && e["fields"]["attempt"] == 3);
     assert!(
         done["text"]

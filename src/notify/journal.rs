@@ -169,11 +169,18 @@ pub fn last_seq(dir: &Path) -> u64 {
     0
 }
 
-/// Sequence numbers reserved durably ahead of use.
+/// Sequence numbers reserved durably ahead of use. The next block is
+/// written on a thread of its own once half of the current one is used:
+/// the event loop never waits for the disk (a reservation written in
+/// place, every 1,000 events, stalled it 27 ms at 10,000 targets: the
+/// fsync's cache flush and the discard of the replaced file's blocks),
+/// unless the numbers run out before that write is done.
 pub struct Seq {
     dir: PathBuf,
     next: u64,
     reserved: u64,
+    /// The block being written: its upper bound and the writer's answer.
+    pending: Option<(u64, std::thread::JoinHandle<Result<(), String>>)>,
 }
 
 impl Seq {
@@ -190,6 +197,7 @@ impl Seq {
             dir: dir.to_path_buf(),
             next: last + 1,
             reserved: last,
+            pending: None,
         };
         let r = s.reserve();
         (s, r)
@@ -199,18 +207,58 @@ impl Seq {
         self.dir.join(SEQ_FILE)
     }
 
-    /// The next number. `Err` when a new block could not be written: the
-    /// number is still unique for this run, but a crash before the next
-    /// successful reservation could give it again.
-    pub fn take(&mut self) -> (u64, Result<(), String>) {
-        let r = if self.next > self.reserved {
-            self.reserve()
-        } else {
-            Ok(())
-        };
+    /// The next number, and how the last reservation written went, if one
+    /// ended since (`Err`: the number is still unique for this run, but a
+    /// crash before the next successful reservation could give it again).
+    pub fn take(&mut self) -> (u64, Option<Result<(), String>>) {
+        let mut said = self.collect(false);
+        if self.next > self.reserved {
+            // Ran out first: wait for the block being written, else write
+            // one here (a failing disk: tried again at the next number).
+            if self.pending.is_some() {
+                said = self.collect(true);
+            }
+            if self.next > self.reserved {
+                said = Some(self.reserve());
+            }
+        }
+        if self.pending.is_none() && self.reserved.saturating_sub(self.next) < SEQ_BLOCK / 2 {
+            self.reserve_ahead();
+        }
         let n = self.next;
         self.next += 1;
-        (n, r)
+        (n, said)
+    }
+
+    /// The answer of the block being written (waiting for it with `wait`).
+    fn collect(&mut self, wait: bool) -> Option<Result<(), String>> {
+        if !wait && !self.pending.as_ref()?.1.is_finished() {
+            return None;
+        }
+        let (upto, writer) = self.pending.take()?;
+        let r = writer
+            .join()
+            .unwrap_or_else(|_| Err("the sequence file's writer stopped".into()));
+        if r.is_ok() {
+            self.reserved = self.reserved.max(upto);
+        }
+        Some(r)
+    }
+
+    /// Write the next block on a thread of its own.
+    fn reserve_ahead(&mut self) {
+        let upto = self.reserved.max(self.next).saturating_add(SEQ_BLOCK);
+        let (tmp, file) = (self.dir.join("seq.tmp"), self.path());
+        let spawned = std::thread::Builder::new()
+            .name("procward-seq".into())
+            .spawn(move || {
+                let body = format!("{upto}\n");
+                crate::state::replace_with(&tmp, &file, body.as_bytes()).map_err(|e| e.to_string())
+            });
+        // No thread: the block is written here when the numbers run out.
+        if let Ok(writer) = spawned {
+            self.pending = Some((upto, writer));
+        }
     }
 
     fn reserve(&mut self) -> Result<(), String> {
@@ -285,5 +333,53 @@ mod tests {
         drop(s);
         let (mut s, _) = Seq::open(d.path());
         assert_eq!(s.take().0, SEQ_BLOCK + 2);
+        // Past half a block, the next is written ahead, before the numbers
+        // run out: every number given out is below what the file says.
+        let saved = |d: &Path| -> u64 {
+            std::fs::read_to_string(d.join(SEQ_FILE))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let mut last = 0;
+        for _ in 0..3 * SEQ_BLOCK {
+            let (n, r) = s.take();
+            assert!(r.is_none_or(|r| r.is_ok()));
+            assert!(n > last);
+            last = n;
+        }
+        s.collect(true);
+        assert!(
+            saved(d.path()) > last + SEQ_BLOCK / 2,
+            "{} {last}",
+            saved(d.path())
+        );
+        // Killed at any point: a new run starts after every number given.
+        drop(s);
+        let (mut s, _) = Seq::open(d.path());
+        assert!(s.take().0 > last);
+    }
+
+    #[test]
+    fn a_sequence_file_that_cannot_be_written_is_said_and_numbers_go_on() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut s, r) = Seq::open(d.path());
+        r.unwrap();
+        // The directory goes read-only (as root: a file in the way of the
+        // temporary name, a directory, makes the write fail instead).
+        std::fs::create_dir(d.path().join("seq.tmp")).unwrap();
+        std::fs::write(d.path().join("seq.tmp").join("x"), "").unwrap();
+        let mut errors = 0;
+        let mut last = 0;
+        for _ in 0..2 * SEQ_BLOCK {
+            let (n, r) = s.take();
+            if let Some(Err(_)) = r {
+                errors += 1;
+            }
+            assert!(n > last);
+            last = n;
+        }
+        assert!(errors >= 1, "the failed reservation is said");
     }
 }

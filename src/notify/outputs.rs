@@ -116,8 +116,10 @@ impl Outputs {
             s.push(ev.clone());
         }
         self.notifier.publish(ev, console);
-        let path = self.seq.path();
-        self.write_result("sequence file", &path, reserved);
+        if let Some(r) = reserved {
+            let path = self.seq.path();
+            self.write_result("sequence file", &path, r);
+        }
     }
 
     /// Say PW1012 when a write of `what` starts failing, PW1013 when it

@@ -248,13 +248,10 @@ impl Seq {
     /// Write the next block on a thread of its own.
     fn reserve_ahead(&mut self) {
         let upto = self.reserved.max(self.next).saturating_add(SEQ_BLOCK);
-        let (tmp, file) = (self.dir.join("seq.tmp"), self.path());
+        let dir = self.dir.clone();
         let spawned = std::thread::Builder::new()
             .name("procward-seq".into())
-            .spawn(move || {
-                let body = format!("{upto}\n");
-                crate::state::replace_with(&tmp, &file, body.as_bytes()).map_err(|e| e.to_string())
-            });
+            .spawn(move || write_reservation(&dir, upto));
         // No thread: the block is written here when the numbers run out.
         if let Ok(writer) = spawned {
             self.pending = Some((upto, writer));
@@ -263,19 +260,21 @@ impl Seq {
 
     fn reserve(&mut self) -> Result<(), String> {
         let upto = self.next.saturating_add(SEQ_BLOCK);
-        let tmp = self.dir.join("seq.tmp");
-        match crate::state::replace_with(&tmp, &self.path(), format!("{upto}\n").as_bytes()) {
-            Ok(()) => {
-                self.reserved = upto;
-                Ok(())
-            }
-            Err(e) => {
-                // Go on in memory; try again at the next number.
-                self.reserved = self.next;
-                Err(e.to_string())
-            }
-        }
+        let r = write_reservation(&self.dir, upto);
+        // Failed: go on in memory; try again at the next number.
+        self.reserved = if r.is_ok() { upto } else { self.next };
+        r
     }
+}
+
+/// Write `upto` as the sequence file (temporary file, sync, rename).
+fn write_reservation(dir: &Path, upto: u64) -> Result<(), String> {
+    crate::state::replace_with(
+        &dir.join("seq.tmp"),
+        &dir.join(SEQ_FILE),
+        format!("{upto}\n").as_bytes(),
+    )
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -228,6 +228,13 @@ pub enum Cmd {
     /// socket given as stdin)
     #[command(hide = true)]
     Spawner,
+    /// Copy a restart script's output (standard input) to its log, moving
+    /// the log aside at 1 MiB (started by `procward run` for each script)
+    #[command(hide = true)]
+    ScriptLog {
+        /// The log file
+        path: PathBuf,
+    },
     /// Filter definitions for operations managers
     Filters {
         #[command(subcommand)]

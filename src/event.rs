@@ -71,6 +71,7 @@ pub mod msg {
     pub const TARGET_STOPPED: &str = "PW1011";
     pub const WRITE_FAILED: &str = "PW1012";
     pub const WRITE_RECOVERED: &str = "PW1013";
+    pub const SEQ_REFUSED: &str = "PW1014";
 
     pub const TARGET_FOUND: &str = "PW2001";
     pub const TARGET_WAITING: &str = "PW2002";
@@ -96,6 +97,7 @@ pub mod msg {
     pub const START_SCRIPT_DONE: &str = "PW2022";
     pub const START_FAILED: &str = "PW2023";
     pub const STARTED_BY_SCRIPT: &str = "PW2024";
+    pub const PIDFILE_REFUSED: &str = "PW2025";
     pub const TARGET_STALLED: &str = "PW2040";
     pub const STALL_CLEARED: &str = "PW2041";
     pub const RETRY_OVER_COMMAND: &str = "PW2030";

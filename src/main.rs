@@ -39,7 +39,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(
         cli.command,
-        Cmd::Run { .. } | Cmd::Demo { .. } | Cmd::Reaper { .. } | Cmd::Spawner
+        Cmd::Run { .. }
+            | Cmd::Demo { .. }
+            | Cmd::Reaper { .. }
+            | Cmd::Spawner
+            | Cmd::ScriptLog { .. }
     ) {
         // A client whose reader went away (`procward events | head -1`)
         // ends quietly, as `cat` does, instead of panicking on EPIPE. (The
@@ -134,6 +138,7 @@ fn dispatch(cmd: Cmd, cfg: &Path) -> anyhow::Result<u8> {
         Cmd::Mib { bundle } => mib(cfg, bundle.as_deref()),
         Cmd::Reaper { argv } => Ok(procward::reaper::run(&argv)),
         Cmd::Spawner => Ok(procward::action::spawner::serve()),
+        Cmd::ScriptLog { path } => Ok(procward::action::scriptlog::serve(&path)),
         Cmd::Assets { out } => {
             for p in procward::cli::write_assets(&out)? {
                 println!("{}", p.display());
@@ -359,6 +364,29 @@ fn stop(cfg: &Path, target: &str, timeout: Duration) -> anyhow::Result<u8> {
     while pids.iter().any(|p| alive(p, &mut buf)) {
         if Instant::now() > deadline {
             eprintln!("procward: {target}: processes {pids:?} still there");
+            return Ok(EXIT_FAIL);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Then until procward says `stopped`: a restart script that was
+    // running has ended and nothing it started is left (`stopping` until
+    // then).
+    loop {
+        let state = match status_rows(cfg, Some(target))? {
+            Ok(rows) => rows.first().map(|s| s.state),
+            Err(r) => return Ok(print_response(&r)),
+        };
+        match state {
+            Some(State::Stopped) => break,
+            Some(State::Stopping) => {}
+            other => {
+                let s = other.map(|s| s.to_string()).unwrap_or_default();
+                eprintln!("procward: {target} is {s}, not stopped (started again meanwhile?)");
+                return Ok(EXIT_FAIL);
+            }
+        }
+        if Instant::now() > deadline {
+            eprintln!("procward: {target}: still stopping; see `procward status {target}`");
             return Ok(EXIT_FAIL);
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -7,10 +7,13 @@
 //!
 //! The processes are found with the configuration's matchers, exactly as
 //! the daemon finds them (one scan of /proc, pidfiles checked the same
-//! way). `stop` and `start` also record the outcome in the state file (the
-//! state directory's lock is taken: they refuse while procward runs), so
+//! way). `stop` and `start` also record the outcome in the state file, so
 //! that a procward started later neither restarts what the cluster moved
-//! away nor ignores what the cluster started.
+//! away nor ignores what the cluster started. They hold the state
+//! directory's locks from start to end: they refuse while procward runs,
+//! a second offline command waits for the first (two starts at once run
+//! the script once), and a procward starting meanwhile waits for them,
+//! then adopts what the start started.
 
 use crate::config::{Config, TargetSpec};
 use crate::monitor::{Halted, Persisted, ProcRef, Reason};
@@ -79,13 +82,32 @@ pub fn status(cfg_path: &std::path::Path, target: &str, quiet: bool) -> Result<u
     Ok(if up { RUNNING } else { NOT_RUNNING })
 }
 
-/// Record what the operator (or cluster) did in the state file, as the
-/// daemon would: under the state directory's lock, which fails while
-/// procward runs.
-fn record(cfg: &Config, target: &str, f: impl FnOnce(&mut Persisted)) -> Result<(), String> {
+/// How long an offline command waits for another one under way.
+const OFFLINE_WAIT: Duration = Duration::from_secs(300);
+
+/// The state directory's locks for the whole offline command: it fails
+/// while procward runs, and waits for another offline command (so two
+/// starts at once run the script once; the second finds it up).
+fn lock(cfg: &Config) -> Result<crate::state::OfflineLock, String> {
     let dir = &cfg.daemon.state_dir;
-    let _lock = crate::state::lock(dir)
-        .map_err(|e| format!("{e}: procward runs, ask it (without --offline)"))?;
+    crate::state::lock_offline(dir, OFFLINE_WAIT, || {
+        eprintln!(
+            "procward: waiting for another offline command on {} to finish",
+            dir.display()
+        );
+    })
+    .map_err(|e| format!("{e}: if procward runs, ask it (without --offline)"))
+}
+
+/// Record what the operator (or cluster) did in the state file, as the
+/// daemon would (the caller holds the locks).
+fn record(
+    cfg: &Config,
+    _locked: &crate::state::OfflineLock,
+    target: &str,
+    f: impl FnOnce(&mut Persisted),
+) -> Result<(), String> {
+    let dir = &cfg.daemon.state_dir;
     let mut all = crate::state::load(dir).unwrap_or_default();
     f(all.entry(target.to_string()).or_default());
     crate::state::save(dir, &all).map_err(|e| {
@@ -93,6 +115,24 @@ fn record(cfg: &Config, target: &str, f: impl FnOnce(&mut Persisted)) -> Result<
             "cannot save the state in {}: {e}",
             crate::state::path(dir).display()
         )
+    })
+}
+
+/// The target found running, recorded as the next procward's to monitor:
+/// the process it will look for (and report by pid if it is gone).
+fn record_up(
+    cfg: &Config,
+    locked: &crate::state::OfflineLock,
+    target: &str,
+    main: ProcRef,
+) -> Result<(), String> {
+    record(cfg, locked, target, |p| {
+        p.ever_up = true;
+        p.down_reported = false;
+        p.last_pid = Some(main.pid);
+        if p.up.is_none_or(|(proc, _)| proc != main) {
+            p.up = Some((main, crate::event::now_ms()));
+        }
     })
 }
 
@@ -107,8 +147,10 @@ pub fn stop(cfg_path: &std::path::Path, target: &str, timeout: Duration) -> Resu
         eprintln!("procward: no target {target} in {}", cfg_path.display());
         return Ok(UNKNOWN_TARGET);
     };
-    // Recorded first: a procward starting meanwhile must not restart it.
-    record(&cfg, target, |p| {
+    // Recorded first, under the locks held to the end: a procward
+    // starting meanwhile waits, then leaves it stopped.
+    let locked = lock(&cfg)?;
+    record(&cfg, &locked, target, |p| {
         p.halted = Some(Halted::Stopped);
         p.recovering = None;
         p.paused = false;
@@ -179,15 +221,16 @@ pub fn start(cfg_path: &std::path::Path, target: &str, wait: Duration) -> Result
         eprintln!("procward: no target {target} in {}", cfg_path.display());
         return Ok(UNKNOWN_TARGET);
     };
-    record(&cfg, target, |p| {
+    let locked = lock(&cfg)?;
+    record(&cfg, &locked, target, |p| {
         p.halted = None;
         p.paused = false;
         p.attempts.clear();
         p.recovering = None;
-        p.ever_up = true;
-        p.down_reported = false;
     })?;
-    if running(&spec, &processes(&spec)) {
+    let procs = processes(&spec);
+    if running(&spec, &procs) {
+        record_up(&cfg, &locked, target, procs[0])?;
         println!("{target} is up (already running; procward not asked)");
         return Ok(RUNNING);
     }
@@ -220,7 +263,9 @@ pub fn start(cfg_path: &std::path::Path, target: &str, wait: Duration) -> Result
     }
     let deadline = Instant::now() + wait;
     loop {
-        if running(&spec, &processes(&spec)) {
+        let procs = processes(&spec);
+        if running(&spec, &procs) {
+            record_up(&cfg, &locked, target, procs[0])?;
             println!("{target} is up (started by its restart script; procward not asked)");
             return Ok(RUNNING);
         }

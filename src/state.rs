@@ -14,8 +14,9 @@ pub const FILE: &str = "state.json";
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StateFile {
     version: u32,
-    /// When the snapshot was taken (ms since the epoch): in-flight records
-    /// newer than this override their target's entry at load.
+    /// The snapshot's generation ([`stamp`]; named for the wall-clock
+    /// stamp it once was): in-flight records of a higher generation
+    /// override their target's entry at load.
     #[serde(default)]
     saved_ms: u64,
     targets: BTreeMap<String, Persisted>,
@@ -283,21 +284,34 @@ pub fn saved_stamp(dir: &Path) -> u64 {
         .map_or(0, |s| s.saved_ms)
 }
 
-/// A strictly increasing stamp (microseconds since the epoch, bumped on a
-/// tie) that orders state snapshots and in-flight records.
+/// The highest generation given out or seen on disk by this process.
+static LAST_STAMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The generation that orders state snapshots and in-flight records: it
+/// only grows, within a run and across runs. It starts from the wall
+/// clock (microseconds since the epoch) but is always above every
+/// generation loaded from the state directory ([`observe_stamp`]): state
+/// written while the clock was ahead (a host booted with a wrong clock,
+/// then corrected) never outranks what is written after the correction.
 pub fn stamp() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static LAST: AtomicU64 = AtomicU64::new(0);
+    use std::sync::atomic::Ordering;
     let now = crate::event::now_ms().saturating_mul(1000);
-    let mut last = LAST.load(Ordering::Relaxed);
+    let mut last = LAST_STAMP.load(Ordering::Relaxed);
     loop {
-        let next = now.max(last + 1);
-        match LAST.compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+        let next = now.max(last.saturating_add(1));
+        match LAST_STAMP.compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed) {
             Ok(_) => return next,
             Err(seen) => last = seen,
         }
     }
 }
+
+/// A generation read from the state directory: every later [`stamp`] is
+/// above it.
+fn observe_stamp(seen: u64) {
+    LAST_STAMP.fetch_max(seen, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The largest in-flight record procward reads.
 const INFLIGHT_MAX: u64 = 1 << 20;
 
@@ -317,23 +331,106 @@ pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     crate::trust::directory(dir).map_err(std::io::Error::other)
 }
 
-/// Create (or check) the state directory and take its lock: one procward
-/// per state directory. The lock is held while the file stays open.
-pub fn lock(dir: &Path) -> std::io::Result<std::fs::File> {
+/// The daemon's lock: held by `procward run` for its life, and by an
+/// offline command for its run (which thus fails while procward runs).
+const DAEMON_LOCK: &str = "procward.lock";
+/// Held by an offline command (`start|stop --offline`) for its whole run,
+/// script and wait included: the next offline command, or a starting
+/// daemon, waits for it.
+const OFFLINE_LOCK: &str = "offline.lock";
+
+/// Create (or check) the state directory and open one of its lock files.
+fn lock_file(dir: &Path, name: &str) -> std::io::Result<std::fs::File> {
     ensure_dir(dir).map_err(|e| {
         std::io::Error::new(
             e.kind(),
             format!("cannot use the state directory {}: {e}", dir.display()),
         )
     })?;
-    let f = open_append(&dir.join("procward.lock"))?;
-    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
-        std::io::Error::other(format!(
+    open_append(&dir.join(name))
+}
+
+/// Take `f`'s exclusive lock, trying until `wait` has passed; `waiting`
+/// is called once if it has to wait.
+fn flock_within(f: &std::fs::File, wait: std::time::Duration, waiting: impl FnOnce()) -> bool {
+    use rustix::fs::{flock, FlockOperation};
+    let deadline = std::time::Instant::now() + wait;
+    let mut waiting = Some(waiting);
+    loop {
+        if flock(f, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        if let Some(w) = waiting.take() {
+            w();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn daemon_lock(dir: &Path) -> std::io::Result<std::fs::File> {
+    let f = lock_file(dir, DAEMON_LOCK)?;
+    if !flock_within(&f, std::time::Duration::ZERO, || {}) {
+        return Err(std::io::Error::other(format!(
             "another procward is running with state directory {}",
             dir.display()
-        ))
-    })?;
+        )));
+    }
     Ok(f)
+}
+
+/// One procward per state directory: the daemon's lock, held while the
+/// file stays open. An offline command under way (`start|stop
+/// --offline`) is waited for first, up to `wait` (`waiting` is called if
+/// it must wait): the daemon then loads what it recorded and adopts what
+/// it started instead of starting it again.
+pub fn lock(
+    dir: &Path,
+    wait: std::time::Duration,
+    waiting: impl FnOnce(),
+) -> std::io::Result<std::fs::File> {
+    let offline = lock_file(dir, OFFLINE_LOCK)?;
+    if !flock_within(&offline, wait, waiting) {
+        return Err(std::io::Error::other(format!(
+            "an offline command (start or stop --offline) still holds state directory {} after {}",
+            dir.display(),
+            humantime::format_duration(wait)
+        )));
+    }
+    daemon_lock(dir)
+    // The offline lock goes with `offline`: the next offline command
+    // takes it, then finds the daemon's lock taken and refuses.
+}
+
+/// The locks of an offline command, held until dropped.
+pub struct OfflineLock {
+    _offline: std::fs::File,
+    _daemon: std::fs::File,
+}
+
+/// An offline command's locks: another offline command under way is
+/// waited for, up to `wait` (`waiting` is called if it must wait); a
+/// running daemon is not (`Err`: ask the daemon).
+pub fn lock_offline(
+    dir: &Path,
+    wait: std::time::Duration,
+    waiting: impl FnOnce(),
+) -> Result<OfflineLock, String> {
+    let offline = lock_file(dir, OFFLINE_LOCK).map_err(|e| e.to_string())?;
+    if !flock_within(&offline, wait, waiting) {
+        return Err(format!(
+            "another offline command still holds state directory {} after {}",
+            dir.display(),
+            humantime::format_duration(wait)
+        ));
+    }
+    let daemon = daemon_lock(dir).map_err(|e| e.to_string())?;
+    Ok(OfflineLock {
+        _offline: offline,
+        _daemon: daemon,
+    })
 }
 
 /// A subdirectory of the state directory (e.g. `script-logs`), created
@@ -475,8 +572,11 @@ pub fn load_with_records(dir: &Path) -> (Result<BTreeMap<String, Persisted>, Str
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BTreeMap::new(), 0, Ok(())),
         Err(e) => (BTreeMap::new(), 0, Err(e.to_string())),
     };
-    // Records newer than the state file, the newest last.
+    // Records newer than the state file, the newest last. What is
+    // written from now on is newer than all of them.
     let mut records = read_inflight(dir);
+    observe_stamp(saved_ms);
+    records.iter().for_each(|r| observe_stamp(r.saved_ms));
     records.retain(|r| r.saved_ms > saved_ms);
     records.sort_by_key(|r| r.saved_ms);
     let newer = !records.is_empty();
@@ -628,6 +728,31 @@ mod tests {
         let loaded = load(d.path()).unwrap();
         assert_eq!(loaded.len(), 2);
         assert_eq!(loaded["b"], b);
+    }
+
+    /// A record written while the clock was a day ahead: once loaded,
+    /// what is written next outranks it, whatever the wall clock says.
+    #[test]
+    fn state_written_after_a_clock_correction_outranks_state_from_the_future() {
+        let d = tempfile::tempdir().unwrap();
+        let ahead = crate::event::now_ms() * 1000 + 86_400_000_000;
+        let future = Persisted {
+            ever_up: true,
+            ..Default::default()
+        };
+        Records::default()
+            .save(d.path(), "a", &future, ahead)
+            .unwrap();
+        assert_eq!(load(d.path()).unwrap()["a"], future);
+        let stopped = Persisted {
+            halted: Some(crate::monitor::Halted::Stopped),
+            ..Default::default()
+        };
+        let mut m = BTreeMap::new();
+        m.insert("a".to_string(), stopped.clone());
+        save(d.path(), &m).unwrap();
+        assert!(saved_stamp(d.path()) > ahead);
+        assert_eq!(load(d.path()).unwrap()["a"], stopped);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Actions: restart scripts and retry-over commands. Each runs in its own
 //! process group with stdin closed, a clean environment, its output
-//! appended to a bounded log in the state directory, and is killed with its
-//! whole group at its timeout.
+//! appended to a log in the state directory that is bounded while it runs
+//! (scriptlog.rs), and is killed with its whole group at its timeout.
 
+pub mod scriptlog;
 pub mod spawner;
 
 use crate::config::RunAs;
@@ -160,11 +161,8 @@ async fn run_logged(
         }
     };
     // Without its log the script still runs, its output discarded.
-    let (output, offset) = match opened.and_then(|(log, offset)| {
-        let out = log.try_clone().map_err(|e| e.to_string())?;
-        Ok((Some((out.into(), log.into())), Some(offset)))
-    }) {
-        Ok(x) => x,
+    let (output, pipe) = match opened.and_then(|(log, offset)| LogPipe::new(&log, offset)) {
+        Ok((output, pipe)) => (Some(output), Some(pipe)),
         Err(e) => {
             *log_error = Some(e);
             (None, None)
@@ -195,6 +193,7 @@ async fn run_logged(
     };
     let (pgid, mut child) = match started {
         Some(Ok(s)) => {
+            drop(output); // the script's now: the pipe ends with its last writer
             let mut buf = Vec::with_capacity(512);
             let proc = crate::probe::procfs::read_stat(s.pid, &mut buf)
                 .ok()
@@ -217,26 +216,87 @@ async fn run_logged(
         }
     };
     on_spawn(pgid);
+    let mut copier = pipe.map(|p| p.start(&r.log));
     let status = match tokio::time::timeout(r.timeout, child.wait()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return ScriptOutcome::SpawnFailed(e.to_string()),
-        Err(_) => return timed_out(pgid, &mut child, &r.log, offset).await,
+        Err(_) => return timed_out(pgid, &mut child, &r.log, &mut copier).await,
     };
+    let output = output_since(&r.log, &mut copier).await;
     use std::os::unix::process::ExitStatusExt;
     match status.map(|s| (s.code(), s.signal())) {
         None => ScriptOutcome::Lost,
-        Some((Some(code), _)) => ScriptOutcome::Exited {
-            code,
-            output: output_since(&r.log, offset).await,
-        },
-        Some((None, Some(signal))) => ScriptOutcome::Signaled {
-            signal,
-            output: output_since(&r.log, offset).await,
-        },
-        Some(_) => ScriptOutcome::Exited {
-            code: -1,
-            output: output_since(&r.log, offset).await,
-        },
+        Some((Some(code), _)) => ScriptOutcome::Exited { code, output },
+        Some((None, Some(signal))) => ScriptOutcome::Signaled { signal, output },
+        Some(_) => ScriptOutcome::Exited { code: -1, output },
+    }
+}
+
+/// The pipe a script writes its output into, before its copier runs:
+/// the read end, and where the log stood when the script's header was
+/// written (its inode and size).
+struct LogPipe {
+    read: OwnedFd,
+    inode: u64,
+    offset: u64,
+}
+
+/// The copier of a running script's output (`procward script-log`), and
+/// where the script's output starts in the log.
+struct Copier {
+    child: Option<tokio::process::Child>,
+    inode: u64,
+    offset: u64,
+}
+
+impl LogPipe {
+    /// A pipe for the script's output (its stdout and stderr), with the
+    /// log as it is now.
+    fn new(log: &std::fs::File, offset: u64) -> Result<((OwnedFd, OwnedFd), LogPipe), String> {
+        use std::os::unix::fs::MetadataExt;
+        let inode = log.metadata().map_err(|e| e.to_string())?.ino();
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| format!("pipe: {e}"))?;
+        let err = write.try_clone().map_err(|e| e.to_string())?;
+        Ok((
+            (write, err),
+            LogPipe {
+                read,
+                inode,
+                offset,
+            },
+        ))
+    }
+
+    /// Start the copier (`procward script-log LOG`, a process of its own:
+    /// see scriptlog.rs); when it cannot start, a thread copies instead.
+    fn start(self, log: &Path) -> Copier {
+        let mut cmd = tokio::process::Command::new("/proc/self/exe");
+        cmd.arg("script-log")
+            .arg(log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(false);
+        // In the library's own unit tests this executable is the test
+        // harness, not procward: they copy on a thread.
+        let child = match self.read.try_clone() {
+            Ok(r) if !cfg!(test) => cmd.stdin(Stdio::from(r)).spawn().ok(),
+            _ => None,
+        };
+        drop(cmd);
+        if child.is_none() {
+            let (read, log) = (self.read, log.to_path_buf());
+            let copy = move || scriptlog::copy(std::fs::File::from(read), &log, LOG_LIMIT);
+            let _ = std::thread::Builder::new()
+                .name("procward-log".into())
+                .spawn(copy);
+        }
+        Copier {
+            child,
+            inode: self.inode,
+            offset: self.offset,
+        }
     }
 }
 
@@ -245,7 +305,7 @@ async fn timed_out(
     pgid: u32,
     child: &mut Running,
     log: &Path,
-    offset: Option<u64>,
+    copier: &mut Option<Copier>,
 ) -> ScriptOutcome {
     killpg(pgid, rustix::process::Signal::TERM);
     if tokio::time::timeout(KILL_GRACE, child.wait())
@@ -259,7 +319,7 @@ async fn timed_out(
         killpg(pgid, rustix::process::Signal::KILL);
     }
     ScriptOutcome::TimedOut {
-        output: output_since(log, offset).await,
+        output: output_since(log, copier).await,
     }
 }
 
@@ -308,17 +368,33 @@ pub(crate) fn command(
     cmd
 }
 
-/// The output a script wrote to its log since `offset`, for its event.
-async fn output_since(log: &Path, offset: Option<u64>) -> String {
-    match offset {
-        Some(offset) => {
-            let p = log.to_path_buf();
-            tokio::task::spawn_blocking(move || tail(&p, offset))
-                .await
-                .unwrap_or_default()
+/// The end of what a script wrote, for its event, once its copier has
+/// copied it: the copier ends with the pipe (waited for up to 200 ms: an
+/// application the script started may hold the pipe, and the copier then
+/// goes on, reaped whenever it ends). From where the script's output
+/// starts, or from the top of a log the copier has moved meanwhile.
+async fn output_since(log: &Path, copier: &mut Option<Copier>) -> String {
+    let Some(c) = copier else {
+        return String::new();
+    };
+    if let Some(mut child) = c.child.take() {
+        if tokio::time::timeout(Duration::from_millis(200), child.wait())
+            .await
+            .is_err()
+        {
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
         }
-        None => String::new(),
     }
+    let (p, inode, offset) = (log.to_path_buf(), c.inode, c.offset);
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::MetadataExt;
+        let same = std::fs::symlink_metadata(&p).is_ok_and(|m| m.ino() == inode);
+        tail(&p, if same { offset } else { 0 })
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// Stop a child process by pid: SIGTERM, wait up to `grace`, then SIGKILL.
@@ -372,6 +448,24 @@ pub fn stop_process(p: crate::monitor::ProcRef, group: bool, timeout: Duration) 
         if alive {
             send(Signal::KILL);
         }
+    });
+}
+
+/// End a restart script being stopped (`procward stop`) with its whole
+/// process group (its pgid is its pid): SIGTERM now, SIGKILL to what is
+/// left of the group after `timeout`, whether or not the script itself
+/// is still there (a child of it may be about to start the application).
+pub fn stop_script_group(p: crate::monitor::ProcRef, timeout: Duration) {
+    use rustix::process::Signal;
+    let mut buf = Vec::with_capacity(512);
+    if crate::probe::procfs::read_pinned(p, &mut buf).is_none() {
+        // Gone already: its group id may be anyone's by now.
+        return;
+    }
+    killpg(p.pid, Signal::TERM);
+    tokio::spawn(async move {
+        tokio::time::sleep(timeout).await;
+        killpg(p.pid, Signal::KILL);
     });
 }
 

@@ -33,6 +33,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+/// How long a starting daemon waits for an offline command under way
+/// (its script, then its wait for the process: a minute each by default).
+const OFFLINE_WAIT: Duration = Duration::from_secs(300);
+
 /// A validated configuration with its renderer, or every error found.
 pub type Loaded = Result<(Config, Arc<Renderer>), Vec<String>>;
 
@@ -131,7 +135,16 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
     // Signals are handled before anything is said (PW1001, READY=1): a
     // SIGHUP or SIGTERM that comes early must not find the default action.
     let signals = Signals::install(opts.signals)?;
-    let lock = crate::state::lock(&cfg.daemon.state_dir)?;
+    let dir = cfg.daemon.state_dir.clone();
+    let lock = tokio::task::spawn_blocking(move || {
+        crate::state::lock(&dir, OFFLINE_WAIT, || {
+            eprintln!(
+                "procward: waiting for an offline command (start or stop --offline) on {} to finish",
+                dir.display()
+            );
+        })
+    })
+    .await??;
     let (loaded, records) = crate::state::load_with_records(&cfg.daemon.state_dir);
     let (state, state_err) = match loaded {
         Ok(s) => (s, None),
@@ -514,6 +527,9 @@ impl Daemon {
                     timeout,
                     ..
                 } => action::stop_process(proc, group, timeout),
+                Action::KillScript { proc, timeout, .. } => {
+                    action::stop_script_group(proc, timeout)
+                }
                 Action::ScanSoon => self.schedule.scan_soon(),
                 Action::Persist => self.persist.soon(),
             }

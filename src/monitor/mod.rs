@@ -347,6 +347,13 @@ pub enum Action {
         group: bool,
         timeout: std::time::Duration,
     },
+    /// End a restart script being stopped with its whole group: SIGTERM,
+    /// then SIGKILL to the group after `timeout`.
+    KillScript {
+        target: TargetId,
+        proc: ProcRef,
+        timeout: std::time::Duration,
+    },
     /// Scan /proc soon instead of at the next interval.
     ScanSoon,
     Persist,
@@ -366,11 +373,16 @@ pub enum Phase {
     Up(Up),
     /// Failed, no restart script: waiting for it to come back.
     Down,
-    /// Failed, next restart at a timer (`due`).
+    /// Failed, next restart at a timer (`due`). `after`: the attempt
+    /// whose script ran last (0: none), which may have started the target
+    /// after all. `looking`: the timer fired; the target is looked for
+    /// once more (a scan) before the next attempt runs.
     Backoff {
         reason: Reason,
         pid: Option<u32>,
         due: Ms,
+        after: u32,
+        looking: bool,
     },
     /// The restart script runs (`script`: its process, once it runs).
     Restarting {
@@ -392,6 +404,18 @@ pub enum Phase {
     Paused,
     /// Stopped by an operator (`procward stop`).
     Stopped,
+    /// Being stopped by an operator: the restart script that was running
+    /// (attempt `attempt`, `script` once it runs) is being ended with its
+    /// group (`running` until it ended), and every process of the target
+    /// a scan finds is stopped (`signalled`: those already told). Stopped
+    /// once the script has ended and a scan finds nothing.
+    Halting {
+        attempt: Option<u32>,
+        script: Option<ProcRef>,
+        running: bool,
+        timeout: std::time::Duration,
+        signalled: Vec<ProcRef>,
+    },
 }
 
 /// A target's state as `status`, the status JSON and the OCF agent name
@@ -516,6 +540,7 @@ impl Phase {
             Phase::Failed => State::Failed,
             Phase::Paused => State::Paused,
             Phase::Stopped => State::Stopped,
+            Phase::Halting { .. } => State::Stopping,
         }
     }
 
@@ -532,6 +557,7 @@ impl Phase {
             Phase::Failed => "failed",
             Phase::Paused => "paused",
             Phase::Stopped => "stopped",
+            Phase::Halting { .. } => "stopping",
         }
     }
 }
@@ -627,6 +653,8 @@ impl Target {
                         reason: r.reason,
                         pid: r.pid,
                         due: r.due.unwrap_or(0),
+                        after: r.attempt,
+                        looking: false,
                     },
                     Step::Restarting => Phase::Restarting {
                         attempt: r.attempt,
@@ -647,7 +675,10 @@ impl Target {
             phase,
             attempts: loaded_attempts(&p.attempts),
             procs: Vec::new(),
-            ever_up: p.ever_up,
+            // Up before, but by which process is unknown (a state file
+            // from an older offline start, a hand edit): nothing to say a
+            // disappearance of; it is waited for.
+            ever_up: p.ever_up && p.last_pid.is_some(),
             over: false,
             up_since: p.up.map(|u| u.1),
             token: 0,
@@ -701,7 +732,8 @@ impl Target {
             Phase::Waiting { .. }
             | Phase::Down
             | Phase::Backoff { .. }
-            | Phase::Settling { .. } => true,
+            | Phase::Settling { .. }
+            | Phase::Halting { .. } => true,
             Phase::Up(_) => self.spec.is_group(),
             _ => false,
         }
@@ -728,9 +760,15 @@ impl Target {
 
     fn persisted(&self) -> Persisted {
         let recovering = match &self.phase {
-            Phase::Backoff { reason, pid, due } => Some(InFlight {
+            Phase::Backoff {
+                reason,
+                pid,
+                due,
+                after,
+                ..
+            } => Some(InFlight {
                 step: Step::Backoff,
-                attempt: 0,
+                attempt: *after,
                 reason: *reason,
                 pid: *pid,
                 script: None,
@@ -764,7 +802,7 @@ impl Target {
             halted: match self.phase {
                 Phase::Failed => Some(Halted::Failed),
                 Phase::RetryOver => Some(Halted::RetryOver),
-                Phase::Stopped => Some(Halted::Stopped),
+                Phase::Stopped | Phase::Halting { .. } => Some(Halted::Stopped),
                 _ => None,
             },
             ever_up: self.ever_up,
@@ -826,6 +864,11 @@ impl Target {
         ) {
             return Ok(false); // running, or on its way: nothing to do
         }
+        if matches!(self.phase, Phase::Halting { .. }) {
+            return Err(format!(
+                "target `{name}` is being stopped; start it once it is stopped"
+            ));
+        }
         if self.spec.restart.script.is_none() {
             return Err(format!(
                 "target `{name}` has no restart.script to start it with"
@@ -847,9 +890,13 @@ impl Target {
         Ok(true)
     }
 
+    /// Stop it for good: its processes, and a restart under way (the
+    /// running script's group; a backoff's or settle's timer goes stale),
+    /// then whatever a scan still finds (what the script started). The
+    /// target is `stopped` only once nothing of it runs.
     fn stop(&mut self, out: &mut Out, by: &str, timeout: std::time::Duration) -> bool {
         let name = self.id.clone();
-        if self.phase == Phase::Stopped {
+        if matches!(self.phase, Phase::Stopped | Phase::Halting { .. }) {
             return false;
         }
         let pids: Vec<String> = self.procs.iter().map(|p| p.pid.to_string()).collect();
@@ -861,12 +908,32 @@ impl Target {
                 timeout,
             });
         }
+        let (attempt, script) = match self.phase {
+            Phase::Restarting {
+                attempt, script, ..
+            } => (Some(attempt), script),
+            _ => (None, None),
+        };
+        if let Some(proc) = script {
+            out.push(Action::KillScript {
+                target: name.clone(),
+                proc,
+                timeout,
+            });
+        }
         out.push(Action::UntrackAll {
             target: name.clone(),
         });
-        self.procs.clear();
+        let signalled = std::mem::take(&mut self.procs);
         self.up_since = None;
-        self.enter(Phase::Stopped);
+        self.enter(Phase::Halting {
+            attempt,
+            script,
+            running: attempt.is_some(),
+            timeout,
+            signalled,
+        });
+        out.push(Action::ScanSoon);
         let pids = if pids.is_empty() {
             "-".to_string()
         } else {
@@ -878,6 +945,72 @@ impl Target {
             .field("pids", pids);
         out.emit(self, ev);
         true
+    }
+
+    /// While halting: the script of `attempt` runs as `proc` (end it), or
+    /// ended. Whether the input was the halting script's.
+    fn halting_script(&mut self, out: &mut Out, attempt: u32, proc: Option<ProcRef>) -> bool {
+        let name = self.id.clone();
+        let Phase::Halting {
+            attempt: Some(a),
+            script,
+            running,
+            timeout,
+            ..
+        } = &mut self.phase
+        else {
+            return false;
+        };
+        if *a != attempt {
+            return false;
+        }
+        match proc {
+            Some(p) => {
+                *script = Some(p);
+                out.push(Action::KillScript {
+                    target: name,
+                    proc: p,
+                    timeout: *timeout,
+                });
+            }
+            None => {
+                *running = false;
+                out.push(Action::ScanSoon);
+            }
+        }
+        true
+    }
+
+    /// While halting, a scan's result: stop what it finds (each process
+    /// once); stopped once the script has ended and nothing is found.
+    fn halting_found(&mut self, out: &mut Out, procs: &[ProcRef]) {
+        let name = self.id.clone();
+        let Phase::Halting {
+            running,
+            timeout,
+            signalled,
+            ..
+        } = &mut self.phase
+        else {
+            return;
+        };
+        if procs.is_empty() && !*running {
+            self.enter(Phase::Stopped);
+            out.push(Action::Persist);
+            return;
+        }
+        for p in procs {
+            if !signalled.contains(p) {
+                signalled.push(*p);
+                out.push(Action::Stop {
+                    target: name.clone(),
+                    proc: *p,
+                    group: false,
+                    timeout: *timeout,
+                });
+            }
+        }
+        out.push(Action::ScanSoon);
     }
 
     fn reset(&mut self, out: &mut Out, by: &str) -> bool {
@@ -919,6 +1052,14 @@ pub struct TargetStatus {
     /// How the last main process ended: null when never seen or unknown.
     #[serde(default)]
     pub last_exit: Option<ExitStatus>,
+}
+
+/// A restart put off: by `delay`, after the script of attempt `after`
+/// (0: none) failed.
+#[derive(Debug, Clone, Copy)]
+struct Delay {
+    delay: Ms,
+    after: u32,
 }
 
 pub struct Monitor {
@@ -1018,7 +1159,7 @@ impl Monitor {
     pub fn fast_scan(&self) -> bool {
         self.targets
             .iter()
-            .any(|t| matches!(t.phase, Phase::Settling { .. }))
+            .any(|t| matches!(t.phase, Phase::Settling { .. } | Phase::Halting { .. }))
     }
 
     /// Targets a /proc scan must look for now.
@@ -1251,14 +1392,21 @@ impl Monitor {
                 pid, ok, detail, ..
             } => self.on_probe(i, pid, ok, detail, now, &mut actions),
             Input::ScriptStarted { attempt, proc, .. } => {
+                let t = &mut self.targets[i];
+                let mut out = Out {
+                    actions: &mut actions,
+                    now,
+                };
                 if let Phase::Restarting {
                     attempt: a, script, ..
-                } = &mut self.targets[i].phase
+                } = &mut t.phase
                 {
                     if *a == attempt {
                         *script = Some(proc);
-                        actions.push(Action::Persist);
+                        out.push(Action::Persist);
                     }
+                } else {
+                    t.halting_script(&mut out, attempt, Some(proc));
                 }
             }
             Input::ScriptDone {
@@ -1287,9 +1435,7 @@ impl Monitor {
                     return actions;
                 }
                 match t.phase.clone() {
-                    Phase::Backoff { reason, pid, .. } => {
-                        self.start_restart(i, reason, pid, now, &mut actions)
-                    }
+                    Phase::Backoff { .. } => self.look(i, &mut actions),
                     Phase::Stopping { reason } => {
                         // It did not die even after SIGKILL (D state?):
                         // give it up and restart.
@@ -1301,7 +1447,7 @@ impl Monitor {
                             });
                         }
                         t.procs.clear();
-                        self.recover(i, reason, pid, now, &mut actions);
+                        self.recover(i, reason, pid, None, now, &mut actions);
                     }
                     Phase::Settling { attempt, reason } => {
                         let t = &mut self.targets[i];
@@ -1320,7 +1466,7 @@ impl Monitor {
                                 .field("settle", settle)
                         };
                         out.emit(t, ev.target(&name));
-                        self.recover(i, reason, None, now, &mut actions);
+                        self.recover(i, reason, None, Some(attempt), now, &mut actions);
                     }
                     _ => {}
                 }
@@ -1344,6 +1490,17 @@ impl Monitor {
             Phase::Waiting { manual: true, .. } => {
                 self.start_restart(i, Reason::Manual, None, now, actions);
             }
+            Phase::Halting { .. } => {
+                let mut out = Out { actions, now };
+                self.targets[i].halting_found(&mut out, &procs);
+            }
+            // Looked for once more before the attempt: not there.
+            &Phase::Backoff {
+                looking: true,
+                reason,
+                pid,
+                ..
+            } => self.start_restart(i, reason, pid, now, actions),
             Phase::Waiting {
                 announced: false, ..
             } => self.absent(i, now, actions),
@@ -1365,6 +1522,10 @@ impl Monitor {
             } => EventSpec::new(msg::STARTED_BY_SCRIPT),
             Phase::Settling { attempt, .. } => {
                 EventSpec::new(msg::TARGET_RECOVERED).field("attempt", *attempt)
+            }
+            // The last script failed, yet what it started is up.
+            Phase::Backoff { after, .. } if *after > 0 => {
+                EventSpec::new(msg::TARGET_RECOVERED).field("attempt", *after)
             }
             _ => EventSpec::new(msg::TARGET_BACK),
         };
@@ -1414,7 +1575,7 @@ impl Monitor {
         if t.ever_up && t.down_reported {
             // Its end was reported already (before a reset, or before
             // procward restarted): recover without saying it again.
-            self.recover(i, Reason::Disappeared, pid, now, actions);
+            self.recover(i, Reason::Disappeared, pid, None, now, actions);
         } else if t.ever_up {
             let mut ev = EventSpec::new(msg::PROCESS_DISAPPEARED).target(&name);
             if let Some(p) = pid {
@@ -1490,7 +1651,7 @@ impl Monitor {
                     });
                 }
                 t.procs.clear();
-                self.recover(i, reason, Some(proc.pid), now, actions);
+                self.recover(i, reason, Some(proc.pid), None, now, actions);
             }
             return;
         }
@@ -1679,16 +1840,19 @@ impl Monitor {
         }
         t.procs.clear();
         t.up_since = None;
-        self.recover(i, reason, pid, now, actions);
+        self.recover(i, reason, pid, None, now, actions);
     }
 
     /// Decide what follows a failure: restart now, after a backoff, or
-    /// retry-over.
+    /// retry-over. `after`: the attempt whose script just ran (it may have
+    /// started the target after all: a restart due now looks for it once
+    /// more first); `None` when the target was just seen gone.
     fn recover(
         &mut self,
         i: usize,
         reason: Reason,
         pid: Option<u32>,
+        after: Option<u32>,
         now: Ms,
         actions: &mut Vec<Action>,
     ) {
@@ -1706,15 +1870,38 @@ impl Monitor {
         t.prune(now);
         let n = t.attempts.len();
         if n >= t.spec.retry.max as usize {
-            self.retry_over(i, reason, pid, now, actions);
+            self.retry_over(i, reason, pid, after, now, actions);
             return;
         }
         t.over = false;
         let delay = self.backoff(i, n);
-        if delay == 0 {
-            self.start_restart(i, reason, pid, now, actions);
-        } else {
-            self.delay_restart(i, reason, pid, delay, now, actions, msg::RESTART_DELAYED);
+        match (delay, after) {
+            (0, None) => self.start_restart(i, reason, pid, now, actions),
+            (0, Some(after)) => {
+                self.targets[i].enter(Phase::Backoff {
+                    reason,
+                    pid,
+                    due: now,
+                    after,
+                    looking: false,
+                });
+                self.look(i, actions);
+            }
+            _ => {
+                let after = after.unwrap_or(0);
+                let d = Delay { delay, after };
+                self.delay_restart(i, reason, pid, d, now, actions, msg::RESTART_DELAYED);
+            }
+        }
+    }
+
+    /// Before an attempt after a backoff or a failed script: look for the
+    /// target once more (a scan); the attempt runs only if it is not there
+    /// (`on_found`).
+    fn look(&mut self, i: usize, actions: &mut Vec<Action>) {
+        if let Phase::Backoff { looking, .. } = &mut self.targets[i].phase {
+            *looking = true;
+            actions.push(Action::ScanSoon);
         }
     }
 
@@ -1724,7 +1911,7 @@ impl Monitor {
         i: usize,
         reason: Reason,
         pid: Option<u32>,
-        delay: Ms,
+        Delay { delay, after }: Delay,
         now: Ms,
         actions: &mut Vec<Action>,
         id: &'static str,
@@ -1735,6 +1922,8 @@ impl Monitor {
             reason,
             pid,
             due: now + delay,
+            after,
+            looking: false,
         });
         let mut out = Out { actions, now };
         out.push(Action::Arm {
@@ -1776,6 +1965,7 @@ impl Monitor {
         i: usize,
         reason: Reason,
         pid: Option<u32>,
+        after: Option<u32>,
         now: Ms,
         actions: &mut Vec<Action>,
     ) {
@@ -1792,7 +1982,11 @@ impl Monitor {
             } else {
                 msg::RESTART_DELAYED
             };
-            self.delay_restart(i, reason, pid, delay, now, actions, id);
+            let d = Delay {
+                delay,
+                after: after.unwrap_or(0),
+            };
+            self.delay_restart(i, reason, pid, d, now, actions, id);
             return;
         }
         let mut out = Out { actions, now };
@@ -1897,6 +2091,13 @@ impl Monitor {
         actions: &mut Vec<Action>,
     ) {
         let t = &mut self.targets[i];
+        let mut out = Out {
+            actions: &mut *actions,
+            now,
+        };
+        if t.halting_script(&mut out, attempt, None) {
+            return;
+        }
         let reason = match t.phase {
             Phase::Restarting {
                 attempt: a, reason, ..
@@ -1941,7 +2142,7 @@ impl Monitor {
                     .field("status", outcome_status(other))
                     .field("output", outcome_output(other));
                 out.emit(t, ev);
-                self.recover(i, reason, None, now, actions);
+                self.recover(i, reason, None, Some(attempt), now, actions);
             }
             ScriptOutcome::TimedOut { ref output } => {
                 let ev = EventSpec::new(msg::RESTART_SCRIPT_TIMEOUT)
@@ -1953,7 +2154,7 @@ impl Monitor {
                     )
                     .field("output", output.clone());
                 out.emit(t, ev);
-                self.recover(i, reason, None, now, actions);
+                self.recover(i, reason, None, Some(attempt), now, actions);
             }
             ScriptOutcome::SpawnFailed(ref e) => {
                 let ev = EventSpec::new(msg::RESTART_SPAWN_FAILED)
@@ -1961,7 +2162,7 @@ impl Monitor {
                     .field("attempt", attempt)
                     .field("error", e.clone());
                 out.emit(t, ev);
-                self.recover(i, reason, None, now, actions);
+                self.recover(i, reason, None, Some(attempt), now, actions);
             }
             other => {
                 let ev = EventSpec::new(msg::RESTART_SCRIPT_FAILED)
@@ -1970,7 +2171,7 @@ impl Monitor {
                     .field("status", outcome_status(&other))
                     .field("output", outcome_output(&other));
                 out.emit(t, ev);
-                self.recover(i, reason, None, now, actions);
+                self.recover(i, reason, None, Some(attempt), now, actions);
             }
         }
     }

@@ -245,11 +245,12 @@ fn settle_timeout_counts_as_failure_and_retries() {
     killed(&mut m, 100, T0);
     let a = script(&mut m, 1, 0, T0 + S);
     let (tok, at) = arm(&a);
+    // Before the next attempt the target is looked for once more.
     let a = timer(&mut m, tok, at);
-    assert_eq!(
-        ids(&a),
-        vec![msg::RESTART_NOT_SETTLED, msg::RESTART_STARTED]
-    );
+    assert_eq!(ids(&a), vec![msg::RESTART_NOT_SETTLED]);
+    assert!(a.contains(&Action::ScanSoon));
+    let a = found(&mut m, &[], at + 5);
+    assert_eq!(ids(&a), vec![msg::RESTART_STARTED]);
     assert!(matches!(phase(&m), Phase::Restarting { attempt: 2, .. }));
 }
 
@@ -259,13 +260,16 @@ fn failing_script_retries_then_retry_over_unmonitors() {
     found(&mut m, &[100], T0);
     killed(&mut m, 100, T0);
     let a = script(&mut m, 1, 3, T0 + S);
-    assert_eq!(
-        ids(&a),
-        vec![msg::RESTART_SCRIPT_FAILED, msg::RESTART_STARTED]
-    );
+    assert_eq!(ids(&a), vec![msg::RESTART_SCRIPT_FAILED]);
     let Action::Emit(ev) = &a[0] else { panic!() };
     assert_eq!(ev.fields["status"], "exit code 3");
+    // No backoff (initial 0s): the target is looked for once more, then
+    // the next attempt runs at once.
+    assert!(a.contains(&Action::ScanSoon));
+    assert_eq!(state(&m), State::Backoff);
+    assert_eq!(ids(&found(&mut m, &[], T0 + S)), vec![msg::RESTART_STARTED]);
     script(&mut m, 2, 1, T0 + 2 * S);
+    found(&mut m, &[], T0 + 2 * S);
     let a = script(&mut m, 3, 1, T0 + 3 * S);
     assert_eq!(ids(&a), vec![msg::RESTART_SCRIPT_FAILED, msg::RETRY_OVER]);
     assert_eq!(state(&m), State::RetryOver);
@@ -336,6 +340,8 @@ fn backoff_grows_exponentially_with_cap_and_jitter() {
         );
         now = at;
         let b = timer(&mut m, tok, now);
+        assert!(ids(&b).is_empty() && b.contains(&Action::ScanSoon), "{b:?}");
+        let b = found(&mut m, &[], now);
         assert_eq!(ids(&b), vec![msg::RESTART_STARTED]);
         now += 1;
         a = script(&mut m, n as u32 + 2, 1, now);
@@ -348,16 +354,59 @@ fn target_back_during_backoff_cancels_the_restart() {
     s.retry.backoff_initial = Duration::from_secs(5);
     let mut m = mon(s);
     found(&mut m, &[100], T0);
-    killed(&mut m, 100, T0);
-    let a = script(&mut m, 1, 1, T0 + 1);
+    crash_and_recover(&mut m, 100, T0);
+    // A second end backs off; the target comes back by itself meanwhile.
+    let a = killed(&mut m, 101, T0 + S);
     let (tok, at) = arm(&a);
-    assert_eq!(ids(&found(&mut m, &[150], T0 + S)), vec![msg::TARGET_BACK]);
+    assert_eq!(
+        ids(&found(&mut m, &[150], T0 + 2 * S)),
+        vec![msg::TARGET_BACK]
+    );
     assert!(timer(&mut m, tok, at).is_empty(), "stale timer");
     assert_eq!(state(&m), State::Up);
     assert_eq!(
-        m.status(T0 + 2 * S)[0].restarts_in_window,
+        m.status(T0 + 3 * S)[0].restarts_in_window,
         1,
         "no second restart ran"
+    );
+}
+
+/// A script that started the target but failed (exit 1): the target is
+/// found before the next attempt, which never runs; it is reported as
+/// recovered by that attempt.
+#[test]
+fn a_failed_script_whose_target_is_up_is_not_run_again() {
+    let mut s = spec("a");
+    s.retry.backoff_initial = Duration::from_secs(5);
+    let mut m = mon(s);
+    found(&mut m, &[100], T0);
+    killed(&mut m, 100, T0);
+    let a = script(&mut m, 1, 1, T0 + 1);
+    let (tok, at) = arm(&a);
+    // The backoff ends: look first; the scan finds what the script started.
+    let a = timer(&mut m, tok, at);
+    assert!(ids(&a).is_empty() && a.contains(&Action::ScanSoon), "{a:?}");
+    let a = found(&mut m, &[150], at + 1);
+    assert_eq!(ids(&a), vec![msg::TARGET_RECOVERED]);
+    let Action::Emit(ev) = &a.iter().find(|x| matches!(x, Action::Emit(_))).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (ev.pid, &ev.fields["attempt"]),
+        (Some(150), &serde_json::json!(1))
+    );
+    assert!(!a.iter().any(|x| matches!(x, Action::RunScript { .. })));
+    assert_eq!(state(&m), State::Up);
+    assert_eq!(m.status(at + 2)[0].restarts_in_window, 1);
+    // Without a backoff (initial 0s) the same look comes at once.
+    let mut m = mon(spec("a"));
+    found(&mut m, &[100], T0);
+    killed(&mut m, 100, T0);
+    let a = script(&mut m, 1, 1, T0 + 1);
+    assert!(!a.iter().any(|x| matches!(x, Action::RunScript { .. })));
+    assert_eq!(
+        ids(&found(&mut m, &[150], T0 + 2)),
+        vec![msg::TARGET_RECOVERED]
     );
 }
 
@@ -373,7 +422,8 @@ fn continue_keeps_trying_at_the_cap_and_says_retry_over_once() {
     assert_eq!(ids(&a), vec![msg::RESTART_SCRIPT_FAILED, msg::RETRY_OVER]);
     let (tok, at) = arm(&a);
     assert!(at - (T0 + S) >= 240 * S && at - (T0 + S) <= 300 * S);
-    let a = timer(&mut m, tok, at);
+    timer(&mut m, tok, at);
+    let a = found(&mut m, &[], at);
     assert_eq!(ids(&a), vec![msg::RESTART_STARTED]);
     let a = script(&mut m, 2, 1, at + S);
     assert_eq!(
@@ -645,6 +695,7 @@ fn every_emitted_event_renders_in_both_languages() {
     let (tok, at) = arm(&delayed);
     all.extend(delayed);
     all.extend(timer(&mut m, tok, at));
+    all.extend(found(&mut m, &[], at)); // looked for once more: absent
     all.extend(timed_out(&mut m, 2, at + 1));
     all.extend(m.handle(
         Input::CommandDone {
@@ -679,6 +730,7 @@ fn every_emitted_event_renders_in_both_languages() {
         m.command("a", Command::Stop { timeout: S2 }, "root", at + 8)
             .unwrap(),
     );
+    all.extend(found(&mut m, &[], at + 8)); // nothing left: stopped
     all.extend(m.command("a", Command::Start, "root", at + 9).unwrap());
     all.extend(found(&mut m, &[], at + 9));
     all.extend(script(&mut m, 0, 1, at + 10));
@@ -686,6 +738,7 @@ fn every_emitted_event_renders_in_both_languages() {
         m.command("a", Command::Stop { timeout: S2 }, "root", at + 11)
             .unwrap(),
     );
+    all.extend(found(&mut m, &[], at + 11));
     all.extend(m.command("a", Command::Start, "root", at + 12).unwrap());
     all.extend(found(&mut m, &[], at + 12));
     all.extend(script(&mut m, 0, 0, at + 13));
@@ -845,6 +898,14 @@ fn stop_then_start_is_not_counted() {
     assert!(a
         .iter()
         .any(|x| matches!(x, Action::Stop { proc, .. } if proc.pid == 100)));
+    // Stopping until a scan finds nothing left of it (the process it
+    // signalled is not signalled twice).
+    assert_eq!(state(&m), State::Stopping);
+    assert_eq!(m.snapshot()["a"].halted, Some(Halted::Stopped));
+    assert!(!found(&mut m, &[100], T0)
+        .iter()
+        .any(|x| matches!(x, Action::Stop { .. })));
+    found(&mut m, &[], T0);
     assert_eq!(state(&m), State::Stopped);
     assert!(
         killed(&mut m, 100, T0).is_empty(),
@@ -886,6 +947,65 @@ fn stop_then_start_is_not_counted() {
     assert_eq!(m.status(T0 + 3 * S)[0].restarts_in_window, 0);
     // Start while up: nothing to do.
     assert!(m.command("a", Command::Start, "x", T0).unwrap().is_empty());
+}
+
+/// `stop` while the restart script runs: the script's group is ended,
+/// what it started (found by the next scans) is stopped, and only then
+/// is the target stopped; the script's end is not a failure.
+#[test]
+fn stop_during_a_restart_ends_the_script_and_what_it_started() {
+    let mut m = mon(spec("a"));
+    found(&mut m, &[100], T0);
+    killed(&mut m, 100, T0);
+    let script_proc = p(900);
+    m.handle(
+        Input::ScriptStarted {
+            target: "a".into(),
+            attempt: 1,
+            proc: script_proc,
+        },
+        T0,
+    );
+    let stop = Command::Stop {
+        timeout: Duration::from_secs(3),
+    };
+    let a = m.command("a", stop, "hacluster", T0 + 1).unwrap();
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::KillScript { proc, .. } if *proc == script_proc)));
+    assert_eq!(state(&m), State::Stopping);
+    // The script's app shows up while the script is being ended.
+    let a = found(&mut m, &[150], T0 + 2);
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Stop { proc, .. } if proc.pid == 150)));
+    assert!(found(&mut m, &[], T0 + 3)
+        .iter()
+        .all(|x| *x == Action::ScanSoon));
+    assert_eq!(state(&m), State::Stopping, "the script still runs");
+    let a = script(&mut m, 1, 143, T0 + 4);
+    assert!(ids(&a).is_empty(), "its end is not a failure: {a:?}");
+    found(&mut m, &[], T0 + 5);
+    assert_eq!(state(&m), State::Stopped);
+    // Stopped during a backoff: the timer is stale, nothing runs.
+    let mut s = spec("a");
+    s.retry.backoff_initial = Duration::from_secs(5);
+    let mut m = mon(s);
+    found(&mut m, &[100], T0);
+    killed(&mut m, 100, T0);
+    let (tok, at) = arm(&script(&mut m, 1, 1, T0 + 1));
+    m.command(
+        "a",
+        Command::Stop {
+            timeout: Duration::from_secs(3),
+        },
+        "x",
+        T0 + 2,
+    )
+    .unwrap();
+    found(&mut m, &[], T0 + 3);
+    assert_eq!(state(&m), State::Stopped);
+    assert!(timer(&mut m, tok, at).is_empty());
 }
 
 #[test]

@@ -161,6 +161,7 @@ pub fn last_seq(dir: &Path) -> u64 {
             .split(|&b| b == b'\n')
             .filter_map(|l| serde_json::from_slice::<Event>(l).ok())
             .map(|e| e.seq)
+            .filter(|&seq| seq <= SEQ_MAX)
             .max();
         if let Some(seq) = best {
             return seq;
@@ -183,16 +184,54 @@ pub struct Seq {
     pending: Option<(u64, std::thread::JoinHandle<Result<(), String>>)>,
 }
 
+/// The highest sequence number that can be right: 2^53 - 1, the largest
+/// integer every JSON reader keeps exactly (a million events a second
+/// would take 285 years to reach it). A sequence file or journal line
+/// above it is damage, not history.
+pub const SEQ_MAX: u64 = (1 << 53) - 1;
+
+/// A sequence file whose number cannot be right (unreadable, or above
+/// [`SEQ_MAX`]): numbering went on after the journal's highest instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeqRefused {
+    /// What the file held (cut, escaped by the renderer).
+    pub value: String,
+    /// The journal's highest sequence number.
+    pub journal: u64,
+    /// The first number given out now.
+    pub next: u64,
+}
+
+/// The sequence file's number: `Ok(None)` when there is no file,
+/// `Err(text)` when it holds something that cannot be right.
+fn saved_seq(dir: &Path) -> Result<Option<u64>, String> {
+    let bytes = match crate::state::read_bounded(&dir.join(SEQ_FILE), 64) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("unreadable: {e}")),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.trim();
+    match text.parse::<u64>() {
+        Ok(n) if n <= SEQ_MAX => Ok(Some(n)),
+        _ => Err(text.chars().take(40).collect()),
+    }
+}
+
 impl Seq {
-    /// Continue after everything ever reserved or journaled. The first
-    /// block is reserved before the first number is given out.
-    pub fn open(dir: &Path) -> (Seq, Result<(), String>) {
-        let saved = crate::state::read_bounded(&dir.join(SEQ_FILE), 64)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        let last = saved.max(last_seq(dir));
+    /// Continue after everything ever reserved or journaled: the larger
+    /// of the sequence file and the journal's highest number, so a number
+    /// never goes back and never repeats. A sequence file that cannot be
+    /// right is refused (`SeqRefused`, said as PW1014), never wrapped
+    /// around. The first block is reserved before the first number is
+    /// given out.
+    pub fn open(dir: &Path) -> (Seq, Result<(), String>, Option<SeqRefused>) {
+        let journal = last_seq(dir);
+        let (saved, refused) = match saved_seq(dir) {
+            Ok(n) => (n.unwrap_or(0), None),
+            Err(value) => (0, Some(value)),
+        };
+        let last = saved.max(journal);
         let mut s = Seq {
             dir: dir.to_path_buf(),
             next: last + 1,
@@ -200,7 +239,12 @@ impl Seq {
             pending: None,
         };
         let r = s.reserve();
-        (s, r)
+        let refused = refused.map(|value| SeqRefused {
+            value,
+            journal,
+            next: last + 1,
+        });
+        (s, r, refused)
     }
 
     pub fn path(&self) -> PathBuf {
@@ -291,12 +335,8 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":1}\n");
     }
 
-    #[test]
-    fn rotation_keeps_the_configured_generations_and_read_sees_them_all() {
-        let d = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(d.path(), 2).unwrap();
-        j.limit = 700; // about two events per file
-        let ev = |seq| Event {
+    fn test_event(seq: u64) -> Event {
+        Event {
             seq,
             time: String::new(),
             time_ms: seq,
@@ -309,7 +349,15 @@ mod tests {
             fields: Default::default(),
             text: "x".repeat(100),
             lang: "en".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn rotation_keeps_the_configured_generations_and_read_sees_them_all() {
+        let d = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(d.path(), 2).unwrap();
+        j.limit = 700; // about two events per file
+        let ev = test_event;
         for seq in 1..=20 {
             j.append(&ev(seq)).unwrap();
         }
@@ -324,13 +372,13 @@ mod tests {
     #[test]
     fn sequence_numbers_continue_past_every_reservation() {
         let d = tempfile::tempdir().unwrap();
-        let (mut s, r) = Seq::open(d.path());
+        let (mut s, r, _) = Seq::open(d.path());
         r.unwrap();
         assert_eq!(s.take().0, 1);
         assert_eq!(s.take().0, 2);
         // Killed here: the next run starts after the whole reserved block.
         drop(s);
-        let (mut s, _) = Seq::open(d.path());
+        let (mut s, _, _) = Seq::open(d.path());
         assert_eq!(s.take().0, SEQ_BLOCK + 2);
         // Past half a block, the next is written ahead, before the numbers
         // run out: every number given out is below what the file says.
@@ -356,14 +404,39 @@ mod tests {
         );
         // Killed at any point: a new run starts after every number given.
         drop(s);
-        let (mut s, _) = Seq::open(d.path());
+        let (mut s, _, _) = Seq::open(d.path());
         assert!(s.take().0 > last);
+    }
+
+    /// A damaged sequence file (u64::MAX, garbage) is refused: numbers
+    /// go on after the journal's highest, never wrap to 0.
+    #[test]
+    fn a_sequence_file_that_cannot_be_right_is_refused_and_never_wraps() {
+        for bad in ["18446744073709551615", "9007199254740992", "25x", "-3"] {
+            let d = tempfile::tempdir().unwrap();
+            let mut j = Journal::open(d.path(), 3).unwrap();
+            for seq in 1..=25 {
+                j.append(&test_event(seq)).unwrap();
+            }
+            std::fs::write(d.path().join(SEQ_FILE), format!("{bad}\n")).unwrap();
+            let (mut s, r, refused) = Seq::open(d.path());
+            assert!(r.is_ok());
+            let refused = refused.expect("refused");
+            assert_eq!(refused.value, bad);
+            assert_eq!((refused.journal, refused.next), (25, 26));
+            assert_eq!(s.take().0, 26, "{bad}");
+        }
+        // A plausible file ahead of the journal is kept.
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(SEQ_FILE), "5000\n").unwrap();
+        let (mut s, _, refused) = Seq::open(d.path());
+        assert_eq!((s.take().0, refused), (5001, None));
     }
 
     #[test]
     fn a_sequence_file_that_cannot_be_written_is_said_and_numbers_go_on() {
         let d = tempfile::tempdir().unwrap();
-        let (mut s, r) = Seq::open(d.path());
+        let (mut s, r, _) = Seq::open(d.path());
         r.unwrap();
         // The directory goes read-only (as root: a file in the way of the
         // temporary name, a directory, makes the write fail instead).

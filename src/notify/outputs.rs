@@ -69,7 +69,7 @@ impl Outputs {
         let dir = &cfg.daemon.state_dir;
         let notifier = Notifier::start(dir.clone(), cfg.daemon.journal_keep, reporter.clone())
             .map_err(|e| format!("cannot open the journal in {}: {e}", dir.display()))?;
-        let (seq, seq_err) = journal::Seq::open(dir);
+        let (seq, seq_err, seq_refused) = journal::Seq::open(dir);
         let mut engine = None;
         let sinks = start_sinks(cfg, &renderer, &mut engine, &reporter)?;
         let mut o = Outputs {
@@ -84,6 +84,16 @@ impl Outputs {
             reporter,
             last_seq: HashMap::new(),
         };
+        if let Some(r) = seq_refused {
+            let path = o.seq.path().display().to_string();
+            o.emit(
+                EventSpec::new(crate::event::msg::SEQ_REFUSED)
+                    .field("path", path)
+                    .field("value", r.value)
+                    .field("journal", r.journal)
+                    .field("next", r.next),
+            );
+        }
         if let Err(e) = seq_err {
             let path = o.seq.path();
             o.write_result("sequence file", &path, Err(e));

@@ -33,12 +33,18 @@ pub struct Env {
 }
 
 impl Drop for Env {
-    /// Kill, by pid, every process the restart scripts started.
+    /// Kill, by pid, every process the restart scripts started; then fail
+    /// the test if any event it journaled lacks its text (every event
+    /// must carry the fields its message needs).
     fn drop(&mut self) {
         if let Ok(text) = std::fs::read_to_string(self.path("started.pids")) {
             for pid in text.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
                 kill(pid, libc::SIGKILL);
             }
+        }
+        if !std::thread::panicking() {
+            let broken = self.untexted();
+            assert!(broken.is_empty(), "events without their text: {broken:?}");
         }
     }
 }
@@ -134,6 +140,27 @@ impl Env {
         text.lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+
+    /// Journaled events (all generations) whose text could not be
+    /// rendered.
+    pub fn untexted(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let Ok(dir) = std::fs::read_dir(self.state()) else {
+            return out;
+        };
+        for e in dir.flatten() {
+            if !e.file_name().to_string_lossy().starts_with("events.jsonl") {
+                continue;
+            }
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            out.extend(
+                text.lines()
+                    .filter(|l| l.contains("text unavailable"))
+                    .map(str::to_string),
+            );
+        }
+        out
     }
 
     pub fn ids(&self) -> Vec<String> {

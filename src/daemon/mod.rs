@@ -90,6 +90,8 @@ enum Msg {
 
 struct ScanResult {
     found: HashMap<String, Vec<ProcRef>>,
+    /// Processes named by pidfiles procward does not trust (PW2025).
+    refused: Vec<crate::probe::procfs::Refusal>,
     children: Vec<(TargetId, u32, u32)>,
     polled_dead: Vec<(TargetId, ProcRef)>,
 }
@@ -122,6 +124,9 @@ struct Daemon {
     /// Counters and histograms for `daemon.metrics-listen` (when set).
     metrics: Option<crate::metrics::Metrics>,
     discovery: discovery::Discovery,
+    /// The process each target's pidfile was last refused for (PW2025
+    /// once per process).
+    refused: HashMap<String, u32>,
     _lock: std::fs::File,
 }
 
@@ -205,6 +210,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         denials: Denials::default(),
         metrics: d_metrics,
         discovery: discovery::Discovery::start(tx.clone()),
+        refused: HashMap::new(),
         _lock: lock,
     };
     d.out.emit(
@@ -479,6 +485,18 @@ impl Daemon {
 
     fn scanned(&mut self, r: ScanResult) {
         self.schedule.scan_done();
+        for f in r.refused {
+            if self.refused.insert(f.target.clone(), f.pid) != Some(f.pid) {
+                self.out.emit(
+                    EventSpec::new(msg::PIDFILE_REFUSED)
+                        .target(&f.target)
+                        .pid(f.pid)
+                        .field("pidfile", f.pidfile.display().to_string())
+                        .field("uid", f.uid)
+                        .field("writers", f.writers),
+                );
+            }
+        }
         let mut found: Vec<_> = r.found.into_iter().collect();
         found.sort_by(|a, b| a.0.cmp(&b.0));
         for (target, procs) in found {

@@ -151,8 +151,8 @@ impl Daemon {
         let me = std::process::id();
         let lookups = self.discovery.lookups.clone();
         tokio::task::spawn_blocking(move || {
-            let found = if targets.is_empty() {
-                HashMap::new()
+            let (found, refused) = if targets.is_empty() {
+                (HashMap::new(), Vec::new())
             } else {
                 procfs::scan_cached(&targets, me, &lookups.scan)
             };
@@ -167,6 +167,7 @@ impl Daemon {
                 .collect();
             let _ = tx.send(Msg::Scanned(ScanResult {
                 found,
+                refused,
                 children,
                 polled_dead,
             }));

@@ -15,7 +15,7 @@ use crate::monitor::ProcRef;
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -138,6 +138,11 @@ pub const PIDFILE_MAX: usize = 64;
 /// [`PIDFILE_MAX`] bytes read; a symlink is followed only when the link
 /// and the file it names are both owned by root.
 pub fn read_pidfile(path: &Path) -> Option<(u32, SystemTime)> {
+    read_pidfile_owned(path).map(|(pid, mtime, _)| (pid, mtime))
+}
+
+/// `read_pidfile`, with the file's owner, group and mode.
+fn read_pidfile_owned(path: &Path) -> Option<(u32, SystemTime, (u32, u32, u32))> {
     use rustix::fs::{Mode, OFlags};
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
     let fd = match rustix::fs::open(path, flags | OFlags::NOFOLLOW, Mode::empty()) {
@@ -175,7 +180,91 @@ pub fn read_pidfile(path: &Path) -> Option<(u32, SystemTime)> {
             st.st_mtime.max(0) as u64,
             st.st_mtime_nsec.clamp(0, 999_999_999) as u32,
         );
-    Some((pid, mtime))
+    Some((pid, mtime, (st.st_uid, st.st_gid, st.st_mode)))
+}
+
+/// Who other than root (and procward's own user) can write a pidfile,
+/// and so choose the process procward adopts: the owners of the file and
+/// of every directory above it (`uids`), and `anyone` when the file, or a
+/// directory without the sticky bit, is writable by others or by a group
+/// other than root's (what makes it so, for the event).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Writers {
+    pub uids: Vec<(u32, PathBuf)>,
+    pub anyone: Option<PathBuf>,
+}
+
+impl Writers {
+    pub fn trusted(&self) -> bool {
+        self.uids.is_empty() && self.anyone.is_none()
+    }
+
+    /// One of them, or one of the users the target is configured to run
+    /// as, is `uid`: a pid it wrote may be adopted. When anyone can write
+    /// the file, only the configured users are.
+    fn allow(&self, uid: u32, spec: &TargetSpec) -> bool {
+        let configured = spec.matcher.uid == Some(uid)
+            || spec.restart.user.as_ref().is_some_and(|u| u.uid == uid);
+        self.trusted()
+            || configured
+            || (self.anyone.is_none() && self.uids.iter().any(|(u, _)| *u == uid))
+    }
+
+    /// Who, in words: `uid 1000 (owner of /run/app)`, `anyone (/run/app
+    /// is writable by others)`.
+    pub fn describe(&self) -> String {
+        let mut v: Vec<String> = self
+            .uids
+            .iter()
+            .map(|(u, p)| format!("uid {u} (owner of {})", p.display()))
+            .collect();
+        if let Some(p) = &self.anyone {
+            v.push(format!(
+                "any user ({} is writable by a group or by others)",
+                p.display()
+            ));
+        }
+        v.join(", ")
+    }
+
+    fn add(&mut self, path: &Path, (uid, gid, mode): (u32, u32, u32), dir: bool) {
+        let me = rustix::process::geteuid().as_raw();
+        if uid != 0 && uid != me && !self.uids.iter().any(|(u, _)| *u == uid) {
+            self.uids.push((uid, path.to_path_buf()));
+        }
+        let sticky = dir && mode & 0o1000 != 0;
+        let writable = mode & 0o002 != 0 || (mode & 0o020 != 0 && gid != 0);
+        if writable && !sticky && self.anyone.is_none() {
+            self.anyone = Some(path.to_path_buf());
+        }
+    }
+}
+
+/// The writers of the directories above a pidfile (`dir` and each one up
+/// to `/`, symlinks resolved).
+fn directory_writers(dir: &Path) -> Writers {
+    use std::os::unix::fs::MetadataExt;
+    let mut w = Writers::default();
+    let Ok(real) = std::fs::canonicalize(dir) else {
+        return w;
+    };
+    for d in real.ancestors() {
+        if let Ok(m) = std::fs::symlink_metadata(d) {
+            w.add(d, (m.uid(), m.gid(), m.mode()), true);
+        }
+    }
+    w
+}
+
+/// A pidfile procward does not trust names a process of another user:
+/// not adopted, said once (PW2025).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub target: String,
+    pub pid: u32,
+    pub uid: u32,
+    pub pidfile: PathBuf,
+    pub writers: String,
 }
 
 /// The pid in a pidfile's first bytes: decimal digits, blanks around them,
@@ -233,14 +322,27 @@ pub fn started_before(starttime_ticks: u64, mtime: SystemTime) -> bool {
 
 /// The process named by a pidfile, if the file is fresh (a process that
 /// started after the file was written is a reused pid, not the target)
-/// and it is a process procward may adopt. `me` is procward's pid.
-pub fn pidfile_pid(path: &Path, buf: &mut Vec<u8>, me: u32) -> Option<Stat> {
-    let (pid, mtime) = read_pidfile(path)?;
+/// and it is a process procward may adopt. `me` is procward's pid. Also
+/// who can write the file (`dirs` keeps its directories' writers for the
+/// rest of a scan).
+fn pidfile_pid(
+    path: &Path,
+    buf: &mut Vec<u8>,
+    me: u32,
+    dirs: &mut HashMap<PathBuf, Writers>,
+) -> Option<(Stat, Writers)> {
+    let (pid, mtime, owner) = read_pidfile_owned(path)?;
     let st = read_stat(pid, buf).ok()??;
-    if st.is_dead() || !adoptable(&st, me) {
+    if st.is_dead() || !adoptable(&st, me) || !started_before(st.starttime, mtime) {
         return None;
     }
-    started_before(st.starttime, mtime).then_some(st)
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let mut w = dirs
+        .entry(dir.to_path_buf())
+        .or_insert_with(|| directory_writers(dir))
+        .clone();
+    w.add(path, owner, false);
+    Some((st, w))
 }
 
 /// What we know of one process during a scan; the costly parts (exe,
@@ -516,18 +618,20 @@ fn order(mut matched: Vec<Stat>) -> Vec<ProcRef> {
 /// Find the live processes of every target in `targets`, in one pass over
 /// /proc (skipped entirely when every target names a pidfile).
 /// `exclude` is procward's own pid.
+/// A process named by an untrusted pidfile that does not run as a user
+/// who can write it is not found (see [`Writers`]).
 pub fn scan(targets: &[&TargetSpec], exclude: u32) -> HashMap<String, Vec<ProcRef>> {
     let walk = walked(targets);
     let mut lookup = Lookup::new(targets, &walk);
-    scan_with(targets, exclude, &walk, &mut lookup)
+    scan_with(targets, exclude, &walk, &mut lookup).0
 }
 
-/// `scan`, with the lookup kept in `cache` from one scan to the next.
-pub fn scan_cached(
-    targets: &[Arc<TargetSpec>],
-    exclude: u32,
-    cache: &LookupCache,
-) -> HashMap<String, Vec<ProcRef>> {
+/// What a scan found, and the pidfiles it did not trust.
+pub type Scanned = (HashMap<String, Vec<ProcRef>>, Vec<Refusal>);
+
+/// `scan`, with the lookup kept in `cache` from one scan to the next, and
+/// the refused pidfiles.
+pub fn scan_cached(targets: &[Arc<TargetSpec>], exclude: u32, cache: &LookupCache) -> Scanned {
     cache.with(targets, walked, |refs, walk, lookup| {
         scan_with(refs, exclude, walk, lookup)
     })
@@ -545,9 +649,11 @@ fn scan_with(
     exclude: u32,
     walk: &[usize],
     lookup: &mut Lookup,
-) -> HashMap<String, Vec<ProcRef>> {
+) -> Scanned {
     let mut buf = Vec::with_capacity(512);
     let mut out: HashMap<String, Vec<ProcRef>> = HashMap::new();
+    let mut refused = Vec::new();
+    let mut dirs = HashMap::new();
     let need_full = targets
         .iter()
         .any(|t| t.matcher.pidfile.is_none() || t.is_group());
@@ -583,10 +689,20 @@ fn scan_with(
     for (ti, t) in targets.iter().enumerate() {
         let m = &t.matcher;
         let matched: Vec<Stat> = if let Some(pf) = &m.pidfile {
-            match pidfile_pid(pf, &mut buf, exclude) {
-                Some(st) => {
+            match pidfile_pid(pf, &mut buf, exclude, &mut dirs) {
+                Some((st, writers)) => {
                     let mut c = Candidate::new(st);
-                    if c.matches(m) {
+                    let uid = c.uid().unwrap_or(0);
+                    if !writers.allow(uid, t) {
+                        refused.push(Refusal {
+                            target: t.name.clone(),
+                            pid: c.stat.pid,
+                            uid,
+                            pidfile: pf.clone(),
+                            writers: writers.describe(),
+                        });
+                        Vec::new()
+                    } else if c.matches(m) {
                         // With a pidfile, the group is the pidfile's process
                         // and its matching descendants found in the scan.
                         let main = c.stat.clone();
@@ -610,7 +726,7 @@ fn scan_with(
         };
         out.insert(t.name.clone(), order(matched));
     }
-    out
+    (out, refused)
 }
 
 /// How a tracked process ended. A zombie is usually reaped by its parent
@@ -721,7 +837,7 @@ mod tests {
         ];
         let cache = LookupCache::default();
         let found = |targets: &[Arc<TargetSpec>]| -> Vec<(String, bool)> {
-            let f = scan_cached(targets, me, &cache);
+            let f = scan_cached(targets, me, &cache).0;
             let mut v: Vec<(String, bool)> = f
                 .into_iter()
                 .map(|(n, ps)| (n, ps.iter().any(|p| p.pid == pid)))

@@ -5,7 +5,9 @@
 //!
 //! The HTTP side is a few lines by hand (prometheus-client has no server,
 //! and one GET needs no HTTP stack): requests are bounded, only
-//! `GET /metrics` is served.
+//! `GET /metrics` is served, on a thread of its own, at most 32
+//! connections at once, each ended after 5 s; the text is rendered from a
+//! status snapshot the event loop publishes at most every 250 ms.
 
 use crate::monitor::{State, TargetStatus};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -14,6 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -49,12 +52,10 @@ const STATES: [State; 12] = [
     State::Stopped,
 ];
 
+/// The event loop's side: counters and histograms it updates as things
+/// happen (atomics shared with the exposition), and the status snapshot
+/// it publishes when the exposition asks for one.
 pub struct Metrics {
-    registry: Registry,
-    up: Family<TargetLabel, Gauge>,
-    state: Family<StateLabel, Gauge>,
-    window: Family<TargetLabel, Gauge>,
-    probe_failures: Family<TargetLabel, Gauge>,
     last_exit: Family<TargetLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     restarts: Family<TargetLabel, Counter>,
     exits: Family<ExitLabel, Counter>,
@@ -62,7 +63,44 @@ pub struct Metrics {
     restart: Histogram,
     /// When each target's process last ended, for the restart latency.
     ended: std::collections::HashMap<String, std::time::Instant>,
+    snapshot: Arc<Snapshot>,
 }
+
+/// The status the exposition renders from, published by the event loop
+/// at most every [`FRESH`] (only while someone scrapes).
+struct Snapshot {
+    status: tokio::sync::watch::Sender<(std::time::Instant, Arc<Vec<TargetStatus>>)>,
+    /// A snapshot was asked for and not yet published.
+    wanted: std::sync::atomic::AtomicBool,
+}
+
+/// The exposition's side, on the metrics thread: the registry, the
+/// per-target gauges filled from the snapshot, the last text rendered.
+pub struct Exposition {
+    registry: Registry,
+    up: Family<TargetLabel, Gauge>,
+    state: Family<StateLabel, Gauge>,
+    window: Family<TargetLabel, Gauge>,
+    probe_failures: Family<TargetLabel, Gauge>,
+    snapshot: Arc<Snapshot>,
+    /// Asks the event loop for a snapshot (it calls `Metrics::publish`).
+    ask: Ask,
+    cached: Option<(std::time::Instant, Arc<String>)>,
+}
+
+/// How the exposition asks the event loop for a fresh snapshot.
+pub type Ask = Arc<dyn Fn() + Send + Sync>;
+
+/// A scrape is answered from a snapshot and a text at most this old: a
+/// flood of scrapes costs the event loop four snapshots a second.
+const FRESH: Duration = Duration::from_millis(250);
+/// How long a scrape waits for the event loop's snapshot before it
+/// answers from the one it has.
+const SNAPSHOT_WAIT: Duration = Duration::from_millis(500);
+/// Connections served at once; more wait in the listen backlog.
+const CONNECTIONS: usize = 32;
+/// A connection's whole life: request, answer, close.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Latency buckets: 0.5 ms to ~8 s.
 fn buckets() -> impl Iterator<Item = f64> {
@@ -70,67 +108,100 @@ fn buckets() -> impl Iterator<Item = f64> {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// Both sides, sharing the counters; `ask` wakes the event loop.
+    pub fn new(ask: Ask) -> (Metrics, Exposition) {
         let mut registry = Registry::with_prefix("procward");
+        let (status, _) = tokio::sync::watch::channel((
+            std::time::Instant::now() - FRESH * 2,
+            Arc::new(Vec::new()),
+        ));
+        let snapshot = Arc::new(Snapshot {
+            status,
+            wanted: Default::default(),
+        });
         let m = Metrics {
-            up: Family::default(),
-            state: Family::default(),
-            window: Family::default(),
-            probe_failures: Family::default(),
             last_exit: Family::default(),
             restarts: Family::default(),
             exits: Family::default(),
             detect: Histogram::new(buckets()),
             restart: Histogram::new(buckets()),
             ended: Default::default(),
+            snapshot: snapshot.clone(),
+        };
+        let e = Exposition {
             registry: Registry::default(),
+            up: Family::default(),
+            state: Family::default(),
+            window: Family::default(),
+            probe_failures: Family::default(),
+            snapshot,
+            ask,
+            cached: None,
         };
         registry.register(
             "target_up",
             "1 when the target's processes run and are monitored",
-            m.up.clone(),
+            e.up.clone(),
         );
         registry.register(
             "target_state",
             "1 for the target's current state (label state)",
-            m.state.clone(),
+            e.state.clone(),
         );
         registry.register(
             "retry_window_restarts",
             "Automatic restarts in the target's retry window",
-            m.window.clone(),
+            e.window.clone(),
         );
         registry.register(
             "probe_failures",
             "Consecutive stall probe failures",
-            m.probe_failures.clone(),
+            e.probe_failures.clone(),
         );
+        m.register(&mut registry);
+        (m, Exposition { registry, ..e })
+    }
+
+    fn register(&self, registry: &mut Registry) {
         registry.register(
             "last_exit_timestamp_seconds",
             "When a process of the target last ended (Unix time)",
-            m.last_exit.clone(),
+            self.last_exit.clone(),
         );
         registry.register(
             "restarts",
             "Restart scripts started (automatic and manual)",
-            m.restarts.clone(),
+            self.restarts.clone(),
         );
         registry.register(
             "exits",
             "Ends of a target's processes, by reason",
-            m.exits.clone(),
+            self.exits.clone(),
         );
         registry.register(
             "detect_seconds",
             "From a process's end (pidfd wake-up) to procward's decision",
-            m.detect.clone(),
+            self.detect.clone(),
         );
         registry.register(
             "restart_seconds",
             "From a process's end to its restart script running",
-            m.restart.clone(),
+            self.restart.clone(),
         );
-        Metrics { registry, ..m }
+    }
+
+    /// Whether the exposition waits for a snapshot (`publish` it then).
+    pub fn wanted(&self) -> bool {
+        self.snapshot
+            .wanted
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// The status the next scrapes render.
+    pub fn publish(&self, status: Vec<TargetStatus>) {
+        self.snapshot
+            .status
+            .send_replace((std::time::Instant::now(), Arc::new(status)));
     }
 
     /// A process ended at `woke` (its pidfd); procward decided just now.
@@ -162,6 +233,34 @@ impl Metrics {
         if let Some(d) = since_exit {
             self.restart.observe(d.as_secs_f64());
         }
+    }
+}
+
+impl Exposition {
+    /// The exposition text: the cached one while fresh, else rendered from
+    /// a snapshot the event loop is asked for (waited for a little).
+    async fn text(&mut self) -> Arc<String> {
+        if let Some((at, text)) = &self.cached {
+            if at.elapsed() < FRESH {
+                return text.clone();
+            }
+        }
+        let mut rx = self.snapshot.status.subscribe();
+        if rx.borrow().0.elapsed() >= FRESH {
+            let first = !self
+                .snapshot
+                .wanted
+                .swap(true, std::sync::atomic::Ordering::AcqRel);
+            if first {
+                (self.ask)();
+            }
+            rx.mark_unchanged();
+            let _ = tokio::time::timeout(SNAPSHOT_WAIT, rx.changed()).await;
+        }
+        let status = rx.borrow().1.clone();
+        let text = Arc::new(self.render(&status));
+        self.cached = Some((std::time::Instant::now(), text.clone()));
+        text
     }
 
     /// The exposition text, with the per-target gauges from `status`.
@@ -198,52 +297,74 @@ impl Metrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
-    }
+/// Serve `GET /metrics` on `listener` from a thread of its own (its own
+/// runtime): a flood of scrapes, or of connections that never read the
+/// answer, never takes time from monitoring, restarts or control.
+pub fn start(listener: std::net::TcpListener, exposition: Exposition) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new()
+        .name("procward-metrics".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(l) = tokio::net::TcpListener::from_std(listener) {
+                    serve(l, exposition).await;
+                }
+            });
+        })?;
+    Ok(())
 }
 
-/// Asks the daemon for the exposition text.
-pub type Scrape = std::sync::Arc<dyn Fn() -> tokio::sync::oneshot::Receiver<String> + Send + Sync>;
-
-/// Serve `GET /metrics` on `listener` until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, scrape: Scrape) {
+/// Accept at most [`CONNECTIONS`] at once, each bounded in time and size.
+async fn serve(listener: tokio::net::TcpListener, exposition: Exposition) {
+    let exposition = Arc::new(tokio::sync::Mutex::new(exposition));
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS));
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let scrape = scrape.clone();
+        let exposition = exposition.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                // The request head, bounded: nothing past 8 KiB is read.
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-                let ok = line.starts_with(b"GET /metrics ") || line.starts_with(b"GET /metrics?");
-                let (status, body) = if ok {
-                    match scrape().await {
-                        Ok(text) => ("200 OK", text),
-                        Err(_) => ("503 Service Unavailable", "procward is stopping\n".into()),
-                    }
-                } else {
-                    ("404 Not Found", "only GET /metrics is served\n".into())
-                };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(resp.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            })
-            .await;
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, answer(stream, &exposition)).await;
+            drop(slot);
         });
     }
+}
+
+/// One connection: the request head (at most 8 KiB), the answer, close.
+async fn answer(mut stream: tokio::net::TcpStream, exposition: &tokio::sync::Mutex<Exposition>) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let ok = line.starts_with(b"GET /metrics ") || line.starts_with(b"GET /metrics?");
+    let (status, body) = if ok {
+        ("200 OK", exposition.lock().await.text().await)
+    } else {
+        (
+            "404 Not Found",
+            Arc::new("only GET /metrics is served\n".to_string()),
+        )
+    };
+    let resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(resp.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }

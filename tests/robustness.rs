@@ -145,15 +145,16 @@ fn a_metrics_burst_never_delays_monitoring_or_control() {
     let env = Env::new();
     let tok = token();
     let port = free_tcp_port();
-    let start_line = env.start_app_line(&format!("{tok}-0"));
+    let tok_of = |i: usize| format!("{tok}{i:04}");
+    let start_line = env.start_app_line(&tok_of(0));
     let script = script(&env, "t0", &start_line);
     let mut cfg = env.daemon_section(&format!("metrics-listen = \"127.0.0.1:{port}\""));
     let mut procs = Vec::new();
     for i in 0..N {
-        let t = format!("{tok}-{i}");
+        let t = tok_of(i);
         cfg.push_str(&target(
             &format!("t{i}"),
-            &t.replace('-', "\\-"),
+            &t,
             &script,
             "restart.settle = \"5s\"",
         ));
@@ -161,12 +162,23 @@ fn a_metrics_burst_never_delays_monitoring_or_control() {
             procs.push(Proc::sleeper(&t));
         }
     }
-    let first = Proc::sleeper(&format!("{tok}-0"));
+    let first = Proc::sleeper(&tok_of(0));
     env.write_config(&cfg);
     let _d = env.start();
-    wait_for("every target up", Duration::from_secs(30), || {
-        env.ids().iter().filter(|i| *i == "PW2001").count() == N
-    });
+    let up = || env.ids().iter().filter(|i| *i == "PW2001").count();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while up() < N {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {N} targets up; journal: {:?}",
+            up(),
+            env.ids()
+                .iter()
+                .filter(|i| *i != "PW2001")
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let burst: Vec<_> = (0..6)

@@ -70,8 +70,8 @@ enum Msg {
     Input(Input),
     /// A tracked process ended; its pidfd woke procward at that instant.
     Ended(Input, Instant),
-    /// `GET /metrics`: the exposition text, please.
-    Scrape(oneshot::Sender<String>),
+    /// The metrics thread wants a status snapshot (at most every 250 ms).
+    Scrape,
     /// A tracked process without a pidfd: watch it by polling.
     Scanned(ScanResult),
     Client(FromClient),
@@ -172,17 +172,15 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
     });
     let d_metrics = match cfg.daemon.metrics_listen {
         Some(addr) => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
+            let l = std::net::TcpListener::bind(addr)
                 .with_context(|| format!("daemon.metrics-listen: cannot listen on {addr}"))?;
             let tx = tx.clone();
-            let scrape: crate::metrics::Scrape = Arc::new(move || {
-                let (reply, rx) = oneshot::channel();
-                let _ = tx.send(Msg::Scrape(reply));
-                rx
+            let ask: crate::metrics::Ask = Arc::new(move || {
+                let _ = tx.send(Msg::Scrape);
             });
-            tokio::spawn(crate::metrics::serve(l, scrape));
-            Some(crate::metrics::Metrics::new())
+            let (m, exposition) = crate::metrics::Metrics::new(ask);
+            crate::metrics::start(l, exposition).context("daemon.metrics-listen")?;
+            Some(m)
         }
         None => None,
     };
@@ -457,10 +455,10 @@ impl Daemon {
                 }
                 self.on_msg(Msg::Input(i));
             }
-            Msg::Scrape(reply) => {
-                let status = self.monitor.status(now_ms());
-                let text = self.metrics.as_ref().map(|m| m.render(&status));
-                let _ = reply.send(text.unwrap_or_default());
+            Msg::Scrape => {
+                if let Some(m) = self.metrics.as_ref().filter(|m| m.wanted()) {
+                    m.publish(self.monitor.status(now_ms()));
+                }
             }
             Msg::Scanned(r) => self.scanned(r),
             Msg::Client(FromClient::Request(req, user, reply)) => {

@@ -245,6 +245,8 @@ struct LogPipe {
 /// where the script's output starts in the log.
 struct Copier {
     child: Option<tokio::process::Child>,
+    /// The copying thread's end, when a thread copies instead.
+    thread: Option<tokio::sync::oneshot::Receiver<()>>,
     inode: u64,
     offset: u64,
 }
@@ -285,15 +287,22 @@ impl LogPipe {
             _ => None,
         };
         drop(cmd);
+        let mut thread = None;
         if child.is_none() {
             let (read, log) = (self.read, log.to_path_buf());
-            let copy = move || scriptlog::copy(std::fs::File::from(read), &log, LOG_LIMIT);
-            let _ = std::thread::Builder::new()
+            let (done, ended) = tokio::sync::oneshot::channel();
+            let copy = move || {
+                scriptlog::copy(std::fs::File::from(read), &log, LOG_LIMIT);
+                let _ = done.send(());
+            };
+            let spawned = std::thread::Builder::new()
                 .name("procward-log".into())
                 .spawn(copy);
+            thread = spawned.is_ok().then_some(ended);
         }
         Copier {
             child,
+            thread,
             inode: self.inode,
             offset: self.offset,
         }
@@ -377,15 +386,16 @@ async fn output_since(log: &Path, copier: &mut Option<Copier>) -> String {
     let Some(c) = copier else {
         return String::new();
     };
+    let copied = Duration::from_millis(200);
     if let Some(mut child) = c.child.take() {
-        if tokio::time::timeout(Duration::from_millis(200), child.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(copied, child.wait()).await.is_err() {
             tokio::spawn(async move {
                 let _ = child.wait().await;
             });
         }
+    }
+    if let Some(ended) = c.thread.take() {
+        let _ = tokio::time::timeout(copied, ended).await;
     }
     let (p, inode, offset) = (log.to_path_buf(), c.inode, c.offset);
     tokio::task::spawn_blocking(move || {

@@ -212,6 +212,18 @@ pub struct SyslogSink {
     pub language: Lang,
     pub hold_down: Duration,
     pub write_timeout: Duration,
+    /// `profile = "processsaver"`: ProcessSaver's lines for the events it
+    /// knows (notify/legacy.rs).
+    pub legacy: Option<Legacy>,
+}
+
+/// The `processsaver` profile's settings, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Legacy {
+    pub pcheck_tag: String,
+    pub padmin_tag: String,
+    pub facility: u8,
+    pub also_procward: bool,
 }
 
 impl SyslogSink {
@@ -230,6 +242,7 @@ impl SyslogSink {
             language,
             hold_down: Duration::from_secs(2),
             write_timeout: Duration::from_secs(10),
+            legacy: None,
         }
     }
 }
@@ -1150,7 +1163,10 @@ fn validate_sink(
         );
         ok = false;
     }
+    let legacy = validate_legacy(c, src, i, s, facility);
+    ok &= legacy.is_ok();
     ok.then(|| SyslogSink {
+        legacy: legacy.ok().flatten(),
         name: s.name.clone(),
         transport: s.transport,
         address,
@@ -1163,6 +1179,73 @@ fn validate_sink(
         hold_down: s.hold_down.0,
         write_timeout: s.write_timeout.0,
     })
+}
+
+/// The `processsaver` profile's options: tags as RFC 3164 allows them
+/// (1 to 32 letters, digits, `.`, `_`, `-`), a known facility.
+fn validate_legacy(
+    c: &mut Collector,
+    src: &Source,
+    i: usize,
+    s: &SyslogSinkRaw,
+    facility: u8,
+) -> Result<Option<Legacy>, ()> {
+    let key = |k2: &str| {
+        [
+            k("sink"),
+            k("syslog"),
+            Seg::Index(i),
+            k("processsaver"),
+            k(k2),
+        ]
+    };
+    let opts = match (s.profile, &s.processsaver) {
+        (Profile::Procward, None) => return Ok(None),
+        (Profile::Procward, Some(_)) => {
+            let at = [k("sink"), k("syslog"), Seg::Index(i), k("processsaver")];
+            c.at(src, &at, "needs profile = \"processsaver\"");
+            return Err(());
+        }
+        (Profile::Processsaver, o) => o.clone().unwrap_or(LegacyRaw {
+            pcheck_tag: "pcheck".into(),
+            padmin_tag: "padmin".into(),
+            facility: None,
+            also_procward: false,
+        }),
+    };
+    let mut ok = true;
+    for (name, tag) in [
+        ("pcheck-tag", &opts.pcheck_tag),
+        ("padmin-tag", &opts.padmin_tag),
+    ] {
+        let fine = (1..=32).contains(&tag.len())
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !fine {
+            c.at(
+                src,
+                &key(name),
+                format!("`{tag}`: 1 to 32 letters, digits, `.`, `_` or `-`"),
+            );
+            ok = false;
+        }
+    }
+    let facility = match &opts.facility {
+        None => facility,
+        Some(f) => facility_code(f).unwrap_or_else(|| {
+            c.at(src, &key("facility"), format!("unknown facility `{f}`"));
+            ok = false;
+            0
+        }),
+    };
+    ok.then_some(Some(Legacy {
+        pcheck_tag: opts.pcheck_tag,
+        padmin_tag: opts.padmin_tag,
+        facility,
+        also_procward: opts.also_procward,
+    }))
+    .ok_or(())
 }
 
 fn validate_snmp(

@@ -143,6 +143,47 @@ pub struct SyslogSinkRaw {
     /// A write that takes longer (a receiver that does not read) is a failure.
     #[serde(default = "d_write_timeout")]
     pub write_timeout: Dur,
+    /// `procward` lines, or ProcessSaver's lines for the events it knows.
+    #[serde(default)]
+    pub profile: Profile,
+    /// Options of the `processsaver` profile.
+    #[serde(default)]
+    pub processsaver: Option<LegacyRaw>,
+}
+
+/// What a syslog sink writes: procward's own lines, or, for the events
+/// CLUSTERPRO MC ProcessSaver also reports, its lines (notify/legacy.rs).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    #[default]
+    Procward,
+    Processsaver,
+}
+
+/// `processsaver = { ... }` of a syslog sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LegacyRaw {
+    /// The tag of monitoring lines (Up, Down, restart).
+    #[serde(default = "d_pcheck")]
+    pub pcheck_tag: String,
+    /// The tag of administrative lines (start, stop, reload).
+    #[serde(default = "d_padmin")]
+    pub padmin_tag: String,
+    /// Facility of the legacy lines (default: the sink's).
+    #[serde(default)]
+    pub facility: Option<String>,
+    /// Send procward's own line as well as the legacy one.
+    #[serde(default)]
+    pub also_procward: bool,
+}
+
+fn d_pcheck() -> String {
+    "pcheck".into()
+}
+fn d_padmin() -> String {
+    "padmin".into()
 }
 
 pub fn d_hold_down() -> Dur {

@@ -170,6 +170,7 @@ impl Daemon {
         self.out.emit(
             EventSpec::new(msg::CONFIG_RELOADED)
                 .field("targets", n)
+                .field("config", self.cfg.path.display().to_string())
                 .field("added", added)
                 .field("removed", removed)
                 .field("by", by),

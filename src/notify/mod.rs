@@ -4,6 +4,7 @@
 //! that a slow receiver never blocks monitoring.
 
 pub mod journal;
+pub mod legacy;
 pub mod outputs;
 pub mod queue;
 

@@ -57,8 +57,10 @@ struct SyslogDeliver {
 
 impl Deliver for SyslogDeliver {
     async fn send(&mut self, ev: &Event, _report: &Reporter) -> std::io::Result<()> {
-        let frame = format(&self.cfg, &self.renderer, ev, self.pid);
-        self.conn.send(&frame, self.write_timeout).await
+        for frame in frames(&self.cfg, &self.renderer, ev, self.pid) {
+            self.conn.send(&frame, self.write_timeout).await?;
+        }
+        Ok(())
     }
     fn reset(&mut self) {
         self.conn.reset();
@@ -414,6 +416,49 @@ fn sd_element(ev: &Event) -> String {
     s
 }
 
+/// The RFC 3164 header: `<PRI>Mmm dd hh:mm:ss [HOST ]TAG[PID]: ` (the
+/// host only on the network, as syslog(3) writes locally).
+fn head3164(network: bool, facility: u8, ev: &Event, tag: &str, pid: u32) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ev.time_ms);
+    let local: chrono::DateTime<chrono::Local> = t.into();
+    let stamp = local.format("%b %e %H:%M:%S");
+    let pri = pri(facility, ev);
+    if network {
+        format!("<{pri}>{stamp} {} {tag}[{pid}]: ", ev.host)
+    } else {
+        format!("<{pri}>{stamp} {tag}[{pid}]: ")
+    }
+}
+
+/// What the sink sends for `ev`: procward's message; with `profile =
+/// "processsaver"`, ProcessSaver's line instead for the events it knows
+/// (both with `also-procward`).
+pub fn frames(cfg: &SyslogSink, renderer: &Renderer, ev: &Event, pid: u32) -> Vec<Vec<u8>> {
+    let legacy = cfg
+        .legacy
+        .as_ref()
+        .and_then(|l| super::legacy::text(ev).map(|t| (l, t)));
+    let Some((l, (admin, text))) = legacy else {
+        return vec![format(cfg, renderer, ev, pid)];
+    };
+    let tag = if admin { &l.padmin_tag } else { &l.pcheck_tag };
+    let network = cfg.transport != Transport::Unix;
+    let line = match cfg.format {
+        SyslogFormat::Rfc3164 => head3164(network, l.facility, ev, tag, pid) + &text,
+        SyslogFormat::Rfc5424 => format!(
+            "<{}>1 {} {} {tag} {pid} - - {text}",
+            pri(l.facility, ev),
+            ev.time,
+            ev.host
+        ),
+    };
+    let mut v = vec![truncate_utf8(&line, cfg.max_size).as_bytes().to_vec()];
+    if l.also_procward {
+        v.push(format(cfg, renderer, ev, pid));
+    }
+    v
+}
+
 /// One syslog message for `ev`, framed for the sink (without TCP octet
 /// counting, which the transport adds).
 pub fn format(cfg: &SyslogSink, renderer: &Renderer, ev: &Event, pid: u32) -> Vec<u8> {
@@ -423,19 +468,7 @@ pub fn format(cfg: &SyslogSink, renderer: &Renderer, ev: &Event, pid: u32) -> Ve
             let text = renderer
                 .output("rfc3164", ev, cfg.language)
                 .unwrap_or_else(|_| format!("{} {}", ev.id, ev.text));
-            let t = std::time::UNIX_EPOCH + Duration::from_millis(ev.time_ms);
-            let local: chrono::DateTime<chrono::Local> = t.into();
-            let stamp = local.format("%b %e %H:%M:%S");
-            let head = if network {
-                format!(
-                    "<{}>{} {} procward[{pid}]: ",
-                    pri(cfg.facility, ev),
-                    stamp,
-                    ev.host
-                )
-            } else {
-                format!("<{}>{} procward[{pid}]: ", pri(cfg.facility, ev), stamp)
-            };
+            let head = head3164(network, cfg.facility, ev, "procward", pid);
             let room = cfg.max_size.saturating_sub(head.len());
             let mut out = head.into_bytes();
             out.extend_from_slice(truncate_utf8(&text, room).as_bytes());
@@ -481,6 +514,7 @@ mod tests {
             language: Lang::En,
             hold_down: Duration::from_secs(2),
             write_timeout: Duration::from_secs(10),
+            legacy: None,
         }
     }
 

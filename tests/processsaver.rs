@@ -1,0 +1,137 @@
+//! The `processsaver` profile through a real rsyslogd, with a manager
+//! filter written for ProcessSaver's Down line (issue 31).
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// rsyslogd on a unix socket: every line to all.log, and the lines an
+/// existing ProcessSaver filter matches (`pcheck`, `] Down`) to alert.log.
+struct Receiver {
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl Receiver {
+    fn start(dir: &Path) -> Receiver {
+        let dir = dir.join("rsyslog");
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("rsyslog.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"global(workDirectory="{d}")
+module(load="imuxsock" SysSock.Use="off")
+template(name="t" type="string" string="%syslogfacility-text% %syslogtag%%msg%\n")
+input(type="imuxsock" Socket="{d}/log.sock")
+*.* action(type="omfile" file="{d}/all.log" template="t")
+if $programname == 'pcheck' and re_match($msg, "Process \\['[^']+',pid=[0-9]+\\] Down") then {{
+  action(type="omfile" file="{d}/alert.log" template="t")
+}}
+"#,
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("rsyslogd")
+            .args(["-n", "-i"])
+            .arg(dir.join("rsyslogd.pid"))
+            .arg("-f")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("rsyslogd.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + T;
+        while !dir.join("log.sock").exists() {
+            assert!(Instant::now() < deadline, "rsyslogd did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Receiver { child, dir }
+    }
+
+    fn lines(&self, file: &str) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join(file))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn wait(&self, file: &str, needle: &str) -> String {
+        let deadline = Instant::now() + T;
+        loop {
+            if let Some(l) = self.lines(file).into_iter().find(|l| l.contains(needle)) {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{file}: no `{needle}` in {:?}",
+                self.lines(file)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        stop_child(&mut self.child, Duration::from_secs(10));
+    }
+}
+
+#[test]
+fn a_processsaver_filter_fires_on_a_procward_disappearance() {
+    if !require("rsyslogd") {
+        return;
+    }
+    let env = Env::new();
+    let rx = Receiver::start(env.dir.path());
+    let tok = token();
+    env.write_config(&format!(
+        "{}[[sink.syslog]]\nname = \"legacy\"\naddress = \"{}\"\nprofile = \"processsaver\"\nprocesssaver = {{ facility = \"local5\" }}\nmin-severity = \"debug\"\n{}",
+        env.daemon_section(""),
+        rx.dir.join("log.sock").display(),
+        env.target_section("app", &tok, "")
+    ));
+    let app = Proc::sleeper(&tok);
+    let d = env.start();
+    let me = d.procward_pid();
+    let up = rx.wait("all.log", ") Up");
+    assert_eq!(
+        up,
+        format!("local5 pcheck[{me}]: ('app' ,pid={}) Up", app.pid)
+    );
+    let pid = app.pid;
+    drop(app);
+    let alert = rx.wait("alert.log", "Down");
+    assert_eq!(
+        alert,
+        format!("local5 pcheck[{me}]: Process ['app',pid={pid}] Down")
+    );
+    rx.wait(
+        "all.log",
+        &format!("local5 pcheck[{me}]: Try to restart ('app')"),
+    );
+    // Events without a legacy line keep procward's own (the sink's facility).
+    rx.wait(
+        "all.log",
+        &format!("daemon procward[{me}]: PW2011 target app"),
+    );
+    let o = env.cli(&["stop", "app"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    rx.wait(
+        "all.log",
+        &format!("local5 padmin[{me}]: Command execute. [stop] pfile='app'"),
+    );
+    // Only the Down line matched the manager's filter.
+    assert_eq!(
+        rx.lines("alert.log").len(),
+        1,
+        "{:?}",
+        rx.lines("alert.log")
+    );
+}

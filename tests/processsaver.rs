@@ -135,3 +135,91 @@ fn a_processsaver_filter_fires_on_a_procward_disappearance() {
         rx.lines("alert.log")
     );
 }
+
+const GUIDES: [&str; 2] = [
+    "docs/migration-processsaver.md",
+    "docs/migration-processsaver.ja.md",
+];
+
+fn guide(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
+/// The worked example of each guide (its `toml` block with a
+/// `[[target]]`) passes `procward check`, with its restart script installed
+/// where it says (under the test's directory) and its state directory
+/// there too.
+#[test]
+fn the_migration_guides_example_passes_check() {
+    for g in GUIDES {
+        let text = guide(g);
+        let block = text
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .find(|b| b.contains("[[target]]"))
+            .unwrap_or_else(|| panic!("{g}: no example"));
+        let env = Env::new();
+        let root = env.path("root");
+        let script = root.join("opt/app/sbin/restart-appserver.sh");
+        std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+        write_exec(&script, "#!/bin/sh\nexit 0\n");
+        let cfg = block
+            .replace(
+                "/opt/app/sbin/",
+                &format!("{}/opt/app/sbin/", root.display()),
+            )
+            .replace("/var/lib/procward", &env.state().display().to_string())
+            .replace(
+                "[daemon]\n",
+                &format!("[daemon]\ncontrol-socket = \"{}\"\n", env.sock().display()),
+            );
+        env.write_config(&cfg);
+        let o = env.cli(&["check"]);
+        assert_eq!(o.status.code(), Some(0), "{g}: {o:?}\n{cfg}");
+    }
+}
+
+/// Each guide's table names every catalog message once, with the legacy
+/// line the code writes for it (or none).
+#[test]
+fn the_guides_map_every_message_as_the_code_does() {
+    use procward::notify::legacy::{line_of, Line};
+    let catalog = Command::new(BIN)
+        .args(["catalog", "list"])
+        .output()
+        .unwrap();
+    let ids: Vec<String> = String::from_utf8_lossy(&catalog.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.starts_with("PW"))
+        .map(str::to_string)
+        .collect();
+    assert!(ids.len() > 40, "{ids:?}");
+    for g in GUIDES {
+        let text = guide(g);
+        for id in &ids {
+            let rows: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with(&format!("| {id} |")))
+                .collect();
+            assert_eq!(rows.len(), 1, "{g}: {id}: {rows:?}");
+            let legacy = rows[0].rsplit('|').nth(1).unwrap().trim();
+            let want = match line_of(id) {
+                None => None,
+                Some(Line::Up) => Some("pcheck[PID]: ('NAME' ,pid=N) Up".to_string()),
+                Some(Line::Down) => Some("pcheck[PID]: Process ['NAME',pid=N] Down".into()),
+                Some(Line::TryRestart) => Some("pcheck[PID]: Try to restart ('NAME')".into()),
+                Some(Line::SetPidFail) => Some("pcheck[PID]: Set pid fail ('NAME')".into()),
+                Some(Line::Admin(a)) => Some(format!(
+                    "padmin[PID]: Command execute. [{a}] pfile='{}'",
+                    if a == "reload" { "CONFIG" } else { "NAME" }
+                )),
+            };
+            match want {
+                None => assert!(legacy == "none" || legacy == "なし", "{g}: {id}: {legacy}"),
+                Some(w) => assert_eq!(legacy, format!("`{w}`"), "{g}: {id}"),
+            }
+        }
+    }
+}

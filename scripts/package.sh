@@ -24,5 +24,8 @@ esac
 rm -rf target/assets
 "$bin" assets --out target/assets >/dev/null
 gzip -9n target/assets/man/*.1
+# The Japanese page is written by hand (contrib/man/ja), kept with README.ja.md.
+mkdir -p target/assets/man-ja
+gzip -9nc contrib/man/ja/procward.1 > target/assets/man-ja/procward.1.gz
 
 cargo deb --no-build --strip "$@"

@@ -12,7 +12,9 @@ fn read(p: &str) -> String {
 /// `.comm`, `count = { min, max }`, …).
 fn documented_keys(readme: &str) -> Vec<String> {
     let start = readme.find("## Configuration reference").expect("section");
-    let end = readme[start..].find("\n## Metrics").map_or(readme.len(), |e| start + e);
+    let end = readme[start..]
+        .find("\n## Metrics")
+        .map_or(readme.len(), |e| start + e);
     let mut keys = Vec::new();
     for row in readme[start..end].lines().filter(|l| l.starts_with("| `")) {
         let first = row.split(" | ").next().unwrap_or_default();
@@ -27,8 +29,17 @@ fn documented_keys(readme: &str) -> Vec<String> {
 fn every_configuration_key_in_readme_is_in_the_japanese_readme() {
     let keys = documented_keys(&read("README.md"));
     assert!(keys.len() > 50, "{keys:?}");
-    for k in ["interval", "restart.script", "profile", "processsaver", "stall.probe"] {
-        assert!(keys.iter().any(|x| x == k), "{k} not found in README.md: {keys:?}");
+    for k in [
+        "interval",
+        "restart.script",
+        "profile",
+        "processsaver",
+        "stall.probe",
+    ] {
+        assert!(
+            keys.iter().any(|x| x == k),
+            "{k} not found in README.md: {keys:?}"
+        );
     }
     let ja = read("README.ja.md");
     let missing: Vec<&String> = keys

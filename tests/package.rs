@@ -62,6 +62,9 @@ fn the_deb_installs_checks_and_purges() {
         "./usr/share/procward/filter-defs/snmptt/snmptt.procward.conf",
         "./usr/share/man/man1/procward.1.gz",
         "./usr/share/man/man1/procward-status.1.gz",
+        "./usr/share/man/ja/man1/procward.1.gz",
+        "./usr/share/doc/procward/README.ja.md",
+        "./usr/share/doc/procward/migration-processsaver.ja.md",
         "./usr/share/bash-completion/completions/procward",
         "./usr/share/zsh/vendor-completions/_procward",
         "./usr/share/fish/vendor_completions.d/procward.fish",
@@ -109,6 +112,18 @@ fn the_deb_installs_checks_and_purges() {
     if Path::new("/usr/bin/man").exists() {
         let o = run("man", &["-P", "cat", "procward"]);
         assert!(String::from_utf8_lossy(&o.stdout).contains("procward"));
+        // The Japanese page: `man -L ja procward`.
+        let o = Command::new("man")
+            .args(["-L", "ja", "-P", "cat", "procward"])
+            .env("LANG", "C.UTF-8")
+            .output()
+            .unwrap();
+        let page = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            page.contains("業務プロセスを監視") && page.contains("終了コード"),
+            "man -L ja procward: {page}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     let o = run("dpkg", &["--purge", "procward"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

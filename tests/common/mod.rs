@@ -297,13 +297,20 @@ impl Daemon {
         text.split_whitespace().next().unwrap().parse().unwrap()
     }
 
-    /// The pid of procward's spawner (its child named `procward-spawn`).
+    /// The pid of procward's spawner (its child named `procward-spawn`,
+    /// forked by whichever of procward's threads started it).
     pub fn spawner_pid(&self) -> Option<u32> {
         let p = self.procward_pid();
-        let text = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).ok()?;
-        text.split_whitespace()
-            .filter_map(|c| c.parse().ok())
-            .find(|c: &u32| {
+        let tasks = std::fs::read_dir(format!("/proc/{p}/task")).ok()?;
+        tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+            .flat_map(|text| {
+                text.split_whitespace()
+                    .filter_map(|c| c.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .find(|c| {
                 std::fs::read_to_string(format!("/proc/{c}/comm"))
                     .is_ok_and(|n| n.trim() == "procward-spawn")
             })

@@ -228,6 +228,53 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// Where the monitor's resident memory is now: anonymous (heap, stacks)
+/// and file-backed (the binary's and libraries' pages), from
+/// /proc/PID/smaps_rollup, and its threads.
+fn rss_split(pid: u32) -> Option<String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let kib = |key: &str| -> Option<f64> {
+        s.lines()
+            .find(|l| l.starts_with(key))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let (rss, anon) = (kib("Rss:")?, kib("Anonymous:")?);
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.count();
+    Some(format!(
+        "RSS now {:.1} MiB = {:.1} anonymous + {:.1} file-backed, {threads} threads",
+        rss / 1024.0,
+        anon / 1024.0,
+        (rss - anon) / 1024.0
+    ))
+}
+
+/// The binary's size on disk, and stripped of its debug information (what
+/// the .deb installs).
+fn binary_sizes(bin: &Path) -> String {
+    let mib = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.len() as f64 / 1048576.0)
+            .ok()
+    };
+    let stripped = std::env::temp_dir().join(format!("pw-bench-strip-{}", std::process::id()));
+    let ok = Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(bin)
+        .status()
+        .is_ok_and(|s| s.success());
+    let s = ok.then(|| mib(&stripped)).flatten();
+    let _ = std::fs::remove_file(&stripped);
+    format!(
+        "procward binary: {} MiB, stripped {} MiB.",
+        fmt_opt(mib(bin), 1),
+        fmt_opt(s, 1)
+    )
+}
+
 fn which(p: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -620,6 +667,9 @@ fn bench_procward(
         vm_hwm_kib(pid)
     );
     row.rss_mib = vm_hwm_kib(pid).map(|k| k as f64 / 1024.0);
+    if let Some(split) = rss_split(pid) {
+        row.note = format!("{}; {split}", row.note);
+    }
     stop(child);
     row
 }
@@ -967,6 +1017,7 @@ fn main() {
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(md, "Machine: {}.\n", machine());
+    let _ = writeln!(md, "{}\n", binary_sizes(&a.procward));
     let _damon = a.damon_off.then(|| {
         let p = DamonPaused::pause();
         let _ = writeln!(

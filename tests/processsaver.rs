@@ -54,26 +54,11 @@ if $programname == 'pcheck' and re_match($msg, "Process \\['[^']+',pid=[0-9]+\\]
     }
 
     fn lines(&self, file: &str) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join(file))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        file_lines(&self.dir.join(file))
     }
 
     fn wait(&self, file: &str, needle: &str) -> String {
-        let deadline = Instant::now() + T;
-        loop {
-            if let Some(l) = self.lines(file).into_iter().find(|l| l.contains(needle)) {
-                return l;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{file}: no `{needle}` in {:?}",
-                self.lines(file)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_line(&self.dir.join(file), needle)
     }
 }
 

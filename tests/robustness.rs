@@ -48,6 +48,18 @@ fn target(name: &str, tok: &str, script: &Path, extra: &str) -> String {
     )
 }
 
+/// A target `app` whose restart script is `body` (after counting its run),
+/// found up, then its process killed: the daemon, now recovering it.
+fn up_then_killed(env: &Env, tok: &str, daemon: &str, body: &str, extra: &str) -> Daemon {
+    let s = script(env, "app", body);
+    env.write_config(&format!("{daemon}{}", target("app", tok, &s, extra)));
+    let app = Proc::sleeper(tok);
+    let d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW2001");
+    drop(app);
+    d
+}
+
 fn wait_for(what: &str, timeout: Duration, f: impl Fn() -> bool) {
     let deadline = Instant::now() + timeout;
     while !f() {
@@ -352,23 +364,13 @@ fn dir_size(dir: &Path) -> u64 {
 fn script_output_is_bounded_while_the_script_runs() {
     let env = Env::new();
     let tok = token();
-    let s = script(
-        &env,
-        "app",
-        &format!(
-            "head -c 100000000 /dev/zero | tr '\\000' x\necho\necho the-last-line\ntouch {}\nsleep 2\nexit 3\n",
-            env.path("written").display()
-        ),
+    let body = format!(
+        "head -c 100000000 /dev/zero | tr '\\000' x\necho\necho the-last-line\ntouch {}\nsleep 2\nexit 3\n",
+        env.path("written").display()
     );
-    env.write_config(&format!(
-        "{}{}",
-        env.daemon_section(""),
-        target("app", &tok, &s, "retry.max = 1\nrestart.timeout = \"60s\"")
-    ));
-    let app = Proc::sleeper(&tok);
-    let _d = env.start();
-    env.wait_event(T, |e| e["id"] == "PW2001");
-    drop(app);
+    let daemon = env.daemon_section("");
+    let extra = "retry.max = 1\nrestart.timeout = \"60s\"";
+    let _d = up_then_killed(&env, &tok, &daemon, &body, extra);
     let logs = env.state().join("script-logs");
     wait_for("the script's output", Duration::from_secs(30), || {
         env.path("written").exists()
@@ -395,27 +397,12 @@ fn a_failing_script_that_started_the_application_is_not_run_again() {
     for initial in ["300ms", "0s"] {
         let env = Env::new();
         let tok = token();
-        let s = script(
-            &env,
-            "app",
-            &format!("{}exit 1\n", env.start_app_line(&tok)),
-        );
-        env.write_config(&format!(
-            "{}{}",
-            daemon_with_interval(&env, "5s", ""),
-            target(
-                "app",
-                &tok,
-                &s,
-                &format!(
-                    "retry.max = 3\nretry.backoff = {{ initial = \"{initial}\", max = \"1s\" }}"
-                )
-            )
-        ));
-        let app = Proc::sleeper(&tok);
-        let _d = env.start();
-        env.wait_event(T, |e| e["id"] == "PW2001");
-        drop(app);
+        // It starts the application, checks for 0.2 s, then fails.
+        let body = format!("{}sleep 0.2\nexit 1\n", env.start_app_line(&tok));
+        let daemon = daemon_with_interval(&env, "5s", "");
+        let retry =
+            format!("retry.max = 3\nretry.backoff = {{ initial = \"{initial}\", max = \"1s\" }}");
+        let _d = up_then_killed(&env, &tok, &daemon, &body, &retry);
         env.wait_event(T, |e| e["id"] == "PW2012");
         let back = env.wait_event(T, |e| e["id"] == "PW2015" || e["id"] == "PW2017");
         std::thread::sleep(Duration::from_millis(1500));
@@ -528,20 +515,9 @@ fn stop_during_a_restart_leaves_nothing_running() {
     // (a) the script is running; it starts the application after 2 s.
     let env = Env::new();
     let tok = token();
-    let s = script(
-        &env,
-        "app",
-        &format!("sleep 2\n{}", env.start_app_line(&tok)),
-    );
-    env.write_config(&format!(
-        "{}{}",
-        env.daemon_section(""),
-        target("app", &tok, &s, "restart.settle = \"5s\"")
-    ));
-    let app = Proc::sleeper(&tok);
-    let _d = env.start();
-    env.wait_event(T, |e| e["id"] == "PW2001");
-    drop(app);
+    let body = format!("sleep 2\n{}", env.start_app_line(&tok));
+    let daemon = env.daemon_section("");
+    let _d = up_then_killed(&env, &tok, &daemon, &body, "restart.settle = \"5s\"");
     env.wait_event(T, |e| e["id"] == "PW2010");
     let o = env.cli(&["stop", "app", "--timeout", "2s"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
@@ -557,20 +533,9 @@ fn stop_during_a_restart_leaves_nothing_running() {
     // (b) the script started the application and goes on running.
     let env = Env::new();
     let tok = token();
-    let s = script(
-        &env,
-        "app",
-        &format!("{}sleep 30\n", env.start_app_line(&tok)),
-    );
-    env.write_config(&format!(
-        "{}{}",
-        env.daemon_section(""),
-        target("app", &tok, &s, "")
-    ));
-    let app = Proc::sleeper(&tok);
-    let _d = env.start();
-    env.wait_event(T, |e| e["id"] == "PW2001");
-    drop(app);
+    let body = format!("{}sleep 30\n", env.start_app_line(&tok));
+    let daemon = env.daemon_section("");
+    let _d = up_then_killed(&env, &tok, &daemon, &body, "");
     wait_for("the new instance", T, || sleepers(&tok).len() == 1);
     let o = env.cli(&["stop", "app", "--timeout", "2s"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
@@ -583,29 +548,14 @@ fn stop_during_a_restart_leaves_nothing_running() {
     // (c) the next attempt waits for its backoff.
     let env = Env::new();
     let tok = token();
-    let s = script(
-        &env,
-        "app",
-        &format!(
-            "[ -e {ok} ] || exit 1\n{}",
-            env.start_app_line(&tok),
-            ok = env.path("ok").display()
-        ),
+    let body = format!(
+        "[ -e {ok} ] || exit 1\n{}",
+        env.start_app_line(&tok),
+        ok = env.path("ok").display()
     );
-    env.write_config(&format!(
-        "{}{}",
-        env.daemon_section(""),
-        target(
-            "app",
-            &tok,
-            &s,
-            "retry.backoff = { initial = \"2s\", max = \"2s\" }"
-        )
-    ));
-    let app = Proc::sleeper(&tok);
-    let _d = env.start();
-    env.wait_event(T, |e| e["id"] == "PW2001");
-    drop(app);
+    let daemon = env.daemon_section("");
+    let backoff = "retry.backoff = { initial = \"2s\", max = \"2s\" }";
+    let _d = up_then_killed(&env, &tok, &daemon, &body, backoff);
     env.wait_event(T, |e| e["id"] == "PW2016");
     std::fs::write(env.path("ok"), "").unwrap();
     let o = env.cli(&["stop", "app"]);

@@ -89,24 +89,11 @@ input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="tcp")
     }
 
     fn lines(&self, file: &str) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join(file))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        file_lines(&self.dir.join(file))
     }
 
     fn wait_line(&self, file: &str, needle: &str) -> String {
-        let deadline = Instant::now() + T;
-        loop {
-            if let Some(l) = self.lines(file).into_iter().find(|l| l.contains(needle)) {
-                return l;
-            }
-            if Instant::now() > deadline {
-                panic!("{file}: no line with `{needle}`: {:?}", self.lines(file));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_line(&self.dir.join(file), needle)
     }
 }
 

@@ -450,3 +450,30 @@ pub fn free_udp_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The lines of a file (none while it does not exist).
+pub fn file_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Wait (up to `T`) for a line of `path` that contains `needle`.
+pub fn wait_line(path: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + T;
+    loop {
+        if let Some(l) = file_lines(path).into_iter().find(|l| l.contains(needle)) {
+            return l;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{}: no line with `{needle}`: {:?}",
+                path.display(),
+                file_lines(path)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -298,8 +298,21 @@ impl Daemon {
     }
 
     /// The pid of procward's spawner (its child named `procward-spawn`,
-    /// forked by whichever of procward's threads started it).
+    /// forked by whichever of procward's threads started it). It names
+    /// itself once it runs, which under load may come after procward's
+    /// first events: looked for up to `T`.
     pub fn spawner_pid(&self) -> Option<u32> {
+        let deadline = Instant::now() + T;
+        loop {
+            let found = self.spawner_now();
+            if found.is_some() || Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn spawner_now(&self) -> Option<u32> {
         let p = self.procward_pid();
         let tasks = std::fs::read_dir(format!("/proc/{p}/task")).ok()?;
         tasks

@@ -692,8 +692,10 @@ fn scan_with(
             match pidfile_pid(pf, &mut buf, exclude, &mut dirs) {
                 Some((st, writers)) => {
                     let mut c = Candidate::new(st);
-                    let uid = c.uid().unwrap_or(0);
-                    if !writers.allow(uid, t) {
+                    // The owner is read only when the pidfile is not
+                    // trusted (root's, in root's directories).
+                    let uid = (!writers.trusted()).then(|| c.uid().unwrap_or(0));
+                    if let Some(uid) = uid.filter(|&u| !writers.allow(u, t)) {
                         refused.push(Refusal {
                             target: t.name.clone(),
                             pid: c.stat.pid,

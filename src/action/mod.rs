@@ -216,7 +216,10 @@ async fn run_logged(
         }
     };
     on_spawn(pgid);
-    let mut copier = pipe.map(|p| p.start(&r.log));
+    let mut copier = match pipe {
+        Some(p) => Some(p.start(&r.log).await),
+        None => None,
+    };
     let status = match tokio::time::timeout(r.timeout, child.wait()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return ScriptOutcome::SpawnFailed(e.to_string()),
@@ -272,7 +275,7 @@ impl LogPipe {
 
     /// Start the copier (`procward script-log LOG`, a process of its own:
     /// see scriptlog.rs); when it cannot start, a thread copies instead.
-    fn start(self, log: &Path) -> Copier {
+    async fn start(self, log: &Path) -> Copier {
         let mut cmd = tokio::process::Command::new("/proc/self/exe");
         cmd.arg("script-log")
             .arg(log)
@@ -281,12 +284,20 @@ impl LogPipe {
             .process_group(0)
             .kill_on_drop(false);
         // In the library's own unit tests this executable is the test
-        // harness, not procward: they copy on a thread.
+        // harness, not procward: they copy on a thread. The fork waits for
+        // the child's exec, which closes its copies of procward's
+        // descriptors (a pidfd per watched process: milliseconds at 10,000
+        // targets): not on an async worker.
         let child = match self.read.try_clone() {
-            Ok(r) if !cfg!(test) => cmd.stdin(Stdio::from(r)).spawn().ok(),
+            Ok(r) if !cfg!(test) => {
+                cmd.stdin(Stdio::from(r));
+                tokio::task::spawn_blocking(move || cmd.spawn().ok())
+                    .await
+                    .ok()
+                    .flatten()
+            }
             _ => None,
         };
-        drop(cmd);
         let mut thread = None;
         if child.is_none() {
             let (read, log) = (self.read, log.to_path_buf());

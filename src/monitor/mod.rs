@@ -999,6 +999,9 @@ impl Target {
             out.push(Action::Persist);
             return;
         }
+        // Scanned again at the settling pace (`fast_scan`), not at once:
+        // back-to-back walks of /proc while a process takes its time to
+        // end would keep a core busy.
         for p in procs {
             if !signalled.contains(p) {
                 signalled.push(*p);
@@ -1010,7 +1013,6 @@ impl Target {
                 });
             }
         }
-        out.push(Action::ScanSoon);
     }
 
     fn reset(&mut self, out: &mut Out, by: &str) -> bool {

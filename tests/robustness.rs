@@ -250,8 +250,25 @@ fn a_metrics_burst_never_delays_monitoring_or_control() {
 
 // ---------------------------------------------------------------- 3 ----
 
-fn slow_start_script(env: &Env, tok: &str) -> PathBuf {
-    script(env, "app", &format!("sleep 1\n{}", env.start_app_line(tok)))
+/// A target `app` whose script starts it after 1 s.
+fn slow_start_config(env: &Env, tok: &str) {
+    let s = script(env, "app", &format!("sleep 1\n{}", env.start_app_line(tok)));
+    env.write_config(&format!(
+        "{}{}",
+        env.daemon_section(""),
+        target("app", tok, &s, "")
+    ));
+}
+
+/// `procward start app --offline --wait 10s`, running.
+fn offline_start(env: &Env) -> std::process::Child {
+    Command::new(BIN)
+        .args(["start", "app", "--offline", "--wait", "10s", "-c"])
+        .arg(env.cfg())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// Two `start --offline` at once start the application once.
@@ -259,22 +276,8 @@ fn slow_start_script(env: &Env, tok: &str) -> PathBuf {
 fn two_offline_starts_at_once_start_one_instance() {
     let env = Env::new();
     let tok = token();
-    let s = slow_start_script(&env, &tok);
-    env.write_config(&format!(
-        "{}{}",
-        env.daemon_section(""),
-        target("app", &tok, &s, "")
-    ));
-    let spawn = || {
-        Command::new(BIN)
-            .args(["start", "app", "--offline", "--wait", "10s", "-c"])
-            .arg(env.cfg())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
+    slow_start_config(&env, &tok);
+    let (a, b) = (offline_start(&env), offline_start(&env));
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert_eq!(a.status.code(), Some(0), "{a:?}");
     assert_eq!(b.status.code(), Some(0), "{b:?}");
@@ -289,19 +292,8 @@ fn two_offline_starts_at_once_start_one_instance() {
 fn the_daemon_adopts_what_an_offline_start_is_starting() {
     let env = Env::new();
     let tok = token();
-    let s = slow_start_script(&env, &tok);
-    env.write_config(&format!(
-        "{}{}",
-        env.daemon_section(""),
-        target("app", &tok, &s, "")
-    ));
-    let offline = Command::new(BIN)
-        .args(["start", "app", "--offline", "--wait", "10s", "-c"])
-        .arg(env.cfg())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    slow_start_config(&env, &tok);
+    let offline = offline_start(&env);
     wait_for("the offline start's script", T, || runs(&env, "app") == 1);
     let _d = env.start();
     let o = offline.wait_with_output().unwrap();

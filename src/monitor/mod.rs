@@ -404,15 +404,12 @@ pub enum Phase {
     Paused,
     /// Stopped by an operator (`procward stop`).
     Stopped,
-    /// Being stopped by an operator: the restart script that was running
-    /// (attempt `attempt`, `script` once it runs) is being ended with its
-    /// group (`running` until it ended), and every process of the target
-    /// a scan finds is stopped (`signalled`: those already told). Stopped
-    /// once the script has ended and a scan finds nothing.
+    /// Being stopped by an operator: the restart script of `attempt`, while
+    /// it has not ended, is being ended with its group, and every process
+    /// of the target a scan finds is stopped (`signalled`: those already
+    /// told). Stopped once no script runs and a scan finds nothing.
     Halting {
         attempt: Option<u32>,
-        script: Option<ProcRef>,
-        running: bool,
         timeout: std::time::Duration,
         signalled: Vec<ProcRef>,
     },
@@ -928,8 +925,6 @@ impl Target {
         self.up_since = None;
         self.enter(Phase::Halting {
             attempt,
-            script,
-            running: attempt.is_some(),
             timeout,
             signalled,
         });
@@ -952,29 +947,24 @@ impl Target {
     fn halting_script(&mut self, out: &mut Out, attempt: u32, proc: Option<ProcRef>) -> bool {
         let name = self.id.clone();
         let Phase::Halting {
-            attempt: Some(a),
-            script,
-            running,
+            attempt: halting @ Some(_),
             timeout,
             ..
         } = &mut self.phase
         else {
             return false;
         };
-        if *a != attempt {
+        if *halting != Some(attempt) {
             return false;
         }
         match proc {
-            Some(p) => {
-                *script = Some(p);
-                out.push(Action::KillScript {
-                    target: name,
-                    proc: p,
-                    timeout: *timeout,
-                });
-            }
+            Some(p) => out.push(Action::KillScript {
+                target: name,
+                proc: p,
+                timeout: *timeout,
+            }),
             None => {
-                *running = false;
+                *halting = None; // ended: nothing of it can start the target
                 out.push(Action::ScanSoon);
             }
         }
@@ -986,15 +976,14 @@ impl Target {
     fn halting_found(&mut self, out: &mut Out, procs: &[ProcRef]) {
         let name = self.id.clone();
         let Phase::Halting {
-            running,
+            attempt,
             timeout,
             signalled,
-            ..
         } = &mut self.phase
         else {
             return;
         };
-        if procs.is_empty() && !*running {
+        if procs.is_empty() && attempt.is_none() {
             self.enter(Phase::Stopped);
             out.push(Action::Persist);
             return;

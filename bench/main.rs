@@ -4,6 +4,8 @@
 //! children, % of one core) over a steady-state period, peak RSS, and for
 //! procward and monit the latency from SIGKILL of a random target to the
 //! monitor's reaction. Run through scripts/bench.sh.
+// Test harness, not procward: raw libc calls set up the conditions tested.
+#![allow(unsafe_code)]
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -60,7 +62,7 @@ fn proc_readers(targets: &Targets) -> String {
     let mut buf = Vec::with_capacity(512);
     let ours_stat = best(&mut || {
         pids.iter()
-            .filter(|&&p| matches!(procward::probe::procfs::read_stat(p, &mut buf), Ok(Some(_))))
+            .filter(|&&p| matches!(procward::sys::proc::read_stat(p, &mut buf), Ok(Some(_))))
             .count()
     });
     let crate_stat = best(&mut || {
@@ -77,9 +79,7 @@ fn proc_readers(targets: &Targets) -> String {
             .map(|d| {
                 d.flatten()
                     .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                    .filter(|&p| {
-                        matches!(procward::probe::procfs::read_stat(p, &mut buf), Ok(Some(_)))
-                    })
+                    .filter(|&p| matches!(procward::sys::proc::read_stat(p, &mut buf), Ok(Some(_))))
                     .count()
             })
             .unwrap_or(0)

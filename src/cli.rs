@@ -1,6 +1,6 @@
 //! Command-line definitions only (clap derive).
 
-use crate::catalog::Lang;
+use crate::model::Lang;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,7 +45,7 @@ pub fn since(s: &str) -> Result<u64, String> {
     let ago = crate::config::duration::parse(s).map_err(|_| {
         format!("`{s}` is not a time (RFC 3339, local `YYYY-MM-DD HH:MM[:SS]`, a date) or a duration like 10m")
     })?;
-    Ok(crate::event::now_ms().saturating_sub(ago.as_millis() as u64))
+    Ok(crate::model::event::now_ms().saturating_sub(ago.as_millis() as u64))
 }
 
 #[derive(Parser, Debug)]
@@ -400,7 +400,7 @@ mod tests {
         let b = since("2026-11-25T23:17:00Z").unwrap();
         assert_eq!(a, b);
         let ago = since("10m").unwrap();
-        let now = crate::event::now_ms();
+        let now = crate::model::event::now_ms();
         assert!(now - ago >= 600_000 && now - ago < 610_000);
         assert!(since("yesterday-ish").is_err());
     }

@@ -5,9 +5,11 @@
 
 use crate::catalog::render::Renderer;
 use crate::catalog::Catalog;
-use crate::config::{Lang, SyslogFormat, SyslogSink, Transport};
+use crate::config::{SyslogFormat, SyslogSink, Transport};
 use crate::control::{Client, Request};
-use crate::monitor::{State, TargetStatus};
+use crate::model::Lang;
+use crate::model::State;
+use crate::monitor::TargetStatus;
 use crate::notify::syslog;
 use anyhow::{bail, Context};
 use std::os::unix::fs::PermissionsExt;
@@ -223,7 +225,7 @@ fn kill_three_times(
 /// The first PW2003 of the journal as syslog and the journal carry it.
 fn show_as_a_manager_sees_it(dir: &Path) -> anyhow::Result<()> {
     say("the same failure as an operations manager receives it");
-    let events = crate::notify::journal::read(&dir.join("state"), 0);
+    let events = crate::store::journal::read(&dir.join("state"), 0);
     let ev = events
         .iter()
         .find(|e| e.id == "PW2003")

@@ -7,14 +7,16 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod demo;
-pub mod event;
+
 pub mod filters;
 pub mod metrics;
+pub mod model;
 
 pub mod monitor;
 pub mod notify;
 pub mod offline;
 pub mod probe;
 pub mod reaper;
-pub mod state;
-pub mod trust;
+pub mod store;
+
+pub mod sys;

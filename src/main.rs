@@ -2,10 +2,12 @@ use clap::Parser;
 use procward::catalog::render::Renderer;
 use procward::catalog::Catalog;
 use procward::cli::{CatalogCmd, Cli, Cmd, FiltersCmd, RenderFormat};
-use procward::config::{self, Lang, SyslogFormat, SyslogSink, Transport};
+use procward::config::{self, SyslogFormat, SyslogSink, Transport};
 use procward::control::{self, Client, ClientError, Request, Response};
 use procward::daemon;
-use procward::monitor::{State, TargetStatus};
+use procward::model::Lang;
+use procward::model::State;
+use procward::monitor::TargetStatus;
 use procward::notify::syslog;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,13 +20,8 @@ const EXIT_UNREACHABLE: u8 = 3;
 const EXIT_NOT_UP: u8 = 4;
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    // glibc gives each thread its own malloc arena; a daemon that mostly
-    // sleeps needs one, not one per thread (measured: 22 -> 16 MiB RSS
-    // with 1000 targets).
-    // SAFETY: mallopt before any thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
+    // glibc gives each thread its own malloc arena (see the function).
+    procward::sys::process::one_malloc_arena();
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(8)
@@ -48,10 +45,7 @@ fn main() -> ExitCode {
         // A client whose reader went away (`procward events | head -1`)
         // ends quietly, as `cat` does, instead of panicking on EPIPE. (The
         // daemon keeps SIGPIPE ignored: a dead socket is an error there.)
-        // SAFETY: restoring the default disposition of one signal.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
+        procward::sys::process::default_sigpipe();
     }
     let cfg_path = config::resolve_path(cli.config.as_deref());
     match dispatch(cli.command, &cfg_path) {
@@ -289,7 +283,7 @@ fn watch(cfg: &Path, target: Option<String>, utc: bool, every: Duration) -> anyh
         if tty {
             print!("\x1b[H\x1b[2J");
         }
-        let now = show_time(procward::event::now_ms(), utc);
+        let now = show_time(procward::model::event::now_ms(), utc);
         println!(
             "procward status, every {} ({now})",
             humantime::format_duration(every)
@@ -356,7 +350,7 @@ fn stop(cfg: &Path, target: &str, timeout: Duration) -> anyhow::Result<u8> {
     let deadline = Instant::now() + timeout + Duration::from_secs(5);
     let mut buf = Vec::new();
     let alive = |p: &u32, buf: &mut Vec<u8>| {
-        procward::probe::procfs::read_stat(*p, buf)
+        procward::sys::proc::read_stat(*p, buf)
             .ok()
             .flatten()
             .is_some_and(|s| !s.is_dead())
@@ -404,7 +398,7 @@ fn reload(cfg: &Path) -> anyhow::Result<u8> {
 }
 
 fn events(cfg: &Path, follow: bool, json: bool, since_ms: u64, utc: bool) -> anyhow::Result<u8> {
-    let print = |ev: &procward::event::Event| -> anyhow::Result<()> {
+    let print = |ev: &procward::model::event::Event| -> anyhow::Result<()> {
         if json {
             println!("{}", serde_json::to_string(ev)?);
         } else {
@@ -419,7 +413,7 @@ fn events(cfg: &Path, follow: bool, json: bool, since_ms: u64, utc: bool) -> any
         // The journal matters most when the daemon is down: read it.
         Err(ClientError::Unreachable { path, .. }) => {
             let dir = control::state_dir_path(cfg);
-            let journal = dir.join(procward::notify::journal::FILE);
+            let journal = dir.join(procward::store::journal::FILE);
             if !journal.exists() {
                 anyhow::bail!(
                     "procward is not reachable at {} and there is no journal at {}",
@@ -427,7 +421,7 @@ fn events(cfg: &Path, follow: bool, json: bool, since_ms: u64, utc: bool) -> any
                     journal.display()
                 );
             }
-            for ev in procward::notify::journal::read(&dir, since_ms) {
+            for ev in procward::store::journal::read(&dir, since_ms) {
                 print(&ev)?;
             }
             let more = if follow {

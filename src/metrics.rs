@@ -9,7 +9,9 @@
 //! connections at once, each ended after 5 s; the text is rendered from a
 //! status snapshot the event loop publishes at most every 250 ms.
 
-use crate::monitor::{State, TargetStatus};
+use crate::monitor::TargetStatus;
+
+use crate::model::State;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -36,21 +38,6 @@ pub struct ExitLabel {
     pub target: String,
     pub reason: String,
 }
-
-const STATES: [State; 12] = [
-    State::Waiting,
-    State::Up,
-    State::Stalled,
-    State::Down,
-    State::Backoff,
-    State::Restarting,
-    State::Stopping,
-    State::Settling,
-    State::RetryOver,
-    State::Failed,
-    State::Paused,
-    State::Stopped,
-];
 
 /// The event loop's side: counters and histograms it updates as things
 /// happen (atomics shared with the exposition), and the status snapshot
@@ -282,7 +269,7 @@ impl Exposition {
             self.probe_failures
                 .get_or_create(&l)
                 .set(i64::from(t.probe_failures));
-            for s in STATES {
+            for s in State::ALL {
                 self.state
                     .get_or_create(&StateLabel {
                         target: t.target.clone(),

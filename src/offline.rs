@@ -16,7 +16,8 @@
 //! then adopts what the start started.
 
 use crate::config::{Config, TargetSpec};
-use crate::monitor::{Halted, Persisted, ProcRef, Reason};
+use crate::model::{Halted, ProcRef, Reason};
+use crate::monitor::Persisted;
 use crate::probe::procfs;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,7 +44,7 @@ pub fn processes(spec: &TargetSpec) -> Vec<ProcRef> {
 }
 
 fn alive(p: ProcRef, buf: &mut Vec<u8>) -> bool {
-    procfs::read_pinned(p, buf).is_some_and(|s| !s.is_dead())
+    crate::sys::proc::read_pinned(p, buf).is_some_and(|s| !s.is_dead())
 }
 
 /// Enough processes to count as running (a group needs `count.min`).
@@ -88,9 +89,9 @@ const OFFLINE_WAIT: Duration = Duration::from_secs(300);
 /// The state directory's locks for the whole offline command: it fails
 /// while procward runs, and waits for another offline command (so two
 /// starts at once run the script once; the second finds it up).
-fn lock(cfg: &Config) -> Result<crate::state::OfflineLock, String> {
+fn lock(cfg: &Config) -> Result<crate::store::state::OfflineLock, String> {
     let dir = &cfg.daemon.state_dir;
-    crate::state::lock_offline(dir, OFFLINE_WAIT, || {
+    crate::store::state::lock_offline(dir, OFFLINE_WAIT, || {
         eprintln!(
             "procward: waiting for another offline command on {} to finish",
             dir.display()
@@ -103,17 +104,17 @@ fn lock(cfg: &Config) -> Result<crate::state::OfflineLock, String> {
 /// daemon would (the caller holds the locks).
 fn record(
     cfg: &Config,
-    _locked: &crate::state::OfflineLock,
+    _locked: &crate::store::state::OfflineLock,
     target: &str,
     f: impl FnOnce(&mut Persisted),
 ) -> Result<(), String> {
     let dir = &cfg.daemon.state_dir;
-    let mut all = crate::state::load(dir).unwrap_or_default();
+    let mut all = crate::store::state::load(dir).unwrap_or_default();
     f(all.entry(target.to_string()).or_default());
-    crate::state::save(dir, &all).map_err(|e| {
+    crate::store::state::save(dir, &all).map_err(|e| {
         format!(
             "cannot save the state in {}: {e}",
-            crate::state::path(dir).display()
+            crate::store::state::path(dir).display()
         )
     })
 }
@@ -122,7 +123,7 @@ fn record(
 /// the process it will look for (and report by pid if it is gone).
 fn record_up(
     cfg: &Config,
-    locked: &crate::state::OfflineLock,
+    locked: &crate::store::state::OfflineLock,
     target: &str,
     main: ProcRef,
 ) -> Result<(), String> {
@@ -131,7 +132,7 @@ fn record_up(
         p.down_reported = false;
         p.last_pid = Some(main.pid);
         if p.up.is_none_or(|(proc, _)| proc != main) {
-            p.up = Some((main, crate::event::now_ms()));
+            p.up = Some((main, crate::model::event::now_ms()));
         }
     })
 }

@@ -3,31 +3,12 @@
 //! (some containers), daemons started by restart scripts would otherwise
 //! stay zombies forever once they exit.
 
-use std::sync::atomic::{AtomicI32, Ordering};
-
-static CHILD: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn forward(sig: libc::c_int) {
-    let pid = CHILD.load(Ordering::Relaxed);
-    if pid > 0 {
-        // SAFETY: kill is async-signal-safe.
-        unsafe {
-            libc::kill(pid, sig);
-        }
-    }
-}
+use crate::sys::process::{forward_signals, set_forward};
 
 /// Returns the exit code of CMD (128 + signal when killed).
 pub fn run(argv: &[String]) -> u8 {
     let _ = rustix::process::set_child_subreaper(rustix::process::getpid().into());
-    // A signal handler has no safe installer in std or rustix: the handler
-    // only reads an atomic and calls kill, both async-signal-safe.
-    // SAFETY: valid signal numbers and an `extern "C"` handler.
-    unsafe {
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            libc::signal(s, forward as *const () as libc::sighandler_t);
-        }
-    }
+    forward_signals();
     let child = match std::process::Command::new(&argv[0])
         .args(&argv[1..])
         .spawn()
@@ -39,7 +20,7 @@ pub fn run(argv: &[String]) -> u8 {
         }
     };
     let main = child.id() as i32;
-    CHILD.store(main, Ordering::Relaxed);
+    set_forward(main as u32);
     let mut code = 0u8;
     use rustix::process::{wait, WaitOptions};
     loop {
@@ -55,7 +36,7 @@ pub fn run(argv: &[String]) -> u8 {
                 (None, Some(sig)) => 128u8.wrapping_add(sig as u8),
                 _ => 0,
             };
-            CHILD.store(0, Ordering::Relaxed);
+            set_forward(0);
             break;
         }
     }

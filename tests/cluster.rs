@@ -2,6 +2,8 @@
 //! corosync + Pacemaker on loopback fails a procward target over once
 //! procward gives up on it (RETRY-OVER with on-retry-over = "failover").
 //! Every cluster daemon the test starts is stopped by pid, pass or fail.
+// Test harness, not procward: raw libc calls set up the conditions tested.
+#![allow(unsafe_code)]
 
 mod common;
 

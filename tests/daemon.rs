@@ -851,7 +851,7 @@ fn restart_scripts_come_from_a_spawner_that_survives_being_killed() {
     // issue 18's note, not what this test is about).
     let spawner = ppids()[2];
     let known = || {
-        procward::state::load(&env.state())
+        procward::store::state::load(&env.state())
             .ok()
             .and_then(|m| m.get("web")?.recovering.as_ref()?.script)
             .is_some_and(|s| parent_of(s.pid) == spawner)

@@ -639,8 +639,8 @@ fn with_many_targets_a_change_survives_a_crash_as_its_record() {
     let dir = env.state();
     // A record newer than the state file: what a start-up applies.
     let pending = |name: &str| {
-        procward::state::newest_record(&dir, name)
-            .filter(|(stamp, _)| *stamp > procward::state::saved_stamp(&dir))
+        procward::store::state::newest_record(&dir, name)
+            .filter(|(stamp, _)| *stamp > procward::store::state::saved_stamp(&dir))
     };
     let deadline = Instant::now() + T;
     while pending("idle7").is_none() && Instant::now() < deadline {

@@ -8,9 +8,10 @@ mod common;
 use common::*;
 use procward::catalog::render::Renderer;
 use procward::catalog::Catalog;
-use procward::config::{Lang, SyslogFormat, SyslogSink, Transport};
-use procward::event::{Event, Severity};
+use procward::config::{SyslogFormat, SyslogSink, Transport};
 use procward::filters::{self, MANAGERS};
+use procward::model::event::{Event, Severity};
+use procward::model::Lang;
 use procward::notify::syslog;
 use regex::Regex;
 use std::path::Path;
@@ -47,15 +48,15 @@ fn all_events(r: &Renderer, lang: Lang) -> Vec<Event> {
         // Every way a process can end, for the messages that say it.
         if m.fields.contains_key("exit") {
             for status in [
-                Some(procward::monitor::ExitStatus::from_wait(3 << 8)),
-                Some(procward::monitor::ExitStatus::from_wait(0)),
-                Some(procward::monitor::ExitStatus::from_wait(9)),
-                Some(procward::monitor::ExitStatus::from_wait(11 | 0x80)),
+                Some(procward::model::ExitStatus::from_wait(3 << 8)),
+                Some(procward::model::ExitStatus::from_wait(0)),
+                Some(procward::model::ExitStatus::from_wait(9)),
+                Some(procward::model::ExitStatus::from_wait(11 | 0x80)),
                 None,
             ] {
-                let spec = procward::monitor::ExitStatus::fields(
+                let spec = procward::model::ExitStatus::fields(
                     status.as_ref(),
-                    procward::event::EventSpec::new(crate_id(&m.id))
+                    procward::model::event::EventSpec::new(crate_id(&m.id))
                         .target("web")
                         .pid(4242)
                         .field("ppid", 1),
@@ -70,8 +71,8 @@ fn all_events(r: &Renderer, lang: Lang) -> Vec<Event> {
 /// The catalog's IDs as the &'static str an EventSpec takes.
 fn crate_id(id: &str) -> &'static str {
     match id {
-        "PW2003" => procward::event::msg::PROCESS_DISAPPEARED,
-        "PW2004" => procward::event::msg::PROCESS_ZOMBIE,
+        "PW2003" => procward::model::event::msg::PROCESS_DISAPPEARED,
+        "PW2004" => procward::model::event::msg::PROCESS_ZOMBIE,
         other => panic!("no exit fields expected in {other}"),
     }
 }

@@ -130,7 +130,7 @@ proptest! {
 
     #[test]
     fn the_stat_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
-        let _ = procfs::parse_stat(&bytes);
+        let _ = procward::sys::proc::parse_stat(&bytes);
     }
 
     #[test]
@@ -140,7 +140,7 @@ proptest! {
         starttime in any::<u64>(),
     ) {
         let line = format!("{pid} ({comm}) S 1 {pid} {pid} 0 -1 4194560 0 0 0 0 7 3 0 0 20 0 1 0 {starttime} 0 0");
-        let st = procfs::parse_stat(line.as_bytes());
+        let st = procward::sys::proc::parse_stat(line.as_bytes());
         let st = st.expect("a well-formed line parses");
         prop_assert_eq!(st.pid, pid);
         prop_assert_eq!(st.comm, comm);
@@ -205,7 +205,7 @@ proptest! {
     ]) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("state.json"), &text).unwrap();
-        let _ = procward::state::load(dir.path());
+        let _ = procward::store::state::load(dir.path());
         std::fs::write(dir.path().join("snmp-engine.json"), &text).unwrap();
         let e = procward::notify::snmp::Engine::load(dir.path()).unwrap();
         prop_assert!((5..=32).contains(&e.id.len()));
@@ -213,7 +213,7 @@ proptest! {
 
     #[test]
     fn escaped_fields_hold_no_line_breaking_or_bidi_character(s in any::<String>()) {
-        let out = procward::event::escape_controls(&s);
+        let out = procward::model::event::escape_controls(&s);
         for ch in out.chars() {
             let c = ch as u32;
             prop_assert!(c >= 0x20 && c != 0x7f && !(0x80..0xa0).contains(&c), "{:?}", ch);

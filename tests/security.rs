@@ -2,6 +2,8 @@
 //! (uid 65534) would: pidfiles, the control socket, the state directory,
 //! hostile state files. (Configuration and executables: the fixtures in
 //! tests/invalid_configs/ and `run_refuses_an_untrusted_restart_script`.)
+// Test harness, not procward: raw libc calls set up the conditions tested.
+#![allow(unsafe_code)]
 
 mod common;
 

@@ -6,6 +6,8 @@
 //! matters here is how the transport behaves (ICMP port unreachable, RST,
 //! a full receive window), not what a syslog daemon does with the lines
 //! (tests/syslog.rs runs a real rsyslogd).
+// Test harness, not procward: raw libc calls set up the conditions tested.
+#![allow(unsafe_code)]
 
 mod common;
 

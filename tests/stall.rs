@@ -250,7 +250,7 @@ fn a_hanging_exec_probe_is_killed_with_its_children() {
     let mut buf = Vec::new();
     // The last probe may still be running: check all but the last two pids.
     for pid in &all[..all.len() - 2] {
-        if let Ok(Some(s)) = procward::probe::procfs::read_stat(*pid, &mut buf) {
+        if let Ok(Some(s)) = procward::sys::proc::read_stat(*pid, &mut buf) {
             assert!(
                 s.is_dead() || s.comm != "sleep" && s.comm != "probe.sh",
                 "probe process {pid} ({}) leaked",

@@ -33,7 +33,7 @@ pub struct Run {
 
 fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
     if let Some(dir) = path.parent() {
-        crate::state::ensure_subdir(dir)?;
+        crate::sys::fs::ensure_subdir(dir)?;
     }
     if std::fs::symlink_metadata(path)
         .map(|m| m.len() > LOG_LIMIT)
@@ -43,14 +43,14 @@ fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
         old.push(".1");
         std::fs::rename(path, old)?;
     }
-    crate::state::open_append(path)
+    crate::sys::fs::open_append(path)
 }
 
 /// The last bytes written since `offset`, on one line, cut at a character
 /// boundary.
 fn tail(path: &Path, offset: u64) -> String {
     let mut buf = Vec::new();
-    if let Ok(mut f) = crate::state::open_read(path) {
+    if let Ok(mut f) = crate::sys::fs::open_read(path) {
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         let from = offset.max(len.saturating_sub(OUTPUT_TAIL as u64 * 4));
         if f.seek(SeekFrom::Start(from)).is_ok() {
@@ -102,7 +102,7 @@ pub async fn run(r: Run, spawner: Option<&spawner::Spawner>, on_spawn: impl FnOn
 enum Running {
     Child(tokio::process::Child),
     Spawned {
-        proc: Option<crate::monitor::ProcRef>,
+        proc: Option<crate::model::ProcRef>,
         exit: tokio::sync::oneshot::Receiver<i32>,
         done: Option<Option<std::process::ExitStatus>>,
     },
@@ -123,7 +123,7 @@ impl Running {
                     Ok(raw) => Some(std::process::ExitStatus::from_raw(raw)),
                     Err(_) => {
                         if let Some(p) = proc {
-                            crate::probe::watch::gone(*p, Duration::from_millis(200)).await;
+                            crate::sys::pidfd::gone(*p, Duration::from_millis(200)).await;
                         }
                         None
                     }
@@ -195,7 +195,7 @@ async fn run_logged(
         Some(Ok(s)) => {
             drop(output); // the script's now: the pipe ends with its last writer
             let mut buf = Vec::with_capacity(512);
-            let proc = crate::probe::procfs::read_stat(s.pid, &mut buf)
+            let proc = crate::sys::proc::read_stat(s.pid, &mut buf)
                 .ok()
                 .flatten()
                 .map(|st| st.proc_ref());
@@ -369,21 +369,7 @@ pub(crate) fn command(
         .stderr(stderr)
         .process_group(0);
     if let Some((uid, gid, groups)) = user {
-        // SAFETY: only async-signal-safe syscalls, on a group list built
-        // before fork. Groups, then gid, then uid: each needs the privilege
-        // the next one drops. (std's Command::uid would run before this
-        // closure and make setgroups fail.)
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
-                    || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::sys::process::run_as(&mut cmd, uid, gid, groups);
     }
     cmd
 }
@@ -439,7 +425,7 @@ pub fn stop_child(c: &mut std::process::Child, grace: Duration) -> bool {
 
 /// SIGTERM to a stalled process (or its group), SIGKILL after `timeout`
 /// if it is still there. Its exit is seen by its pidfd watch.
-pub fn stop_process(p: crate::monitor::ProcRef, group: bool, timeout: Duration) {
+pub fn stop_process(p: crate::model::ProcRef, group: bool, timeout: Duration) {
     use rustix::process::{kill_process, kill_process_group, Pid, Signal};
     let Some(pid) = Pid::from_raw(p.pid as i32) else {
         return;
@@ -462,7 +448,7 @@ pub fn stop_process(p: crate::monitor::ProcRef, group: bool, timeout: Duration) 
         tokio::time::sleep(timeout).await;
         let alive = tokio::task::spawn_blocking(move || {
             let mut buf = Vec::with_capacity(512);
-            crate::probe::procfs::read_pinned(p, &mut buf).is_some_and(|s| !s.is_dead())
+            crate::sys::proc::read_pinned(p, &mut buf).is_some_and(|s| !s.is_dead())
         })
         .await
         .unwrap_or(false);
@@ -476,10 +462,10 @@ pub fn stop_process(p: crate::monitor::ProcRef, group: bool, timeout: Duration) 
 /// process group (its pgid is its pid): SIGTERM now, SIGKILL to what is
 /// left of the group after `timeout`, whether or not the script itself
 /// is still there (a child of it may be about to start the application).
-pub fn stop_script_group(p: crate::monitor::ProcRef, timeout: Duration) {
+pub fn stop_script_group(p: crate::model::ProcRef, timeout: Duration) {
     use rustix::process::Signal;
     let mut buf = Vec::with_capacity(512);
-    if crate::probe::procfs::read_pinned(p, &mut buf).is_none() {
+    if crate::sys::proc::read_pinned(p, &mut buf).is_none() {
         // Gone already: its group id may be anyone's by now.
         return;
     }
@@ -499,7 +485,7 @@ pub struct Context<'a> {
     pub event_seq: u64,
     /// How the process that failed ended (PROCWARD_EXIT_*; empty when
     /// unknown).
-    pub exit: Option<crate::monitor::ExitStatus>,
+    pub exit: Option<crate::model::ExitStatus>,
 }
 
 impl Context<'_> {
@@ -516,7 +502,7 @@ impl Context<'_> {
             ("PROCWARD_EVENT_ID".into(), self.event_seq.to_string()),
         ]
         .into_iter()
-        .chain(crate::monitor::ExitStatus::env(self.exit.as_ref()))
+        .chain(crate::model::ExitStatus::env(self.exit.as_ref()))
         .collect()
     }
 
@@ -530,7 +516,7 @@ impl Context<'_> {
     pub fn restart(
         &self,
         attempt: u32,
-        reason: crate::monitor::Reason,
+        reason: crate::model::Reason,
         pid: Option<u32>,
     ) -> Option<Run> {
         let script = self.spec.restart.script.as_ref()?;
@@ -544,7 +530,7 @@ impl Context<'_> {
             log: self.log(""),
             header: format!(
                 "{} restart attempt {attempt} ({})",
-                crate::event::rfc3339_ms(crate::event::now_ms()),
+                crate::model::event::rfc3339_ms(crate::model::event::now_ms()),
                 reason.as_str()
             ),
         })
@@ -562,7 +548,7 @@ impl Context<'_> {
             log: self.log(".retry-over"),
             header: format!(
                 "{} retry-over command",
-                crate::event::rfc3339_ms(crate::event::now_ms())
+                crate::model::event::rfc3339_ms(crate::model::event::now_ms())
             ),
         })
     }
@@ -638,7 +624,7 @@ mod tests {
         let mut buf = Vec::new();
         let mut gone = false;
         for _ in 0..50 {
-            match crate::probe::procfs::read_stat(pid, &mut buf).unwrap() {
+            match crate::sys::proc::read_stat(pid, &mut buf).unwrap() {
                 None => gone = true,
                 Some(s) if s.is_dead() => gone = true,
                 Some(_) => std::thread::sleep(Duration::from_millis(20)),

@@ -39,7 +39,7 @@ struct Log {
 
 impl Log {
     fn open(path: &Path) -> Log {
-        let file = crate::state::open_append(path).ok();
+        let file = crate::sys::fs::open_append(path).ok();
         let size = file
             .as_ref()
             .and_then(|f| f.metadata().ok())

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -38,14 +38,6 @@ use tokio::sync::oneshot;
 const MAX_MESSAGE: usize = 256 * 1024;
 /// How long a request may wait for its `Started`/`Failed`.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
-
-/// The pid of the running helper (0: none): its children are procward's
-/// own (restart scripts), never adopted as a target's process.
-static HELPER_PID: AtomicU32 = AtomicU32::new(0);
-
-pub fn helper_pid() -> u32 {
-    HELPER_PID.load(Ordering::Relaxed)
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request {
@@ -67,8 +59,7 @@ enum Reply {
 
 /// `procward spawner`: serve the daemon on stdin until it goes away.
 pub fn serve() -> u8 {
-    // SAFETY: fd 0 is this process's; it is owned from here on.
-    let sock = unsafe { OwnedFd::from_raw_fd(0) };
+    let sock = crate::sys::process::take_stdin();
     let is_socket = rustix::fs::fstat(&sock).is_ok_and(|st| {
         rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket
     });
@@ -76,10 +67,7 @@ pub fn serve() -> u8 {
         eprintln!("procward spawner: started by `procward run`, not by hand");
         return 2;
     }
-    // SAFETY: prctl(PR_SET_NAME) with a NUL-terminated name.
-    unsafe {
-        libc::prctl(libc::PR_SET_NAME, c"procward-spawn".as_ptr());
-    }
+    crate::sys::process::set_name(c"procward-spawn");
     let sock = Arc::new(sock);
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
@@ -317,15 +305,11 @@ fn connect(exe: &std::path::Path) -> std::io::Result<Arc<Conn>> {
         .kill_on_drop(false);
     let mut child = cmd.spawn()?;
     let pid = child.id().unwrap_or(0);
-    HELPER_PID.store(pid, Ordering::Relaxed);
-    // SAFETY: the AsyncFd owns the socket for as long as it is
-    // registered; nothing else closes it.
-    let fd = unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(
-            ours,
-            tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE,
-        )
-    }?;
+    crate::sys::process::set_helper_pid(pid);
+    let fd = crate::sys::pidfd::async_fd(
+        ours,
+        tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE,
+    )?;
     let conn = Arc::new(Conn {
         fd,
         waiters: Mutex::new(HashMap::new()),
@@ -338,7 +322,7 @@ fn connect(exe: &std::path::Path) -> std::io::Result<Arc<Conn>> {
         reader.alive.store(false, Ordering::Release);
         // Whoever still waits learns the helper is gone.
         reader.waiters.lock().expect("waiters").clear();
-        let _ = HELPER_PID.compare_exchange(reader.pid, 0, Ordering::Relaxed, Ordering::Relaxed);
+        crate::sys::process::clear_helper_pid(reader.pid);
     });
     tokio::spawn(async move {
         let _ = child.wait().await;

@@ -3,7 +3,8 @@
 
 pub mod render;
 
-use crate::event::Severity;
+use crate::model::event::Severity;
+use crate::model::Lang;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -11,35 +12,6 @@ use std::path::Path;
 
 pub const EMBEDDED: &str = include_str!("../../message-catalog/messages.toml");
 pub const IDS_LOCK: &str = include_str!("../../message-catalog/ids.lock");
-
-/// The language of message texts. The catalog owns the languages: every
-/// message has a text, a description and an action in each.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    serde::Deserialize,
-    serde::Serialize,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Lang {
-    #[default]
-    En,
-    Ja,
-}
-
-impl Lang {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lang::En => "en",
-            Lang::Ja => "ja",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -446,27 +418,15 @@ mod tests {
     /// Japanese in Japanese texts.
     #[test]
     fn every_value_procward_produces_has_a_japanese_text() {
-        use crate::monitor::{outcome_status, Reason, ScriptOutcome, State};
+        use crate::model::{Reason, State};
+        use crate::monitor::{outcome_status, ScriptOutcome};
         let c = Catalog::embedded();
         let mut produced: Vec<(&str, String)> = Vec::new();
         for r in Reason::ALL {
             produced.push(("reason", r.as_str().into()));
         }
         // Every state `status` can show (the serde names).
-        for st in [
-            State::Waiting,
-            State::Up,
-            State::Stalled,
-            State::Down,
-            State::Backoff,
-            State::Restarting,
-            State::Stopping,
-            State::Settling,
-            State::RetryOver,
-            State::Failed,
-            State::Paused,
-            State::Stopped,
-        ] {
+        for st in State::ALL {
             produced.push(("state", st.as_str().into()));
         }
         for a in [

@@ -3,8 +3,8 @@
 //! against every catalog message's sample event at load.
 
 use crate::catalog::Catalog;
-use crate::config::Lang;
-use crate::event::{escape_value, rfc3339_ms, Event, EventSpec};
+use crate::model::event::{escape_value, rfc3339_ms, Event, EventSpec};
+use crate::model::Lang;
 use handlebars::Handlebars;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -206,7 +206,7 @@ impl Renderer {
             .collect();
         let (name, severity) = match self.catalog.get(spec.id) {
             Some(m) => (m.name.clone(), m.severity),
-            None => ("unknown".to_string(), crate::event::Severity::Error),
+            None => ("unknown".to_string(), crate::model::event::Severity::Error),
         };
         let text = self.text(spec.id, &fields, lang).unwrap_or_else(|e| {
             format!(
@@ -231,7 +231,7 @@ impl Renderer {
             target: spec
                 .target
                 .as_ref()
-                .map(|t| crate::event::escape_controls(t).into_owned()),
+                .map(|t| crate::model::event::escape_controls(t).into_owned()),
             pid: spec.pid,
             fields,
             text,
@@ -321,7 +321,7 @@ mod tests {
     #[test]
     fn hostile_fields_cannot_break_lines() {
         let r = renderer();
-        let spec = EventSpec::new(crate::event::msg::PROCESS_DISAPPEARED)
+        let spec = EventSpec::new(crate::model::event::msg::PROCESS_DISAPPEARED)
             .target("evil\nPW9999 forged\x1b[2J")
             .pid(1)
             .field("exit", "exit status unknown");

@@ -11,10 +11,11 @@ pub use pattern::{Index as PatternIndex, Pattern};
 
 pub use duration::Dur;
 pub use raw::{
-    AuthProto, Lang, NotifyKind, OnRetryOver, PrivProto, SnmpVersion, StallAction, SyslogFormat,
+    AuthProto, NotifyKind, OnRetryOver, PrivProto, SnmpVersion, StallAction, SyslogFormat,
     Transport,
 };
 
+use crate::model::Lang;
 use raw::*;
 use serde::Deserialize;
 use std::fmt;
@@ -206,7 +207,7 @@ pub struct SyslogSink {
     pub address: String,
     pub format: SyslogFormat,
     pub facility: u8,
-    pub min_severity: crate::event::Severity,
+    pub min_severity: crate::model::event::Severity,
     pub queue: usize,
     pub max_size: usize,
     pub language: Lang,
@@ -236,7 +237,7 @@ impl SyslogSink {
             address: String::new(),
             format,
             facility: 3,
-            min_severity: crate::event::Severity::Debug,
+            min_severity: crate::model::event::Severity::Debug,
             queue: 1,
             max_size: 8192,
             language,
@@ -275,7 +276,7 @@ pub struct SnmpSink {
     pub address: String,
     pub security: SnmpSecurity,
     pub kind: NotifyKind,
-    pub min_severity: crate::event::Severity,
+    pub min_severity: crate::model::event::Severity,
     pub timeout: Duration,
     pub retries: u32,
     pub queue: usize,
@@ -323,6 +324,11 @@ pub struct Config {
     /// What is accepted but unsafe (`check` prints them, `run` logs them).
     pub warnings: Vec<ConfigError>,
 }
+
+/// Rotated journal generations kept by default (`events.jsonl.1` … `.3`).
+pub const JOURNAL_KEEP: u32 = 3;
+/// The most generations `daemon.journal-keep` may ask for.
+pub const JOURNAL_MAX_KEEP: u32 = 100;
 
 pub const DEFAULT_PATH: &str = "/etc/procward/procward.toml";
 
@@ -491,7 +497,7 @@ impl Collector {
         if let Some(r) = self.executables.get(path) {
             return r.clone();
         }
-        let r = crate::trust::executable(path);
+        let r = crate::sys::trust::executable(path);
         self.executables.insert(path.to_path_buf(), r.clone());
         r
     }
@@ -618,11 +624,11 @@ fn k(s: &str) -> Seg {
 /// directory or one above), if it can.
 fn pidfile_problem(pidfile: &Path) -> Option<String> {
     let dir = pidfile.parent().unwrap_or(Path::new("/"));
-    if let Err(e) = crate::trust::directory(dir) {
+    if let Err(e) = crate::sys::trust::directory(dir) {
         return Some(e);
     }
     match std::fs::symlink_metadata(pidfile) {
-        Ok(md) => crate::trust::component_problem(pidfile, &md, true),
+        Ok(md) => crate::sys::trust::component_problem(pidfile, &md, true),
         Err(_) => None,
     }
 }
@@ -630,7 +636,7 @@ fn pidfile_problem(pidfile: &Path) -> Option<String> {
 /// A catalog or templates directory: the directory and every file procward
 /// reads from it must be trusted.
 fn trusted_dir_files(dir: &Path, key: &str) -> Result<(), String> {
-    crate::trust::directory(dir)?;
+    crate::sys::trust::directory(dir)?;
     let wanted = |name: &Path| match key {
         "catalog-dir" => name.file_name().is_some_and(|n| n == "messages.toml"),
         _ => name.extension().is_some_and(|e| e == "hbs"),
@@ -639,7 +645,7 @@ fn trusted_dir_files(dir: &Path, key: &str) -> Result<(), String> {
     for entry in entries.flatten() {
         let path = entry.path();
         if wanted(&path) {
-            crate::trust::config_file(&path)?;
+            crate::sys::trust::config_file(&path)?;
         }
     }
     Ok(())
@@ -654,7 +660,7 @@ fn read_source(c: &mut Collector, path: &Path) -> Option<Source> {
         }
     };
     // Whoever can change the configuration can run code as root.
-    if let Err(msg) = crate::trust::config_file(path) {
+    if let Err(msg) = crate::sys::trust::config_file(path) {
         c.file(path, msg);
     }
     // Large files: the `[[target]]` blocks apart, parsed one at a time.
@@ -910,7 +916,7 @@ pub fn load_reusing(
             fixed
         };
         if base.is_dir() {
-            if let (Err(msg), Some(main)) = (crate::trust::directory(&base), sources.first()) {
+            if let (Err(msg), Some(main)) = (crate::sys::trust::directory(&base), sources.first()) {
                 c.at(main, &loc, msg);
             }
         }
@@ -1034,11 +1040,11 @@ fn validate_daemon(c: &mut Collector, src: Option<&Source>, d: &DaemonRaw) -> Op
             })
             .ok()
     });
-    if !(1..=crate::notify::journal::MAX_KEEP).contains(&d.journal_keep) {
+    if !(1..=JOURNAL_MAX_KEEP).contains(&d.journal_keep) {
         at(
             c,
             "journal-keep",
-            format!("must be 1 to {}", crate::notify::journal::MAX_KEEP),
+            format!("must be 1 to {JOURNAL_MAX_KEEP}"),
         );
     }
     if d.control_denied_interval.is_zero() {

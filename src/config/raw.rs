@@ -1,11 +1,11 @@
 //! The configuration as written (serde), before validation.
 
 use super::duration::Dur;
-use crate::event::Severity;
+use crate::model::event::Severity;
 use serde::Deserialize;
 use std::path::PathBuf;
 
-pub use crate::catalog::Lang;
+use crate::model::Lang;
 
 fn d_interval() -> Dur {
     Dur::secs(1)
@@ -20,7 +20,7 @@ fn d_denied_interval() -> Dur {
     Dur::secs(60)
 }
 fn d_journal_keep() -> u32 {
-    crate::notify::journal::KEEP
+    super::JOURNAL_KEEP
 }
 fn d_state() -> PathBuf {
     PathBuf::from("/var/lib/procward")

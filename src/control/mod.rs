@@ -6,7 +6,7 @@
 pub mod server;
 
 use crate::config::Allow;
-use crate::event::Event;
+use crate::model::event::Event;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 pub struct Shared {
     pub allow: RwLock<Allow>,
     pub state_dir: PathBuf,
-    pub bus: tokio::sync::broadcast::Sender<Arc<crate::event::Event>>,
+    pub bus: tokio::sync::broadcast::Sender<Arc<crate::model::event::Event>>,
 }
 
 /// What a connection tells the daemon.
@@ -45,7 +45,7 @@ pub fn bind(path: &Path, group: Option<u32>) -> anyhow::Result<tokio::net::UnixL
         }
         // Whoever can write the socket's directory can put another socket
         // in its place and answer procward's clients.
-        crate::trust::directory(dir).map_err(|e| anyhow::anyhow!("control socket: {e}"))?;
+        crate::sys::trust::directory(dir).map_err(|e| anyhow::anyhow!("control socket: {e}"))?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(md) if md.file_type().is_socket() => {
@@ -185,7 +185,7 @@ async fn serve(
             let mut sub = shared.bus.subscribe();
             let dir = shared.state_dir.clone();
             let past =
-                tokio::task::spawn_blocking(move || crate::notify::journal::read(&dir, since_ms))
+                tokio::task::spawn_blocking(move || crate::store::journal::read(&dir, since_ms))
                     .await
                     .unwrap_or_default();
             let mut last = 0;

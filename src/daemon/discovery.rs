@@ -7,8 +7,8 @@
 
 use super::{Daemon, Msg};
 use crate::config::TargetSpec;
-use crate::probe::events::{ProcEvent, ProcEvents};
 use crate::probe::procfs;
+use crate::sys::connector::{ProcEvent, ProcEvents};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;

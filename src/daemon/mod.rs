@@ -19,9 +19,10 @@ use crate::catalog::Catalog;
 use crate::config::{self, Config};
 use crate::control::server::{self, Denials, FromClient, Shared};
 use crate::control::Response;
-use crate::event::{msg, now_ms, EventSpec};
-use crate::monitor::TargetId;
-use crate::monitor::{Action, Input, Monitor, ProcRef};
+use crate::model::event::{msg, now_ms, EventSpec};
+use crate::model::ProcRef;
+use crate::model::TargetId;
+use crate::monitor::{Action, Input, Monitor};
 use crate::notify::{outputs::Outputs, queue};
 use crate::probe::watch;
 use anyhow::Context;
@@ -142,7 +143,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
     let signals = Signals::install(opts.signals)?;
     let dir = cfg.daemon.state_dir.clone();
     let lock = tokio::task::spawn_blocking(move || {
-        crate::state::lock(&dir, OFFLINE_WAIT, || {
+        crate::store::state::lock(&dir, OFFLINE_WAIT, || {
             eprintln!(
                 "procward: waiting for an offline command (start or stop --offline) on {} to finish",
                 dir.display()
@@ -150,7 +151,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         })
     })
     .await??;
-    let (loaded, records) = crate::state::load_with_records(&cfg.daemon.state_dir);
+    let (loaded, records) = crate::store::state::load_with_records(&cfg.daemon.state_dir);
     let (state, state_err) = match loaded {
         Ok(s) => (s, None),
         Err(e) => (Default::default(), Some(e)),
@@ -220,7 +221,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
             .field("discovery", d.discovery.describe()),
     );
     if let Some(e) = state_err {
-        let path = crate::state::path(&d.cfg.daemon.state_dir);
+        let path = crate::store::state::path(&d.cfg.daemon.state_dir);
         d.out.emit(
             EventSpec::new(msg::STATE_UNREADABLE)
                 .field("path", path.display().to_string())
@@ -337,7 +338,7 @@ impl Daemon {
         self.watches.abort_all();
         self.out
             .finish(
-                crate::state::Pending::new(
+                crate::store::state::Pending::new(
                     &self.cfg.daemon.state_dir,
                     self.monitor.snapshot_list(),
                 ),
@@ -393,7 +394,7 @@ impl Daemon {
             .take(self.monitor.targets().len(), Instant::now())
         {
             None => {}
-            Some(persist::Save::Full) => self.out.save_state(crate::state::Pending::new(
+            Some(persist::Save::Full) => self.out.save_state(crate::store::state::Pending::new(
                 &self.cfg.daemon.state_dir,
                 self.monitor.snapshot_list(),
             )),
@@ -414,11 +415,11 @@ impl Daemon {
         let Some(state) = self.monitor.persisted_of(target) else {
             return false;
         };
-        self.out.save_inflight(crate::notify::InFlight {
+        self.out.save_inflight(crate::store::writer::InFlight {
             dir: self.cfg.daemon.state_dir.clone(),
             target: target.to_string(),
             state,
-            saved_ms: crate::state::stamp(),
+            saved_ms: crate::store::state::stamp(),
         });
         true
     }
@@ -448,8 +449,8 @@ impl Daemon {
             Msg::Ended(i, woke) => {
                 if let (Some(m), Input::Exited { target, kind, .. }) = (&mut self.metrics, &i) {
                     let reason = match kind {
-                        crate::monitor::ExitKind::Disappeared => "disappeared",
-                        crate::monitor::ExitKind::Zombie { .. } => "zombie",
+                        crate::model::ExitKind::Disappeared => "disappeared",
+                        crate::model::ExitKind::Zombie { .. } => "zombie",
                     };
                     m.exited(target, reason, woke.into_std(), now_ms());
                 }

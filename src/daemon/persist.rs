@@ -12,7 +12,9 @@
 //! of many targets have piled up. A small configuration writes the whole
 //! file each time, as it always did.
 
-use crate::monitor::{Action, TargetId};
+use crate::monitor::Action;
+
+use crate::model::TargetId;
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::time::Instant;

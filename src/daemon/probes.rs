@@ -3,8 +3,9 @@
 
 use super::{Daemon, Msg, ScanResult};
 use crate::config;
-use crate::monitor::TargetId;
-use crate::monitor::{Input, ProcRef};
+use crate::model::ProcRef;
+use crate::model::TargetId;
+use crate::monitor::Input;
 use crate::probe::{procfs, watch};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -69,12 +70,12 @@ impl Daemon {
     fn report_end(&mut self, target: TargetId, p: ProcRef, fd: Option<std::os::fd::OwnedFd>) {
         let woke = tokio::time::Instant::now();
         let mut buf = Vec::with_capacity(512);
-        if procfs::read_pinned(p, &mut buf).is_none() {
+        if crate::sys::proc::read_pinned(p, &mut buf).is_none() {
             let ended = Input::Exited {
                 target,
                 proc: p,
-                kind: crate::monitor::ExitKind::Disappeared,
-                status: exit_status(&fd).map(crate::monitor::ExitStatus::from_wait),
+                kind: crate::model::ExitKind::Disappeared,
+                status: exit_status(&fd).map(crate::model::ExitStatus::from_wait),
             };
             self.on_msg(Msg::Ended(ended, woke));
             return;
@@ -92,7 +93,7 @@ impl Daemon {
             // Reaped by now (unless a zombie): the kernel has the status.
             let status = exit_status(&fd)
                 .or(zombie_status)
-                .map(crate::monitor::ExitStatus::from_wait);
+                .map(crate::model::ExitStatus::from_wait);
             let ended = Input::Exited {
                 target,
                 proc: p,
@@ -112,7 +113,7 @@ impl Daemon {
                 target,
                 proc: p,
                 kind,
-                status: status.map(crate::monitor::ExitStatus::from_wait),
+                status: status.map(crate::model::ExitStatus::from_wait),
             }));
         });
     }
@@ -158,12 +159,18 @@ impl Daemon {
             };
             let children = children
                 .into_iter()
-                .filter_map(|(t, pid)| procfs::children_count(pid).ok().map(|n| (t, pid, n)))
+                .filter_map(|(t, pid)| {
+                    crate::sys::proc::children_count(pid)
+                        .ok()
+                        .map(|n| (t, pid, n))
+                })
                 .collect();
             let mut buf = Vec::with_capacity(512);
             let polled_dead = polled
                 .into_iter()
-                .filter(|(_, p)| procfs::read_pinned(*p, &mut buf).is_none_or(|s| s.is_dead()))
+                .filter(|(_, p)| {
+                    crate::sys::proc::read_pinned(*p, &mut buf).is_none_or(|s| s.is_dead())
+                })
                 .collect();
             let _ = tx.send(Msg::Scanned(ScanResult {
                 found,

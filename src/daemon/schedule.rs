@@ -1,7 +1,7 @@
 //! When the daemon wakes: the core's timers, the discovery scan and the
 //! stall probes, in one place with one `next_wake()`.
 
-use crate::monitor::TargetId;
+use crate::model::TargetId;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;

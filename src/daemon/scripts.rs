@@ -3,9 +3,9 @@
 
 use super::{Daemon, Msg};
 use crate::action;
-use crate::monitor::TargetId;
-use crate::monitor::{ExitStatus, Input, ProcRef, Reason};
-use crate::probe::{procfs, watch};
+use crate::model::TargetId;
+use crate::model::{ExitStatus, ProcRef, Reason};
+use crate::monitor::Input;
 use std::time::Duration;
 
 impl Daemon {
@@ -54,7 +54,7 @@ impl Daemon {
             let (log, name, started) = (run.log.clone(), target.clone(), tx.clone());
             let ran = action::run(run, Some(&spawner), move |pid| {
                 let mut buf = Vec::with_capacity(512);
-                if let Ok(Some(st)) = procfs::read_stat(pid, &mut buf) {
+                if let Ok(Some(st)) = crate::sys::proc::read_stat(pid, &mut buf) {
                     let proc = st.proc_ref();
                     let _ = started.send(Msg::Input(Input::ScriptStarted {
                         target: name,
@@ -81,7 +81,7 @@ impl Daemon {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             if proc.pid != 0 {
-                watch::gone(proc, Duration::from_millis(200)).await;
+                crate::sys::pidfd::gone(proc, Duration::from_millis(200)).await;
             }
             let outcome = crate::monitor::ScriptOutcome::Unknown;
             let _ = tx.send(Msg::Input(Input::ScriptDone {

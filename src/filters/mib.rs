@@ -51,11 +51,3 @@ pub fn generate(r: &Renderer, root: &[u32]) -> Result<String, String> {
     });
     r.render_data("mib", &data)
 }
-
-/// The notification OID of a message: ROOT.0.N for PWN.
-pub fn notification_oid(root: &[u32], id: &str) -> Vec<u32> {
-    let n: u32 = id.trim_start_matches("PW").parse().unwrap_or(0);
-    let mut v = root.to_vec();
-    v.extend([0, n]);
-    v
-}

@@ -6,8 +6,8 @@ pub mod mib;
 
 use crate::catalog::render::Renderer;
 use crate::catalog::Message;
-use crate::config::Lang;
-use crate::event::Severity;
+use crate::model::event::Severity;
+use crate::model::Lang;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -200,7 +200,7 @@ fn message_data(
     root: &[u32],
     catalog: &crate::catalog::Catalog,
 ) -> Result<Value, String> {
-    let oid = mib::notification_oid(root, &m.id);
+    let oid = crate::model::oid::notification_oid(root, &m.id);
     let cleared_by: Vec<&str> = catalog
         .cleared_by(&m.id)
         .iter()

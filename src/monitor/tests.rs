@@ -646,7 +646,7 @@ fn every_emitted_event_renders_in_both_languages() {
     const S2: Duration = Duration::from_secs(2);
     use crate::catalog::render::Renderer;
     use crate::catalog::Catalog;
-    use crate::config::Lang;
+    use crate::model::Lang;
     let r = Renderer::new(std::sync::Arc::new(Catalog::embedded()), None, "h").unwrap();
     let mut all = Vec::new();
     let mut s = spec("a");

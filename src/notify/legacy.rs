@@ -7,7 +7,7 @@
 //! `NAME` is the target's name (ProcessSaver's pfile names the process the
 //! same way the operator named it), `PID` in the tag is procward's.
 
-use crate::event::Event;
+use crate::model::event::Event;
 
 /// The legacy lines there are, by what ProcessSaver meant by them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +80,7 @@ mod tests {
             time_ms: 0,
             id: id.into(),
             name: String::new(),
-            severity: crate::event::Severity::Info,
+            severity: crate::model::event::Severity::Info,
             host: "h".into(),
             target: target.map(str::to_string),
             pid,

@@ -4,11 +4,13 @@
 //! built here from the configuration, at start and on reload; the daemon
 //! never names syslog or SNMP.
 
-use super::{journal, queue, snmp, syslog, Notifier, Outages};
+use super::{queue, snmp, syslog};
 use crate::catalog::render::Renderer;
 use crate::config::Config;
-use crate::event::{now_ms, Event, EventSpec};
-use crate::state::Pending;
+use crate::model::event::{now_ms, Event, EventSpec};
+use crate::store::journal;
+use crate::store::state::Pending;
+use crate::store::writer::{InFlight, Notifier, Outages};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use std::time::Duration;
 
 pub struct Outputs {
     renderer: Arc<Renderer>,
-    lang: crate::config::Lang,
+    lang: crate::model::Lang,
     console: bool,
     notifier: Notifier,
     sinks: Vec<queue::SinkHandle>,
@@ -87,7 +89,7 @@ impl Outputs {
         if let Some(r) = seq_refused {
             let path = o.seq.path().display().to_string();
             o.emit(
-                EventSpec::new(crate::event::msg::SEQ_REFUSED)
+                EventSpec::new(crate::model::event::msg::SEQ_REFUSED)
                     .field("path", path)
                     .field("value", r.value)
                     .field("journal", r.journal)
@@ -148,7 +150,7 @@ impl Outputs {
         self.notifier.save_state(snapshot);
     }
 
-    pub fn save_inflight(&self, r: super::InFlight) {
+    pub fn save_inflight(&self, r: InFlight) {
         self.notifier.save_inflight(r);
     }
 

@@ -4,7 +4,7 @@
 //! (PW3002), recovery (PW3003) and drops (PW3001) back to the daemon.
 //! A sink never carries news of its own failure (no recursion).
 
-use crate::event::{msg, Event, EventSpec, Severity};
+use crate::model::event::{msg, Event, EventSpec, Severity};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Reports sink events (PW3xxx) back to the daemon.
-pub type Reporter = Arc<dyn Fn(EventSpec) + Send + Sync>;
+pub use crate::store::Reporter;
 
 /// One kind of output: sends one event, or says why it could not.
 pub trait Deliver: Send + 'static {

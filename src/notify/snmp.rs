@@ -12,7 +12,7 @@
 
 use crate::catalog::render::Renderer;
 use crate::config::{AuthProto, Config, NotifyKind, SnmpSecurity, SnmpSink};
-use crate::event::{msg, Event, EventSpec};
+use crate::model::event::{msg, Event, EventSpec};
 use crate::notify::queue::{Deliver, Reporter, SinkHandle};
 use crate::notify::usm;
 use rasn::types::{Integer, ObjectIdentifier, OctetString};
@@ -59,7 +59,7 @@ impl Engine {
     /// Load the engine ID and count one more boot, or create both.
     pub fn load(state_dir: &Path) -> std::io::Result<Engine> {
         let p = state_dir.join(ENGINE_FILE);
-        let (id, boots) = match crate::state::read_bounded(&p, 4096)
+        let (id, boots) = match crate::sys::fs::read_bounded(&p, 4096)
             .ok()
             .and_then(|t| serde_json::from_slice::<EngineFile>(&t).ok())
         {
@@ -75,7 +75,7 @@ impl Engine {
             // RFC 3411 format: enterprise 32473 with the "octets" format (5)
             // and 8 random bytes.
             let mut rnd = [0u8; 8];
-            let seed = crate::event::now_ms() ^ (std::process::id() as u64) << 32;
+            let seed = crate::model::event::now_ms() ^ (std::process::id() as u64) << 32;
             std::fs::File::open("/dev/urandom")
                 .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut rnd))
                 .unwrap_or_else(|_| rnd = seed.to_be_bytes());
@@ -88,7 +88,7 @@ impl Engine {
             boots,
         })?;
         let tmp = state_dir.join("snmp-engine.json.tmp");
-        crate::state::replace_with(&tmp, &p, body.as_bytes())?;
+        crate::sys::fs::replace_with(&tmp, &p, body.as_bytes())?;
         Ok(Engine {
             id,
             boots,
@@ -148,7 +148,7 @@ pub fn varbinds(root: &[u32], ev: &Event, text: &str, uptime: u32) -> Vec<VarBin
         VarBind {
             name: oid(SNMP_TRAP_OID.to_vec()),
             value: VarBindValue::Value(ObjectSyntax::Simple(SimpleSyntax::ObjectId(oid(
-                crate::filters::mib::notification_oid(root, &ev.id),
+                crate::model::oid::notification_oid(root, &ev.id),
             )))),
         },
         VarBind {
@@ -534,8 +534,8 @@ impl SnmpDeliver {
             SnmpSecurity::V2c { .. } => None,
         };
         let local_keys = creds.as_ref().map(|c| c.localize(&engine.id));
-        let seed =
-            crate::event::now_ms().wrapping_mul(6364136223846793005) ^ std::process::id() as u64;
+        let seed = crate::model::event::now_ms().wrapping_mul(6364136223846793005)
+            ^ std::process::id() as u64;
         SnmpDeliver {
             cfg,
             root,
@@ -840,7 +840,7 @@ mod tests {
     #[test]
     fn notification_oids() {
         assert_eq!(
-            crate::filters::mib::notification_oid(&[1, 3, 6, 1, 4, 1, 32473, 7], "PW2003"),
+            crate::model::oid::notification_oid(&[1, 3, 6, 1, 4, 1, 32473, 7], "PW2003"),
             vec![1, 3, 6, 1, 4, 1, 32473, 7, 0, 2003]
         );
     }

@@ -10,7 +10,7 @@
 
 use crate::catalog::render::Renderer;
 use crate::config::{Config, SyslogFormat, SyslogSink, Transport};
-use crate::event::Event;
+use crate::model::event::Event;
 use crate::notify::queue::{Deliver, Reporter, SinkHandle};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -126,11 +126,7 @@ const SENT_LIMIT: usize = 4096;
 const TCP_SEND_BUFFER: u32 = 64 * 1024;
 
 fn unacked_bytes(s: &tokio::net::TcpStream) -> Option<u64> {
-    use std::os::fd::AsRawFd;
-    let mut n: libc::c_int = 0;
-    // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one int.
-    let r = unsafe { libc::ioctl(s.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
-    (r == 0 && n >= 0).then_some(n as u64)
+    crate::sys::net::unacked_bytes(s)
 }
 
 impl Sent {
@@ -499,7 +495,7 @@ pub fn format(cfg: &SyslogSink, renderer: &Renderer, ev: &Event, pid: u32) -> Ve
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
-    use crate::config::Lang;
+    use crate::model::Lang;
 
     fn sink(format: SyslogFormat, transport: Transport, max: usize) -> SyslogSink {
         SyslogSink {
@@ -508,7 +504,7 @@ mod tests {
             address: "x".into(),
             format,
             facility: 3,
-            min_severity: crate::event::Severity::Debug,
+            min_severity: crate::model::event::Severity::Debug,
             queue: 10,
             max_size: max,
             language: Lang::En,

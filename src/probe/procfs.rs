@@ -11,123 +11,14 @@
 //! of the bench only.
 
 use crate::config::{Matcher, TargetSpec};
-use crate::monitor::ProcRef;
+use crate::model::ProcRef;
+use crate::sys::proc::{clk_tck, read_pinned, read_stat, Stat, PF_KTHREAD};
 use std::collections::HashMap;
-use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-
-const PF_KTHREAD: u64 = 0x0020_0000;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stat {
-    pub pid: u32,
-    pub comm: String,
-    pub state: char,
-    pub ppid: u32,
-    pub pgrp: u32,
-    pub flags: u64,
-    pub utime: u64,
-    pub stime: u64,
-    /// Clock ticks after boot.
-    pub starttime: u64,
-    /// Field 52: the wait status of a zombie (0 while it runs; absent on
-    /// kernels before 3.5).
-    pub exit_code: Option<i32>,
-}
-
-impl Stat {
-    pub fn proc_ref(&self) -> ProcRef {
-        ProcRef {
-            pid: self.pid,
-            start: self.starttime,
-        }
-    }
-    pub fn is_dead(&self) -> bool {
-        matches!(self.state, 'Z' | 'X' | 'x')
-    }
-}
-
-/// Parse the contents of /proc/PID/stat. The command name is inside
-/// parentheses and may itself contain spaces and parentheses.
-pub fn parse_stat(buf: &[u8]) -> Option<Stat> {
-    let open = buf.iter().position(|&b| b == b'(')?;
-    let close = buf.iter().rposition(|&b| b == b')')?;
-    let pid: u32 = std::str::from_utf8(&buf[..open])
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let comm = String::from_utf8_lossy(&buf[open + 1..close]).into_owned();
-    let rest = std::str::from_utf8(buf.get(close + 2..)?).ok()?;
-    // The fields after comm, taken in one pass with no list built (a scan
-    // reads thousands of these): f0 = state (field 3), f1 = ppid (4),
-    // f2 = pgrp (5), f6 = flags (9), f11 = utime (14), f12 = stime (15),
-    // f19 = starttime (22), f49 = exit_code (52).
-    let mut f = rest.split_ascii_whitespace();
-    let state = f.next()?.chars().next()?;
-    let ppid = f.next()?.parse().ok()?;
-    let pgrp = f.next()?.parse().ok()?;
-    let flags = f.nth(3)?.parse().ok()?;
-    let utime = f.nth(4)?.parse().ok()?;
-    let stime = f.next()?.parse().ok()?;
-    let starttime = f.nth(6)?.parse().ok()?;
-    let exit_code = f.nth(29).and_then(|v| v.parse().ok());
-    Some(Stat {
-        pid,
-        comm,
-        state,
-        ppid,
-        pgrp,
-        flags,
-        utime,
-        stime,
-        starttime,
-        exit_code,
-    })
-}
-
-/// Read /proc/PID/stat with one read into `buf` (reused). `Ok(None)` when
-/// the process is gone.
-pub fn read_stat(pid: u32, buf: &mut Vec<u8>) -> io::Result<Option<Stat>> {
-    buf.clear();
-    let path = format!("/proc/{pid}/stat");
-    match std::fs::File::open(&path).and_then(|mut f| f.read_to_end(buf)) {
-        Ok(_) => Ok(parse_stat(buf)),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH)) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// The state of a pinned process now: None when it is gone (or the pid
-/// belongs to another process now).
-pub fn read_pinned(p: ProcRef, buf: &mut Vec<u8>) -> Option<Stat> {
-    match read_stat(p.pid, buf) {
-        Ok(Some(s)) if s.starttime == p.start => Some(s),
-        _ => None,
-    }
-}
-
-/// Direct children of `pid`, from /proc/PID/task/*/children (no scan).
-pub fn children_count(pid: u32) -> io::Result<u32> {
-    let mut n = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let task = task?;
-        match std::fs::read_to_string(task.path().join("children")) {
-            Ok(s) => n += s.split_ascii_whitespace().count() as u32,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
-fn clk_tck() -> u64 {
-    rustix::param::clock_ticks_per_second()
-}
 
 /// The most a pidfile may hold that procward reads: a pid and a newline,
 /// with room for blanks.
@@ -281,7 +172,7 @@ pub fn parse_pidfile(bytes: &[u8]) -> Option<u32> {
 /// Processes procward never adopts: init, kernel threads, itself, its
 /// spawner and their children (restart scripts, probes).
 pub fn adoptable(st: &Stat, me: u32) -> bool {
-    let helper = crate::action::spawner::helper_pid();
+    let helper = crate::sys::process::helper_pid();
     if helper != 0 && (st.pid == helper || st.ppid == helper) {
         return false;
     }
@@ -733,8 +624,8 @@ fn scan_with(
 
 /// How a tracked process ended. A zombie is usually reaped by its parent
 /// at once: it counts as a zombie only if it stays one for `grace`.
-pub async fn classify_exit(p: ProcRef, grace: Duration) -> (crate::monitor::ExitKind, Option<i32>) {
-    use crate::monitor::ExitKind;
+pub async fn classify_exit(p: ProcRef, grace: Duration) -> (crate::model::ExitKind, Option<i32>) {
+    use crate::model::ExitKind;
     let deadline = tokio::time::Instant::now() + grace;
     // The zombie's wait status (field 52), when seen before the reaping.
     let mut status = None;
@@ -775,6 +666,7 @@ pub async fn classify_exit(p: ProcRef, grace: Duration) -> (crate::monitor::Exit
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::proc::{children_count, parse_stat};
 
     #[test]
     fn parses_stat_with_odd_command_names() {

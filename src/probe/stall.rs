@@ -4,7 +4,7 @@
 //! probe or one that leaves children never blocks or leaks.
 
 use crate::config::Probe;
-use crate::monitor::ProcRef;
+use crate::model::ProcRef;
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -87,7 +87,7 @@ pub async fn run(probe: &Probe, p: ProcRef) -> Result<(), String> {
         Probe::State { max_duration } => {
             let st = tokio::task::spawn_blocking(move || {
                 let mut buf = Vec::with_capacity(512);
-                super::procfs::read_pinned(p, &mut buf)
+                crate::sys::proc::read_pinned(p, &mut buf)
             })
             .await
             .ok()

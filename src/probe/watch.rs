@@ -1,70 +1,11 @@
 //! The exit watch of a tracked process: its pidfd in the event loop, so
 //! the exit wakes procward at once with no polling.
 
-use super::{open_pidfd, procfs, Pidfd};
-use crate::monitor::ProcRef;
-use crate::monitor::TargetId;
+use crate::model::ProcRef;
+use crate::model::TargetId;
+use crate::sys::pidfd::{open_pidfd, Pidfd};
 use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
-use std::time::Duration;
-
-/// How a wait for a process's end came out.
-pub enum Ended {
-    /// It ended; its pidfd (kept for the exit status, see probe::exit).
-    Pidfd(std::os::fd::OwnedFd),
-    /// It was already gone when the watch began.
-    Gone,
-    /// No pidfd can be had (kernel before 5.3, seccomp): poll instead.
-    Unsupported,
-}
-
-/// Wait until the pinned process has ended.
-pub async fn wait_end(p: ProcRef) -> Ended {
-    match tokio::task::spawn_blocking(move || open_pidfd(p)).await {
-        Ok(Pidfd::Open(fd)) => {
-            // SAFETY: the AsyncFd takes the pidfd by value and owns it for
-            // as long as it is registered; nothing else closes it.
-            let afd = unsafe {
-                tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
-            };
-            match afd {
-                Ok(afd) => {
-                    let _ = afd.readable().await;
-                    Ended::Pidfd(afd.into_inner())
-                }
-                Err(_) => Ended::Unsupported,
-            }
-        }
-        Ok(Pidfd::Gone) => Ended::Gone,
-        Ok(Pidfd::Unsupported) | Err(_) => Ended::Unsupported,
-    }
-}
-
-/// Wait until the pinned process has ended. `false` when no pidfd can be
-/// had (kernel before 5.3, seccomp): the caller watches by polling.
-pub async fn exited(p: ProcRef) -> bool {
-    !matches!(wait_end(p).await, Ended::Unsupported)
-}
-
-/// Wait until the pinned process has ended, by its pidfd or else by
-/// reading its stat every `every`.
-pub async fn gone(p: ProcRef, every: Duration) {
-    if exited(p).await {
-        return;
-    }
-    loop {
-        let alive = tokio::task::spawn_blocking(move || {
-            let mut buf = Vec::with_capacity(512);
-            procfs::read_pinned(p, &mut buf).is_some_and(|s| !s.is_dead())
-        })
-        .await
-        .unwrap_or(false);
-        if !alive {
-            return;
-        }
-        tokio::time::sleep(every).await;
-    }
-}
 
 /// The exit watches of the tracked processes: their pidfds in one epoll
 /// set, which is itself one source of the event loop.
@@ -116,17 +57,7 @@ impl Watches {
     pub fn new() -> Watches {
         let epoll = rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC)
             .ok()
-            .and_then(|fd| {
-                // SAFETY: the AsyncFd takes the epoll fd by value and owns it
-                // for as long as it is registered; nothing else closes it.
-                unsafe {
-                    tokio::io::unix::AsyncFd::register_with_interest(
-                        fd,
-                        tokio::io::Interest::READABLE,
-                    )
-                }
-                .ok()
-            })
+            .and_then(|fd| crate::sys::pidfd::async_fd(fd, tokio::io::Interest::READABLE).ok())
             .map(std::sync::Arc::new);
         Watches {
             epoll,

@@ -1,5 +1,7 @@
 //! Test support: a temporary procward installation (config, scripts, state
 //! dir) and a real daemon process, stopped by pid when dropped.
+// Test harness, not procward: raw libc calls set up the conditions tested.
+#![allow(unsafe_code)]
 #![allow(dead_code)]
 
 use serde_json::Value;

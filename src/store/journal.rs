@@ -5,7 +5,7 @@
 //! use, so a number is never given twice in the life of the state
 //! directory, even when procward is killed before the journal is written.
 
-use crate::event::Event;
+use crate::model::event::Event;
 use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -19,10 +19,7 @@ const SEQ_BLOCK: u64 = 1000;
 /// sequence number is looked for (an event is a few KiB at most).
 const TAIL: u64 = 1 << 20;
 
-/// Rotated generations kept by default (`events.jsonl.1` … `.3`).
-pub const KEEP: u32 = 3;
-/// The most generations `daemon.journal-keep` may ask for.
-pub const MAX_KEEP: u32 = 100;
+pub use crate::config::{JOURNAL_KEEP as KEEP, JOURNAL_MAX_KEEP as MAX_KEEP};
 
 pub struct Journal {
     path: PathBuf,
@@ -37,7 +34,7 @@ pub struct Journal {
 }
 
 fn open(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
-    let f = crate::state::open_append(path)?;
+    let f = crate::sys::fs::open_append(path)?;
     let size = repair(&f)?;
     Ok((f, size))
 }
@@ -129,7 +126,7 @@ pub fn read(dir: &Path, since_ms: u64) -> Vec<Event> {
     files.push(current);
     let mut out = Vec::new();
     for path in files {
-        let Ok(f) = crate::state::open_read(&path) else {
+        let Ok(f) = crate::sys::fs::open_read(&path) else {
             continue;
         };
         for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
@@ -148,7 +145,7 @@ pub fn read(dir: &Path, since_ms: u64) -> Vec<Event> {
 /// at most the last MiB, not the whole journal.
 pub fn last_seq(dir: &Path) -> u64 {
     for name in [FILE.to_string(), format!("{FILE}.1")] {
-        let Ok(mut f) = crate::state::open_read(&dir.join(name)) else {
+        let Ok(mut f) = crate::sys::fs::open_read(&dir.join(name)) else {
             continue;
         };
         let size = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -205,7 +202,7 @@ pub struct SeqRefused {
 /// The sequence file's number: `Ok(None)` when there is no file,
 /// `Err(text)` when it holds something that cannot be right.
 fn saved_seq(dir: &Path) -> Result<Option<u64>, String> {
-    let bytes = match crate::state::read_bounded(&dir.join(SEQ_FILE), 64) {
+    let bytes = match crate::sys::fs::read_bounded(&dir.join(SEQ_FILE), 64) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("unreadable: {e}")),
@@ -313,7 +310,7 @@ impl Seq {
 
 /// Write `upto` as the sequence file (temporary file, sync, rename).
 fn write_reservation(dir: &Path, upto: u64) -> Result<(), String> {
-    crate::state::replace_with(
+    crate::sys::fs::replace_with(
         &dir.join("seq.tmp"),
         &dir.join(SEQ_FILE),
         format!("{upto}\n").as_bytes(),
@@ -342,7 +339,7 @@ mod tests {
             time_ms: seq,
             id: "PW1001".into(),
             name: "daemonStarted".into(),
-            severity: crate::event::Severity::Info,
+            severity: crate::model::event::Severity::Info,
             host: "h".into(),
             target: None,
             pid: None,

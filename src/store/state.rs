@@ -3,9 +3,11 @@
 //! procward itself) never resets the retry window.
 
 use crate::monitor::Persisted;
+use crate::sys::fs::{
+    ensure_subdir, named, open_append, read_bounded, regular, replace_with, NOFOLLOW,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -295,7 +297,7 @@ static LAST_STAMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 /// then corrected) never outranks what is written after the correction.
 pub fn stamp() -> u64 {
     use std::sync::atomic::Ordering;
-    let now = crate::event::now_ms().saturating_mul(1000);
+    let now = crate::model::event::now_ms().saturating_mul(1000);
     let mut last = LAST_STAMP.load(Ordering::Relaxed);
     loop {
         let next = now.max(last.saturating_add(1));
@@ -328,7 +330,7 @@ pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    crate::trust::directory(dir).map_err(std::io::Error::other)
+    crate::sys::trust::directory(dir).map_err(std::io::Error::other)
 }
 
 /// The daemon's lock: held by `procward run` for its life, and by an
@@ -433,120 +435,6 @@ pub fn lock_offline(
     })
 }
 
-/// A subdirectory of the state directory (e.g. `script-logs`), created
-/// 0700; a symlink or a directory owned by another user is refused.
-pub fn ensure_subdir(dir: &Path) -> std::io::Result<()> {
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => return Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    let md = std::fs::symlink_metadata(dir)?;
-    if !md.is_dir() {
-        return Err(std::io::Error::other(format!(
-            "{} is not a directory",
-            dir.display()
-        )));
-    }
-    match crate::trust::component_problem(dir, &md, true) {
-        Some(p) => Err(std::io::Error::other(p)),
-        None => Ok(()),
-    }
-}
-
-const NOFOLLOW: i32 = libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
-
-/// The error of opening `path`, naming it (and a symlink as such).
-fn named(path: &Path, e: std::io::Error) -> std::io::Error {
-    if e.raw_os_error() == Some(libc::ELOOP) {
-        std::io::Error::other(format!(
-            "{} is a symbolic link; procward does not follow links in its state directory",
-            path.display()
-        ))
-    } else {
-        std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-    }
-}
-
-fn regular(f: std::fs::File, path: &Path) -> std::io::Result<std::fs::File> {
-    if f.metadata()?.is_file() {
-        Ok(f)
-    } else {
-        Err(std::io::Error::other(format!(
-            "{} is not a regular file",
-            path.display()
-        )))
-    }
-}
-
-/// Open a file of the state directory for appending (created 0600),
-/// never through a symlink, regular files only.
-pub fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(NOFOLLOW)
-        .open(path)
-        .map_err(|e| named(path, e))?;
-    regular(f, path)
-}
-
-/// Create a temporary file anew (O_EXCL, never through a symlink): what
-/// was at `path` (a planted symlink, a stale temporary) is removed first.
-pub fn create_new(path: &Path) -> std::io::Result<std::fs::File> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(named(path, e)),
-    }
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(NOFOLLOW)
-        .open(path)
-        .map_err(|e| named(path, e))
-}
-
-/// Replace `file` with `body` atomically: written to `tmp` (made anew,
-/// see `create_new`), synced, renamed over `file`.
-pub fn replace_with(tmp: &Path, file: &Path, body: &[u8]) -> std::io::Result<()> {
-    let mut f = create_new(tmp)?;
-    f.write_all(body)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(tmp, file)
-}
-
-/// Open a file of the state directory for reading, never through a
-/// symlink, regular files only.
-pub fn open_read(path: &Path) -> std::io::Result<std::fs::File> {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(NOFOLLOW)
-        .open(path)
-        .map_err(|e| named(path, e))?;
-    regular(f, path)
-}
-
-/// Read a whole state file of at most `max` bytes (a larger one is an
-/// error, not an allocation).
-pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let f = open_read(path)?;
-    let mut buf = Vec::new();
-    f.take(max + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > max {
-        return Err(std::io::Error::other(format!(
-            "{} is larger than {max} bytes",
-            path.display()
-        )));
-    }
-    Ok(buf)
-}
-
 /// The largest state.json procward reads.
 pub const STATE_MAX: u64 = 64 << 20;
 
@@ -639,12 +527,12 @@ fn prune_inflight(dir: &Path, saved_ms: u64) {
 /// strings was the loop's largest cost per event. The I/O thread sorts it.
 pub struct Pending {
     dir: PathBuf,
-    targets: Vec<(crate::monitor::TargetId, Persisted)>,
+    targets: Vec<(crate::model::TargetId, Persisted)>,
     saved_ms: u64,
 }
 
 impl Pending {
-    pub fn new(dir: &Path, targets: Vec<(crate::monitor::TargetId, Persisted)>) -> Pending {
+    pub fn new(dir: &Path, targets: Vec<(crate::model::TargetId, Persisted)>) -> Pending {
         Pending {
             dir: dir.to_path_buf(),
             targets,
@@ -735,7 +623,7 @@ mod tests {
     #[test]
     fn state_written_after_a_clock_correction_outranks_state_from_the_future() {
         let d = tempfile::tempdir().unwrap();
-        let ahead = crate::event::now_ms() * 1000 + 86_400_000_000;
+        let ahead = crate::model::event::now_ms() * 1000 + 86_400_000_000;
         let future = Persisted {
             ever_up: true,
             ..Default::default()
@@ -745,7 +633,7 @@ mod tests {
             .unwrap();
         assert_eq!(load(d.path()).unwrap()["a"], future);
         let stopped = Persisted {
-            halted: Some(crate::monitor::Halted::Stopped),
+            halted: Some(crate::model::Halted::Stopped),
             ..Default::default()
         };
         let mut m = BTreeMap::new();

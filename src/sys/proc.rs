@@ -1,0 +1,120 @@
+//! /proc reads of one process: its stat (with one read into a reused
+//! buffer), its pinned state, its children. Blocking.
+//!
+//! Hand-written rather than the `procfs` crate: procward needs nine fields
+//! of `stat` (and field 52, the exit code) read into a reused buffer, and
+//! the bench measures both readers on the same processes (BENCHMARKS.md,
+//! "/proc reader"): this one is faster per stat and per walk of /proc and
+//! allocates less. `procfs` stays a dev-dependency of the bench only.
+
+use crate::model::ProcRef;
+use std::io::{self, Read};
+
+pub const PF_KTHREAD: u64 = 0x0020_0000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    pub pid: u32,
+    pub comm: String,
+    pub state: char,
+    pub ppid: u32,
+    pub pgrp: u32,
+    pub flags: u64,
+    pub utime: u64,
+    pub stime: u64,
+    /// Clock ticks after boot.
+    pub starttime: u64,
+    /// Field 52: the wait status of a zombie (0 while it runs; absent on
+    /// kernels before 3.5).
+    pub exit_code: Option<i32>,
+}
+
+impl Stat {
+    pub fn proc_ref(&self) -> ProcRef {
+        ProcRef {
+            pid: self.pid,
+            start: self.starttime,
+        }
+    }
+    pub fn is_dead(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// Parse the contents of /proc/PID/stat. The command name is inside
+/// parentheses and may itself contain spaces and parentheses.
+pub fn parse_stat(buf: &[u8]) -> Option<Stat> {
+    let open = buf.iter().position(|&b| b == b'(')?;
+    let close = buf.iter().rposition(|&b| b == b')')?;
+    let pid: u32 = std::str::from_utf8(&buf[..open])
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let comm = String::from_utf8_lossy(&buf[open + 1..close]).into_owned();
+    let rest = std::str::from_utf8(buf.get(close + 2..)?).ok()?;
+    // The fields after comm, taken in one pass with no list built (a scan
+    // reads thousands of these): f0 = state (field 3), f1 = ppid (4),
+    // f2 = pgrp (5), f6 = flags (9), f11 = utime (14), f12 = stime (15),
+    // f19 = starttime (22), f49 = exit_code (52).
+    let mut f = rest.split_ascii_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    let pgrp = f.next()?.parse().ok()?;
+    let flags = f.nth(3)?.parse().ok()?;
+    let utime = f.nth(4)?.parse().ok()?;
+    let stime = f.next()?.parse().ok()?;
+    let starttime = f.nth(6)?.parse().ok()?;
+    let exit_code = f.nth(29).and_then(|v| v.parse().ok());
+    Some(Stat {
+        pid,
+        comm,
+        state,
+        ppid,
+        pgrp,
+        flags,
+        utime,
+        stime,
+        starttime,
+        exit_code,
+    })
+}
+
+/// Read /proc/PID/stat with one read into `buf` (reused). `Ok(None)` when
+/// the process is gone.
+pub fn read_stat(pid: u32, buf: &mut Vec<u8>) -> io::Result<Option<Stat>> {
+    buf.clear();
+    let path = format!("/proc/{pid}/stat");
+    match std::fs::File::open(&path).and_then(|mut f| f.read_to_end(buf)) {
+        Ok(_) => Ok(parse_stat(buf)),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The state of a pinned process now: None when it is gone (or the pid
+/// belongs to another process now).
+pub fn read_pinned(p: ProcRef, buf: &mut Vec<u8>) -> Option<Stat> {
+    match read_stat(p.pid, buf) {
+        Ok(Some(s)) if s.starttime == p.start => Some(s),
+        _ => None,
+    }
+}
+
+/// Direct children of `pid`, from /proc/PID/task/*/children (no scan).
+pub fn children_count(pid: u32) -> io::Result<u32> {
+    let mut n = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let task = task?;
+        match std::fs::read_to_string(task.path().join("children")) {
+            Ok(s) => n += s.split_ascii_whitespace().count() as u32,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+pub fn clk_tck() -> u64 {
+    rustix::param::clock_ticks_per_second()
+}

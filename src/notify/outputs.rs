@@ -1,8 +1,9 @@
 //! Everything an event goes to, behind one `emit`: a sequence number
-//! reserved on disk, the rendered event, the journal (and the console in
-//! the foreground), `events --follow`, and every sink's queue. Sinks are
-//! built here from the configuration, at start and on reload; the daemon
-//! never names syslog or SNMP.
+//! reserved on disk, the rendered event, then the store, which writes it to
+//! the journal before it hands it on (the console in the foreground,
+//! `events --follow`, and every sink's queue, through the `Deliver` given
+//! here). Sinks are built here from the configuration, at start and on
+//! reload; the daemon never names syslog or SNMP.
 
 use super::{queue, snmp, syslog};
 use crate::catalog::render::Renderer;
@@ -21,7 +22,9 @@ pub struct Outputs {
     lang: crate::model::Lang,
     console: bool,
     notifier: Notifier,
-    sinks: Vec<queue::SinkHandle>,
+    /// Shared with the store's journal thread, which pushes each event
+    /// into every sink's queue once it is journaled.
+    sinks: Sinks,
     /// procward's SNMP engine (ID, boots), loaded with the first SNMP sink.
     engine: Option<Arc<snmp::Engine>>,
     seq: journal::Seq,
@@ -29,6 +32,12 @@ pub struct Outputs {
     reporter: queue::Reporter,
     /// The sequence number of each target's last event.
     last_seq: HashMap<String, u64>,
+}
+
+type Sinks = Arc<std::sync::Mutex<Vec<queue::SinkHandle>>>;
+
+fn lock(sinks: &Sinks) -> std::sync::MutexGuard<'_, Vec<queue::SinkHandle>> {
+    sinks.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Start every sink of `cfg`; the SNMP engine is loaded the first time a
@@ -69,11 +78,22 @@ impl Outputs {
         reporter: queue::Reporter,
     ) -> Result<Outputs, String> {
         let dir = &cfg.daemon.state_dir;
-        let notifier = Notifier::start(dir.clone(), cfg.daemon.journal_keep, reporter.clone())
+        let mut engine = None;
+        let sinks: Sinks = Arc::new(std::sync::Mutex::new(start_sinks(
+            cfg,
+            &renderer,
+            &mut engine,
+            &reporter,
+        )?));
+        let to_sinks = sinks.clone();
+        let deliver = Box::new(move |ev: &Arc<Event>| {
+            for s in lock(&to_sinks).iter() {
+                s.push(ev.clone());
+            }
+        });
+        let notifier = Notifier::start(dir, cfg.daemon.journal_keep, reporter.clone(), deliver)
             .map_err(|e| format!("cannot open the journal in {}: {e}", dir.display()))?;
         let (seq, seq_err, seq_refused) = journal::Seq::open(dir);
-        let mut engine = None;
-        let sinks = start_sinks(cfg, &renderer, &mut engine, &reporter)?;
         let mut o = Outputs {
             renderer,
             lang: cfg.daemon.language,
@@ -123,11 +143,7 @@ impl Outputs {
                 .output("console", &ev, self.lang)
                 .unwrap_or_else(|_| ev.text.clone())
         });
-        let ev = Arc::new(ev);
-        for s in &self.sinks {
-            s.push(ev.clone());
-        }
-        self.notifier.publish(ev, console);
+        self.notifier.publish(Arc::new(ev), console);
         if let Some(r) = reserved {
             let path = self.seq.path();
             self.write_result("sequence file", &path, r);
@@ -167,9 +183,12 @@ impl Outputs {
                 eprintln!("procward: {e}; SNMP sinks are not started");
                 syslog::start_all(cfg, renderer.clone(), self.reporter.clone())
             });
-        let old = std::mem::replace(&mut self.sinks, new);
+        // Under the lock the journal thread delivers with: an event goes
+        // to the old sinks (and is carried over) or to the new ones.
+        let mut sinks = lock(&self.sinks);
+        let old = std::mem::replace(&mut *sinks, new);
         queue::abort_all(&old);
-        queue::carry_over(&old, &self.sinks);
+        queue::carry_over(&old, &sinks);
         self.renderer = renderer;
         self.lang = cfg.daemon.language;
     }

@@ -115,9 +115,13 @@ pub fn abort_all(sinks: &[SinkHandle]) {
 }
 
 /// Wait (bounded) until every queue is empty.
-pub async fn flush_all(sinks: &[SinkHandle], timeout: Duration) {
+pub async fn flush_all(sinks: &std::sync::Mutex<Vec<SinkHandle>>, timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline && sinks.iter().any(|s| s.pending() > 0) {
+    let pending = || {
+        let sinks = sinks.lock().unwrap_or_else(|e| e.into_inner());
+        sinks.iter().any(|s| s.pending() > 0)
+    };
+    while Instant::now() < deadline && pending() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

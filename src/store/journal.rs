@@ -23,7 +23,8 @@ pub use crate::config::{JOURNAL_KEEP as KEEP, JOURNAL_MAX_KEEP as MAX_KEEP};
 
 pub struct Journal {
     path: PathBuf,
-    file: std::fs::File,
+    /// Shared with the sync thread, which fsyncs it in groups.
+    file: std::sync::Arc<std::fs::File>,
     size: u64,
     /// Rotated generations kept.
     keep: u32,
@@ -69,7 +70,7 @@ impl Journal {
         let (file, size) = open(&path)?;
         Ok(Journal {
             path,
-            file,
+            file: std::sync::Arc::new(file),
             size,
             keep: keep.clamp(1, MAX_KEEP),
             limit: LIMIT,
@@ -79,6 +80,11 @@ impl Journal {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file being written (for its fsync).
+    pub fn file(&self) -> &std::sync::Arc<std::fs::File> {
+        &self.file
     }
 
     pub fn append(&mut self, ev: &Event) -> std::io::Result<()> {
@@ -95,10 +101,10 @@ impl Journal {
             }
             std::fs::rename(&self.path, generation(&self.path, 1))?;
             let (f, s) = open(&self.path)?;
-            self.file = f;
+            self.file = std::sync::Arc::new(f);
             self.size = s;
         }
-        if let Err(e) = self.file.write_all(&line) {
+        if let Err(e) = (&*self.file).write_all(&line) {
             // Never leave half a line for the next one to run into.
             self.torn = self.file.set_len(self.size).is_err();
             return Err(e);
@@ -319,7 +325,7 @@ fn write_reservation(dir: &Path, upto: u64) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -332,7 +338,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":1}\n");
     }
 
-    fn test_event(seq: u64) -> Event {
+    pub(crate) fn test_event(seq: u64) -> Event {
         Event {
             seq,
             time: String::new(),

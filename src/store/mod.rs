@@ -4,6 +4,8 @@
 //! them. Everything above reads and writes procward's state through here.
 
 pub mod journal;
+mod queue;
+mod records;
 pub mod state;
 pub mod writer;
 

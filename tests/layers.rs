@@ -192,3 +192,32 @@ fn a_group_import_names_each_module() {
     let want: BTreeSet<String> = ["a", "e", "f", "h"].iter().map(|s| s.to_string()).collect();
     assert_eq!(got, want);
 }
+
+/// The most lines a file of production code may have (its test module
+/// left out): a room one can hold in one's head.
+const MAX_FILE_LINES: usize = 800;
+
+#[test]
+fn no_production_file_is_over_800_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut big: Vec<String> = files
+        .iter()
+        .filter(|f| !f.file_name().is_some_and(|n| n == "tests.rs"))
+        .filter_map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            let production = text
+                .find("#[cfg(test)]\nmod ")
+                .map_or(&text[..], |i| &text[..i]);
+            let n = production.lines().count();
+            (n > MAX_FILE_LINES).then(|| format!("{}: {n} lines", f.display()))
+        })
+        .collect();
+    big.sort();
+    assert!(
+        big.is_empty(),
+        "over {MAX_FILE_LINES} lines:\n{}",
+        big.join("\n")
+    );
+}

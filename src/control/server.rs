@@ -118,6 +118,52 @@ async fn write_line(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Response) -> s
     w.write_all(&line).await
 }
 
+/// The journal's events since `since_ms`, then an end mark. Returns the
+/// last seq sent.
+async fn past_events(
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    shared: &Shared,
+    since_ms: u64,
+) -> std::io::Result<u64> {
+    let dir = shared.state_dir.clone();
+    let past = tokio::task::spawn_blocking(move || crate::store::journal::read(&dir, since_ms))
+        .await
+        .unwrap_or_default();
+    let mut last = 0;
+    for ev in past {
+        last = ev.seq;
+        write_line(w, &Response::event(ev)).await?;
+    }
+    Ok(last)
+}
+
+/// `events --follow`: the journal's events, then each new one as the
+/// store hands it on (after its journal write), until the client goes.
+async fn follow_events(
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    shared: &Shared,
+    since_ms: u64,
+) -> std::io::Result<()> {
+    // Subscribed before the journal is read: an event is either in what
+    // is read or comes after (seen twice at most, sent once by seq).
+    let mut sub = shared.bus.subscribe();
+    let mut last = past_events(w, shared, since_ms).await?;
+    loop {
+        match sub.recv().await {
+            Ok(ev) if ev.seq > last => {
+                last = ev.seq;
+                write_line(w, &Response::event((*ev).clone())).await?;
+            }
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                let e = format!("{n} events skipped (reader too slow); see the journal");
+                write_line(w, &Response::err(e)).await?;
+            }
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
 async fn serve(
     stream: tokio::net::UnixStream,
     shared: Arc<Shared>,
@@ -182,40 +228,12 @@ async fn serve(
             }
         };
         if let Request::Events { since_ms, follow } = req {
-            let mut sub = shared.bus.subscribe();
-            let dir = shared.state_dir.clone();
-            let past =
-                tokio::task::spawn_blocking(move || crate::store::journal::read(&dir, since_ms))
-                    .await
-                    .unwrap_or_default();
-            let mut last = 0;
-            for ev in past {
-                last = ev.seq;
-                write_line(&mut w, &Response::event(ev)).await?;
+            if follow {
+                return follow_events(&mut w, &shared, since_ms).await;
             }
-            if !follow {
-                write_line(&mut w, &Response::ok(serde_json::json!({ "end": true }))).await?;
-                continue;
-            }
-            loop {
-                match sub.recv().await {
-                    Ok(ev) if ev.seq > last => {
-                        last = ev.seq;
-                        write_line(&mut w, &Response::event((*ev).clone())).await?;
-                    }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        write_line(
-                            &mut w,
-                            &Response::err(format!(
-                                "{n} events skipped (reader too slow); see the journal"
-                            )),
-                        )
-                        .await?;
-                    }
-                    Err(_) => return Ok(()),
-                }
-            }
+            past_events(&mut w, &shared, since_ms).await?;
+            write_line(&mut w, &Response::ok(serde_json::json!({ "end": true }))).await?;
+            continue;
         }
         let (rtx, rrx) = oneshot::channel();
         if !to_daemon(FromClient::Request(req, user.clone(), rtx)) {

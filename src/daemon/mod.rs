@@ -131,6 +131,26 @@ struct Daemon {
     _lock: std::fs::File,
 }
 
+/// The metrics endpoint on its own thread, when `daemon.metrics-listen`
+/// asks for one; the loop's side of it.
+fn start_metrics(
+    listen: Option<std::net::SocketAddr>,
+    tx: &mpsc::UnboundedSender<Msg>,
+) -> anyhow::Result<Option<crate::metrics::Metrics>> {
+    let Some(addr) = listen else {
+        return Ok(None);
+    };
+    let l = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("daemon.metrics-listen: cannot listen on {addr}"))?;
+    let tx = tx.clone();
+    let ask: crate::metrics::Ask = Arc::new(move || {
+        let _ = tx.send(Msg::Scrape);
+    });
+    let (m, exposition) = crate::metrics::Metrics::new(ask);
+    crate::metrics::start(l, exposition).context("daemon.metrics-listen")?;
+    Ok(Some(m))
+}
+
 /// Start the daemon on the current tokio runtime.
 pub async fn start(opts: Options) -> anyhow::Result<Handle> {
     system::raise_nofile_limit();
@@ -171,20 +191,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         state_dir: cfg.daemon.state_dir.clone(),
         bus: out.bus(),
     });
-    let d_metrics = match cfg.daemon.metrics_listen {
-        Some(addr) => {
-            let l = std::net::TcpListener::bind(addr)
-                .with_context(|| format!("daemon.metrics-listen: cannot listen on {addr}"))?;
-            let tx = tx.clone();
-            let ask: crate::metrics::Ask = Arc::new(move || {
-                let _ = tx.send(Msg::Scrape);
-            });
-            let (m, exposition) = crate::metrics::Metrics::new(ask);
-            crate::metrics::start(l, exposition).context("daemon.metrics-listen")?;
-            Some(m)
-        }
-        None => None,
-    };
+    let d_metrics = start_metrics(cfg.daemon.metrics_listen, &tx)?;
     // Scripts are started by a helper that holds none of the pidfds the
     // daemon is about to open (action/spawner.rs).
     let spawner = Arc::new(crate::action::spawner::Spawner::new("/proc/self/exe"));

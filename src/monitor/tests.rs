@@ -639,11 +639,64 @@ fn reload_keeps_state_of_unchanged_targets() {
     assert!(m.target("a").is_none());
 }
 
+/// The messages `every_emitted_event_renders_in_both_languages` must see.
+const EXERCISED: &[&str] = &[
+    msg::MEMBER_EXITED,
+    msg::START_SCRIPT_STARTED,
+    msg::START_FAILED,
+    msg::START_SCRIPT_DONE,
+    msg::STARTED_BY_SCRIPT,
+    msg::TARGET_WAITING,
+    msg::TARGET_FOUND,
+    msg::COUNT_ABOVE_MAX,
+    msg::COUNT_NORMAL,
+    msg::CHILDREN_LOST,
+    msg::RESTART_DELAYED,
+    msg::RESTART_STARTED,
+    msg::RESTART_SCRIPT_TIMEOUT,
+    msg::RETRY_OVER,
+    msg::RETRY_OVER_COMMAND,
+    msg::RETRY_OVER_COMMAND_FAILED,
+    msg::TARGET_RESET,
+    msg::TARGET_PAUSED,
+    msg::TARGET_RESUMED,
+    msg::PROCESS_ZOMBIE,
+];
+
+/// Events of a group member's end, and of an operator's start that fails
+/// then works, from `at0` on.
+fn group_and_start_events(at0: u64) -> Vec<Action> {
+    const S2: Duration = Duration::from_secs(2);
+    let mut all = Vec::new();
+    let mut g = spec("a");
+    g.count = Some((1, None));
+    let mut m = mon(g);
+    all.extend(found(&mut m, &[300, 301], at0));
+    all.extend(killed(&mut m, 301, at0 + 7));
+    all.extend(
+        m.command("a", Command::Stop { timeout: S2 }, "root", at0 + 8)
+            .unwrap(),
+    );
+    all.extend(found(&mut m, &[], at0 + 8)); // nothing left: stopped
+    all.extend(m.command("a", Command::Start, "root", at0 + 9).unwrap());
+    all.extend(found(&mut m, &[], at0 + 9));
+    all.extend(script(&mut m, 0, 1, at0 + 10));
+    all.extend(
+        m.command("a", Command::Stop { timeout: S2 }, "root", at0 + 11)
+            .unwrap(),
+    );
+    all.extend(found(&mut m, &[], at0 + 11));
+    all.extend(m.command("a", Command::Start, "root", at0 + 12).unwrap());
+    all.extend(found(&mut m, &[], at0 + 12));
+    all.extend(script(&mut m, 0, 0, at0 + 13));
+    all.extend(found(&mut m, &[400], at0 + 14));
+    all
+}
+
 /// Every event the core emits renders with the catalog: its ID exists and
 /// its fields cover what the texts name (strict templates).
 #[test]
 fn every_emitted_event_renders_in_both_languages() {
-    const S2: Duration = Duration::from_secs(2);
     use crate::catalog::render::Renderer;
     use crate::catalog::Catalog;
     use crate::model::Lang;
@@ -720,52 +773,9 @@ fn every_emitted_event_renders_in_both_languages() {
         },
         at + 5,
     ));
-    // A group member's end, and an operator's start that fails then works.
-    let mut g = spec("a");
-    g.count = Some((1, None));
-    let mut m = mon(g);
-    all.extend(found(&mut m, &[300, 301], at + 6));
-    all.extend(killed(&mut m, 301, at + 7));
-    all.extend(
-        m.command("a", Command::Stop { timeout: S2 }, "root", at + 8)
-            .unwrap(),
-    );
-    all.extend(found(&mut m, &[], at + 8)); // nothing left: stopped
-    all.extend(m.command("a", Command::Start, "root", at + 9).unwrap());
-    all.extend(found(&mut m, &[], at + 9));
-    all.extend(script(&mut m, 0, 1, at + 10));
-    all.extend(
-        m.command("a", Command::Stop { timeout: S2 }, "root", at + 11)
-            .unwrap(),
-    );
-    all.extend(found(&mut m, &[], at + 11));
-    all.extend(m.command("a", Command::Start, "root", at + 12).unwrap());
-    all.extend(found(&mut m, &[], at + 12));
-    all.extend(script(&mut m, 0, 0, at + 13));
-    all.extend(found(&mut m, &[400], at + 14));
+    all.extend(group_and_start_events(at + 6));
     let ids_seen = ids(&all);
-    for id in [
-        msg::MEMBER_EXITED,
-        msg::START_SCRIPT_STARTED,
-        msg::START_FAILED,
-        msg::START_SCRIPT_DONE,
-        msg::STARTED_BY_SCRIPT,
-        msg::TARGET_WAITING,
-        msg::TARGET_FOUND,
-        msg::COUNT_ABOVE_MAX,
-        msg::COUNT_NORMAL,
-        msg::CHILDREN_LOST,
-        msg::RESTART_DELAYED,
-        msg::RESTART_STARTED,
-        msg::RESTART_SCRIPT_TIMEOUT,
-        msg::RETRY_OVER,
-        msg::RETRY_OVER_COMMAND,
-        msg::RETRY_OVER_COMMAND_FAILED,
-        msg::TARGET_RESET,
-        msg::TARGET_PAUSED,
-        msg::TARGET_RESUMED,
-        msg::PROCESS_ZOMBIE,
-    ] {
+    for &id in EXERCISED {
         assert!(ids_seen.contains(&id), "{id} not exercised: {ids_seen:?}");
     }
     for a in &all {

@@ -59,63 +59,67 @@ pub async fn run(probe: &Probe, p: ProcRef) -> Result<(), String> {
                 }
             }
         },
-        Probe::Heartbeat { path, max_age } => {
-            let path = path.clone();
-            let max = *max_age;
-            tokio::task::spawn_blocking(move || {
-                let m = std::fs::metadata(&path)
-                    .map_err(|e| format!("heartbeat {}: {e}", path.display()))?;
-                let age = m
-                    .modified()
-                    .ok()
-                    .and_then(|t| SystemTime::now().duration_since(t).ok())
-                    .unwrap_or_default();
-                if age > max {
-                    Err(format!(
-                        "heartbeat {} is {} old (max {})",
-                        path.display(),
-                        humantime::format_duration(Duration::from_secs(age.as_secs())),
-                        humantime::format_duration(max)
-                    ))
-                } else {
-                    Ok(())
-                }
-            })
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()))
-        }
-        Probe::State { max_duration } => {
-            let st = tokio::task::spawn_blocking(move || {
-                let mut buf = Vec::with_capacity(512);
-                crate::sys::proc::read_pinned(p, &mut buf)
-            })
-            .await
+        Probe::Heartbeat { path, max_age } => heartbeat(path.clone(), *max_age).await,
+        Probe::State { max_duration } => state(p, *max_duration).await,
+    }
+}
+
+/// The heartbeat file was modified within `max`.
+async fn heartbeat(path: std::path::PathBuf, max: Duration) -> Result<(), String> {
+    tokio::task::spawn_blocking(move || {
+        let m =
+            std::fs::metadata(&path).map_err(|e| format!("heartbeat {}: {e}", path.display()))?;
+        let age = m
+            .modified()
             .ok()
-            .flatten();
-            let Some(st) = st else { return Ok(()) }; // gone: the exit watch reports it
-            let mut guard = STUCK_SINCE.lock().expect("stuck map");
-            let map = guard.get_or_insert_with(HashMap::new);
-            if matches!(st.state, 'D' | 'T' | 't') {
-                let since = *map.entry(p).or_insert_with(Instant::now);
-                let held = since.elapsed();
-                if held >= *max_duration {
-                    let what = if st.state == 'D' {
-                        "uninterruptible sleep (D)"
-                    } else {
-                        "stopped (T)"
-                    };
-                    return Err(format!(
-                        "process {} {what} for {}",
-                        p.pid,
-                        humantime::format_duration(Duration::from_secs(held.as_secs()))
-                    ));
-                }
-            } else {
-                map.remove(&p);
-            }
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .unwrap_or_default();
+        if age > max {
+            Err(format!(
+                "heartbeat {} is {} old (max {})",
+                path.display(),
+                humantime::format_duration(Duration::from_secs(age.as_secs())),
+                humantime::format_duration(max)
+            ))
+        } else {
             Ok(())
         }
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()))
+}
+
+/// The process is not stuck in D or T state for `max_duration`.
+async fn state(p: ProcRef, max_duration: Duration) -> Result<(), String> {
+    let st = tokio::task::spawn_blocking(move || {
+        let mut buf = Vec::with_capacity(512);
+        crate::sys::proc::read_pinned(p, &mut buf)
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some(st) = st else { return Ok(()) }; // gone: the exit watch reports it
+    let mut guard = STUCK_SINCE.lock().expect("stuck map");
+    let map = guard.get_or_insert_with(HashMap::new);
+    if matches!(st.state, 'D' | 'T' | 't') {
+        let since = *map.entry(p).or_insert_with(Instant::now);
+        let held = since.elapsed();
+        if held >= max_duration {
+            let what = if st.state == 'D' {
+                "uninterruptible sleep (D)"
+            } else {
+                "stopped (T)"
+            };
+            return Err(format!(
+                "process {} {what} for {}",
+                p.pid,
+                humantime::format_duration(Duration::from_secs(held.as_secs()))
+            ));
+        }
+    } else {
+        map.remove(&p);
     }
+    Ok(())
 }
 
 async fn exec(argv: &[String], timeout: Duration, p: ProcRef) -> Result<(), String> {

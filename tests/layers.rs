@@ -204,7 +204,7 @@ fn no_production_file_is_over_800_lines() {
     rust_files(&src, &mut files);
     let mut big: Vec<String> = files
         .iter()
-        .filter(|f| !f.file_name().is_some_and(|n| n == "tests.rs"))
+        .filter(|f| f.file_name().is_none_or(|n| n != "tests.rs"))
         .filter_map(|f| {
             let text = std::fs::read_to_string(f).unwrap();
             let production = text

@@ -247,14 +247,17 @@ fn status(
     ocf: bool,
     utc: bool,
 ) -> anyhow::Result<u8> {
-    const OCF_ERR_CONFIGURED: u8 = 6;
     let rows = match status_rows(cfg, target.as_deref())? {
         Ok(rows) => rows,
         Err(r) => return Ok(print_response(&r)),
     };
     if let Some(t) = &target {
         if ocf {
-            return Ok(rows.first().map_or(OCF_ERR_CONFIGURED, |r| r.state.ocf()));
+            return Ok(rows
+                .first()
+                .map_or(procward::model::state::ocf::ERR_CONFIGURED, |r| {
+                    r.state.ocf()
+                }));
         }
         if rows.is_empty() {
             eprintln!("procward: no target named `{t}`");
@@ -457,7 +460,7 @@ fn renderer(cfg: &Path) -> anyhow::Result<(Arc<Renderer>, Vec<u32>)> {
     if !cfg.exists() {
         let r = Renderer::new(Arc::new(Catalog::embedded()), None, &local_host())
             .map_err(|e| anyhow::anyhow!(e.join("\n")))?;
-        return Ok((Arc::new(r), vec![1, 3, 6, 1, 4, 1, 32473]));
+        return Ok((Arc::new(r), procward::model::oid::DEFAULT_ROOT.to_vec()));
     }
     let (c, r) = daemon::load_all(cfg).map_err(|e| anyhow::anyhow!(e.join("\n")))?;
     Ok((r, c.daemon.snmp_root))

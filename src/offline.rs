@@ -19,14 +19,14 @@ use crate::config::{Config, TargetSpec};
 use crate::model::{Halted, ProcRef, Reason};
 use crate::monitor::Persisted;
 use crate::probe::procfs;
+use crate::sys::process::stop_with_grace_blocking;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Exit codes, as for `status --ocf` (the OCF agent's codes).
-pub const RUNNING: u8 = 0;
-pub const FAILED: u8 = 1;
-pub const NOT_RUNNING: u8 = 7;
-pub const UNKNOWN_TARGET: u8 = 6;
+use crate::model::state::ocf::{
+    ERR_CONFIGURED as UNKNOWN_TARGET, ERR_GENERIC as FAILED, NOT_RUNNING, SUCCESS as RUNNING,
+};
 
 fn load(cfg_path: &std::path::Path) -> Result<Config, String> {
     crate::config::load(cfg_path).map_err(|e| e.to_string())
@@ -168,19 +168,13 @@ pub fn stop(cfg_path: &std::path::Path, target: &str, timeout: Duration) -> Resu
             }
         }
     };
-    signal(Signal::TERM, &mut buf);
+    let mut seen = Vec::with_capacity(512);
+    let mut ended = || !procs.iter().any(|p| alive(*p, &mut seen));
+    let killed = !stop_with_grace_blocking(|s| signal(s, &mut buf), timeout, &mut ended);
+    // After SIGKILL, up to 5 s more for the kernel to end them.
     let start = Instant::now();
-    let mut killed = false;
-    loop {
-        if !procs.iter().any(|p| alive(*p, &mut buf)) {
-            break;
-        }
-        let waited = start.elapsed();
-        if waited >= timeout && !killed {
-            signal(Signal::KILL, &mut buf);
-            killed = true;
-        }
-        if waited >= timeout + Duration::from_secs(5) {
+    while killed && !ended() {
+        if start.elapsed() >= Duration::from_secs(5) {
             let left: Vec<u32> = procs
                 .iter()
                 .filter(|p| alive(**p, &mut buf))

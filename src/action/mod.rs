@@ -8,6 +8,7 @@ pub mod spawner;
 
 use crate::config::RunAs;
 use crate::monitor::ScriptOutcome;
+use crate::sys::process::{stop_with_grace, stop_with_grace_blocking, Whom};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -72,12 +73,6 @@ fn tail(path: &Path, offset: u64) -> String {
         start += 1;
     }
     format!("…{}", &joined[start..])
-}
-
-fn killpg(pgid: u32, sig: rustix::process::Signal) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pgid as i32) {
-        let _ = rustix::process::kill_process_group(pid, sig);
-    }
 }
 
 /// How a script ran, and whether its log could be written.
@@ -327,17 +322,15 @@ async fn timed_out(
     log: &Path,
     copier: &mut Option<Copier>,
 ) -> ScriptOutcome {
-    killpg(pgid, rustix::process::Signal::TERM);
-    if tokio::time::timeout(KILL_GRACE, child.wait())
-        .await
-        .is_err()
-    {
-        killpg(pgid, rustix::process::Signal::KILL);
+    let group = Whom::Group(pgid);
+    let leader_ended = async {
         let _ = child.wait().await;
-    } else {
+    };
+    if stop_with_grace(move |s| group.send(s), KILL_GRACE, leader_ended).await {
         // The leader is gone; its group may not be.
-        killpg(pgid, rustix::process::Signal::KILL);
+        group.send(rustix::process::Signal::KILL);
     }
+    let _ = child.wait().await;
     ScriptOutcome::TimedOut {
         output: output_since(log, copier).await,
     }
@@ -408,54 +401,38 @@ async fn output_since(log: &Path, copier: &mut Option<Copier>) -> String {
 /// Returns whether it ended by itself. (Used by the demo, the benchmark and
 /// the tests.)
 pub fn stop_child(c: &mut std::process::Child, grace: Duration) -> bool {
-    if let Some(pid) = rustix::process::Pid::from_raw(c.id() as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    let me = Whom::Process(c.id());
+    let ended = stop_with_grace_blocking(
+        |s| me.send(s),
+        grace,
+        || matches!(c.try_wait(), Ok(Some(_))),
+    );
+    if !ended {
+        let _ = c.wait();
     }
-    let deadline = std::time::Instant::now() + grace;
-    while std::time::Instant::now() < deadline {
-        if let Ok(Some(_)) = c.try_wait() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-    false
+    ended
 }
 
 /// SIGTERM to a stalled process (or its group), SIGKILL after `timeout`
 /// if it is still there. Its exit is seen by its pidfd watch.
 pub fn stop_process(p: crate::model::ProcRef, group: bool, timeout: Duration) {
-    use rustix::process::{kill_process, kill_process_group, Pid, Signal};
-    let Some(pid) = Pid::from_raw(p.pid as i32) else {
+    let Some(pid) = rustix::process::Pid::from_raw(p.pid as i32) else {
         return;
     };
-    let pgid = if group {
-        rustix::process::getpgid(Some(pid)).ok()
-    } else {
-        None
+    let whom = match group
+        .then(|| rustix::process::getpgid(Some(pid)).ok())
+        .flatten()
+    {
+        Some(g) => Whom::Group(g.as_raw_nonzero().get() as u32),
+        None => Whom::Process(p.pid),
     };
-    let send = move |sig: Signal| match pgid {
-        Some(g) => {
-            let _ = kill_process_group(g, sig);
-        }
-        None => {
-            let _ = kill_process(pid, sig);
-        }
-    };
-    send(Signal::TERM);
-    tokio::spawn(async move {
-        tokio::time::sleep(timeout).await;
-        let alive = tokio::task::spawn_blocking(move || {
-            let mut buf = Vec::with_capacity(512);
-            crate::sys::proc::read_pinned(p, &mut buf).is_some_and(|s| !s.is_dead())
-        })
-        .await
-        .unwrap_or(false);
-        if alive {
-            send(Signal::KILL);
-        }
-    });
+    // SIGKILL only if the very process (pid and start time) outlives it.
+    let stopping = stop_with_grace(
+        move |s| whom.send(s),
+        timeout,
+        crate::sys::pidfd::gone(p, Duration::from_millis(200)),
+    );
+    tokio::spawn(stopping);
 }
 
 /// End a restart script being stopped (`procward stop`) with its whole
@@ -463,17 +440,18 @@ pub fn stop_process(p: crate::model::ProcRef, group: bool, timeout: Duration) {
 /// left of the group after `timeout`, whether or not the script itself
 /// is still there (a child of it may be about to start the application).
 pub fn stop_script_group(p: crate::model::ProcRef, timeout: Duration) {
-    use rustix::process::Signal;
     let mut buf = Vec::with_capacity(512);
     if crate::sys::proc::read_pinned(p, &mut buf).is_none() {
         // Gone already: its group id may be anyone's by now.
         return;
     }
-    killpg(p.pid, Signal::TERM);
-    tokio::spawn(async move {
-        tokio::time::sleep(timeout).await;
-        killpg(p.pid, Signal::KILL);
-    });
+    // SIGKILL to what is left of the group in any case.
+    let group = Whom::Group(p.pid);
+    tokio::spawn(stop_with_grace(
+        move |s| group.send(s),
+        timeout,
+        std::future::pending(),
+    ));
 }
 
 /// What a restart script or retry-over command is told about the target

@@ -229,6 +229,9 @@ pub struct SyslogSink {
     /// `profile = "processsaver"`: ProcessSaver's lines for the events it
     /// knows (notify/legacy.rs).
     pub legacy: Option<Legacy>,
+    /// The SD-ID of RFC 5424 structured data (`daemon.snmp-root`'s
+    /// enterprise number).
+    pub sd_id: String,
 }
 
 /// The `processsaver` profile's settings, validated.
@@ -257,6 +260,7 @@ impl SyslogSink {
             hold_down: Duration::from_secs(2),
             write_timeout: Duration::from_secs(10),
             legacy: None,
+            sd_id: crate::model::oid::sd_id(&crate::model::oid::DEFAULT_ROOT),
         }
     }
 }
@@ -393,10 +397,15 @@ pub fn load_reusing(
 
     let main_src = sources.first();
     let daemon = validate_daemon(&mut c, main_src, &daemon_raw);
+    let sd_id = crate::model::oid::sd_id(daemon.as_ref().map_or(&[][..], |d| &d.snmp_root));
     let syslog = parsed
         .sinks
         .iter()
         .filter_map(|(si, i, s)| validate_sink(&mut c, &sources[*si], *i, s, daemon_raw.language))
+        .map(|s| SyslogSink {
+            sd_id: sd_id.clone(),
+            ..s
+        })
         .collect::<Vec<_>>();
     let snmp = parsed
         .snmp
@@ -497,5 +506,23 @@ mod tests {
         let third = load(&path).unwrap();
         assert!(!Arc::ptr_eq(&first.targets[0], &third.targets[0]));
         assert_eq!(first.targets[0], third.targets[0]);
+    }
+
+    /// The RFC 5424 SD-ID follows `daemon.snmp-root`.
+    #[test]
+    fn the_syslog_sd_id_follows_the_snmp_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = |root: &str| {
+            format!(
+                "[daemon]\nstate-dir = \"{d}/state\"\ncontrol-socket = \"{d}/s.sock\"\n{root}\
+                 [[sink.syslog]]\nname = \"s\"\ntransport = \"udp\"\naddress = \"127.0.0.1:514\"\n",
+                d = dir.path().display()
+            )
+        };
+        let cfg = load(&write(dir.path(), &text(""))).unwrap();
+        assert_eq!(cfg.syslog[0].sd_id, "procward@32473");
+        let own = text("snmp-root = \"1.3.6.1.4.1.99999.3\"\n");
+        let cfg = load(&write(dir.path(), &own)).unwrap();
+        assert_eq!(cfg.syslog[0].sd_id, "procward@99999.3");
     }
 }

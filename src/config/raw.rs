@@ -77,7 +77,8 @@ pub struct DaemonRaw {
 }
 
 fn d_snmp_root() -> String {
-    "1.3.6.1.4.1.32473".into()
+    let root = crate::model::oid::DEFAULT_ROOT.map(|n| n.to_string());
+    root.join(".")
 }
 
 impl Default for DaemonRaw {

@@ -69,6 +69,7 @@ pub(super) fn validate_sink(
     ok &= legacy.is_ok();
     ok.then(|| SyslogSink {
         legacy: legacy.ok().flatten(),
+        sd_id: String::new(), // set from daemon.snmp-root by `load`
         name: s.name.clone(),
         transport: s.transport,
         address,

@@ -455,11 +455,7 @@ impl Daemon {
             }
             Msg::Ended(i, woke) => {
                 if let (Some(m), Input::Exited { target, kind, .. }) = (&mut self.metrics, &i) {
-                    let reason = match kind {
-                        crate::model::ExitKind::Disappeared => "disappeared",
-                        crate::model::ExitKind::Zombie { .. } => "zombie",
-                    };
-                    m.exited(target, reason, woke.into_std(), now_ms());
+                    m.exited(target, kind.reason().as_str(), woke.into_std(), now_ms());
                 }
                 self.on_msg(Msg::Input(i));
             }

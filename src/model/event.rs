@@ -52,62 +52,14 @@ impl Severity {
     }
 }
 
-/// Catalog message IDs the daemon emits. Every event the core emits is
+/// Catalog message IDs, generated from message-catalog/ids.lock (build.rs).
+/// Every event the core emits is
 /// rendered against the catalog in both languages by
 /// `monitor::tests::every_emitted_event_renders_in_both_languages` (an ID
 /// missing from `message-catalog/messages.toml`, or a field it does not
 /// declare, fails there).
 pub mod msg {
-    pub const DAEMON_STARTED: &str = "PW1001";
-    pub const DAEMON_STOPPING: &str = "PW1002";
-    pub const CONFIG_RELOADED: &str = "PW1003";
-    pub const CONFIG_REJECTED: &str = "PW1004";
-    pub const TARGET_PAUSED: &str = "PW1005";
-    pub const TARGET_RESUMED: &str = "PW1006";
-    pub const TARGET_RESET: &str = "PW1007";
-    pub const CONTROL_DENIED: &str = "PW1008";
-    pub const STATE_UNREADABLE: &str = "PW1009";
-    pub const TARGET_STARTED: &str = "PW1010";
-    pub const TARGET_STOPPED: &str = "PW1011";
-    pub const WRITE_FAILED: &str = "PW1012";
-    pub const WRITE_RECOVERED: &str = "PW1013";
-    pub const SEQ_REFUSED: &str = "PW1014";
-
-    pub const TARGET_FOUND: &str = "PW2001";
-    pub const TARGET_WAITING: &str = "PW2002";
-    pub const PROCESS_DISAPPEARED: &str = "PW2003";
-    pub const PROCESS_ZOMBIE: &str = "PW2004";
-    pub const ENDED_NORMALLY: &str = "PW2019";
-    pub const COUNT_BELOW_MIN: &str = "PW2005";
-    pub const COUNT_ABOVE_MAX: &str = "PW2006";
-    pub const COUNT_NORMAL: &str = "PW2007";
-    pub const CHILDREN_LOST: &str = "PW2008";
-    pub const MEMBER_EXITED: &str = "PW2009";
-    pub const RESTART_STARTED: &str = "PW2010";
-    pub const RESTART_SCRIPT_DONE: &str = "PW2011";
-    pub const RESTART_SCRIPT_FAILED: &str = "PW2012";
-    pub const RESTART_SCRIPT_TIMEOUT: &str = "PW2013";
-    pub const RESTART_NOT_SETTLED: &str = "PW2014";
-    pub const TARGET_RECOVERED: &str = "PW2015";
-    pub const RESTART_DELAYED: &str = "PW2016";
-    pub const TARGET_BACK: &str = "PW2017";
-    pub const RESTART_SPAWN_FAILED: &str = "PW2018";
-    pub const RETRY_OVER: &str = "PW2020";
-    pub const START_SCRIPT_STARTED: &str = "PW2021";
-    pub const START_SCRIPT_DONE: &str = "PW2022";
-    pub const START_FAILED: &str = "PW2023";
-    pub const STARTED_BY_SCRIPT: &str = "PW2024";
-    pub const PIDFILE_REFUSED: &str = "PW2025";
-    pub const TARGET_STALLED: &str = "PW2040";
-    pub const STALL_CLEARED: &str = "PW2041";
-    pub const RETRY_OVER_COMMAND: &str = "PW2030";
-    pub const RETRY_OVER_COMMAND_OK: &str = "PW2031";
-    pub const RETRY_OVER_COMMAND_FAILED: &str = "PW2032";
-
-    pub const SINK_DROPPED: &str = "PW3001";
-    pub const SINK_FAILED: &str = "PW3002";
-    pub const SINK_RECOVERED: &str = "PW3003";
-    pub const INFORM_UNACKNOWLEDGED: &str = "PW3004";
+    include!(concat!(env!("OUT_DIR"), "/msg.rs"));
 }
 
 /// What the monitor core asks to be said: an ID and typed fields.

@@ -37,10 +37,22 @@ impl Reason {
     }
 }
 
+/// How a tracked process ended, as the exit watch saw it: one of the
+/// recovery [`Reason`]s, with what only a zombie has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExitKind {
     Disappeared,
     Zombie { ppid: u32 },
+}
+
+impl ExitKind {
+    /// The recovery reason this end is (its name in events and metrics).
+    pub fn reason(&self) -> Reason {
+        match self {
+            ExitKind::Disappeared => Reason::Disappeared,
+            ExitKind::Zombie { .. } => Reason::Zombie,
+        }
+    }
 }
 
 /// How a process ended, as waitpid(2) would tell its parent: learned by

@@ -10,6 +10,15 @@ pub const ENTERPRISE: u32 = 32473;
 /// enterprises.ENTERPRISE.
 pub const DEFAULT_ROOT: [u32; 7] = [1, 3, 6, 1, 4, 1, ENTERPRISE];
 
+/// The RFC 5424 SD-ID of procward's structured data under `root`:
+/// `procward@PEN` with the enterprise's number (and any sub-identifiers
+/// of the root after it), so that it follows `daemon.snmp-root`.
+pub fn sd_id(root: &[u32]) -> String {
+    let root = if root.len() >= 7 { root } else { &DEFAULT_ROOT };
+    let pen: Vec<String> = root[6..].iter().map(u32::to_string).collect();
+    format!("procward@{}", pen.join("."))
+}
+
 /// The notification OID of a message: ROOT.0.N for PWN.
 pub fn notification_oid(root: &[u32], id: &str) -> Vec<u32> {
     let n: u32 = id.trim_start_matches("PW").parse().unwrap_or(0);

@@ -81,11 +81,11 @@ impl State {
     /// not started, OCF_ERR_GENERIC (1) once procward has given up.
     pub fn ocf(self) -> u8 {
         if self.running_or_recovering() || self == State::Paused {
-            0
+            ocf::SUCCESS
         } else if self.given_up() {
-            1
+            ocf::ERR_GENERIC
         } else {
-            7
+            ocf::NOT_RUNNING
         }
     }
 }
@@ -95,6 +95,19 @@ impl std::fmt::Display for State {
         // `pad`, not `write_str`: the status table aligns on it.
         f.pad(self.as_str())
     }
+}
+
+/// The OCF resource agent exit codes procward answers with (`status
+/// --ocf`, the offline commands; contrib/ocf/procward passes them on).
+pub mod ocf {
+    /// Running (or being brought back by procward).
+    pub const SUCCESS: u8 = 0;
+    /// procward has given up on it.
+    pub const ERR_GENERIC: u8 = 1;
+    /// No such target in the configuration.
+    pub const ERR_CONFIGURED: u8 = 6;
+    /// Stopped, or not started.
+    pub const NOT_RUNNING: u8 = 7;
 }
 
 /// Where a target was left, persisted across restarts of procward.

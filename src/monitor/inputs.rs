@@ -49,7 +49,7 @@ impl Monitor {
                 };
                 let ev = match outcome {
                     ScriptOutcome::Exited { code: 0, .. } => {
-                        EventSpec::new(msg::RETRY_OVER_COMMAND_OK).target(&name)
+                        EventSpec::new(msg::RETRY_OVER_COMMAND_DONE).target(&name)
                     }
                     other => EventSpec::new(msg::RETRY_OVER_COMMAND_FAILED)
                         .target(&name)
@@ -379,21 +379,14 @@ impl Monitor {
                 Out { actions, now }.emit(t, ev);
                 return;
             }
-            let (reason, ev) = match kind {
-                ExitKind::Disappeared => (
-                    Reason::Disappeared,
-                    EventSpec::new(msg::PROCESS_DISAPPEARED)
-                        .target(&name)
-                        .pid(proc.pid),
-                ),
-                ExitKind::Zombie { ppid } => (
-                    Reason::Zombie,
-                    EventSpec::new(msg::PROCESS_ZOMBIE)
-                        .target(&name)
-                        .pid(proc.pid)
-                        .field("ppid", ppid),
-                ),
+            let reason = kind.reason();
+            let ev = match kind {
+                ExitKind::Disappeared => EventSpec::new(msg::PROCESS_DISAPPEARED),
+                ExitKind::Zombie { ppid } => {
+                    EventSpec::new(msg::PROCESS_ZOMBIE).field("ppid", ppid)
+                }
             };
+            let ev = ev.target(&name).pid(proc.pid);
             let ev = ExitStatus::fields(status.as_ref(), ev);
             self.fail(i, reason, Some(proc.pid), ev, now, actions);
         }

@@ -269,20 +269,12 @@ impl Phase {
         }
     }
 
+    /// The state's name, as events say what a target was before (a
+    /// stalled target was "up").
     pub fn as_str(&self) -> &'static str {
         match self {
-            Phase::Waiting { .. } => "waiting",
-            Phase::Up(_) => "up",
-            Phase::Down => "down",
-            Phase::Backoff { .. } => "backoff",
-            Phase::Restarting { .. } => "restarting",
-            Phase::Stopping { .. } => "stopping",
-            Phase::Settling { .. } => "settling",
-            Phase::RetryOver => "retry-over",
-            Phase::Failed => "failed",
-            Phase::Paused => "paused",
-            Phase::Stopped => "stopped",
-            Phase::Halting { .. } => "stopping",
+            Phase::Up(_) => State::Up.as_str(),
+            other => other.state().as_str(),
         }
     }
 }

@@ -467,7 +467,7 @@ fn failover_marks_failed_and_runs_the_command() {
         },
         T0 + S,
     );
-    assert_eq!(ids(&a), vec![msg::RETRY_OVER_COMMAND_OK]);
+    assert_eq!(ids(&a), vec![msg::RETRY_OVER_COMMAND_DONE]);
     assert_eq!(m.snapshot()["a"].halted, Some(Halted::Failed));
 }
 

@@ -72,14 +72,17 @@ impl Engine {
         let id = if (5..=32).contains(&id.len()) {
             id
         } else {
-            // RFC 3411 format: enterprise 32473 with the "octets" format (5)
-            // and 8 random bytes.
+            // RFC 3411 format: the enterprise number with its top bit set,
+            // the "octets" format (5) and 8 random bytes.
             let mut rnd = [0u8; 8];
             let seed = crate::model::event::now_ms() ^ (std::process::id() as u64) << 32;
             std::fs::File::open("/dev/urandom")
                 .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut rnd))
                 .unwrap_or_else(|_| rnd = seed.to_be_bytes());
-            let mut v = vec![0x80, 0x00, 0x7e, 0xd9, 0x05];
+            let mut v = (crate::model::oid::ENTERPRISE | 0x8000_0000)
+                .to_be_bytes()
+                .to_vec();
+            v.push(0x05);
             v.extend_from_slice(&rnd);
             v
         };

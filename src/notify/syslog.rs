@@ -17,10 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
-/// Private enterprise number used in the RFC 5424 SD-ID (`procward@32473`;
-/// 32473 is the PEN reserved for documentation, RFC 5612).
-pub const SD_ID: &str = "procward@32473";
-
 /// Start every configured syslog sink.
 pub fn start_all(cfg: &Config, renderer: Arc<Renderer>, report: Reporter) -> Vec<SinkHandle> {
     cfg.syslog
@@ -395,9 +391,9 @@ pub fn sd_escape(v: &str) -> String {
     out
 }
 
-fn sd_element(ev: &Event) -> String {
+fn sd_element(sd_id: &str, ev: &Event) -> String {
     let mut s = format!(
-        "[{SD_ID} seq=\"{}\" severity=\"{}\"",
+        "[{sd_id} seq=\"{}\" severity=\"{}\"",
         ev.seq,
         ev.severity.as_str()
     );
@@ -481,7 +477,7 @@ pub fn format(cfg: &SyslogSink, renderer: &Renderer, ev: &Event, pid: u32) -> Ve
                 ev.host,
                 ev.id
             );
-            let mut sd = sd_element(ev);
+            let mut sd = sd_element(&cfg.sd_id, ev);
             if head.len() + sd.len() + 1 > cfg.max_size {
                 sd = "-".into();
             }
@@ -511,6 +507,7 @@ mod tests {
             hold_down: Duration::from_secs(2),
             write_timeout: Duration::from_secs(10),
             legacy: None,
+            sd_id: "procward@32473".into(),
         }
     }
 

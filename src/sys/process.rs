@@ -108,3 +108,68 @@ pub fn set_helper_pid(pid: u32) {
 pub fn clear_helper_pid(pid: u32) {
     let _ = HELPER_PID.compare_exchange(pid, 0, Ordering::Relaxed, Ordering::Relaxed);
 }
+
+/// Who a stop signals: one process, or a process group.
+#[derive(Debug, Clone, Copy)]
+pub enum Whom {
+    Process(u32),
+    Group(u32),
+}
+
+impl Whom {
+    pub fn send(self, sig: rustix::process::Signal) {
+        use rustix::process::{kill_process, kill_process_group, Pid};
+        match self {
+            Whom::Process(p) => {
+                if let Some(pid) = Pid::from_raw(p as i32) {
+                    let _ = kill_process(pid, sig);
+                }
+            }
+            Whom::Group(g) => {
+                if let Some(pid) = Pid::from_raw(g as i32) {
+                    let _ = kill_process_group(pid, sig);
+                }
+            }
+        }
+    }
+}
+
+/// procward's one way to stop something: SIGTERM through `send` now, then
+/// SIGKILL through it unless `ended` completes within `grace`. The future
+/// says whether it ended in time. SIGTERM is sent before this returns.
+pub fn stop_with_grace(
+    send: impl Fn(rustix::process::Signal) + Send + 'static,
+    grace: std::time::Duration,
+    ended: impl std::future::Future<Output = ()> + Send,
+) -> impl std::future::Future<Output = bool> + Send {
+    send(rustix::process::Signal::TERM);
+    async move {
+        let in_time = tokio::time::timeout(grace, ended).await.is_ok();
+        if !in_time {
+            send(rustix::process::Signal::KILL);
+        }
+        in_time
+    }
+}
+
+/// [`stop_with_grace`] for a caller that cannot wait asynchronously:
+/// `ended` is asked every 20 ms.
+pub fn stop_with_grace_blocking(
+    mut send: impl FnMut(rustix::process::Signal),
+    grace: std::time::Duration,
+    mut ended: impl FnMut() -> bool,
+) -> bool {
+    send(rustix::process::Signal::TERM);
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if ended() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if ended() {
+        return true;
+    }
+    send(rustix::process::Signal::KILL);
+    false
+}

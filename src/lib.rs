@@ -1,22 +1,26 @@
 //! procward: keeps business processes alive and reports every failure.
+//!
+//! The floors, bottom to top (docs/architecture.md; tests/layers.rs keeps
+//! the imports going down): model, sys, config, catalog, monitor (the
+//! core), store, the edges (probe, action, notify, control, filters,
+//! metrics), the wiring (daemon, offline, demo, cli, reaper, commands).
+//! Public: what the binary, the tests and the bench use.
 
 pub mod action;
 pub mod catalog;
-pub mod cli;
+pub(crate) mod cli;
+pub mod commands;
 pub mod config;
 pub mod control;
-pub mod daemon;
-pub mod demo;
-
+pub(crate) mod daemon;
+pub(crate) mod demo;
 pub mod filters;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod model;
-
-pub mod monitor;
+pub(crate) mod monitor;
 pub mod notify;
-pub mod offline;
+pub(crate) mod offline;
 pub mod probe;
-pub mod reaper;
+pub(crate) mod reaper;
 pub mod store;
-
 pub mod sys;

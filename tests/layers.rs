@@ -20,6 +20,7 @@ const FLOORS: &[(&str, &[&str])] = &[
         &["probe", "action", "notify", "control", "filters", "metrics"],
     ),
     ("wiring", &["daemon", "offline", "demo", "cli", "reaper"]),
+    ("commands", &["commands"]),
     ("binary", &["main"]),
 ];
 

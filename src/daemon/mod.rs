@@ -63,8 +63,6 @@ pub struct Options {
     pub config: PathBuf,
     /// Print each event on stderr (the foreground).
     pub console: bool,
-    /// Handle SIGTERM/SIGINT/SIGHUP (off when embedded, as in the demo).
-    pub signals: bool,
 }
 
 enum Msg {
@@ -97,18 +95,9 @@ struct ScanResult {
     polled_dead: Vec<(TargetId, ProcRef)>,
 }
 
+/// The running daemon: its loop ends at SIGTERM or SIGINT.
 pub struct Handle {
-    stop: Option<oneshot::Sender<()>>,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Handle {
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        self.task.await?
-    }
 }
 
 struct Daemon {
@@ -160,7 +149,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
         .map_err(|errs| anyhow::anyhow!("invalid configuration:\n{}", errs.join("\n")))?;
     // Signals are handled before anything is said (PW1001, READY=1): a
     // SIGHUP or SIGTERM that comes early must not find the default action.
-    let signals = Signals::install(opts.signals)?;
+    let signals = Signals::install()?;
     let dir = cfg.daemon.state_dir.clone();
     let lock = tokio::task::spawn_blocking(move || {
         crate::store::state::lock(&dir, OFFLINE_WAIT, || {
@@ -241,12 +230,10 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
     d.apply(acts);
     let to_daemon: server::ToDaemon = Arc::new(move |m| tx.send(Msg::Client(m)).is_ok());
     tokio::spawn(server::serve_forever(listener, shared, to_daemon));
-    let (stop_tx, stop_rx) = oneshot::channel();
     // Ready before the loop runs, so that no WATCHDOG=1 precedes READY=1.
     system::sd_notify("READY=1");
-    let task = tokio::spawn(async move { d.run(rx, stop_rx, signals).await });
+    let task = tokio::spawn(async move { d.run(rx, signals).await });
     Ok(Handle {
-        stop: Some(stop_tx),
         task,
     })
 }
@@ -259,9 +246,9 @@ struct Signals {
 }
 
 impl Signals {
-    fn install(on: bool) -> std::io::Result<Signals> {
+    fn install() -> std::io::Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind};
-        let one = |k: SignalKind| on.then(|| signal(k)).transpose();
+        let one = |k: SignalKind| signal(k).map(Some);
         Ok(Signals {
             term: one(SignalKind::terminate())?,
             int: one(SignalKind::interrupt())?,
@@ -293,7 +280,6 @@ impl Daemon {
     async fn run(
         &mut self,
         mut rx: mpsc::UnboundedReceiver<Msg>,
-        mut stop: oneshot::Receiver<()>,
         signals: Signals,
     ) -> anyhow::Result<()> {
         let Signals {
@@ -321,7 +307,6 @@ impl Daemon {
             .min()
             .unwrap_or(far);
             tokio::select! {
-                _ = &mut stop => { stop_reason = "shutdown request"; break; }
                 _ = signal(&mut term) => { stop_reason = "SIGTERM"; break; }
                 _ = signal(&mut int) => { stop_reason = "SIGINT"; break; }
                 _ = signal(&mut hup) => {

@@ -511,6 +511,7 @@ impl Monitor {
             .collect()
     }
 
+    #[cfg(test)]
     pub fn snapshot(&self) -> BTreeMap<String, Persisted> {
         self.targets
             .iter()

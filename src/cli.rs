@@ -15,7 +15,7 @@ fn duration(s: &str) -> Result<Duration, String> {
 /// (`2026-11-26 08:17`, `2026-11-26T08:17:00`, in the local zone: `TZ` or
 /// /etc/localtime), a local date (`2026-11-26`: its midnight), or a
 /// duration ago (`10m`).
-pub fn since(s: &str) -> Result<u64, String> {
+pub(crate) fn since(s: &str) -> Result<u64, String> {
     use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone};
     let s = s.trim();
     let ms = |t: i64| u64::try_from(t).map_err(|_| format!("`{s}` is before 1970"));
@@ -54,7 +54,7 @@ pub fn since(s: &str) -> Result<u64, String> {
     version,
     about = "Keeps business processes alive and tells the operations manager what happened"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Configuration file [default: $PROCWARD_CONFIG or /etc/procward/procward.toml]
     #[arg(short = 'c', long = "config", global = true)]
     pub config: Option<PathBuf>,
@@ -64,7 +64,7 @@ pub struct Cli {
 
 /// A manager that filter definitions are generated for (`all`: every one).
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum Manager {
+pub(crate) enum Manager {
     Esmpro,
     Websam,
     Rsyslog,
@@ -75,7 +75,7 @@ pub enum Manager {
 
 impl Manager {
     /// The managers this stands for, by name.
-    pub fn names(self) -> Vec<&'static str> {
+    pub(crate) fn names(self) -> Vec<&'static str> {
         match self {
             Manager::Esmpro => vec!["esmpro"],
             Manager::Websam => vec!["websam"],
@@ -88,14 +88,14 @@ impl Manager {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum RenderFormat {
+pub(crate) enum RenderFormat {
     Rfc5424,
     Rfc3164,
     Json,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Cmd {
+pub(crate) enum Cmd {
     /// Run the daemon in the foreground (systemd Type=notify)
     Run {
         /// Do not print events on stderr
@@ -264,7 +264,7 @@ pub enum Cmd {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum FiltersCmd {
+pub(crate) enum FiltersCmd {
     /// List the managers definitions can be generated for
     List,
     /// Write the definitions into DIR/MANAGER/
@@ -296,7 +296,7 @@ pub enum FiltersCmd {
 
 /// Choices for the rsyslog rules.
 #[derive(clap::Args, Debug, Clone, Default)]
-pub struct FilterOpts {
+pub(crate) struct FilterOpts {
     /// rsyslog: also forward warnings and above to HOST:PORT (TCP, RFC 5424)
     #[arg(long, value_name = "HOST:PORT", value_parser = crate::filters::parse_forward)]
     pub forward: Option<(String, u16)>,
@@ -307,7 +307,7 @@ pub struct FilterOpts {
 }
 
 impl FilterOpts {
-    pub fn options(&self) -> crate::filters::Options {
+    pub(crate) fn options(&self) -> crate::filters::Options {
         crate::filters::Options {
             forward: self.forward.clone(),
             exclusive: self.exclusive,
@@ -316,7 +316,7 @@ impl FilterOpts {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum CatalogCmd {
+pub(crate) enum CatalogCmd {
     /// List every message: ID, severity, name
     List,
     /// Show one message in full
@@ -332,7 +332,7 @@ pub enum CatalogCmd {
 /// Man pages (procward.1 and one per subcommand) and bash, zsh and fish
 /// completions, from these definitions, into `out/man` and
 /// `out/completions`.
-pub fn write_assets(out: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+pub(crate) fn write_assets(out: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
     use clap::CommandFactory;
     let cmd = Cli::command();
     let man = out.join("man");

@@ -1,7 +1,6 @@
 //! The `procward` command line: one function per subcommand, errors mapped
 //! to exit codes. `src/main.rs` only calls [`main`].
 
-use clap::Parser;
 use crate::catalog::render::Renderer;
 use crate::catalog::Catalog;
 use crate::cli::{CatalogCmd, Cli, Cmd, FiltersCmd, RenderFormat};
@@ -12,6 +11,7 @@ use crate::model::Lang;
 use crate::model::State;
 use crate::monitor::TargetStatus;
 use crate::notify::syslog;
+use clap::Parser;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -258,9 +258,7 @@ fn status(
         if ocf {
             return Ok(rows
                 .first()
-                .map_or(crate::model::state::ocf::ERR_CONFIGURED, |r| {
-                    r.state.ocf()
-                }));
+                .map_or(crate::model::state::ocf::ERR_CONFIGURED, |r| r.state.ocf()));
         }
         if rows.is_empty() {
             eprintln!("procward: no target named `{t}`");

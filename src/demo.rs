@@ -89,7 +89,7 @@ fn say(s: &str) {
     }
 }
 
-pub fn run(timeout: Duration) -> anyhow::Result<()> {
+pub(crate) fn run(timeout: Duration) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("procward-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;

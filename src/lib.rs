@@ -4,7 +4,9 @@
 //! the imports going down): model, sys, config, catalog, monitor (the
 //! core), store, the edges (probe, action, notify, control, filters,
 //! metrics), the wiring (daemon, offline, demo, cli, reaper, commands).
-//! Public: what the binary, the tests and the bench use.
+//! Public: what the binary, the tests and the bench use; everything else
+//! is `pub(crate)` at most.
+#![warn(unreachable_pub)]
 
 pub mod action;
 pub mod catalog;

@@ -23,18 +23,18 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TargetLabel {
+pub(crate) struct TargetLabel {
     pub target: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StateLabel {
+pub(crate) struct StateLabel {
     pub target: String,
     pub state: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ExitLabel {
+pub(crate) struct ExitLabel {
     pub target: String,
     pub reason: String,
 }
@@ -42,7 +42,7 @@ pub struct ExitLabel {
 /// The event loop's side: counters and histograms it updates as things
 /// happen (atomics shared with the exposition), and the status snapshot
 /// it publishes when the exposition asks for one.
-pub struct Metrics {
+pub(crate) struct Metrics {
     last_exit: Family<TargetLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     restarts: Family<TargetLabel, Counter>,
     exits: Family<ExitLabel, Counter>,
@@ -63,7 +63,7 @@ struct Snapshot {
 
 /// The exposition's side, on the metrics thread: the registry, the
 /// per-target gauges filled from the snapshot, the last text rendered.
-pub struct Exposition {
+pub(crate) struct Exposition {
     registry: Registry,
     up: Family<TargetLabel, Gauge>,
     state: Family<StateLabel, Gauge>,
@@ -76,7 +76,7 @@ pub struct Exposition {
 }
 
 /// How the exposition asks the event loop for a fresh snapshot.
-pub type Ask = Arc<dyn Fn() + Send + Sync>;
+pub(crate) type Ask = Arc<dyn Fn() + Send + Sync>;
 
 /// A scrape is answered from a snapshot and a text at most this old: a
 /// flood of scrapes costs the event loop four snapshots a second.
@@ -96,7 +96,7 @@ fn buckets() -> impl Iterator<Item = f64> {
 
 impl Metrics {
     /// Both sides, sharing the counters; `ask` wakes the event loop.
-    pub fn new(ask: Ask) -> (Metrics, Exposition) {
+    pub(crate) fn new(ask: Ask) -> (Metrics, Exposition) {
         let mut registry = Registry::with_prefix("procward");
         let (status, _) = tokio::sync::watch::channel((
             std::time::Instant::now() - FRESH * 2,
@@ -178,21 +178,27 @@ impl Metrics {
     }
 
     /// Whether the exposition waits for a snapshot (`publish` it then).
-    pub fn wanted(&self) -> bool {
+    pub(crate) fn wanted(&self) -> bool {
         self.snapshot
             .wanted
             .swap(false, std::sync::atomic::Ordering::AcqRel)
     }
 
     /// The status the next scrapes render.
-    pub fn publish(&self, status: Vec<TargetStatus>) {
+    pub(crate) fn publish(&self, status: Vec<TargetStatus>) {
         self.snapshot
             .status
             .send_replace((std::time::Instant::now(), Arc::new(status)));
     }
 
     /// A process ended at `woke` (its pidfd); procward decided just now.
-    pub fn exited(&mut self, target: &str, reason: &str, woke: std::time::Instant, at_ms: u64) {
+    pub(crate) fn exited(
+        &mut self,
+        target: &str,
+        reason: &str,
+        woke: std::time::Instant,
+        at_ms: u64,
+    ) {
         self.ended.insert(target.to_string(), woke);
         let detect = woke.elapsed();
         self.exits
@@ -210,7 +216,7 @@ impl Metrics {
     }
 
     /// A restart script runs now.
-    pub fn restarted(&mut self, target: &str) {
+    pub(crate) fn restarted(&mut self, target: &str) {
         let since_exit = self.ended.remove(target).map(|t| t.elapsed());
         self.restarts
             .get_or_create(&TargetLabel {
@@ -251,7 +257,7 @@ impl Exposition {
     }
 
     /// The exposition text, with the per-target gauges from `status`.
-    pub fn render(&self, status: &[TargetStatus]) -> String {
+    pub(crate) fn render(&self, status: &[TargetStatus]) -> String {
         self.up.clear();
         self.state.clear();
         self.window.clear();
@@ -287,7 +293,10 @@ impl Exposition {
 /// Serve `GET /metrics` on `listener` from a thread of its own (its own
 /// runtime): a flood of scrapes, or of connections that never read the
 /// answer, never takes time from monitoring, restarts or control.
-pub fn start(listener: std::net::TcpListener, exposition: Exposition) -> std::io::Result<()> {
+pub(crate) fn start(
+    listener: std::net::TcpListener,
+    exposition: Exposition,
+) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     std::thread::Builder::new()
         .name("procward-metrics".into())

@@ -37,7 +37,7 @@ fn spec(cfg: &Config, target: &str) -> Option<Arc<TargetSpec>> {
 }
 
 /// The live processes of `spec`, main process first.
-pub fn processes(spec: &TargetSpec) -> Vec<ProcRef> {
+pub(crate) fn processes(spec: &TargetSpec) -> Vec<ProcRef> {
     procfs::scan(&[spec], std::process::id())
         .remove(&spec.name)
         .unwrap_or_default()
@@ -53,7 +53,7 @@ fn running(spec: &TargetSpec, procs: &[ProcRef]) -> bool {
 }
 
 /// `status TARGET --offline`: running (0) or not (7), from the processes.
-pub fn status(cfg_path: &std::path::Path, target: &str, quiet: bool) -> Result<u8, String> {
+pub(crate) fn status(cfg_path: &std::path::Path, target: &str, quiet: bool) -> Result<u8, String> {
     let cfg = load(cfg_path)?;
     let Some(spec) = spec(&cfg, target) else {
         if !quiet {
@@ -141,7 +141,11 @@ fn record_up(
 /// after `timeout`; succeeds only once they are all gone. The target is
 /// recorded as stopped: a procward started later leaves it alone until
 /// `start`.
-pub fn stop(cfg_path: &std::path::Path, target: &str, timeout: Duration) -> Result<u8, String> {
+pub(crate) fn stop(
+    cfg_path: &std::path::Path,
+    target: &str,
+    timeout: Duration,
+) -> Result<u8, String> {
     use rustix::process::{kill_process, Pid, Signal};
     let cfg = load(cfg_path)?;
     let Some(spec) = spec(&cfg, target) else {
@@ -210,7 +214,11 @@ pub fn stop(cfg_path: &std::path::Path, target: &str, timeout: Duration) -> Resu
 /// `manual`, as `procward start` does) unless the target already runs,
 /// then wait up to `wait` for its processes. The target is recorded as
 /// started, its retry window empty: a procward started later monitors it.
-pub fn start(cfg_path: &std::path::Path, target: &str, wait: Duration) -> Result<u8, String> {
+pub(crate) fn start(
+    cfg_path: &std::path::Path,
+    target: &str,
+    wait: Duration,
+) -> Result<u8, String> {
     let cfg = load(cfg_path)?;
     let Some(spec) = spec(&cfg, target) else {
         eprintln!("procward: no target {target} in {}", cfg_path.display());

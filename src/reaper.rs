@@ -6,7 +6,7 @@
 use crate::sys::process::{forward_signals, set_forward};
 
 /// Returns the exit code of CMD (128 + signal when killed).
-pub fn run(argv: &[String]) -> u8 {
+pub(crate) fn run(argv: &[String]) -> u8 {
     let _ = rustix::process::set_child_subreaper(rustix::process::getpid().into());
     forward_signals();
     let child = match std::process::Command::new(&argv[0])

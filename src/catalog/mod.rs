@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 pub const EMBEDDED: &str = include_str!("../../message-catalog/messages.toml");
-pub const IDS_LOCK: &str = include_str!("../../message-catalog/ids.lock");
+#[cfg(test)]
+const IDS_LOCK: &str = include_str!("../../message-catalog/ids.lock");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -152,7 +153,7 @@ pub struct Catalog {
 
 /// `5s`, `2m 5s`, `1day`, `500ms`: the numbers and units of a duration as
 /// procward writes it (humantime), or None if `s` is not one.
-pub fn duration_parts(s: &str) -> Option<Vec<(&str, &str)>> {
+fn duration_parts(s: &str) -> Option<Vec<(&str, &str)>> {
     let mut parts = Vec::new();
     for tok in s.split_whitespace() {
         let split = tok.find(|c: char| !c.is_ascii_digit())?;
@@ -368,7 +369,8 @@ impl Catalog {
 }
 
 /// Parse ids.lock: (id, name) pairs.
-pub fn parse_lock(text: &str) -> Vec<(String, String)> {
+#[cfg(test)]
+fn parse_lock(text: &str) -> Vec<(String, String)> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))

@@ -37,7 +37,7 @@ const EMBEDDED: &[(&str, &str)] = &[
 ];
 
 /// The output templates every build has.
-pub const OUTPUT_TEMPLATES: &[&str] = &["rfc3164", "rfc5424", "console", "trap"];
+const OUTPUT_TEMPLATES: &[&str] = &["rfc3164", "rfc5424", "console", "trap"];
 
 pub struct Renderer {
     hb: Handlebars<'static>,

@@ -347,7 +347,7 @@ pub const JOURNAL_KEEP: u32 = 3;
 /// The most generations `daemon.journal-keep` may ask for.
 pub const JOURNAL_MAX_KEEP: u32 = 100;
 
-pub const DEFAULT_PATH: &str = "/etc/procward/procward.toml";
+const DEFAULT_PATH: &str = "/etc/procward/procward.toml";
 
 /// The configuration path: `-c` if given, else `$PROCWARD_CONFIG`, else the default.
 pub fn resolve_path(arg: Option<&Path>) -> PathBuf {

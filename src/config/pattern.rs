@@ -208,15 +208,15 @@ fn literal(hir: &regex_syntax::hir::Hir) -> Option<Engine> {
 
 /// Compiles each distinct pattern once (a configuration often repeats one).
 #[derive(Default)]
-pub struct Patterns(HashMap<String, Pattern>);
+pub(super) struct Patterns(HashMap<String, Pattern>);
 
 impl Patterns {
     /// Offer an already compiled pattern (the running configuration's).
-    pub fn seed(&mut self, p: Pattern) {
+    pub(super) fn seed(&mut self, p: Pattern) {
         self.0.entry(p.as_str().to_string()).or_insert(p);
     }
 
-    pub fn get(&mut self, source: &str) -> Result<Pattern, String> {
+    pub(super) fn get(&mut self, source: &str) -> Result<Pattern, String> {
         if let Some(p) = self.0.get(source) {
             return Ok(p.clone());
         }

@@ -187,10 +187,10 @@ fn d_padmin() -> String {
     "padmin".into()
 }
 
-pub fn d_hold_down() -> Dur {
+fn d_hold_down() -> Dur {
     Dur::secs(2)
 }
-pub fn d_write_timeout() -> Dur {
+fn d_write_timeout() -> Dur {
     Dur::secs(10)
 }
 
@@ -277,13 +277,6 @@ impl std::fmt::Debug for SnmpSinkRaw {
             .field("address", &self.address)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct SinkRaw {
-    #[serde(default)]
-    pub syslog: Vec<SyslogSinkRaw>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]

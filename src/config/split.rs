@@ -19,7 +19,7 @@ use toml_parser::lexer::TokenKind;
 
 /// The file without its `[[target]]` blocks (each replaced by its newlines,
 /// so line numbers stay those of the file) and the blocks' byte ranges.
-pub struct Split {
+pub(super) struct Split {
     pub rest: String,
     pub targets: Vec<Range<usize>>,
 }
@@ -35,7 +35,7 @@ struct Header {
 
 /// Split `text`, or `None` when there is no `[[target]]` block or the file
 /// must be parsed whole.
-pub fn split(text: &str) -> Option<Split> {
+pub(super) fn split(text: &str) -> Option<Split> {
     let headers = headers(text)?;
     let mut targets: Vec<Range<usize>> = Vec::new();
     let mut open: Option<usize> = None;

@@ -48,7 +48,7 @@ pub(super) struct Lookups {
 
 impl Lookups {
     /// A reload: the old targets are let go.
-    pub fn clear(&self) {
+    pub(super) fn clear(&self) {
         self.spawned.clear();
         self.scan.clear();
     }
@@ -57,7 +57,7 @@ impl Lookups {
 impl Discovery {
     /// Subscribe to process events, unless PROCWARD_PROC_EVENTS=off or
     /// the kernel refuses (no CAP_NET_ADMIN, not the initial namespaces).
-    pub fn start(tx: mpsc::UnboundedSender<Msg>) -> Discovery {
+    pub(super) fn start(tx: mpsc::UnboundedSender<Msg>) -> Discovery {
         let pending = Arc::new(Mutex::new(Pending::default()));
         let off = std::env::var("PROCWARD_PROC_EVENTS").as_deref() == Ok("off");
         let events = if off { None } else { ProcEvents::open().ok() };
@@ -87,7 +87,7 @@ impl Discovery {
     }
 
     /// How procward finds processes (PW1001 field `discovery`).
-    pub fn describe(&self) -> &'static str {
+    pub(super) fn describe(&self) -> &'static str {
         if self.active {
             "process events, scan as safety net"
         } else {
@@ -96,7 +96,7 @@ impl Discovery {
     }
 
     /// Whether the scan that starts now must walk /proc.
-    pub fn full_scan(&mut self, interval: Duration, requested: bool, fast: bool) -> bool {
+    pub(super) fn full_scan(&mut self, interval: Duration, requested: bool, fast: bool) -> bool {
         let due = self
             .last_full
             .is_none_or(|t| t.elapsed() >= interval.saturating_mul(10));

@@ -39,15 +39,15 @@ use tokio::time::Instant;
 const OFFLINE_WAIT: Duration = Duration::from_secs(300);
 
 /// A validated configuration with its renderer, or every error found.
-pub type Loaded = Result<(Config, Arc<Renderer>), Vec<String>>;
+pub(crate) type Loaded = Result<(Config, Arc<Renderer>), Vec<String>>;
 
 /// Validate everything a daemon needs: configuration, catalog, templates.
-pub fn load_all(path: &Path) -> Loaded {
+pub(crate) fn load_all(path: &Path) -> Loaded {
     load_all_reusing(path, &[])
 }
 
 /// `load_all` for a reload: unchanged targets keep the running specs.
-pub fn load_all_reusing(path: &Path, running: &[Arc<config::TargetSpec>]) -> Loaded {
+pub(crate) fn load_all_reusing(path: &Path, running: &[Arc<config::TargetSpec>]) -> Loaded {
     let cfg = config::load_reusing(path, running)
         .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let catalog = Catalog::load(cfg.daemon.catalog_dir.as_deref())?;
@@ -59,7 +59,7 @@ pub fn load_all_reusing(path: &Path, running: &[Arc<config::TargetSpec>]) -> Loa
     Ok((cfg, Arc::new(renderer)))
 }
 
-pub struct Options {
+pub(crate) struct Options {
     pub config: PathBuf,
     /// Print each event on stderr (the foreground).
     pub console: bool,
@@ -96,7 +96,7 @@ struct ScanResult {
 }
 
 /// The running daemon: its loop ends at SIGTERM or SIGINT.
-pub struct Handle {
+pub(crate) struct Handle {
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -141,7 +141,7 @@ fn start_metrics(
 }
 
 /// Start the daemon on the current tokio runtime.
-pub async fn start(opts: Options) -> anyhow::Result<Handle> {
+pub(crate) async fn start(opts: Options) -> anyhow::Result<Handle> {
     system::raise_nofile_limit();
     let path = opts.config.clone();
     let (cfg, renderer) = tokio::task::spawn_blocking(move || load_all(&path))
@@ -233,9 +233,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Handle> {
     // Ready before the loop runs, so that no WATCHDOG=1 precedes READY=1.
     system::sd_notify("READY=1");
     let task = tokio::spawn(async move { d.run(rx, signals).await });
-    Ok(Handle {
-        task,
-    })
+    Ok(Handle { task })
 }
 
 /// SIGTERM, SIGINT and SIGHUP, when the daemon handles them.

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// From this many targets on, changes are written as records.
-pub const RECORDS_FROM_TARGETS: usize = 256;
+pub(super) const RECORDS_FROM_TARGETS: usize = 256;
 /// More changed targets than this at once: the whole file instead.
 const RECORDS_PER_SAVE: usize = 64;
 /// Records of this many targets are folded into the whole file at the
@@ -28,16 +28,16 @@ const RECORDS_PER_SAVE: usize = 64;
 const FOLD_AT: usize = 1024;
 /// Records are folded into the whole file once no record was written for
 /// this long.
-pub const FOLD_WHEN_QUIET: Duration = Duration::from_secs(5);
+pub(super) const FOLD_WHEN_QUIET: Duration = Duration::from_secs(5);
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Save {
+pub(super) enum Save {
     /// The records of these targets (sorted).
     Records(Vec<TargetId>),
     Full,
 }
 
-pub struct Persist {
+pub(super) struct Persist {
     /// The core asked to persist: saved after this wake-up.
     requested: bool,
     /// Targets changed since the last save; `None`: any may have.
@@ -52,7 +52,7 @@ impl Persist {
     /// what changes from here on is written. `records`: the state
     /// directory holds records (of an earlier procward), to be folded once
     /// quiet.
-    pub fn new(records: bool, now: Instant) -> Persist {
+    pub(super) fn new(records: bool, now: Instant) -> Persist {
         Persist {
             requested: false,
             dirty: Some(HashSet::new()),
@@ -61,7 +61,7 @@ impl Persist {
         }
     }
 
-    pub fn soon(&mut self) {
+    pub(super) fn soon(&mut self) {
         self.requested = true;
     }
 
@@ -69,7 +69,7 @@ impl Persist {
     /// to persist, that target's state changed. (Inputs that change
     /// nothing, such as a scan finding a waiting target still absent, do
     /// not make a record.)
-    pub fn changed(&mut self, target: &TargetId, actions: &[Action]) {
+    pub(super) fn changed(&mut self, target: &TargetId, actions: &[Action]) {
         if actions.iter().any(|a| matches!(a, Action::Persist)) {
             self.touched(target);
         }
@@ -84,26 +84,26 @@ impl Persist {
     }
 
     /// The core changed in a way not tied to one target (a reload).
-    pub fn touched_all(&mut self) {
+    pub(super) fn touched_all(&mut self) {
         self.dirty = None;
     }
 
     /// `target`'s record was written outside `take` (before its restart
     /// script).
-    pub fn recorded(&mut self, target: &TargetId, now: Instant) {
+    pub(super) fn recorded(&mut self, target: &TargetId, now: Instant) {
         self.unfolded.insert(target.clone());
         self.last_record = Some(now);
     }
 
     /// When the records are to be folded into the whole file, if any are
     /// waiting: a wake-up of the loop.
-    pub fn fold_at(&self) -> Option<Instant> {
+    pub(super) fn fold_at(&self) -> Option<Instant> {
         self.last_record.map(|t| t + FOLD_WHEN_QUIET)
     }
 
     /// What to write now, if anything was asked for or the records are
     /// due to be folded.
-    pub fn take(&mut self, targets: usize, now: Instant) -> Option<Save> {
+    pub(super) fn take(&mut self, targets: usize, now: Instant) -> Option<Save> {
         let fold = self.fold_at().is_some_and(|t| t <= now);
         if !std::mem::take(&mut self.requested) && !fold {
             return None;

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
 
-pub struct Schedule {
+pub(super) struct Schedule {
     /// (when, target, token) of each armed core timer.
     timers: BTreeSet<(Instant, TargetId, u64)>,
     last_scan: Instant,
@@ -18,7 +18,7 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    pub fn new() -> Schedule {
+    pub(super) fn new() -> Schedule {
         Schedule {
             timers: BTreeSet::new(),
             last_scan: Instant::now(),
@@ -30,7 +30,7 @@ impl Schedule {
     }
 
     /// The earliest of everything due, given the scan interval.
-    pub fn next_wake(&self, interval: Duration) -> Option<Instant> {
+    pub(super) fn next_wake(&self, interval: Duration) -> Option<Instant> {
         [
             self.timers.first().map(|t| t.0),
             self.next_scan(interval),
@@ -45,12 +45,12 @@ impl Schedule {
         .min()
     }
 
-    pub fn arm(&mut self, at: Instant, target: TargetId, token: u64) {
+    pub(super) fn arm(&mut self, at: Instant, target: TargetId, token: u64) {
         self.timers.insert((at, target, token));
     }
 
     /// The timers due now, removed: (target, token).
-    pub fn due_timers(&mut self, now: Instant) -> Vec<(TargetId, u64)> {
+    pub(super) fn due_timers(&mut self, now: Instant) -> Vec<(TargetId, u64)> {
         let mut due = Vec::new();
         while let Some(first) = self.timers.first() {
             if first.0 > now {
@@ -72,32 +72,32 @@ impl Schedule {
         }
     }
 
-    pub fn scan_due(&self, now: Instant, interval: Duration) -> bool {
+    pub(super) fn scan_due(&self, now: Instant, interval: Duration) -> bool {
         self.next_scan(interval).is_some_and(|t| t <= now)
     }
 
-    pub fn scan_soon(&mut self) {
+    pub(super) fn scan_soon(&mut self) {
         self.scan_soon = true;
     }
 
     /// A scan was asked for (not just the interval).
-    pub fn soon(&self) -> bool {
+    pub(super) fn soon(&self) -> bool {
         self.scan_soon
     }
 
-    pub fn scan_started(&mut self, running: bool) {
+    pub(super) fn scan_started(&mut self, running: bool) {
         self.last_scan = Instant::now();
         self.scan_soon = false;
         self.scanning = running;
     }
 
-    pub fn scan_done(&mut self) {
+    pub(super) fn scan_done(&mut self) {
         self.scanning = false;
     }
 
     /// Keep the probe schedule in step with the targets that have one
     /// now: (target, probe interval).
-    pub fn sync_probes<'a>(&mut self, live: impl Iterator<Item = (&'a str, Duration)>) {
+    pub(super) fn sync_probes<'a>(&mut self, live: impl Iterator<Item = (&'a str, Duration)>) {
         let now = Instant::now();
         let mut seen = HashSet::new();
         for (name, every) in live {
@@ -112,16 +112,16 @@ impl Schedule {
     }
 
     /// Is `target`'s probe due now (and not running)?
-    pub fn probe_due(&self, target: &str, now: Instant) -> bool {
+    pub(super) fn probe_due(&self, target: &str, now: Instant) -> bool {
         !self.probing.contains(target) && self.probes_due.get(target).is_some_and(|t| *t <= now)
     }
 
-    pub fn probe_started(&mut self, target: &str, next: Instant) {
+    pub(super) fn probe_started(&mut self, target: &str, next: Instant) {
         self.probes_due.insert(target.to_string(), next);
         self.probing.insert(target.to_string());
     }
 
-    pub fn probe_done(&mut self, target: &str) {
+    pub(super) fn probe_done(&mut self, target: &str) {
         self.probing.remove(target);
     }
 }

@@ -1,7 +1,7 @@
 //! What the daemon asks of the system: systemd's notify socket, and
 //! room for one pidfd per tracked process.
 
-pub fn sd_notify(state: &str) {
+pub(super) fn sd_notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
@@ -21,7 +21,7 @@ pub fn sd_notify(state: &str) {
 
 /// One pidfd per tracked process: raise the soft limit on open files to
 /// the hard limit.
-pub fn raise_nofile_limit() {
+pub(super) fn raise_nofile_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut l = getrlimit(Resource::Nofile);
     if l.current < l.maximum {
@@ -33,7 +33,7 @@ pub fn raise_nofile_limit() {
 /// How often to tell systemd's watchdog that the loop makes progress: half
 /// of `WatchdogSec` (from `WATCHDOG_USEC`, when `WATCHDOG_PID` is unset or
 /// ours). None without a watchdog.
-pub fn watchdog_interval() -> Option<std::time::Duration> {
+pub(super) fn watchdog_interval() -> Option<std::time::Duration> {
     if let Some(pid) = std::env::var_os("WATCHDOG_PID") {
         if pid.to_str()?.parse::<u32>().ok()? != std::process::id() {
             return None;

@@ -58,7 +58,7 @@ impl State {
     }
 
     /// Running, or on its way back by procward's own recovery.
-    pub fn running_or_recovering(self) -> bool {
+    fn running_or_recovering(self) -> bool {
         matches!(
             self,
             State::Up

@@ -3,7 +3,7 @@
 use super::*;
 
 impl Monitor {
-    pub fn handle(&mut self, input: Input, now: Ms) -> Vec<Action> {
+    pub(crate) fn handle(&mut self, input: Input, now: Ms) -> Vec<Action> {
         let mut actions = Vec::new();
         let name = input.target().clone();
         let Some(&i) = self.index.get(name.as_str()) else {

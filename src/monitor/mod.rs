@@ -15,7 +15,7 @@ use crate::model::{ExitKind, ExitStatus, Halted, Ms, ProcRef, Reason, State, Tar
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-pub use target::Target;
+pub(crate) use target::Target;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScriptOutcome {
@@ -40,7 +40,7 @@ pub enum ScriptOutcome {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input {
+pub(crate) enum Input {
     /// Result of a /proc scan for a target that needs one: every matching
     /// live process, the main one (top-most, oldest) first. Empty: none.
     Found {
@@ -91,7 +91,7 @@ pub enum Input {
 
 impl Input {
     /// The target the input is about.
-    pub fn target(&self) -> &TargetId {
+    pub(crate) fn target(&self) -> &TargetId {
         match self {
             Input::Found { target, .. }
             | Input::Exited { target, .. }
@@ -106,7 +106,7 @@ impl Input {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     Pause,
     Resume,
     Reset,
@@ -120,7 +120,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Action {
+pub(crate) enum Action {
     Emit(EventSpec),
     Track {
         target: TargetId,
@@ -178,7 +178,7 @@ pub enum Action {
 /// Where a target is. Each phase carries what only it needs; the phase
 /// changes only through [`Target::enter`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Not found yet since start, resume or reset. `announced`: that it is
     /// absent was said; `manual`: an operator's start runs the restart
     /// script if the next scan finds nothing.
@@ -232,7 +232,7 @@ pub enum Phase {
 }
 /// What an up target keeps while it is up.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Up {
+pub(crate) struct Up {
     /// Above `count.max` (PW2006 said, PW2007 due when back).
     over_max: bool,
     /// `children.min` was reached once: losing children counts from now.
@@ -246,12 +246,12 @@ pub struct Up {
 
 impl Phase {
     /// Waiting, nothing said yet.
-    pub const WAITING: Phase = Phase::Waiting {
+    pub(crate) const WAITING: Phase = Phase::Waiting {
         announced: false,
         manual: false,
     };
 
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         match self {
             Phase::Waiting { .. } => State::Waiting,
             Phase::Up(u) if u.stalled => State::Stalled,
@@ -271,7 +271,7 @@ impl Phase {
 
     /// The state's name, as events say what a target was before (a
     /// stalled target was "up").
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             Phase::Up(_) => State::Up.as_str(),
             other => other.state().as_str(),
@@ -335,7 +335,7 @@ pub struct InFlight {
 
 /// A row of `procward status`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TargetStatus {
+pub(crate) struct TargetStatus {
     pub target: String,
     pub state: State,
     pub pids: Vec<u32>,
@@ -362,7 +362,7 @@ struct Delay {
     after: u32,
 }
 
-pub struct Monitor {
+pub(crate) struct Monitor {
     targets: Vec<Target>,
     index: HashMap<String, usize>,
     rng: u64,
@@ -385,7 +385,7 @@ impl Out<'_> {
 }
 
 impl Monitor {
-    pub fn new<S: Into<Arc<TargetSpec>>>(
+    pub(crate) fn new<S: Into<Arc<TargetSpec>>>(
         specs: impl IntoIterator<Item = S>,
         state: &BTreeMap<String, Persisted>,
         seed: u64,
@@ -409,7 +409,7 @@ impl Monitor {
     /// What to do when procward starts on saved state: resume the
     /// recoveries that were under way (wait for a running script, arm the
     /// backoff and settle timers) instead of starting them again.
-    pub fn startup(&mut self, now: Ms) -> Vec<Action> {
+    pub(crate) fn startup(&mut self, now: Ms) -> Vec<Action> {
         let mut actions = vec![Action::ScanSoon];
         for t in &mut self.targets {
             let name = t.id.clone();
@@ -446,24 +446,24 @@ impl Monitor {
         actions
     }
 
-    pub fn targets(&self) -> &[Target] {
+    pub(crate) fn targets(&self) -> &[Target] {
         &self.targets
     }
 
-    pub fn target(&self, name: &str) -> Option<&Target> {
+    pub(crate) fn target(&self, name: &str) -> Option<&Target> {
         self.index.get(name).map(|&i| &self.targets[i])
     }
 
     /// Whether a target is settling: scan often (its script has run, it
     /// must be found soon).
-    pub fn fast_scan(&self) -> bool {
+    pub(crate) fn fast_scan(&self) -> bool {
         self.targets
             .iter()
             .any(|t| matches!(t.phase, Phase::Settling { .. } | Phase::Halting { .. }))
     }
 
     /// Targets a /proc scan must look for now.
-    pub fn scan_targets(&self) -> impl Iterator<Item = &Arc<TargetSpec>> {
+    pub(crate) fn scan_targets(&self) -> impl Iterator<Item = &Arc<TargetSpec>> {
         self.targets
             .iter()
             .filter(|t| t.needs_scan())
@@ -471,7 +471,7 @@ impl Monitor {
     }
 
     /// Up targets whose children must be counted: (target, main pid).
-    pub fn children_checks(&self) -> impl Iterator<Item = (&TargetId, u32)> {
+    pub(crate) fn children_checks(&self) -> impl Iterator<Item = (&TargetId, u32)> {
         self.targets
             .iter()
             .filter_map(|t| match (&t.phase, t.spec.children_min, t.main()) {
@@ -481,7 +481,7 @@ impl Monitor {
     }
 
     /// Up targets with a stall probe: (target, main process).
-    pub fn probe_targets(&self) -> impl Iterator<Item = (&Arc<TargetSpec>, ProcRef)> {
+    pub(crate) fn probe_targets(&self) -> impl Iterator<Item = (&Arc<TargetSpec>, ProcRef)> {
         self.targets
             .iter()
             .filter_map(|t| match (&t.phase, &t.spec.stall, t.main()) {
@@ -491,20 +491,20 @@ impl Monitor {
     }
 
     /// Every tracked process, with its target.
-    pub fn tracked(&self) -> impl Iterator<Item = (&str, ProcRef)> {
+    pub(crate) fn tracked(&self) -> impl Iterator<Item = (&str, ProcRef)> {
         self.targets
             .iter()
             .flat_map(|t| t.procs.iter().map(move |p| (t.spec.name.as_str(), *p)))
     }
 
     /// One target's state, as the state file would hold it.
-    pub fn persisted_of(&self, target: &str) -> Option<Persisted> {
+    pub(crate) fn persisted_of(&self, target: &str) -> Option<Persisted> {
         self.target(target).map(|t| t.persisted())
     }
 
     /// Every target's state to save, in the core's order: a reference
     /// count and a small copy per target (taken after every change).
-    pub fn snapshot_list(&self) -> Vec<(TargetId, Persisted)> {
+    pub(crate) fn snapshot_list(&self) -> Vec<(TargetId, Persisted)> {
         self.targets
             .iter()
             .map(|t| (t.id.clone(), t.persisted()))
@@ -512,14 +512,14 @@ impl Monitor {
     }
 
     #[cfg(test)]
-    pub fn snapshot(&self) -> BTreeMap<String, Persisted> {
+    pub(crate) fn snapshot(&self) -> BTreeMap<String, Persisted> {
         self.targets
             .iter()
             .map(|t| (t.spec.name.clone(), t.persisted()))
             .collect()
     }
 
-    pub fn status(&self, now: Ms) -> Vec<TargetStatus> {
+    pub(crate) fn status(&self, now: Ms) -> Vec<TargetStatus> {
         self.targets
             .iter()
             .map(|t| TargetStatus {
@@ -587,7 +587,7 @@ impl Monitor {
 
     /// Apply a new configuration: targets with the same name keep their
     /// state (counters, pause, tracked processes unless `match` changed).
-    pub fn reconfigure<S: Into<Arc<TargetSpec>>>(
+    pub(crate) fn reconfigure<S: Into<Arc<TargetSpec>>>(
         &mut self,
         specs: impl IntoIterator<Item = S>,
     ) -> Vec<Action> {
@@ -631,7 +631,7 @@ impl Monitor {
     }
 
     /// An operator command for one target. `by` names who asked.
-    pub fn command(
+    pub(crate) fn command(
         &mut self,
         name: &str,
         cmd: Command,
@@ -662,7 +662,7 @@ impl Monitor {
     }
 }
 
-pub fn outcome_status(o: &ScriptOutcome) -> String {
+pub(crate) fn outcome_status(o: &ScriptOutcome) -> String {
     match o {
         ScriptOutcome::Exited { code, .. } => format!("exit code {code}"),
         ScriptOutcome::Signaled { signal, .. } => format!("killed by signal {signal}"),
@@ -673,7 +673,7 @@ pub fn outcome_status(o: &ScriptOutcome) -> String {
     }
 }
 
-pub fn outcome_output(o: &ScriptOutcome) -> String {
+pub(crate) fn outcome_output(o: &ScriptOutcome) -> String {
     match o {
         ScriptOutcome::Exited { output, .. }
         | ScriptOutcome::Signaled { output, .. }

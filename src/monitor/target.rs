@@ -4,7 +4,7 @@
 use super::*;
 
 #[derive(Debug, Clone)]
-pub struct Target {
+pub(crate) struct Target {
     pub spec: Arc<TargetSpec>,
     /// `spec.name`, shared with every input and action about the target.
     pub id: TargetId,
@@ -82,7 +82,7 @@ impl Target {
     }
 
     /// How the last main process ended, when that could be learned.
-    pub fn last_exit(&self) -> Option<ExitStatus> {
+    pub(crate) fn last_exit(&self) -> Option<ExitStatus> {
         self.last_exit
     }
 

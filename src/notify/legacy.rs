@@ -26,7 +26,7 @@ pub enum Line {
 
 /// Every procward message with a legacy equivalent; any other has none.
 /// (docs/migration-processsaver.md shows this table; a test keeps them equal.)
-pub const MAP: &[(&str, Line)] = &[
+const MAP: &[(&str, Line)] = &[
     ("PW1003", Line::Admin("reload")),
     ("PW1010", Line::Admin("start")),
     ("PW1011", Line::Admin("stop")),

@@ -42,7 +42,7 @@ fn lock(sinks: &Sinks) -> std::sync::MutexGuard<'_, Vec<queue::SinkHandle>> {
 
 /// Start every sink of `cfg`; the SNMP engine is loaded the first time a
 /// configuration has an SNMP sink.
-pub fn start_sinks(
+fn start_sinks(
     cfg: &Config,
     renderer: &Arc<Renderer>,
     engine: &mut Option<Arc<snmp::Engine>>,

@@ -23,22 +23,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub const SYS_UPTIME: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 3, 0];
-pub const SNMP_TRAP_OID: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0];
+const SYS_UPTIME: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 3, 0];
+const SNMP_TRAP_OID: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0];
 const USM_STATS_NOT_IN_TIME: &[u32] = &[1, 3, 6, 1, 6, 3, 15, 1, 1, 2, 0];
 const USM_STATS_UNKNOWN_ENGINE: &[u32] = &[1, 3, 6, 1, 6, 3, 15, 1, 1, 4, 0];
-
-/// The notification objects, in varbind order: (arc under ROOT.1, name).
-pub const OBJECTS: &[(u32, &str)] = &[
-    (1, "pwMessageId"),
-    (2, "pwSeverity"),
-    (3, "pwHost"),
-    (4, "pwTarget"),
-    (5, "pwPid"),
-    (6, "pwText"),
-    (7, "pwSeq"),
-    (8, "pwFields"),
-];
 
 /// procward's own SNMP engine (authoritative for v3 traps).
 pub struct Engine {
@@ -53,7 +41,7 @@ struct EngineFile {
     boots: u32,
 }
 
-pub const ENGINE_FILE: &str = "snmp-engine.json";
+const ENGINE_FILE: &str = "snmp-engine.json";
 
 impl Engine {
     /// Load the engine ID and count one more boot, or create both.
@@ -127,7 +115,7 @@ fn int(i: i64) -> VarBindValue {
 }
 
 /// The varbinds of one event.
-pub fn varbinds(root: &[u32], ev: &Event, text: &str, uptime: u32) -> Vec<VarBind> {
+fn varbinds(root: &[u32], ev: &Event, text: &str, uptime: u32) -> Vec<VarBind> {
     let obj = |k: u32| {
         let mut v = root.to_vec();
         v.extend([1, k, 0]);
@@ -223,7 +211,7 @@ pub fn varbinds(root: &[u32], ev: &Event, text: &str, uptime: u32) -> Vec<VarBin
 /// everything outside `[a-zA-Z0-9 !"#%'()+,-_.:/=@{}~\\]`, Japanese
 /// included, and snmptrapd doubles backslashes): hex digits pass every
 /// such filter and decode exactly (`pack "H*"`).
-pub fn text_hex(text: &str) -> String {
+fn text_hex(text: &str) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(text.len() * 2);
     for b in text.bytes() {
@@ -243,21 +231,20 @@ fn pdu(request_id: i32, vbs: Vec<VarBind>) -> Pdu {
 
 /// Keys of a v3 user, localized to one engine.
 #[derive(Clone)]
-pub struct Keys {
+struct Keys {
     pub auth: Option<(AuthProto, Vec<u8>)>,
     pub privacy: Option<Vec<u8>>,
 }
 
 /// Passwords hashed once (RFC 3414 A.2); localized per engine.
 #[derive(Clone)]
-pub struct Credentials {
-    pub user: String,
+struct Credentials {
     auth: Option<(AuthProto, Vec<u8>)>,
     privacy: Option<Vec<u8>>,
 }
 
 impl Credentials {
-    pub fn new(user: &str, auth: Option<(AuthProto, &str)>, privacy: Option<&str>) -> Credentials {
+    pub(crate) fn new(auth: Option<(AuthProto, &str)>, privacy: Option<&str>) -> Credentials {
         let auth_ku = auth.map(|(p, pw)| (p, usm::password_to_key(p, pw.as_bytes())));
         // The privacy key is derived with the authentication hash.
         let priv_ku = match (auth, privacy) {
@@ -265,13 +252,12 @@ impl Credentials {
             _ => None,
         };
         Credentials {
-            user: user.to_string(),
             auth: auth_ku,
             privacy: priv_ku,
         }
     }
 
-    pub fn localize(&self, engine_id: &[u8]) -> Keys {
+    pub(crate) fn localize(&self, engine_id: &[u8]) -> Keys {
         let proto = self.auth.as_ref().map(|(p, _)| *p);
         Keys {
             auth: self
@@ -287,7 +273,7 @@ impl Credentials {
 }
 
 /// What a v3 message is sent with.
-pub struct V3Header<'a> {
+struct V3Header<'a> {
     pub engine_id: &'a [u8],
     pub boots: u32,
     pub time: u32,
@@ -300,7 +286,7 @@ pub struct V3Header<'a> {
 
 /// Encode a v3 message: scoped PDU (encrypted under authPriv), USM
 /// parameters, and the HMAC over the whole message.
-pub fn encode_v3(h: &V3Header, pdus: Pdus) -> Vec<u8> {
+fn encode_v3(h: &V3Header, pdus: Pdus) -> Vec<u8> {
     let scoped = v3::ScopedPdu {
         engine_id: h.engine_id.to_vec().into(),
         name: OctetString::from_static(b""),
@@ -371,7 +357,7 @@ fn auth_params_offset(bytes: &[u8], sec_params: &[u8], alen: usize) -> Option<us
 
 /// A decoded answer to an inform.
 #[derive(Debug)]
-pub enum Answer {
+enum Answer {
     Response {
         request_id: i32,
     },
@@ -393,7 +379,7 @@ fn report_oid(p: &Pdu) -> Vec<u32> {
 
 /// Decode a v2c or v3 answer. For v3 the MAC is checked (when the answer
 /// is authenticated) and the scoped PDU decrypted with `keys`.
-pub fn decode_answer(bytes: &[u8], keys: Option<&Keys>) -> Result<Answer, String> {
+fn decode_answer(bytes: &[u8], keys: Option<&Keys>) -> Result<Answer, String> {
     if let Ok(m) = rasn::ber::decode::<rasn_snmp::v2c::Message<Pdus>>(bytes) {
         return match m.data {
             Pdus::Response(r) => Ok(Answer::Response {
@@ -525,12 +511,7 @@ impl SnmpDeliver {
         engine: Arc<Engine>,
     ) -> SnmpDeliver {
         let creds = match &cfg.security {
-            SnmpSecurity::V3 {
-                user,
-                auth,
-                privacy,
-            } => Some(Credentials::new(
-                user,
+            SnmpSecurity::V3 { auth, privacy, .. } => Some(Credentials::new(
                 auth.as_ref().map(|(p, k)| (*p, k.0.as_str())),
                 privacy.as_ref().map(|(_, k)| k.0.as_str()),
             )),
@@ -803,7 +784,6 @@ mod tests {
     #[test]
     fn v3_message_round_trips_with_auth_and_priv() {
         let creds = Credentials::new(
-            "alice",
             Some((AuthProto::Sha256, "authpass123")),
             Some("privpass123"),
         );
@@ -832,7 +812,6 @@ mod tests {
         assert!(decode_answer(&bad, Some(&keys)).is_err());
         // The wrong key cannot read it.
         let other = Credentials::new(
-            "alice",
             Some((AuthProto::Sha256, "otherpass123")),
             Some("privpass123"),
         )

@@ -364,7 +364,7 @@ fn peer_state(s: &tokio::net::TcpStream) -> Peer {
 }
 
 /// Cut `s` to at most `max` bytes at a character boundary.
-pub fn truncate_utf8(s: &str, max: usize) -> &str {
+fn truncate_utf8(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
@@ -380,7 +380,7 @@ fn pri(facility: u8, ev: &Event) -> u16 {
 }
 
 /// Escape an RFC 5424 PARAM-VALUE: `"`, `\` and `]`.
-pub fn sd_escape(v: &str) -> String {
+fn sd_escape(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for ch in v.chars() {
         if matches!(ch, '"' | '\\' | ']') {
@@ -425,7 +425,7 @@ fn head3164(network: bool, facility: u8, ev: &Event, tag: &str, pid: u32) -> Str
 /// What the sink sends for `ev`: procward's message; with `profile =
 /// "processsaver"`, ProcessSaver's line instead for the events it knows
 /// (both with `also-procward`).
-pub fn frames(cfg: &SyslogSink, renderer: &Renderer, ev: &Event, pid: u32) -> Vec<Vec<u8>> {
+fn frames(cfg: &SyslogSink, renderer: &Renderer, ev: &Event, pid: u32) -> Vec<Vec<u8>> {
     let legacy = cfg
         .legacy
         .as_ref()

@@ -42,7 +42,7 @@ pub fn sources() -> Sources {
     })
 }
 
-pub fn use_pidfd() -> bool {
+fn use_pidfd() -> bool {
     matches!(sources(), Sources::Auto | Sources::Pidfd) && crate::sys::pidfd::info_supported()
 }
 

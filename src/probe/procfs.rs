@@ -80,13 +80,13 @@ fn read_pidfile_owned(path: &Path) -> Option<(u32, SystemTime, (u32, u32, u32))>
 /// directory without the sticky bit, is writable by others or by a group
 /// other than root's (what makes it so, for the event).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Writers {
+struct Writers {
     pub uids: Vec<(u32, PathBuf)>,
     pub anyone: Option<PathBuf>,
 }
 
 impl Writers {
-    pub fn trusted(&self) -> bool {
+    pub(crate) fn trusted(&self) -> bool {
         self.uids.is_empty() && self.anyone.is_none()
     }
 
@@ -103,7 +103,7 @@ impl Writers {
 
     /// Who, in words: `uid 1000 (owner of /run/app)`, `anyone (/run/app
     /// is writable by others)`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut v: Vec<String> = self
             .uids
             .iter()
@@ -171,7 +171,7 @@ pub fn parse_pidfile(bytes: &[u8]) -> Option<u32> {
 
 /// Processes procward never adopts: init, kernel threads, itself, its
 /// spawner and their children (restart scripts, probes).
-pub fn adoptable(st: &Stat, me: u32) -> bool {
+fn adoptable(st: &Stat, me: u32) -> bool {
     let helper = crate::sys::process::helper_pid();
     if helper != 0 && (st.pid == helper || st.ppid == helper) {
         return false;
@@ -202,7 +202,7 @@ const PIDFILE_SLACK_NS: i128 = 20_000_000;
 
 /// Did the process (start time in ticks after boot) start before the
 /// pidfile was last written (within the clocks' resolution)?
-pub fn started_before(starttime_ticks: u64, mtime: SystemTime) -> bool {
+fn started_before(starttime_ticks: u64, mtime: SystemTime) -> bool {
     let Ok(m) = mtime.duration_since(SystemTime::UNIX_EPOCH) else {
         return false;
     };

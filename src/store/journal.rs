@@ -10,9 +10,9 @@ use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 pub const FILE: &str = "events.jsonl";
-pub const LIMIT: u64 = 16 << 20;
+const LIMIT: u64 = 16 << 20;
 /// The file holding the highest sequence number reserved.
-pub const SEQ_FILE: &str = "seq";
+const SEQ_FILE: &str = "seq";
 /// Sequence numbers reserved per write of [`SEQ_FILE`].
 const SEQ_BLOCK: u64 = 1000;
 /// How far from the end of the journal a partial line or the last
@@ -191,7 +191,7 @@ pub struct Seq {
 /// integer every JSON reader keeps exactly (a million events a second
 /// would take 285 years to reach it). A sequence file or journal line
 /// above it is damage, not history.
-pub const SEQ_MAX: u64 = (1 << 53) - 1;
+const SEQ_MAX: u64 = (1 << 53) - 1;
 
 /// A sequence file whose number cannot be right (unreadable, or above
 /// [`SEQ_MAX`]): numbering went on after the journal's highest instead.

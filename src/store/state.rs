@@ -325,7 +325,7 @@ pub fn path(dir: &Path) -> PathBuf {
 /// not a directory, is owned by another user, or that others (or a group
 /// other than root's) can write, or any directory above it that they can:
 /// they could plant files that root then overwrites.
-pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
+fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -436,7 +436,7 @@ pub fn lock_offline(
 }
 
 /// The largest state.json procward reads.
-pub const STATE_MAX: u64 = 64 << 20;
+const STATE_MAX: u64 = 64 << 20;
 
 /// Load the state. A missing file is an empty state; an unreadable one is
 /// moved aside to `state.json.bad` and reported as `Err` (with the empty

@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 /// The journal is fsynced once this many events wait for it...
-pub const SYNC_EVERY: u32 = 256;
+const SYNC_EVERY: u32 = 256;
 /// ...or once the oldest has waited this long. fdatasync of the journal
 /// took 0.15 ms (median) to 4 ms (p99) on the test machine's ext4, so a
 /// sync every 50 ms costs at most 20 a second whatever the event rate;
 /// a power loss loses at most the events of the last 50 ms (README,
 /// "What a power loss can lose").
-pub const SYNC_WITHIN: Duration = Duration::from_millis(50);
+const SYNC_WITHIN: Duration = Duration::from_millis(50);
 
 /// Where each event goes once it is in the journal (the sinks' queues).
 pub type Deliver = Box<dyn Fn(&Arc<Event>) + Send>;

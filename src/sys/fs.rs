@@ -67,7 +67,7 @@ pub fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
 
 /// Create a temporary file anew (O_EXCL, never through a symlink): what
 /// was at `path` (a planted symlink, a stale temporary) is removed first.
-pub fn create_new(path: &Path) -> std::io::Result<std::fs::File> {
+fn create_new(path: &Path) -> std::io::Result<std::fs::File> {
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

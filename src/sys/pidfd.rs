@@ -134,7 +134,7 @@ pub enum Ended {
 }
 
 /// Wait until the pinned process has ended.
-pub async fn wait_end(p: ProcRef) -> Ended {
+async fn wait_end(p: ProcRef) -> Ended {
     match tokio::task::spawn_blocking(move || open_pidfd(p)).await {
         Ok(Pidfd::Open(fd)) => {
             let afd = async_fd(fd, tokio::io::Interest::READABLE);

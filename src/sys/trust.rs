@@ -21,23 +21,23 @@ use std::path::{Component, Path, PathBuf};
 const MAX_LINKS: usize = 40;
 
 /// The uid procward runs as.
-pub fn my_uid() -> u32 {
+fn my_uid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
 /// Root or procward's own uid.
-pub fn trusted_uid(uid: u32) -> bool {
+fn trusted_uid(uid: u32) -> bool {
     uid == 0 || uid == my_uid()
 }
 
-pub fn user_label(uid: u32) -> String {
+fn user_label(uid: u32) -> String {
     match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
         Ok(Some(u)) => format!("{} (uid {uid})", u.name),
         _ => format!("uid {uid}"),
     }
 }
 
-pub fn group_label(gid: u32) -> String {
+fn group_label(gid: u32) -> String {
     match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
         Ok(Some(g)) => format!("{} (gid {gid})", g.name),
         _ => format!("gid {gid}"),

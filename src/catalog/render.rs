@@ -169,24 +169,41 @@ impl Renderer {
             .map_err(|e| e.reason().to_string())
     }
 
+    fn lock_contexts(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(ContextKey, Arc<Value>)>> {
+        self.contexts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The template context of `ev` in `lang`, built once per event and
     /// language however many sinks render it.
     fn context(&self, ev: &Event, lang: Lang) -> Result<Arc<Value>, String> {
         let key: ContextKey = (ev.seq, ev.time_ms, ev.id.clone(), lang);
-        let mut cache = self.contexts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, v)) = cache.iter().find(|(k, _)| *k == key) {
-            return Ok(v.clone());
+        let cached = |cache: &std::collections::VecDeque<(ContextKey, Arc<Value>)>| {
+            cache
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone())
+        };
+        if let Some(v) = cached(&self.lock_contexts()) {
+            return Ok(v);
         }
+        // Built without the lock: sinks rendering other events never wait
+        // for this one.
         let mut data = serde_json::to_value(ev).map_err(|e| e.to_string())?;
         if lang.as_str() != ev.lang {
             let text = self.text(&ev.id, &ev.fields, lang)?;
             data["text"] = Value::from(text);
         }
         let data = Arc::new(data);
+        let mut cache = self.lock_contexts();
+        if let Some(v) = cached(&cache) {
+            return Ok(v); // another sink built it meanwhile
+        }
         if cache.len() >= CONTEXTS {
             cache.pop_front();
         }
-        cache.push_back((key, data.clone()));
+        cache.push_back((key.clone(), data.clone()));
         Ok(data)
     }
 

@@ -440,7 +440,9 @@ impl Daemon {
                 if let (Some(m), Input::Exited { target, kind, .. }) = (&mut self.metrics, &i) {
                     m.exited(target, kind.reason().as_str(), woke.into_std(), now_ms());
                 }
-                self.on_msg(Msg::Input(i));
+                // Its watch is gone already (taken when it turned readable,
+                // or never made): straight to the core.
+                self.feed(i);
             }
             Msg::Scrape => {
                 if let Some(m) = self.metrics.as_ref().filter(|m| m.wanted()) {

@@ -9,9 +9,8 @@
 //! were compared on the same test (docs/exit-and-discovery.md).
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
-const NETLINK_CONNECTOR: i32 = 11;
 const CN_IDX_PROC: u32 = 1;
 const CN_VAL_PROC: u32 = 1;
 const PROC_CN_MCAST_LISTEN: u32 = 1;
@@ -40,46 +39,17 @@ impl ProcEvents {
     /// Linux 6.6; older kernels send every event type and the others are
     /// skipped here).
     pub fn open() -> io::Result<ProcEvents> {
-        // SAFETY: plain socket(2); the descriptor is owned at once.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                NETLINK_CONNECTOR,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a new descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: a zeroed sockaddr_nl is valid; the fields are then set.
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as u16;
-        sa.nl_groups = CN_IDX_PROC;
-        // SAFETY: bind with a sockaddr_nl of its own size.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &sa as *const libc::sockaddr_nl as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        use rustix::net::netlink::{self, SocketAddrNetlink};
+        use rustix::net::{AddressFamily, SocketFlags, SocketType};
+        let fd = rustix::net::socket_with(
+            AddressFamily::NETLINK,
+            SocketType::DGRAM,
+            SocketFlags::CLOEXEC,
+            Some(netlink::CONNECTOR),
+        )?;
+        rustix::net::bind(&fd, &SocketAddrNetlink::new(0, CN_IDX_PROC))?;
         // A larger buffer rides out bursts (ENOBUFS means a resync scan).
-        let size: libc::c_int = 1 << 20;
-        // SAFETY: setsockopt with an int.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                &size as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as u32,
-            );
-        }
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, 1 << 20);
         // nlmsghdr + cn_msg + { op, event mask }
         let payload_len = 8usize;
         let total = NLMSG_HDRLEN + CN_MSG_LEN + payload_len;
@@ -97,37 +67,16 @@ impl ProcEvents {
         msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
         msg.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
         msg.extend_from_slice(&(PROC_EVENT_FORK | PROC_EVENT_EXEC).to_ne_bytes());
-        // SAFETY: send a buffer of its own length.
-        let n = unsafe {
-            libc::send(
-                fd.as_raw_fd(),
-                msg.as_ptr() as *const libc::c_void,
-                msg.len(),
-                0,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        rustix::net::send(&fd, &msg, rustix::net::SendFlags::empty())?;
         Ok(ProcEvents { fd })
     }
 
     /// Block until events arrive; `Err` with ENOBUFS when the kernel
     /// dropped some (the caller rescans /proc).
     pub fn recv(&self, buf: &mut [u8], out: &mut Vec<ProcEvent>) -> io::Result<()> {
-        // SAFETY: recv into a buffer of its own length.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-                0,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        parse(&buf[..n as usize], out);
+        let (_, n) = rustix::net::recv(&self.fd, &mut *buf, rustix::net::RecvFlags::empty())?;
+        let n = n.min(buf.len());
+        parse(&buf[..n], out);
         Ok(())
     }
 }
@@ -233,13 +182,13 @@ mod tests {
         let mut buf = vec![0u8; 8192];
         let mut out = Vec::new();
         for _ in 0..1000 {
-            // SAFETY: poll one descriptor with a timeout.
-            let mut pfd = libc::pollfd {
-                fd: ev.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
+            use rustix::event::{poll, PollFd, PollFlags, Timespec};
+            let mut fds = [PollFd::new(&ev.fd, PollFlags::IN)];
+            let second = Timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
             };
-            if unsafe { libc::poll(&mut pfd, 1, 1000) } <= 0 {
+            if poll(&mut fds, Some(&second)).unwrap_or(0) == 0 {
                 break;
             }
             let _ = ev.recv(&mut buf, &mut out);

@@ -230,6 +230,7 @@ pub(crate) enum Phase {
         signalled: Vec<ProcRef>,
     },
 }
+
 /// What an up target keeps while it is up.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Up {

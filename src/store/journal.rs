@@ -32,6 +32,9 @@ pub struct Journal {
     limit: u64,
     /// A failed write could not be cut back: cut it before the next one.
     torn: bool,
+    /// The readers: rotation keeps the generations the slowest still
+    /// needs, beyond `keep` (up to [`MAX_KEEP`]).
+    readers: Option<std::sync::Arc<super::cursor::Cursors>>,
 }
 
 fn open(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
@@ -75,7 +78,48 @@ impl Journal {
             keep: keep.clamp(1, MAX_KEEP),
             limit: LIMIT,
             torn: false,
+            readers: None,
         })
+    }
+
+    /// Rotation keeps what these readers have not done with yet.
+    pub fn with_readers(mut self, readers: std::sync::Arc<super::cursor::Cursors>) -> Journal {
+        self.readers = Some(readers);
+        self
+    }
+
+    /// How many rotated generations to keep at this rotation: `keep`, and
+    /// more while the oldest of them holds events the slowest reader has
+    /// not done with.
+    fn generations(&self) -> u32 {
+        let Some(slowest) = self.readers.as_ref().and_then(|r| r.slowest()) else {
+            return self.keep;
+        };
+        let mut n = self.keep;
+        while n < MAX_KEEP && last_seq_of(&generation(&self.path, n)).is_some_and(|s| s > slowest) {
+            n += 1;
+        }
+        n
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        // events.jsonl.N-1 -> .N, …, events.jsonl -> .1; what is past the
+        // generations kept goes.
+        let keep = self.generations();
+        for n in (1..keep).rev() {
+            let _ = std::fs::rename(generation(&self.path, n), generation(&self.path, n + 1));
+        }
+        for n in keep + 1..=MAX_KEEP {
+            match std::fs::remove_file(generation(&self.path, n)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                _ => {}
+            }
+        }
+        std::fs::rename(&self.path, generation(&self.path, 1))?;
+        let (f, s) = open(&self.path)?;
+        self.file = std::sync::Arc::new(f);
+        self.size = s;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -95,14 +139,7 @@ impl Journal {
         let mut line = serde_json::to_vec(ev)?;
         line.push(b'\n');
         if self.size + line.len() as u64 > self.limit {
-            // events.jsonl.N-1 -> .N, …, events.jsonl -> .1; the oldest goes.
-            for n in (1..self.keep).rev() {
-                let _ = std::fs::rename(generation(&self.path, n), generation(&self.path, n + 1));
-            }
-            std::fs::rename(&self.path, generation(&self.path, 1))?;
-            let (f, s) = open(&self.path)?;
-            self.file = std::sync::Arc::new(f);
-            self.size = s;
+            self.rotate()?;
         }
         if let Err(e) = (&*self.file).write_all(&line) {
             // Never leave half a line for the next one to run into.
@@ -146,31 +183,59 @@ pub fn read(dir: &Path, since_ms: u64) -> Vec<Event> {
     out
 }
 
+/// Events with a sequence number above `after`, oldest first, at most
+/// `max`: what a reader whose cursor is `after` has still to do.
+/// Generations wholly at or below `after` are not read.
+pub fn read_after(dir: &Path, after: u64, max: usize) -> Vec<Event> {
+    let current = dir.join(FILE);
+    let mut files: Vec<PathBuf> = (1..=MAX_KEEP)
+        .rev()
+        .map(|n| generation(&current, n))
+        .filter(|p| p.exists())
+        .filter(|p| last_seq_of(p).is_some_and(|s| s > after))
+        .collect();
+    files.push(current);
+    let mut out = Vec::new();
+    for path in files {
+        let Ok(f) = crate::sys::fs::open_read(&path) else {
+            continue;
+        };
+        for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
+            match serde_json::from_str::<Event>(&line) {
+                Ok(ev) if ev.seq > after => out.push(ev),
+                _ => continue,
+            }
+            if out.len() >= max {
+                return out;
+            }
+        }
+    }
+    out
+}
+
+/// The highest sequence number in the last lines of one journal file
+/// (`None`: no event there). Reads at most its last MiB.
+fn last_seq_of(path: &Path) -> Option<u64> {
+    let mut f = crate::sys::fs::open_read(path).ok()?;
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let from = size.saturating_sub(TAIL);
+    let mut tail = Vec::new();
+    f.seek(SeekFrom::Start(from)).ok()?;
+    f.read_to_end(&mut tail).ok()?;
+    tail.split(|&b| b == b'\n')
+        .filter_map(|l| serde_json::from_slice::<Event>(l).ok())
+        .map(|e| e.seq)
+        .filter(|&seq| seq <= SEQ_MAX)
+        .max()
+}
+
 /// The highest sequence number in the last lines of the journal (or of
 /// its rotated generation when the journal is empty); 0 for none. Reads
 /// at most the last MiB, not the whole journal.
 pub fn last_seq(dir: &Path) -> u64 {
-    for name in [FILE.to_string(), format!("{FILE}.1")] {
-        let Ok(mut f) = crate::sys::fs::open_read(&dir.join(name)) else {
-            continue;
-        };
-        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-        let from = size.saturating_sub(TAIL);
-        let mut tail = Vec::new();
-        if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_end(&mut tail).is_err() {
-            continue;
-        }
-        let best = tail
-            .split(|&b| b == b'\n')
-            .filter_map(|l| serde_json::from_slice::<Event>(l).ok())
-            .map(|e| e.seq)
-            .filter(|&seq| seq <= SEQ_MAX)
-            .max();
-        if let Some(seq) = best {
-            return seq;
-        }
-    }
-    0
+    last_seq_of(&dir.join(FILE))
+        .or_else(|| last_seq_of(&dir.join(format!("{FILE}.1"))))
+        .unwrap_or(0)
 }
 
 /// Sequence numbers reserved durably ahead of use. The next block is
@@ -370,6 +435,56 @@ pub(crate) mod tests {
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
         assert_eq!(seqs.last(), Some(&20));
         assert!(seqs.len() >= 4 && seqs.len() <= 8, "{seqs:?}");
+    }
+
+    /// A reader behind keeps its events in the journal past `keep`
+    /// generations; once it has done with them, the next rotation lets
+    /// them go. `read_after` gives it exactly what it has still to do.
+    #[test]
+    fn rotation_keeps_what_the_slowest_reader_still_needs() {
+        let d = tempfile::tempdir().unwrap();
+        let readers = std::sync::Arc::new(crate::store::cursor::Cursors::open(d.path()).unwrap());
+        readers.join("slow", 3);
+        let mut j = Journal::open(d.path(), 2)
+            .unwrap()
+            .with_readers(readers.clone());
+        j.limit = 700; // about two events per file
+        for seq in 1..=20 {
+            j.append(&test_event(seq)).unwrap();
+        }
+        let behind: Vec<u64> = read_after(d.path(), 3, usize::MAX)
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(
+            behind,
+            (4..=20).collect::<Vec<_>>(),
+            "nothing the reader needs is gone"
+        );
+        assert!(
+            d.path().join("events.jsonl.3").exists(),
+            "kept past journal-keep = 2"
+        );
+        let first5: Vec<u64> = read_after(d.path(), 3, 5).iter().map(|e| e.seq).collect();
+        assert_eq!(first5, vec![4, 5, 6, 7, 8], "at most max, oldest first");
+        for seq in 21..=30 {
+            j.append(&test_event(seq)).unwrap();
+        }
+        assert!(
+            d.path().join("events.jsonl.4").exists(),
+            "still behind at 3"
+        );
+        readers.done("slow", 30);
+        for seq in 31..=34 {
+            j.append(&test_event(seq)).unwrap();
+        }
+        assert!(d.path().join("events.jsonl.2").exists());
+        assert!(
+            !d.path().join("events.jsonl.3").exists(),
+            "done with: let go"
+        );
+        let rest: Vec<u64> = read_after(d.path(), 30, 10).iter().map(|e| e.seq).collect();
+        assert_eq!(rest, vec![31, 32, 33, 34]);
     }
 
     #[test]

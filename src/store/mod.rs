@@ -3,6 +3,7 @@
 //! records of restarts under way, the locks, and the threads that write
 //! them. Everything above reads and writes procward's state through here.
 
+pub mod cursor;
 pub mod journal;
 mod queue;
 mod records;

@@ -103,6 +103,8 @@ type StateSlot = Arc<std::sync::Mutex<Option<super::state::Pending>>>;
 
 /// Fans events out. Cheap to call from the event loop: it never blocks.
 pub struct Notifier {
+    /// The journal's readers (cursor.rs).
+    cursors: Arc<super::cursor::Cursors>,
     io: Queue<IoMsg>,
     durable: Queue<SyncMsg>,
     rec: Queue<RecMsg>,
@@ -167,6 +169,7 @@ impl Io {
 /// The sync thread's part: the journal's group fsync, the state file.
 struct Durable {
     journal: PathBuf,
+    cursors: Option<Arc<super::cursor::Cursors>>,
     slot: StateSlot,
     folded: Queue<RecMsg>,
     outages: SharedOutages,
@@ -221,6 +224,11 @@ impl Durable {
     }
 
     fn sync(&mut self) {
+        if let Some(c) = &self.cursors {
+            if let Err(e) = c.save() {
+                eprintln!("procward: cannot save the readers' cursors: {e}");
+            }
+        }
         let Some((f, _, _)) = self.dirty.take() else {
             return;
         };
@@ -277,7 +285,9 @@ impl Notifier {
         report: Reporter,
         deliver: Deliver,
     ) -> std::io::Result<Notifier> {
-        let journal = journal::Journal::open(state_dir, journal_keep)?;
+        let cursors = Arc::new(super::cursor::Cursors::open(state_dir)?);
+        let journal =
+            journal::Journal::open(state_dir, journal_keep)?.with_readers(cursors.clone());
         let (io, io_rx) = queue::<IoMsg>(65_536);
         let (durable, durable_rx) = queue::<SyncMsg>(usize::MAX);
         let (rec, rec_rx) = queue::<RecMsg>(65_536);
@@ -290,6 +300,7 @@ impl Notifier {
         let (bus, _) = broadcast::channel(512);
         let d = Durable {
             journal: journal.path().to_path_buf(),
+            cursors: Some(cursors.clone()),
             slot: state.clone(),
             folded: rec.clone(),
             outages: outages.clone(),
@@ -313,6 +324,7 @@ impl Notifier {
             thread("procward-io", move || i.run(io_rx))?,
         ];
         Ok(Notifier {
+            cursors,
             io,
             durable,
             rec,
@@ -320,6 +332,13 @@ impl Notifier {
             bus,
             threads,
         })
+    }
+
+    /// The journal's readers: each joins with its name, reads with
+    /// `journal::read_after` from its cursor and moves it when done; the
+    /// sync thread saves the cursors with the journal's fsync.
+    pub fn cursors(&self) -> Arc<super::cursor::Cursors> {
+        self.cursors.clone()
     }
 
     /// Journal `ev`, then hand it on (console line first, when given).
@@ -441,6 +460,7 @@ mod tests {
         let (folded, _) = queue(1);
         Durable {
             journal: dir.join(journal::FILE),
+            cursors: None,
             slot: Arc::default(),
             folded,
             outages: SharedOutages::default(),

@@ -1,0 +1,158 @@
+//! Readers' cursors: for each reader of the journal (an acknowledged
+//! sink), the highest sequence number it is done with, kept in
+//! `STATE-DIR/cursors/NAME` so that it resumes there after a restart of
+//! procward, and so that rotation keeps what the slowest reader still
+//! needs (`Journal::append`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The subdirectory of STATE-DIR.
+pub const DIR: &str = "cursors";
+
+/// A cursor file holds a number and a newline.
+const CURSOR_MAX: u64 = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    /// Done with every event up to this seq.
+    done: u64,
+    /// What the file says.
+    saved: u64,
+}
+
+/// The cursors of every reader, shared by the readers (which move them)
+/// and the store (which saves them and rotates the journal by them).
+#[derive(Debug)]
+pub struct Cursors {
+    dir: PathBuf,
+    readers: Mutex<BTreeMap<String, Entry>>,
+}
+
+/// A reader's name as a file name: what is not `[A-Za-z0-9._-]` becomes
+/// `%XX`, so no name can leave the directory or hide another.
+fn file_name(reader: &str) -> String {
+    let mut out = String::with_capacity(reader.len());
+    for b in reader.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-') || (b == b'.' && !out.is_empty()) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn read_cursor(path: &Path) -> Option<u64> {
+    let bytes = crate::sys::fs::read_bounded(path, CURSOR_MAX).ok()?;
+    String::from_utf8_lossy(&bytes).trim().parse().ok()
+}
+
+impl Cursors {
+    /// The cursors of `state_dir` (the directory made 0700 when missing).
+    pub fn open(state_dir: &Path) -> std::io::Result<Cursors> {
+        let dir = state_dir.join(DIR);
+        crate::sys::fs::ensure_subdir(&dir)?;
+        Ok(Cursors {
+            dir,
+            readers: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.readers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Take part as `reader`: where it left off (its saved cursor), or
+    /// `start` for a reader never seen (a new sink starts from now, not
+    /// from the journal's first event).
+    pub fn join(&self, reader: &str, start: u64) -> u64 {
+        let saved = read_cursor(&self.dir.join(file_name(reader)));
+        let done = saved.unwrap_or(start);
+        let entry = Entry {
+            done,
+            saved: saved.unwrap_or(u64::MAX), // not saved yet: save it
+        };
+        self.lock().insert(reader.to_string(), entry);
+        done
+    }
+
+    /// `reader` is done with every event up to `seq` (never moves back).
+    pub fn done(&self, reader: &str, seq: u64) {
+        if let Some(e) = self.lock().get_mut(reader) {
+            e.done = e.done.max(seq);
+        }
+    }
+
+    /// Where `reader` is.
+    pub fn position(&self, reader: &str) -> Option<u64> {
+        self.lock().get(reader).map(|e| e.done)
+    }
+
+    /// `reader` is gone for good (its sink removed): its cursor too.
+    pub fn leave(&self, reader: &str) {
+        self.lock().remove(reader);
+        let _ = std::fs::remove_file(self.dir.join(file_name(reader)));
+    }
+
+    /// The slowest reader's cursor (`None`: no reader).
+    pub fn slowest(&self) -> Option<u64> {
+        self.lock().values().map(|e| e.done).min()
+    }
+
+    /// Write the cursors that moved since they were last written (each
+    /// replaced atomically). Called in groups by the store's sync thread.
+    pub fn save(&self) -> std::io::Result<()> {
+        let moved: Vec<(String, u64)> = self
+            .lock()
+            .iter()
+            .filter(|(_, e)| e.done != e.saved)
+            .map(|(n, e)| (n.clone(), e.done))
+            .collect();
+        for (reader, done) in moved {
+            let file = self.dir.join(file_name(&reader));
+            let tmp = self.dir.join(format!(".{}.tmp", file_name(&reader)));
+            crate::sys::fs::replace_with(&tmp, &file, format!("{done}\n").as_bytes())?;
+            if let Some(e) = self.lock().get_mut(&reader) {
+                e.saved = done;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_survives_a_restart_and_never_moves_back() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Cursors::open(d.path()).unwrap();
+        assert_eq!(c.join("relp", 40), 40, "new: starts where it is told");
+        c.done("relp", 45);
+        c.done("relp", 44);
+        assert_eq!(c.position("relp"), Some(45));
+        c.save().unwrap();
+        let again = Cursors::open(d.path()).unwrap();
+        assert_eq!(again.join("relp", 99), 45, "saved: resumes there");
+        assert_eq!(again.slowest(), Some(45));
+        again.leave("relp");
+        assert_eq!(again.slowest(), None);
+        assert_eq!(Cursors::open(d.path()).unwrap().join("relp", 7), 7);
+    }
+
+    #[test]
+    fn a_name_never_leaves_the_directory() {
+        assert_eq!(file_name("../etc/passwd"), "%2E.%2Fetc%2Fpasswd");
+        assert_eq!(file_name("syslog-1.a"), "syslog-1.a");
+        assert_eq!(file_name(".hidden"), "%2Ehidden");
+        let d = tempfile::tempdir().unwrap();
+        let c = Cursors::open(d.path()).unwrap();
+        c.join("../x", 3);
+        c.save().unwrap();
+        assert!(d.path().join(DIR).join("%2E.%2Fx").exists());
+        assert!(!d.path().join("x").exists());
+    }
+}

@@ -183,6 +183,17 @@ pub(crate) enum Cmd {
     },
     /// Re-read the configuration; an invalid one is rejected
     Reload,
+    /// Send test messages (PW1015) through the journal and the sinks, to
+    /// prove the path to the operations manager; prints their sequence
+    /// numbers once they are journaled
+    TestEvent {
+        /// How many (1 to 1,000,000)
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Only this sink gets them (every sink by default)
+        #[arg(long)]
+        sink: Option<String>,
+    },
     /// Show the event journal
     Events {
         /// Keep printing new events

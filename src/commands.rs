@@ -124,6 +124,7 @@ fn dispatch(cmd: Cmd, cfg: &Path) -> anyhow::Result<u8> {
             target, timeout, ..
         } => stop(cfg, &target, timeout),
         Cmd::Reload => reload(cfg),
+        Cmd::TestEvent { count, sink } => test_event(cfg, count, sink),
         Cmd::Events {
             follow,
             json,
@@ -177,6 +178,23 @@ fn ask(cfg: &Path, req: &Request, done: &str) -> anyhow::Result<u8> {
         } else {
             println!("{done} {}", names.join(", "));
         }
+    }
+    Ok(print_response(&r))
+}
+
+/// `test-event`: the daemon answers once every message is journaled.
+fn test_event(cfg: &Path, count: u32, sink: Option<String>) -> anyhow::Result<u8> {
+    let to = sink
+        .as_deref()
+        .map_or("every sink".to_string(), |s| format!("sink {s}"));
+    let r = Client::call(&sock(cfg), &Request::TestEvent { count, sink })?;
+    if let (true, Some(v)) = (r.ok, &r.result) {
+        let seq = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+        println!(
+            "{count} test message(s) journaled, seq {}-{}, sent to {to}",
+            seq("first"),
+            seq("last")
+        );
     }
     Ok(print_response(&r))
 }

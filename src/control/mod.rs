@@ -45,7 +45,22 @@ pub enum Request {
         #[serde(default)]
         follow: bool,
     },
+    /// `procward test-event`: `count` test messages (PW1015) through the
+    /// journal and the sinks (or `sink` only).
+    TestEvent {
+        #[serde(default = "d_count")]
+        count: u32,
+        #[serde(default)]
+        sink: Option<String>,
+    },
 }
+
+fn d_count() -> u32 {
+    1
+}
+
+/// The most test messages one `test-event` may ask for.
+pub const TEST_EVENTS_MAX: u32 = 1_000_000;
 
 impl Request {
     pub fn name(&self) -> &'static str {
@@ -58,6 +73,7 @@ impl Request {
             Request::Stop { .. } => "stop",
             Request::Reload => "reload",
             Request::Events { .. } => "events",
+            Request::TestEvent { .. } => "test-event",
         }
     }
 }
@@ -84,6 +100,11 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
                 "bad request: timeout_ms {timeout_ms} is over {}",
                 crate::config::duration::MAX_TEXT
             ));
+        }
+    }
+    if let Request::TestEvent { count, .. } = &req {
+        if !(1..=TEST_EVENTS_MAX).contains(count) {
+            return Err(format!("bad request: count must be 1 to {TEST_EVENTS_MAX}"));
         }
     }
     Ok(req)

@@ -85,6 +85,8 @@ enum Msg {
     ScanNow,
     /// The process-events connector failed: scan at the normal pace.
     EventsLost,
+    /// `test-event`: the next batch of test messages to emit.
+    TestBatch(Box<requests::TestRun>),
 }
 
 struct ScanResult {
@@ -444,6 +446,7 @@ impl Daemon {
                 // or never made): straight to the core.
                 self.feed(i);
             }
+            Msg::TestBatch(run) => self.on_test_batch(run),
             Msg::Scrape => {
                 if let Some(m) = self.metrics.as_ref().filter(|m| m.wanted()) {
                     m.publish(self.monitor.status(now_ms()));
@@ -463,7 +466,9 @@ impl Daemon {
             }
             Msg::Reloaded(result, by, reply) => self.finish_reload(*result, by, reply),
             Msg::Wrote(what, path, r) => self.out.write_result(&what, &path, r),
-            Msg::Report(spec) => self.out.emit(spec),
+            Msg::Report(spec) => {
+                self.out.emit(spec);
+            }
             Msg::Spawned => self.spawned(),
             Msg::ScanNow => self.schedule.scan_soon(),
             Msg::EventsLost => self.discovery.active = false,
@@ -506,7 +511,9 @@ impl Daemon {
     fn apply(&mut self, actions: Vec<Action>) {
         for a in actions {
             match a {
-                Action::Emit(spec) => self.out.emit(spec),
+                Action::Emit(spec) => {
+                    self.out.emit(spec);
+                }
                 Action::Track { target, proc } => self.track(target, proc),
                 Action::UntrackAll { target } => self.watches.untrack_all(&target),
                 Action::RunScript {

@@ -12,6 +12,22 @@ use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
+/// Test messages emitted per loop turn.
+const TEST_BATCH: u32 = 500;
+
+/// A `test-event` request under way.
+pub(super) struct TestRun {
+    /// The next message's number (1-based).
+    next: u32,
+    count: u32,
+    /// "every sink" or "sink NAME" (the `sinks` field).
+    sinks: String,
+    user: String,
+    /// The first message's sequence number.
+    first: u64,
+    reply: oneshot::Sender<Response>,
+}
+
 impl Daemon {
     pub(super) fn emit_denied(&mut self, uid: u32, user: String, count: u64) {
         self.out.emit(
@@ -61,8 +77,62 @@ impl Daemon {
                 return None;
             }
             Request::Events { .. } => Response::err("events are served by the connection"),
+            Request::TestEvent { count, sink } => {
+                if let Some(s) = sink.as_deref().filter(|s| !self.has_sink(s)) {
+                    Response::err(format!("no sink named `{s}` in the configuration"))
+                } else {
+                    let run = TestRun {
+                        next: 1,
+                        count,
+                        sinks: sink.map_or("every sink".into(), |s| format!("sink {s}")),
+                        user: user.to_string(),
+                        first: 0,
+                        reply,
+                    };
+                    self.on_test_batch(Box::new(run));
+                    return None;
+                }
+            }
         };
         Some((resp, reply))
+    }
+
+    fn has_sink(&self, name: &str) -> bool {
+        let syslog = self.cfg.syslog.iter().map(|s| s.name.as_str());
+        let snmp = self.cfg.snmp.iter().map(|s| s.name.as_str());
+        syslog.chain(snmp).any(|n| n == name)
+    }
+
+    /// Emit the next batch of a `test-event` run; the loop serves other
+    /// messages between batches. After the last, the answer waits until
+    /// the store has journaled them all.
+    pub(super) fn on_test_batch(&mut self, mut run: Box<TestRun>) {
+        let end = run.count.min(run.next.saturating_add(TEST_BATCH - 1));
+        for k in run.next..=end {
+            let seq = self.out.emit(
+                EventSpec::new(msg::TEST_EVENT)
+                    .field("k", k)
+                    .field("n", run.count)
+                    .field("user", run.user.as_str())
+                    .field("sinks", run.sinks.as_str()),
+            );
+            if k == 1 {
+                run.first = seq;
+            }
+        }
+        run.next = end + 1;
+        if end < run.count {
+            let _ = self.tx.send(Msg::TestBatch(run));
+            return;
+        }
+        let last = self.out.last_emitted();
+        let journaled = self.out.journaled();
+        tokio::spawn(async move {
+            let _ = journaled.await;
+            let result =
+                serde_json::json!({ "first": run.first, "last": last, "count": run.count });
+            let _ = run.reply.send(Response::ok(result));
+        });
     }
 
     /// An operator command for one target, or for all (`(None, true)`:

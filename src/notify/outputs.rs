@@ -32,6 +32,8 @@ pub struct Outputs {
     reporter: queue::Reporter,
     /// The sequence number of each target's last event.
     last_seq: HashMap<String, u64>,
+    /// The sequence number of the last event.
+    last_emitted: u64,
 }
 
 type Sinks = Arc<std::sync::Mutex<Vec<queue::SinkHandle>>>;
@@ -105,6 +107,7 @@ impl Outputs {
             outages: Outages::default(),
             reporter,
             last_seq: HashMap::new(),
+            last_emitted: 0,
         };
         if let Some(r) = seq_refused {
             let path = o.seq.path().display().to_string();
@@ -132,8 +135,10 @@ impl Outputs {
         self.last_seq.get(target).copied().unwrap_or(0)
     }
 
-    pub fn emit(&mut self, spec: EventSpec) {
+    /// Say `spec`: its sequence number, once the store has it.
+    pub fn emit(&mut self, spec: EventSpec) -> u64 {
         let (seq, reserved) = self.seq.take();
+        self.last_emitted = seq;
         let ev = self.renderer.event(&spec, seq, now_ms(), self.lang);
         if let Some(t) = &spec.target {
             self.last_seq.insert(t.clone(), seq);
@@ -148,6 +153,17 @@ impl Outputs {
             let path = self.seq.path();
             self.write_result("sequence file", &path, r);
         }
+        seq
+    }
+
+    /// The sequence number of the last event emitted.
+    pub fn last_emitted(&self) -> u64 {
+        self.last_emitted
+    }
+
+    /// Completes once every event emitted so far is in the journal.
+    pub fn journaled(&self) -> tokio::sync::oneshot::Receiver<()> {
+        self.notifier.journaled()
     }
 
     /// Say PW1012 when a write of `what` starts failing, PW1013 when it

@@ -88,6 +88,14 @@ impl SinkHandle {
         {
             return;
         }
+        // A test message for one sink (`test-event --sink`) goes there only.
+        let only = (ev.id == msg::TEST_EVENT)
+            .then(|| ev.fields.get("sinks").and_then(|v| v.as_str()))
+            .flatten()
+            .and_then(|s| s.strip_prefix("sink "));
+        if only.is_some_and(|s| s != self.name) {
+            return;
+        }
         let mut q = self.queue.items.lock().expect("queue");
         q.push_back(ev);
         let busy = self.queue.in_flight.load(Ordering::Relaxed);

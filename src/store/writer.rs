@@ -34,6 +34,8 @@ pub type Deliver = Box<dyn Fn(&Arc<Event>) + Send>;
 enum IoMsg {
     Event(Arc<Event>, Option<String>),
     Sync(std::sync::mpsc::Sender<()>),
+    /// Answered once every event before it is journaled.
+    Journaled(tokio::sync::oneshot::Sender<()>),
 }
 
 enum SyncMsg {
@@ -129,6 +131,9 @@ impl Io {
             match m {
                 IoMsg::Event(ev, console) => self.event(ev, console),
                 IoMsg::Sync(done) => {
+                    let _ = done.send(());
+                }
+                IoMsg::Journaled(done) => {
                     let _ = done.send(());
                 }
             }
@@ -353,6 +358,14 @@ impl Notifier {
             }
             let _ = self.io.send(m);
         }
+    }
+
+    /// Completes once every event published so far is journaled (and
+    /// handed on).
+    pub fn journaled(&self) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = self.io.send(IoMsg::Journaled(tx));
+        rx
     }
 
     pub fn save_state(&self, s: super::state::Pending) {

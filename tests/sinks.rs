@@ -168,7 +168,12 @@ fn set_int(fd: i32, level: i32, opt: i32, v: i32) {
 
 impl TcpReceiver {
     fn start(mode: u8) -> TcpReceiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        TcpReceiver::start_on(0, mode)
+    }
+
+    /// On `port` (0: any free one).
+    fn start_on(port: u16, mode: u8) -> TcpReceiver {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         // A small receive buffer: a receiver that does not read is full soon.
         set_int(
             listener.as_raw_fd(),
@@ -307,8 +312,11 @@ fn a_tcp_receiver_that_resets_every_connection_is_one_outage_not_a_storm() {
     assert_eq!(count(&env, "PW3003", "tcp"), 1);
 }
 
+/// A TCP receiver that stops reading: one PW3002 ("stalled"); what does
+/// not fit the queue (20) stays in the journal instead of being dropped
+/// (no PW3001); when it reads again, every event arrives.
 #[test]
-fn a_tcp_receiver_that_never_reads_is_reported_as_stalled_with_exact_drop_counts() {
+fn a_tcp_receiver_that_never_reads_is_reported_as_stalled_and_loses_nothing() {
     let env = Env::new();
     let rx = TcpReceiver::start(STALL);
     env.write_config(&config(
@@ -338,13 +346,10 @@ fn a_tcp_receiver_that_never_reads_is_reported_as_stalled_with_exact_drop_counts
             .contains("stalled"),
         "{failed}"
     );
-    // More events than the queue holds: drops, said while it lasts.
+    // Three times more events than the queue holds.
     make_events(&env, 60);
-    env.wait_event(Duration::from_secs(20), |e| {
-        e["id"] == "PW3001" && e["fields"]["sink"] == "tcp"
-    });
 
-    // The receiver reads again: everything not dropped arrives.
+    // The receiver reads again: everything arrives.
     rx.set(READ);
     env.wait_event(Duration::from_secs(60), |e| {
         e["id"] == "PW3003" && e["fields"]["sink"] == "tcp"
@@ -352,14 +357,8 @@ fn a_tcp_receiver_that_never_reads_is_reported_as_stalled_with_exact_drop_counts
     make_events(&env, 2);
     let want = last_seq(&env);
     wait_received(&rx, want);
-    // Quiet: let every PW3001 come out and be delivered.
-    std::thread::sleep(Duration::from_secs(1));
     let events = env.events();
-    let dropped: u64 = events
-        .iter()
-        .filter(|e| e["id"] == "PW3001" && e["fields"]["sink"] == "tcp")
-        .map(|e| e["fields"]["dropped"].as_u64().unwrap())
-        .sum();
+    assert_eq!(count(&env, "PW3001", "tcp"), 0, "nothing dropped");
     let got = seqs(&rx.text());
     let missing: Vec<u64> = events
         .iter()
@@ -367,12 +366,18 @@ fn a_tcp_receiver_that_never_reads_is_reported_as_stalled_with_exact_drop_counts
         .filter_map(|e| e["seq"].as_u64())
         .filter(|s| *s <= want && !got.contains(s))
         .collect();
-    assert!(dropped > 0);
-    assert_eq!(
-        missing.len() as u64,
-        dropped,
-        "PW3001 counts exactly what the receiver never got: missing {missing:?}"
-    );
+    assert!(missing.is_empty(), "never received: {missing:?}");
+    // (Order is checked where one connection carries everything: here the
+    // stalled connection's bytes and their resend on the next one are read
+    // by two readers.)
+}
+
+/// Sequence numbers in the order received.
+fn seq_order(text: &str) -> Vec<u64> {
+    text.split("seq=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next()?.parse().ok())
+        .collect()
 }
 
 /// An SNMP trap sink whose manager is absent: one PW3002, no PW3003 until
@@ -430,4 +435,60 @@ fn a_missing_unix_socket_is_one_outage_until_a_receiver_binds_it() {
     assert!(got.contains("PW1005"), "event {want} not received: {got}");
     assert_eq!(count(&env, "PW3002", "local"), 1);
     assert_eq!(count(&env, "PW3003", "local"), 1);
+}
+
+/// What a TCP sink had not delivered when procward was SIGKILLed is sent
+/// after the restart, from its cursor in the state directory, oldest
+/// first: nothing waited only in memory.
+#[test]
+fn a_tcp_sink_resumes_from_its_cursor_after_procward_is_killed() {
+    let env = Env::new();
+    // The receiver is away (nothing listens): nothing is sent, and
+    // nothing is acknowledged by a kernel on its behalf.
+    let port = free_tcp_port();
+    env.write_config(&config(&env, &tcp_sink(port, "queue = 5\n")));
+    let mut d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW1001");
+    make_events(&env, 12);
+    env.wait_event(T, |e| e["id"] == "PW3002" && e["fields"]["sink"] == "tcp");
+    let before = last_seq(&env);
+    kill(d.procward_pid(), libc::SIGKILL);
+    d.stop();
+    assert!(
+        env.state().join("cursors/tcp").exists(),
+        "the sink's cursor is kept in the state directory"
+    );
+
+    let _d = env.start();
+    env.wait_event(T, |e| {
+        e["id"] == "PW1001" && e["seq"].as_u64() > Some(before)
+    });
+    let rx = TcpReceiver::start_on(port, READ);
+    let o = env.cli(&["test-event", "--count", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = env
+        .events()
+        .iter()
+        .filter(|e| e["id"] == "PW1015")
+        .filter_map(|e| e["seq"].as_u64())
+        .max()
+        .unwrap();
+    wait_received(&rx, want);
+    let got = seqs(&rx.text());
+    let missing: Vec<u64> = env
+        .events()
+        .iter()
+        .filter(|e| e["fields"]["sink"] != "tcp")
+        .filter_map(|e| e["seq"].as_u64())
+        .filter(|s| *s <= want && !got.contains(s))
+        .collect();
+    assert!(missing.is_empty(), "never received: {missing:?}");
+    let first_run: Vec<u64> = seq_order(&rx.text())
+        .into_iter()
+        .filter(|s| *s <= before)
+        .collect();
+    assert!(
+        first_run.windows(2).all(|w| w[0] <= w[1]),
+        "the first run's events, oldest first: {first_run:?}"
+    );
 }

@@ -333,7 +333,10 @@ fn unicode_line_separators_and_bidi_controls_are_escaped_everywhere() {
 }
 
 #[test]
-fn queue_overflow_drops_the_oldest_and_says_how_many() {
+/// A TCP sink whose receiver (a real rsyslogd) is down while 20 events
+/// happen, with a queue of 5: what does not fit stays in the journal, not
+/// dropped; once rsyslogd is back every event arrives, oldest first.
+fn a_tcp_sink_keeps_what_its_queue_cannot_hold_in_the_journal() {
     if !require("rsyslogd") {
         return;
     }
@@ -364,12 +367,10 @@ fn queue_overflow_drops_the_oldest_and_says_how_many() {
     rs.wait_line("tcp.log", &format!("seq=\"{last}\""));
     std::thread::sleep(Duration::from_millis(500));
     let events = env.events();
-    // Drops are said while the receiver is away and once it is back.
-    let n: u64 = events
-        .iter()
-        .filter(|e| e["id"] == "PW3001")
-        .map(|e| e["fields"]["dropped"].as_u64().unwrap())
-        .sum();
+    assert!(
+        !events.iter().any(|e| e["id"] == "PW3001"),
+        "nothing dropped"
+    );
     let got: Vec<u64> = rs
         .lines("tcp.log")
         .iter()
@@ -381,19 +382,19 @@ fn queue_overflow_drops_the_oldest_and_says_how_many() {
         .filter_map(|e| e["seq"].as_u64())
         .filter(|s| *s <= last && !got.contains(s))
         .collect();
-    assert!(n >= 15, "20 events into a queue of 5: {n} dropped");
-    assert_eq!(
-        missing.len() as u64,
-        n,
-        "PW3001 counts exactly the dropped ones"
-    );
-    // The oldest were dropped, except the one on its way when the
-    // receiver went away (retried, never dropped).
-    let on_its_way = got[0];
     assert!(
-        got.iter()
-            .filter(|s| **s != on_its_way)
-            .all(|s| missing.iter().all(|m| m < s)),
-        "missing {missing:?} got {got:?}"
+        missing.is_empty(),
+        "never received {missing:?}: got {got:?}"
     );
+    // One connection after the outage: in order (a resend may repeat one).
+    let mut seen = std::collections::BTreeSet::new();
+    let mut highest = 0;
+    for s in &got {
+        assert!(
+            *s > highest || seen.contains(s),
+            "{s} after {highest}: {got:?}"
+        );
+        seen.insert(*s);
+        highest = highest.max(*s);
+    }
 }

@@ -69,6 +69,22 @@ fn start_sinks(
     Ok(sinks)
 }
 
+/// Acknowledged sinks (syslog over TCP) read the journal through a
+/// cursor from `last` on (or from where they were): see `queue::Spool`.
+/// The others (UDP, the local socket, SNMP) are best effort.
+fn spool(cfg: &Config, notifier: &Notifier, sinks: &[queue::SinkHandle], last: u64) {
+    let acknowledged = |name: &str| {
+        cfg.syslog
+            .iter()
+            .any(|s| s.name == name && s.transport == crate::config::Transport::Tcp)
+    };
+    let (cursors, moved) = (notifier.cursors(), notifier.cursor_moved());
+    for s in sinks.iter().filter(|s| acknowledged(&s.name)) {
+        let spool = queue::Spool::new(&cfg.daemon.state_dir, cursors.clone(), moved.clone());
+        s.spool(spool, last, last);
+    }
+}
+
 impl Outputs {
     /// Open the journal and the sequence numbers, start the sinks.
     /// `reporter` takes the events the outputs have to say about
@@ -96,6 +112,8 @@ impl Outputs {
         let notifier = Notifier::start(dir, cfg.daemon.journal_keep, reporter.clone(), deliver)
             .map_err(|e| format!("cannot open the journal in {}: {e}", dir.display()))?;
         let (seq, seq_err, seq_refused) = journal::Seq::open(dir);
+        let last = journal::last_seq(dir);
+        spool(cfg, &notifier, &lock(&sinks), last);
         let mut o = Outputs {
             renderer,
             lang: cfg.daemon.language,
@@ -201,10 +219,18 @@ impl Outputs {
             });
         // Under the lock the journal thread delivers with: an event goes
         // to the old sinks (and is carried over) or to the new ones.
+        spool(cfg, &self.notifier, &new, self.last_emitted);
         let mut sinks = lock(&self.sinks);
         let old = std::mem::replace(&mut *sinks, new);
         queue::abort_all(&old);
         queue::carry_over(&old, &sinks);
+        let cursors = self.notifier.cursors();
+        for gone in old
+            .iter()
+            .filter(|o| !sinks.iter().any(|n| n.name == o.name))
+        {
+            cursors.leave(&gone.name);
+        }
         self.renderer = renderer;
         self.lang = cfg.daemon.language;
     }

@@ -24,6 +24,13 @@ pub trait Deliver: Send + 'static {
     ) -> impl Future<Output = std::io::Result<()>> + Send + 'a;
     /// Drop the connection after a failure.
     fn reset(&mut self);
+    /// The lowest seq sent that the receiver has not acknowledged yet
+    /// (`None`: all of it, or the transport cannot tell: a successful
+    /// send is then the delivery). An acknowledged sink's cursor stays
+    /// below it.
+    fn unacknowledged(&mut self) -> Option<u64> {
+        None
+    }
     /// After a failure, a send succeeded: is the message really
     /// delivered? Waits at most about `hold` (the sink's hold-down) for
     /// the evidence the transport can give (TCP: acknowledged and not
@@ -37,12 +44,59 @@ pub trait Deliver: Send + 'static {
 struct Queue {
     items: Mutex<VecDeque<Arc<Event>>>,
     cap: usize,
+    /// The least severity the sink takes.
+    min: Severity,
     dropped: AtomicU64,
     /// The sequence number of the event being sent (0: none): the front
     /// of the queue, which overflow must not drop (it may be delivered).
     in_flight: AtomicU64,
     notify: Notify,
     stop: AtomicBool,
+    /// An acknowledged sink's place in the journal (`SinkHandle::spool`).
+    spool: std::sync::OnceLock<Spool>,
+}
+
+/// An acknowledged sink reads the journal through a cursor: what it has
+/// delivered moves its cursor (saved in STATE-DIR/cursors), and what does
+/// not fit its queue is left in the journal, not dropped: the sink takes
+/// it from there, oldest first, once the queue has room. After a restart
+/// of procward it starts again after its cursor.
+pub struct Spool {
+    pub dir: std::path::PathBuf,
+    pub cursors: Arc<crate::store::cursor::Cursors>,
+    /// Tell the store a cursor moved (saved with the next group fsync).
+    pub moved: Arc<dyn Fn() + Send + Sync>,
+    /// Guarded by the queue's lock: see `Spilled`.
+    spilled: Mutex<Spilled>,
+}
+
+/// What of the journal is not in the queue.
+#[derive(Debug, Default, Clone, Copy)]
+struct Spilled {
+    /// Events after this seq are in the journal only (`None`: the queue
+    /// has everything).
+    after: Option<u64>,
+    /// The highest seq offered to the sink (kept, left or not for it).
+    seen: u64,
+}
+
+impl Spool {
+    pub fn new(
+        dir: &std::path::Path,
+        cursors: Arc<crate::store::cursor::Cursors>,
+        moved: Arc<dyn Fn() + Send + Sync>,
+    ) -> Spool {
+        Spool {
+            dir: dir.to_path_buf(),
+            cursors,
+            moved,
+            spilled: Mutex::new(Spilled::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Spilled> {
+        self.spilled.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 pub struct SinkHandle {
@@ -65,10 +119,12 @@ impl SinkHandle {
         let queue = Arc::new(Queue {
             items: Mutex::new(VecDeque::new()),
             cap,
+            min,
             dropped: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             notify: Notify::new(),
             stop: AtomicBool::new(false),
+            spool: std::sync::OnceLock::new(),
         });
         let task = tokio::spawn(deliver(name.to_string(), d, queue.clone(), hold, report));
         SinkHandle {
@@ -79,21 +135,30 @@ impl SinkHandle {
         }
     }
 
+    /// Read the journal through `spool` from now on: from the sink's
+    /// cursor (`start` for a sink never seen: from now).
+    pub fn spool(&self, spool: Spool, start: u64, last: u64) {
+        // A sink of the same name before a reload: where it got to.
+        let from = match spool.cursors.position(&self.name) {
+            Some(p) => p,
+            None => spool.cursors.join(&self.name, start),
+        };
+        if from < last {
+            *spool.lock() = Spilled {
+                after: Some(from),
+                seen: last,
+            };
+        }
+        let _ = self.queue.spool.set(spool);
+        self.queue.notify.notify_one();
+    }
+
     pub fn push(&self, ev: Arc<Event>) {
-        if !ev.severity.at_least(self.min) {
+        if let Some(sp) = self.queue.spool.get() {
+            self.push_spooled(sp, ev);
             return;
         }
-        if ev.id.starts_with("PW3")
-            && ev.fields.get("sink").and_then(|v| v.as_str()) == Some(&self.name)
-        {
-            return;
-        }
-        // A test message for one sink (`test-event --sink`) goes there only.
-        let only = (ev.id == msg::TEST_EVENT)
-            .then(|| ev.fields.get("sinks").and_then(|v| v.as_str()))
-            .flatten()
-            .and_then(|s| s.strip_prefix("sink "));
-        if only.is_some_and(|s| s != self.name) {
+        if !wanted(&self.name, self.min, &ev) {
             return;
         }
         let mut q = self.queue.items.lock().expect("queue");
@@ -106,6 +171,30 @@ impl SinkHandle {
             self.queue.dropped.fetch_add(1, Ordering::Relaxed);
         }
         drop(q);
+        self.queue.notify.notify_one();
+    }
+
+    /// An acknowledged sink: into the queue while it has room and nothing
+    /// waits in the journal; else the journal keeps it for later.
+    fn push_spooled(&self, sp: &Spool, ev: Arc<Event>) {
+        let mut q = self.queue.items.lock().expect("queue");
+        let mut spilled = sp.lock();
+        spilled.seen = spilled.seen.max(ev.seq);
+        if spilled.after.is_some() || !wanted(&self.name, self.min, &ev) {
+            // Not for the queue; the sink's cursor may pass it.
+            let idle = q.is_empty();
+            drop((q, spilled));
+            if idle {
+                self.queue.notify.notify_one();
+            }
+            return;
+        }
+        if q.len() >= self.queue.cap {
+            spilled.after = q.back().map(|b| b.seq);
+            return;
+        }
+        q.push_back(ev);
+        drop((q, spilled));
         self.queue.notify.notify_one();
     }
 
@@ -134,10 +223,28 @@ pub async fn flush_all(sinks: &std::sync::Mutex<Vec<SinkHandle>>, timeout: Durat
     }
 }
 
+/// Is `ev` for the sink `name` (at least `min`; not its own PW3xxx; a
+/// test message for another sink only is not)?
+fn wanted(name: &str, min: Severity, ev: &Event) -> bool {
+    if !ev.severity.at_least(min) {
+        return false;
+    }
+    if ev.id.starts_with("PW3") && ev.fields.get("sink").and_then(|v| v.as_str()) == Some(name) {
+        return false;
+    }
+    // A test message for one sink (`test-event --sink`) goes there only.
+    let only = (ev.id == msg::TEST_EVENT)
+        .then(|| ev.fields.get("sinks").and_then(|v| v.as_str()))
+        .flatten()
+        .and_then(|s| s.strip_prefix("sink "));
+    only.is_none_or(|s| s == name)
+}
+
 /// Hand pending events from old sinks to new ones of the same name (reload).
 pub fn carry_over(old: &[SinkHandle], new: &[SinkHandle]) {
     let by_name: HashMap<&str, &SinkHandle> = new.iter().map(|s| (s.name.as_str(), s)).collect();
-    for o in old {
+    // A sink reading the journal takes it up from its cursor instead.
+    for o in old.iter().filter(|o| o.queue.spool.get().is_none()) {
         if let Some(n) = by_name.get(o.name.as_str()) {
             let pending: Vec<Arc<Event>> = o.queue.items.lock().expect("queue").drain(..).collect();
             for ev in pending {
@@ -157,6 +264,83 @@ struct Outage {
     failures: u64,
 }
 
+/// Events the journal has after `after` for this sink, into its queue
+/// (at most its capacity), oldest first; once the queue has everything,
+/// live events go into it again.
+async fn refill(name: &str, queue: &Arc<Queue>, after: u64) {
+    let Some(sp) = queue.spool.get() else {
+        return;
+    };
+    let (dir, cap) = (sp.dir.clone(), queue.cap);
+    let read =
+        tokio::task::spawn_blocking(move || crate::store::journal::read_after(&dir, after, cap))
+            .await
+            .unwrap_or_default();
+    let last_read = read.last().map_or(after, |e| e.seq);
+    let min = queue.min;
+    let mut q = queue.items.lock().expect("queue");
+    let mut spilled = sp.lock();
+    q.extend(
+        read.into_iter()
+            .filter(|e| wanted(name, min, e))
+            .map(Arc::new),
+    );
+    // Caught up when nothing was offered since what was read. Nothing
+    // read at all: what was offered is not in the journal (its write
+    // failed, PW1012): nothing more to take from there.
+    spilled.after = (spilled.seen > last_read && last_read > after).then_some(last_read);
+}
+
+/// How often an acknowledged sink looks for the receiver's
+/// acknowledgements when it has nothing else to do.
+const ACK_POLL: Duration = Duration::from_millis(100);
+
+/// An acknowledged sink's cursor: up to `sent`, but below what the
+/// receiver has not acknowledged.
+fn move_cursor(name: &str, queue: &Queue, sent: u64, d: &mut impl Deliver) {
+    let Some(sp) = queue.spool.get() else {
+        return;
+    };
+    let done = match d.unacknowledged() {
+        Some(u) => sent.min(u.saturating_sub(1)),
+        None => sent,
+    };
+    if sp.cursors.position(name).is_some_and(|p| p < done) {
+        sp.cursors.done(name, done);
+        (sp.moved)();
+    }
+}
+
+/// `ev` is delivered: off the queue. Returns what an acknowledged sink
+/// has now sent: `ev`, or everything offered when nothing else waits.
+fn pop_delivered(queue: &Queue, ev: &Event, sent: u64) -> u64 {
+    let mut q = queue.items.lock().expect("queue");
+    if q.front().map(|f| f.seq) == Some(ev.seq) {
+        q.pop_front();
+    }
+    queue.in_flight.store(0, Ordering::Relaxed);
+    let Some(sp) = queue.spool.get() else {
+        return sent;
+    };
+    let spilled = sp.lock();
+    if q.is_empty() && spilled.after.is_none() {
+        spilled.seen.max(ev.seq)
+    } else {
+        ev.seq
+    }
+}
+
+/// PW3003: the outage `o` of sink `name` is over.
+fn say_recovered(name: &str, o: Outage, report: &Reporter) {
+    let down = humantime::format_duration(Duration::from_secs(o.since.elapsed().as_secs()));
+    report(
+        EventSpec::new(msg::SINK_RECOVERED)
+            .field("sink", name)
+            .field("down", down.to_string())
+            .field("failures", o.failures),
+    );
+}
+
 async fn deliver(
     name: String,
     mut d: impl Deliver,
@@ -167,6 +351,9 @@ async fn deliver(
     let mut outage: Option<Outage> = None;
     let mut dropped_said: Option<Instant> = None;
     let mut backoff = Duration::from_millis(100);
+    // The highest seq this sink is done with once the receiver has
+    // acknowledged what was sent (acknowledged sinks).
+    let mut sent = 0u64;
     let say_dropped = |report: &Reporter| {
         let dropped = queue.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
@@ -191,6 +378,20 @@ async fn deliver(
             if queue.stop.load(Ordering::Relaxed) {
                 return;
             }
+            if let Some(after) = queue.spool.get().and_then(|s| s.lock().after) {
+                refill(&name, &queue, after).await;
+                continue;
+            }
+            if let Some(sp) = queue.spool.get() {
+                // Everything offered is sent (or not for this sink).
+                sent = sent.max(sp.lock().seen);
+                move_cursor(&name, &queue, sent, &mut d);
+                if d.unacknowledged().is_some() {
+                    // Sent, not yet acknowledged: look again shortly.
+                    let _ = tokio::time::timeout(ACK_POLL, queue.notify.notified()).await;
+                    continue;
+                }
+            }
             queue.notify.notified().await;
             continue;
         };
@@ -203,25 +404,11 @@ async fn deliver(
         }
         match r {
             Ok(()) => {
-                {
-                    let mut q = queue.items.lock().expect("queue");
-                    if q.front().map(|f| f.seq) == Some(ev.seq) {
-                        q.pop_front();
-                    }
-                    queue.in_flight.store(0, Ordering::Relaxed);
-                }
+                sent = pop_delivered(&queue, &ev, sent);
+                move_cursor(&name, &queue, sent, &mut d);
                 backoff = Duration::from_millis(100);
                 if let Some(o) = outage.take() {
-                    let down = humantime::format_duration(Duration::from_secs(
-                        o.since.elapsed().as_secs(),
-                    ))
-                    .to_string();
-                    report(
-                        EventSpec::new(msg::SINK_RECOVERED)
-                            .field("sink", name.as_str())
-                            .field("down", down)
-                            .field("failures", o.failures),
-                    );
+                    say_recovered(&name, o, &report);
                 }
                 if say_dropped(&report) {
                     dropped_said = None;

@@ -54,9 +54,12 @@ struct SyslogDeliver {
 impl Deliver for SyslogDeliver {
     async fn send(&mut self, ev: &Event, _report: &Reporter) -> std::io::Result<()> {
         for frame in frames(&self.cfg, &self.renderer, ev, self.pid) {
-            self.conn.send(&frame, self.write_timeout).await?;
+            self.conn.send(&frame, ev.seq, self.write_timeout).await?;
         }
         Ok(())
+    }
+    fn unacknowledged(&mut self) -> Option<u64> {
+        self.conn.unacknowledged()
     }
     fn reset(&mut self) {
         self.conn.reset();
@@ -110,10 +113,11 @@ enum Conn {
 /// a receiver restart loses nothing it had not yet received.
 #[derive(Default)]
 struct Sent {
-    frames: VecDeque<(u64, Vec<u8>)>,
+    /// (end offset on the connection, the event's seq, the frame).
+    frames: VecDeque<(u64, u64, Vec<u8>)>,
     written: u64,
-    /// Frames that must be re-sent on the next connection.
-    resend: Vec<Vec<u8>>,
+    /// Frames that must be re-sent on the next connection, with their seq.
+    resend: Vec<(u64, Vec<u8>)>,
 }
 
 const SENT_LIMIT: usize = 4096;
@@ -129,7 +133,7 @@ impl Sent {
     /// Forget frames the peer has acknowledged.
     fn prune(&mut self, unacked: u64) {
         let acked = self.written.saturating_sub(unacked);
-        while self.frames.front().is_some_and(|(end, _)| *end <= acked) {
+        while self.frames.front().is_some_and(|(end, _, _)| *end <= acked) {
             self.frames.pop_front();
         }
     }
@@ -138,8 +142,17 @@ impl Sent {
         if let Some(u) = unacked {
             self.prune(u);
         }
-        self.resend.extend(self.frames.drain(..).map(|(_, f)| f));
+        self.resend
+            .extend(self.frames.drain(..).map(|(_, seq, f)| (seq, f)));
         self.written = 0;
+    }
+
+    /// The lowest seq written (or to be written again) that the peer has
+    /// not acknowledged.
+    fn lowest_unacknowledged(&self) -> Option<u64> {
+        let resend = self.resend.iter().map(|(s, _)| *s);
+        let frames = self.frames.iter().map(|(_, s, _)| *s);
+        resend.chain(frames).min()
     }
 }
 
@@ -174,7 +187,25 @@ impl Conn {
         }
     }
 
-    async fn send(&mut self, frame: &[u8], limit: Duration) -> std::io::Result<()> {
+    /// TCP: the lowest seq the peer has not acknowledged yet (`None`:
+    /// everything written is, or the transport cannot tell).
+    fn unacknowledged(&mut self) -> Option<u64> {
+        let Conn::Tcp { stream, sent, .. } = self else {
+            return None;
+        };
+        // A reset connection's send queue is gone: its count says nothing.
+        if let Some(s) = stream
+            .as_ref()
+            .filter(|s| crate::sys::net::tcp_queue_intact(*s))
+        {
+            if let Some(u) = unacked_bytes(s) {
+                sent.prune(u);
+            }
+        }
+        sent.lowest_unacknowledged()
+    }
+
+    async fn send(&mut self, frame: &[u8], seq: u64, limit: Duration) -> std::io::Result<()> {
         match self {
             Conn::Unix { sock, path } => {
                 if sock.is_none() {
@@ -259,8 +290,8 @@ impl Conn {
                 buf.extend_from_slice(frame.len().to_string().as_bytes());
                 buf.push(b' ');
                 buf.extend_from_slice(frame);
-                frames.push(buf);
-                for (i, f) in frames.iter().enumerate() {
+                frames.push((seq, buf));
+                for (i, (seq, f)) in frames.iter().enumerate() {
                     if let Err(e) = bounded("write", limit, s.write_all(f)).await {
                         // Not written (or not known to be): keep for the next try,
                         // except the current frame, which the caller retries.
@@ -272,7 +303,7 @@ impl Conn {
                         return Err(e);
                     }
                     sent.written += f.len() as u64;
-                    sent.frames.push_back((sent.written, f.clone()));
+                    sent.frames.push_back((sent.written, *seq, f.clone()));
                     if sent.frames.len() > SENT_LIMIT {
                         sent.frames.pop_front();
                     }

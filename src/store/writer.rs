@@ -45,6 +45,8 @@ enum SyncMsg {
     State,
     /// Sync the journal now and answer.
     Flush(std::sync::mpsc::Sender<()>),
+    /// A reader's cursor moved (saved within SYNC_WITHIN).
+    CursorMoved,
 }
 
 /// One target's record to write (`state::Records`).
@@ -182,15 +184,24 @@ struct Durable {
     /// The journal file written since its last sync, how many events, and
     /// since when.
     dirty: Option<(Arc<File>, u32, Instant)>,
+    /// Since when a cursor has moved unsaved.
+    moved: Option<Instant>,
 }
 
 impl Durable {
     fn run(mut self, rx: QueueRx<SyncMsg>) {
         loop {
-            let m = match &self.dirty {
+            let since = self
+                .dirty
+                .as_ref()
+                .map(|d| d.2)
+                .into_iter()
+                .chain(self.moved)
+                .min();
+            let m = match since {
                 None => rx.recv().map_err(|_| true),
-                Some((_, _, since)) => {
-                    let left = (*since + SYNC_WITHIN).saturating_duration_since(Instant::now());
+                Some(since) => {
+                    let left = (since + SYNC_WITHIN).saturating_duration_since(Instant::now());
                     rx.recv_timeout(left)
                         .map_err(|e| matches!(e, std::sync::mpsc::RecvTimeoutError::Disconnected))
                 }
@@ -198,6 +209,9 @@ impl Durable {
             match m {
                 Ok(SyncMsg::Wrote(f)) => self.wrote(f),
                 Ok(SyncMsg::State) => self.save_state(),
+                Ok(SyncMsg::CursorMoved) => {
+                    self.moved.get_or_insert_with(Instant::now);
+                }
                 Ok(SyncMsg::Flush(done)) => {
                     self.sync();
                     let _ = done.send(());
@@ -229,6 +243,7 @@ impl Durable {
     }
 
     fn sync(&mut self) {
+        self.moved = None;
         if let Some(c) = &self.cursors {
             if let Err(e) = c.save() {
                 eprintln!("procward: cannot save the readers' cursors: {e}");
@@ -306,6 +321,7 @@ impl Notifier {
         let d = Durable {
             journal: journal.path().to_path_buf(),
             cursors: Some(cursors.clone()),
+            moved: None,
             slot: state.clone(),
             folded: rec.clone(),
             outages: outages.clone(),
@@ -344,6 +360,15 @@ impl Notifier {
     /// sync thread saves the cursors with the journal's fsync.
     pub fn cursors(&self) -> Arc<super::cursor::Cursors> {
         self.cursors.clone()
+    }
+
+    /// What a reader calls when its cursor moved: the cursors are saved
+    /// within SYNC_WITHIN.
+    pub fn cursor_moved(&self) -> Arc<dyn Fn() + Send + Sync> {
+        let q = self.durable.clone();
+        Arc::new(move || {
+            let _ = q.try_send(SyncMsg::CursorMoved);
+        })
     }
 
     /// Journal `ev`, then hand it on (console line first, when given).
@@ -474,6 +499,7 @@ mod tests {
         Durable {
             journal: dir.join(journal::FILE),
             cursors: None,
+            moved: None,
             slot: Arc::default(),
             folded,
             outages: SharedOutages::default(),

@@ -133,3 +133,27 @@ fn render_catalog_filters_and_mib_use_the_configured_catalog_and_templates() {
     assert!(String::from_utf8_lossy(&o.stdout)
         .ends_with("process 4242 disappeared (killed by SIGSEGV, core dumped)\n"));
 }
+
+/// README's first command: the demo runs the tour and ends cleanly (under
+/// the test reaper, as every daemon in the suite).
+#[test]
+fn the_demo_runs_the_tour_and_ends_cleanly() {
+    let o = Command::new(BIN)
+        .args(["reaper", "--", BIN, "demo", "--timeout", "60"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for want in ["recovered in", "state retry-over", "PW2003", "done."] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
+    // procward's own events, as it prints them in the foreground.
+    let events = String::from_utf8_lossy(&o.stderr);
+    for want in ["PW2015", "PW2020", "PW1002"] {
+        assert!(events.contains(want), "{want} missing:\n{events}");
+    }
+}

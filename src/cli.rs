@@ -183,6 +183,14 @@ pub(crate) enum Cmd {
     },
     /// Re-read the configuration; an invalid one is rejected
     Reload,
+    /// Each sink's state, cursor, backlog (events not delivered yet) and
+    /// the age of the oldest; from the state directory when the daemon is
+    /// not running
+    Sinks {
+        /// JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
     /// Send test messages (PW1015) through the journal and the sinks, to
     /// prove the path to the operations manager; prints their sequence
     /// numbers once they are journaled

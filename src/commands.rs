@@ -125,6 +125,7 @@ fn dispatch(cmd: Cmd, cfg: &Path) -> anyhow::Result<u8> {
         } => stop(cfg, &target, timeout),
         Cmd::Reload => reload(cfg),
         Cmd::TestEvent { count, sink } => test_event(cfg, count, sink),
+        Cmd::Sinks { json } => sinks(cfg, json),
         Cmd::Events {
             follow,
             json,
@@ -180,6 +181,42 @@ fn ask(cfg: &Path, req: &Request, done: &str) -> anyhow::Result<u8> {
         }
     }
     Ok(print_response(&r))
+}
+
+/// `sinks`: from the daemon, or from the state directory when it is down.
+fn sinks(cfg: &Path, json: bool) -> anyhow::Result<u8> {
+    use crate::notify::view::SinkRow;
+    let rows: Vec<SinkRow> = match Client::call(&sock(cfg), &Request::Sinks) {
+        Ok(r) if r.ok => serde_json::from_value(r.result.unwrap_or_default())?,
+        Ok(r) => return Ok(print_response(&r)),
+        Err(ClientError::Unreachable { .. }) => {
+            let c = config::load(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::notify::view::offline_rows(&c)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    let opt = |v: Option<u64>| v.map_or("-".to_string(), |n| n.to_string());
+    println!(
+        "{:<16} {:<12} {:<18} {:>8} {:>8} {:>10}  ERROR",
+        "SINK", "KIND", "STATE", "CURSOR", "BACKLOG", "OLDEST(s)"
+    );
+    for r in &rows {
+        println!(
+            "{:<16} {:<12} {:<18} {:>8} {:>8} {:>10}  {}",
+            r.sink,
+            r.kind,
+            r.state,
+            opt(r.cursor),
+            opt(r.backlog),
+            opt(r.oldest_age_s),
+            r.error.as_deref().unwrap_or("")
+        );
+    }
+    Ok(0)
 }
 
 /// `test-event`: the daemon answers once every message is journaled.

@@ -492,3 +492,72 @@ fn a_tcp_sink_resumes_from_its_cursor_after_procward_is_killed() {
         "the first run's events, oldest first: {first_run:?}"
     );
 }
+
+/// `procward sinks`: per sink its state, cursor, backlog and the age of
+/// the oldest event not delivered, from the daemon, then from the state
+/// directory once the daemon is down.
+#[test]
+fn sinks_shows_each_sinks_state_and_backlog_online_and_offline() {
+    let env = Env::new();
+    let away = free_tcp_port();
+    let udp_rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp = udp_rx.local_addr().unwrap().port();
+    env.write_config(&config(
+        &env,
+        &format!(
+            "{}[[sink.syslog]]\nname = \"udp\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{udp}\"\n",
+            tcp_sink(away, "queue = 3\n")
+        ),
+    ));
+    let mut d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW3002" && e["fields"]["sink"] == "tcp");
+    make_events(&env, 6);
+    let rows = |env: &Env| -> Vec<Value> {
+        let o = env.cli(&["sinks", "--json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<Vec<Value>>(&o.stdout).unwrap()
+    };
+    let online = rows(&env);
+    let tcp = online.iter().find(|r| r["sink"] == "tcp").unwrap();
+    let udp = online.iter().find(|r| r["sink"] == "udp").unwrap();
+    // Every event not about the tcp sink itself is waiting for it.
+    let waiting = env
+        .events()
+        .iter()
+        .filter(|e| e["fields"]["sink"] != "tcp")
+        .count() as u64;
+    assert_eq!(tcp["kind"], "syslog/tcp");
+    assert_eq!(tcp["acknowledged"], true);
+    assert_eq!(tcp["state"], "failing", "{tcp}");
+    assert!(tcp["error"].as_str().unwrap().contains("refused"), "{tcp}");
+    assert_eq!(tcp["cursor"], 0, "{tcp}");
+    assert_eq!(tcp["backlog"].as_u64(), Some(waiting), "{tcp}");
+    assert!(tcp["oldest_age_s"].is_u64(), "{tcp}");
+    assert_eq!(udp["state"], "up", "{udp}");
+    assert_eq!(udp["acknowledged"], false);
+    assert_eq!(udp["backlog"], 0, "{udp}");
+
+    d.stop();
+    let offline = rows(&env);
+    let tcp = offline.iter().find(|r| r["sink"] == "tcp").unwrap();
+    let udp = offline.iter().find(|r| r["sink"] == "udp").unwrap();
+    let waiting = env
+        .events()
+        .iter()
+        .filter(|e| e["fields"]["sink"] != "tcp")
+        .count() as u64;
+    assert_eq!(tcp["state"], "daemon not running");
+    assert_eq!(tcp["cursor"], 0, "{tcp}");
+    assert_eq!(tcp["backlog"].as_u64(), Some(waiting), "{tcp}");
+    assert!(
+        udp["backlog"].is_null(),
+        "best effort: not known offline: {udp}"
+    );
+    let table = env.cli(&["sinks"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.starts_with("SINK"), "{text}");
+    assert!(
+        text.contains("syslog/tcp") && text.contains("daemon not running"),
+        "{text}"
+    );
+}

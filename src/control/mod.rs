@@ -53,6 +53,8 @@ pub enum Request {
         #[serde(default)]
         sink: Option<String>,
     },
+    /// `procward sinks`: each sink's state, cursor and backlog.
+    Sinks,
 }
 
 fn d_count() -> u32 {
@@ -74,6 +76,7 @@ impl Request {
             Request::Reload => "reload",
             Request::Events { .. } => "events",
             Request::TestEvent { .. } => "test-event",
+            Request::Sinks => "sinks",
         }
     }
 }

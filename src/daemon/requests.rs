@@ -77,6 +77,15 @@ impl Daemon {
                 return None;
             }
             Request::Events { .. } => Response::err("events are served by the connection"),
+            Request::Sinks => {
+                let (cfg, views) = (self.cfg.clone(), self.out.sink_views());
+                tokio::task::spawn_blocking(move || {
+                    let rows = crate::notify::view::rows(&cfg, &views);
+                    let _ =
+                        reply.send(Response::ok(serde_json::to_value(rows).unwrap_or_default()));
+                });
+                return None;
+            }
             Request::TestEvent { count, sink } => {
                 if let Some(s) = sink.as_deref().filter(|s| !self.has_sink(s)) {
                     Response::err(format!("no sink named `{s}` in the configuration"))

@@ -8,3 +8,4 @@ pub mod queue;
 pub mod snmp;
 pub mod syslog;
 pub mod usm;
+pub mod view;

@@ -174,6 +174,11 @@ impl Outputs {
         seq
     }
 
+    /// Each sink as `procward sinks` shows it.
+    pub fn sink_views(&self) -> Vec<queue::SinkView> {
+        lock(&self.sinks).iter().map(|s| s.view()).collect()
+    }
+
     /// The sequence number of the last event emitted.
     pub fn last_emitted(&self) -> u64 {
         self.last_emitted

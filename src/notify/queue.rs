@@ -54,6 +54,22 @@ struct Queue {
     stop: AtomicBool,
     /// An acknowledged sink's place in the journal (`SinkHandle::spool`).
     spool: std::sync::OnceLock<Spool>,
+    /// The outage under way: since when (ms) and its first error.
+    failing: Mutex<Option<(u64, String)>>,
+}
+
+/// What `procward sinks` shows of one sink, as the loop sees it.
+#[derive(Debug, Clone)]
+pub struct SinkView {
+    pub name: String,
+    pub min: Severity,
+    /// Events in memory waiting for delivery, and the time of the oldest.
+    pub queued: usize,
+    pub oldest_ms: Option<u64>,
+    /// The outage under way: since when (ms) and its first error.
+    pub failing: Option<(u64, String)>,
+    /// An acknowledged sink's cursor (the last event it is done with).
+    pub cursor: Option<u64>,
 }
 
 /// An acknowledged sink reads the journal through a cursor: what it has
@@ -125,6 +141,7 @@ impl SinkHandle {
             notify: Notify::new(),
             stop: AtomicBool::new(false),
             spool: std::sync::OnceLock::new(),
+            failing: Mutex::new(None),
         });
         let task = tokio::spawn(deliver(name.to_string(), d, queue.clone(), hold, report));
         SinkHandle {
@@ -198,6 +215,24 @@ impl SinkHandle {
         self.queue.notify.notify_one();
     }
 
+    /// What `procward sinks` shows of it.
+    pub fn view(&self) -> SinkView {
+        let q = self.queue.items.lock().expect("queue");
+        let failing = self.queue.failing.lock().unwrap_or_else(|e| e.into_inner());
+        SinkView {
+            name: self.name.clone(),
+            min: self.min,
+            queued: q.len(),
+            oldest_ms: q.front().map(|e| e.time_ms),
+            failing: failing.clone(),
+            cursor: self
+                .queue
+                .spool
+                .get()
+                .and_then(|sp| sp.cursors.position(&self.name)),
+        }
+    }
+
     pub fn pending(&self) -> usize {
         self.queue.items.lock().expect("queue").len()
     }
@@ -225,7 +260,7 @@ pub async fn flush_all(sinks: &std::sync::Mutex<Vec<SinkHandle>>, timeout: Durat
 
 /// Is `ev` for the sink `name` (at least `min`; not its own PW3xxx; a
 /// test message for another sink only is not)?
-fn wanted(name: &str, min: Severity, ev: &Event) -> bool {
+pub(crate) fn wanted(name: &str, min: Severity, ev: &Event) -> bool {
     if !ev.severity.at_least(min) {
         return false;
     }
@@ -409,6 +444,7 @@ async fn deliver(
                 backoff = Duration::from_millis(100);
                 if let Some(o) = outage.take() {
                     say_recovered(&name, o, &report);
+                    *queue.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 }
                 if say_dropped(&report) {
                     dropped_said = None;
@@ -428,6 +464,8 @@ async fn deliver(
                             since: Instant::now(),
                             failures: 1,
                         });
+                        *queue.failing.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some((crate::model::event::now_ms(), e.to_string()));
                     }
                 }
                 // Drops while the receiver stays away are said at once

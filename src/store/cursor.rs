@@ -49,6 +49,12 @@ fn read_cursor(path: &Path) -> Option<u64> {
     String::from_utf8_lossy(&bytes).trim().parse().ok()
 }
 
+/// A reader's saved cursor in `state_dir`, read without joining (offline
+/// views).
+pub fn saved(state_dir: &Path, reader: &str) -> Option<u64> {
+    read_cursor(&state_dir.join(DIR).join(file_name(reader)))
+}
+
 impl Cursors {
     /// The cursors of `state_dir` (the directory made 0700 when missing).
     pub fn open(state_dir: &Path) -> std::io::Result<Cursors> {

@@ -187,6 +187,17 @@ pub fn read(dir: &Path, since_ms: u64) -> Vec<Event> {
 /// `max`: what a reader whose cursor is `after` has still to do.
 /// Generations wholly at or below `after` are not read.
 pub fn read_after(dir: &Path, after: u64, max: usize) -> Vec<Event> {
+    let mut out = Vec::new();
+    scan_after(dir, after, |ev| {
+        out.push(ev);
+        out.len() < max
+    });
+    out
+}
+
+/// Each event with a sequence number above `after`, oldest first, to `f`
+/// (which returns whether to go on), without holding them all.
+pub fn scan_after(dir: &Path, after: u64, mut f: impl FnMut(Event) -> bool) {
     let current = dir.join(FILE);
     let mut files: Vec<PathBuf> = (1..=MAX_KEEP)
         .rev()
@@ -195,22 +206,21 @@ pub fn read_after(dir: &Path, after: u64, max: usize) -> Vec<Event> {
         .filter(|p| last_seq_of(p).is_some_and(|s| s > after))
         .collect();
     files.push(current);
-    let mut out = Vec::new();
     for path in files {
-        let Ok(f) = crate::sys::fs::open_read(&path) else {
+        let Ok(file) = crate::sys::fs::open_read(&path) else {
             continue;
         };
-        for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
             match serde_json::from_str::<Event>(&line) {
-                Ok(ev) if ev.seq > after => out.push(ev),
+                Ok(ev) if ev.seq > after => {
+                    if !f(ev) {
+                        return;
+                    }
+                }
                 _ => continue,
-            }
-            if out.len() >= max {
-                return out;
             }
         }
     }
-    out
 }
 
 /// The highest sequence number in the last lines of one journal file

@@ -53,10 +53,26 @@ pub(crate) struct Metrics {
     snapshot: Arc<Snapshot>,
 }
 
+/// One sink as the metrics show it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SinkGauge {
+    pub(crate) sink: String,
+    pub(crate) up: bool,
+    /// Events for it not delivered yet.
+    pub(crate) backlog: u64,
+    /// An acknowledged sink's cursor.
+    pub(crate) cursor: Option<u64>,
+    /// Seconds since the oldest event it has not delivered happened.
+    pub(crate) oldest_age_s: Option<u64>,
+}
+
+/// What the event loop publishes: the targets' status and the sinks.
+type Published = (std::time::Instant, Arc<(Vec<TargetStatus>, Vec<SinkGauge>)>);
+
 /// The status the exposition renders from, published by the event loop
 /// at most every [`FRESH`] (only while someone scrapes).
 struct Snapshot {
-    status: tokio::sync::watch::Sender<(std::time::Instant, Arc<Vec<TargetStatus>>)>,
+    status: tokio::sync::watch::Sender<Published>,
     /// A snapshot was asked for and not yet published.
     wanted: std::sync::atomic::AtomicBool,
 }
@@ -69,10 +85,74 @@ pub(crate) struct Exposition {
     state: Family<StateLabel, Gauge>,
     window: Family<TargetLabel, Gauge>,
     probe_failures: Family<TargetLabel, Gauge>,
+    sinks: SinkFamilies,
     snapshot: Arc<Snapshot>,
     /// Asks the event loop for a snapshot (it calls `Metrics::publish`).
     ask: Ask,
     cached: Option<(std::time::Instant, Arc<String>)>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    sink: String,
+}
+
+/// The per-sink gauges.
+#[derive(Default)]
+struct SinkFamilies {
+    up: Family<SinkLabel, Gauge>,
+    backlog: Family<SinkLabel, Gauge>,
+    cursor: Family<SinkLabel, Gauge>,
+    oldest: Family<SinkLabel, Gauge>,
+}
+
+impl SinkFamilies {
+    fn register(&self, registry: &mut Registry) {
+        let families = [
+            (
+                "sink_up",
+                "1 while the sink delivers, 0 during an outage",
+                &self.up,
+            ),
+            (
+                "sink_backlog",
+                "Events for the sink not delivered yet",
+                &self.backlog,
+            ),
+            (
+                "sink_cursor",
+                "The last event an acknowledged sink is done with (seq)",
+                &self.cursor,
+            ),
+            (
+                "sink_oldest_undelivered_age_seconds",
+                "Age of the oldest event the sink has not delivered",
+                &self.oldest,
+            ),
+        ];
+        for (name, help, family) in families {
+            registry.register(name, help, family.clone());
+        }
+    }
+
+    fn render(&self, sinks: &[SinkGauge]) {
+        for f in [&self.up, &self.backlog, &self.cursor, &self.oldest] {
+            f.clear();
+        }
+        for s in sinks {
+            let l = SinkLabel {
+                sink: s.sink.clone(),
+            };
+            self.up.get_or_create(&l).set(i64::from(s.up));
+            self.backlog.get_or_create(&l).set(s.backlog as i64);
+            if let Some(c) = s.cursor {
+                self.cursor.get_or_create(&l).set(c as i64);
+            }
+            if let Some(a) = s.oldest_age_s {
+                self.oldest.get_or_create(&l).set(a as i64);
+            }
+        }
+    }
 }
 
 /// How the exposition asks the event loop for a fresh snapshot.
@@ -100,7 +180,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("procward");
         let (status, _) = tokio::sync::watch::channel((
             std::time::Instant::now() - FRESH * 2,
-            Arc::new(Vec::new()),
+            Arc::new((Vec::new(), Vec::new())),
         ));
         let snapshot = Arc::new(Snapshot {
             status,
@@ -121,6 +201,7 @@ impl Metrics {
             state: Family::default(),
             window: Family::default(),
             probe_failures: Family::default(),
+            sinks: SinkFamilies::default(),
             snapshot,
             ask,
             cached: None,
@@ -146,6 +227,7 @@ impl Metrics {
             e.probe_failures.clone(),
         );
         m.register(&mut registry);
+        e.sinks.register(&mut registry);
         (m, Exposition { registry, ..e })
     }
 
@@ -185,10 +267,10 @@ impl Metrics {
     }
 
     /// The status the next scrapes render.
-    pub(crate) fn publish(&self, status: Vec<TargetStatus>) {
+    pub(crate) fn publish(&self, status: Vec<TargetStatus>, sinks: Vec<SinkGauge>) {
         self.snapshot
             .status
-            .send_replace((std::time::Instant::now(), Arc::new(status)));
+            .send_replace((std::time::Instant::now(), Arc::new((status, sinks))));
     }
 
     /// A process ended at `woke` (its pidfd); procward decided just now.
@@ -250,8 +332,9 @@ impl Exposition {
             rx.mark_unchanged();
             let _ = tokio::time::timeout(SNAPSHOT_WAIT, rx.changed()).await;
         }
-        let status = rx.borrow().1.clone();
-        let text = Arc::new(self.render(&status));
+        let published = rx.borrow().1.clone();
+        self.sinks.render(&published.1);
+        let text = Arc::new(self.render(&published.0));
         self.cached = Some((std::time::Instant::now(), text.clone()));
         text
     }

@@ -502,12 +502,12 @@ fn sinks_shows_each_sinks_state_and_backlog_online_and_offline() {
     let away = free_tcp_port();
     let udp_rx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let udp = udp_rx.local_addr().unwrap().port();
-    env.write_config(&config(
-        &env,
-        &format!(
-            "{}[[sink.syslog]]\nname = \"udp\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{udp}\"\n",
-            tcp_sink(away, "queue = 3\n")
-        ),
+    let metrics = free_tcp_port();
+    env.write_config(&format!(
+        "{}{}[[sink.syslog]]\nname = \"udp\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{udp}\"\n\
+         [[target]]\nname = \"q\"\nmatch.comm = \"no-such-proc\"\n",
+        env.daemon_section(&format!("metrics-listen = \"127.0.0.1:{metrics}\"")),
+        tcp_sink(away, "queue = 3\n")
     ));
     let mut d = env.start();
     env.wait_event(T, |e| e["id"] == "PW3002" && e["fields"]["sink"] == "tcp");
@@ -536,6 +536,22 @@ fn sinks_shows_each_sinks_state_and_backlog_online_and_offline() {
     assert_eq!(udp["state"], "up", "{udp}");
     assert_eq!(udp["acknowledged"], false);
     assert_eq!(udp["backlog"], 0, "{udp}");
+    // The same on the metrics endpoint (from the loop's own counts).
+    let o = std::process::Command::new("curl")
+        .args(["-sS", "-f", &format!("http://127.0.0.1:{metrics}/metrics")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    for line in [
+        "procward_sink_up{sink=\"tcp\"} 0".to_string(),
+        "procward_sink_up{sink=\"udp\"} 1".to_string(),
+        format!("procward_sink_backlog{{sink=\"tcp\"}} {waiting}"),
+        "procward_sink_backlog{sink=\"udp\"} 0".to_string(),
+        "procward_sink_cursor{sink=\"tcp\"} 0".to_string(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    assert!(text.contains("procward_sink_oldest_undelivered_age_seconds{sink=\"tcp\"}"));
 
     d.stop();
     let offline = rows(&env);

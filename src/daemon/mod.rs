@@ -277,6 +277,22 @@ async fn exit_watch(
 }
 
 impl Daemon {
+    /// The sinks for the metrics (in-memory figures only: no journal read).
+    fn sink_gauges(&self) -> Vec<crate::metrics::SinkGauge> {
+        let now = now_ms();
+        self.out
+            .sink_views()
+            .into_iter()
+            .map(|v| crate::metrics::SinkGauge {
+                up: v.failing.is_none(),
+                backlog: v.backlog,
+                cursor: v.cursor,
+                oldest_age_s: v.oldest_ms.map(|t| now.saturating_sub(t) / 1000),
+                sink: v.name,
+            })
+            .collect()
+    }
+
     async fn run(
         &mut self,
         mut rx: mpsc::UnboundedReceiver<Msg>,
@@ -449,7 +465,7 @@ impl Daemon {
             Msg::TestBatch(run) => self.on_test_batch(run),
             Msg::Scrape => {
                 if let Some(m) = self.metrics.as_ref().filter(|m| m.wanted()) {
-                    m.publish(self.monitor.status(now_ms()));
+                    m.publish(self.monitor.status(now_ms()), self.sink_gauges());
                 }
             }
             Msg::Scanned(r) => self.scanned(r),

@@ -56,6 +56,9 @@ struct Queue {
     spool: std::sync::OnceLock<Spool>,
     /// The outage under way: since when (ms) and its first error.
     failing: Mutex<Option<(u64, String)>>,
+    /// An acknowledged sink: events for it not delivered yet (in memory or
+    /// in the journal).
+    backlog: AtomicU64,
 }
 
 /// What `procward sinks` shows of one sink, as the loop sees it.
@@ -70,6 +73,9 @@ pub struct SinkView {
     pub failing: Option<(u64, String)>,
     /// An acknowledged sink's cursor (the last event it is done with).
     pub cursor: Option<u64>,
+    /// Events for it not delivered yet (acknowledged sinks: in memory or in
+    /// the journal; the others: in memory).
+    pub backlog: u64,
 }
 
 /// An acknowledged sink reads the journal through a cursor: what it has
@@ -142,6 +148,7 @@ impl SinkHandle {
             stop: AtomicBool::new(false),
             spool: std::sync::OnceLock::new(),
             failing: Mutex::new(None),
+            backlog: AtomicU64::new(0),
         });
         let task = tokio::spawn(deliver(name.to_string(), d, queue.clone(), hold, report));
         SinkHandle {
@@ -165,6 +172,22 @@ impl SinkHandle {
                 after: Some(from),
                 seen: last,
             };
+            // What the journal has for it up to `last` (later events are
+            // counted as they come).
+            let (dir, name, min, queue) = (
+                spool.dir.clone(),
+                self.name.clone(),
+                self.min,
+                self.queue.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                let mut n = 0;
+                crate::store::journal::scan_after(&dir, from, |ev| {
+                    n += u64::from(ev.seq <= last && wanted(&name, min, &ev));
+                    ev.seq < last
+                });
+                queue.backlog.fetch_add(n, Ordering::Relaxed);
+            });
         }
         let _ = self.queue.spool.set(spool);
         self.queue.notify.notify_one();
@@ -197,7 +220,11 @@ impl SinkHandle {
         let mut q = self.queue.items.lock().expect("queue");
         let mut spilled = sp.lock();
         spilled.seen = spilled.seen.max(ev.seq);
-        if spilled.after.is_some() || !wanted(&self.name, self.min, &ev) {
+        let for_it = wanted(&self.name, self.min, &ev);
+        if for_it {
+            self.queue.backlog.fetch_add(1, Ordering::Relaxed);
+        }
+        if spilled.after.is_some() || !for_it {
             // Not for the queue; the sink's cursor may pass it.
             let idle = q.is_empty();
             drop((q, spilled));
@@ -230,6 +257,10 @@ impl SinkHandle {
                 .spool
                 .get()
                 .and_then(|sp| sp.cursors.position(&self.name)),
+            backlog: match self.queue.spool.get() {
+                Some(_) => self.queue.backlog.load(Ordering::Relaxed),
+                None => q.len() as u64,
+            },
         }
     }
 
@@ -350,13 +381,21 @@ fn move_cursor(name: &str, queue: &Queue, sent: u64, d: &mut impl Deliver) {
 /// has now sent: `ev`, or everything offered when nothing else waits.
 fn pop_delivered(queue: &Queue, ev: &Event, sent: u64) -> u64 {
     let mut q = queue.items.lock().expect("queue");
-    if q.front().map(|f| f.seq) == Some(ev.seq) {
+    let popped = q.front().map(|f| f.seq) == Some(ev.seq);
+    if popped {
         q.pop_front();
     }
     queue.in_flight.store(0, Ordering::Relaxed);
     let Some(sp) = queue.spool.get() else {
         return sent;
     };
+    if popped {
+        let _ = queue
+            .backlog
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
+    }
     let spilled = sp.lock();
     if q.is_empty() && spilled.after.is_none() {
         spilled.seen.max(ev.seq)

@@ -229,12 +229,17 @@ impl Outputs {
         let old = std::mem::replace(&mut *sinks, new);
         queue::abort_all(&old);
         queue::carry_over(&old, &sinks);
+        // A sink gone, or no longer acknowledged (now UDP): no cursor
+        // holds the journal for it.
         let cursors = self.notifier.cursors();
-        for gone in old
-            .iter()
-            .filter(|o| !sinks.iter().any(|n| n.name == o.name))
-        {
-            cursors.leave(&gone.name);
+        for s in &old {
+            let reads = cfg
+                .syslog
+                .iter()
+                .any(|n| n.name == s.name && n.transport == crate::config::Transport::Tcp);
+            if !reads {
+                cursors.leave(&s.name);
+            }
         }
         self.renderer = renderer;
         self.lang = cfg.daemon.language;

@@ -57,13 +57,18 @@ pub fn saved(state_dir: &Path, reader: &str) -> Option<u64> {
 
 impl Cursors {
     /// The cursors of `state_dir` (the directory made 0700 when missing).
-    pub fn open(state_dir: &Path) -> std::io::Result<Cursors> {
+    /// A directory that cannot be made (a full disk) does not stop
+    /// procward: the cursors are kept in memory, and saving them fails
+    /// (said) until it can be made.
+    pub fn open(state_dir: &Path) -> Cursors {
         let dir = state_dir.join(DIR);
-        crate::sys::fs::ensure_subdir(&dir)?;
-        Ok(Cursors {
+        if let Err(e) = crate::sys::fs::ensure_subdir(&dir) {
+            eprintln!("procward: cannot make {}: {e}", dir.display());
+        }
+        Cursors {
             dir,
             readers: Mutex::new(BTreeMap::new()),
-        })
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
@@ -110,6 +115,7 @@ impl Cursors {
     /// Write the cursors that moved since they were last written (each
     /// replaced atomically). Called in groups by the store's sync thread.
     pub fn save(&self) -> std::io::Result<()> {
+        crate::sys::fs::ensure_subdir(&self.dir)?;
         let moved: Vec<(String, u64)> = self
             .lock()
             .iter()
@@ -135,18 +141,18 @@ mod tests {
     #[test]
     fn a_cursor_survives_a_restart_and_never_moves_back() {
         let d = tempfile::tempdir().unwrap();
-        let c = Cursors::open(d.path()).unwrap();
+        let c = Cursors::open(d.path());
         assert_eq!(c.join("relp", 40), 40, "new: starts where it is told");
         c.done("relp", 45);
         c.done("relp", 44);
         assert_eq!(c.position("relp"), Some(45));
         c.save().unwrap();
-        let again = Cursors::open(d.path()).unwrap();
+        let again = Cursors::open(d.path());
         assert_eq!(again.join("relp", 99), 45, "saved: resumes there");
         assert_eq!(again.slowest(), Some(45));
         again.leave("relp");
         assert_eq!(again.slowest(), None);
-        assert_eq!(Cursors::open(d.path()).unwrap().join("relp", 7), 7);
+        assert_eq!(Cursors::open(d.path()).join("relp", 7), 7);
     }
 
     #[test]
@@ -155,7 +161,7 @@ mod tests {
         assert_eq!(file_name("syslog-1.a"), "syslog-1.a");
         assert_eq!(file_name(".hidden"), "%2Ehidden");
         let d = tempfile::tempdir().unwrap();
-        let c = Cursors::open(d.path()).unwrap();
+        let c = Cursors::open(d.path());
         c.join("../x", 3);
         c.save().unwrap();
         assert!(d.path().join(DIR).join("%2E.%2Fx").exists());

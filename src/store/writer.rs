@@ -305,7 +305,7 @@ impl Notifier {
         report: Reporter,
         deliver: Deliver,
     ) -> std::io::Result<Notifier> {
-        let cursors = Arc::new(super::cursor::Cursors::open(state_dir)?);
+        let cursors = Arc::new(super::cursor::Cursors::open(state_dir));
         let journal =
             journal::Journal::open(state_dir, journal_keep)?.with_readers(cursors.clone());
         let (io, io_rx) = queue::<IoMsg>(65_536);

@@ -57,8 +57,9 @@ struct Queue {
     /// The outage under way: since when (ms) and its first error.
     failing: Mutex<Option<(u64, String)>>,
     /// An acknowledged sink: events for it not delivered yet (in memory or
-    /// in the journal).
-    backlog: AtomicU64,
+    /// in the journal). Signed: deliveries may be counted before the
+    /// start-up count of the journal is added.
+    backlog: std::sync::atomic::AtomicI64,
 }
 
 /// What `procward sinks` shows of one sink, as the loop sees it.
@@ -148,7 +149,7 @@ impl SinkHandle {
             stop: AtomicBool::new(false),
             spool: std::sync::OnceLock::new(),
             failing: Mutex::new(None),
-            backlog: AtomicU64::new(0),
+            backlog: std::sync::atomic::AtomicI64::new(0),
         });
         let task = tokio::spawn(deliver(name.to_string(), d, queue.clone(), hold, report));
         SinkHandle {
@@ -183,7 +184,7 @@ impl SinkHandle {
             tokio::task::spawn_blocking(move || {
                 let mut n = 0;
                 crate::store::journal::scan_after(&dir, from, |ev| {
-                    n += u64::from(ev.seq <= last && wanted(&name, min, &ev));
+                    n += i64::from(ev.seq <= last && wanted(&name, min, &ev));
                     ev.seq < last
                 });
                 queue.backlog.fetch_add(n, Ordering::Relaxed);
@@ -258,7 +259,7 @@ impl SinkHandle {
                 .get()
                 .and_then(|sp| sp.cursors.position(&self.name)),
             backlog: match self.queue.spool.get() {
-                Some(_) => self.queue.backlog.load(Ordering::Relaxed),
+                Some(_) => self.queue.backlog.load(Ordering::Relaxed).max(0) as u64,
                 None => q.len() as u64,
             },
         }
@@ -390,11 +391,7 @@ fn pop_delivered(queue: &Queue, ev: &Event, sent: u64) -> u64 {
         return sent;
     };
     if popped {
-        let _ = queue
-            .backlog
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(1))
-            });
+        queue.backlog.fetch_sub(1, Ordering::Relaxed);
     }
     let spilled = sp.lock();
     if q.is_empty() && spilled.after.is_none() {

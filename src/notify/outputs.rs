@@ -69,15 +69,24 @@ fn start_sinks(
     Ok(sinks)
 }
 
-/// Acknowledged sinks (syslog over TCP) read the journal through a
-/// cursor from `last` on (or from where they were): see `queue::Spool`.
-/// The others (UDP, the local socket, SNMP) are best effort.
+/// The acknowledged sinks: syslog over TCP and SNMP informs.
+pub(crate) fn acknowledged(cfg: &Config, name: &str) -> bool {
+    let tcp = cfg
+        .syslog
+        .iter()
+        .any(|s| s.name == name && s.transport == crate::config::Transport::Tcp);
+    let informs = cfg
+        .snmp
+        .iter()
+        .any(|s| s.name == name && s.kind == crate::config::NotifyKind::Inform);
+    tcp || informs
+}
+
+/// Acknowledged sinks read the journal through a cursor from `last` on
+/// (or from where they were): see `queue::Spool`. The others (UDP, the
+/// local socket, SNMP traps) are best effort.
 fn spool(cfg: &Config, notifier: &Notifier, sinks: &[queue::SinkHandle], last: u64) {
-    let acknowledged = |name: &str| {
-        cfg.syslog
-            .iter()
-            .any(|s| s.name == name && s.transport == crate::config::Transport::Tcp)
-    };
+    let acknowledged = |name: &str| acknowledged(cfg, name);
     let (cursors, moved) = (notifier.cursors(), notifier.cursor_moved());
     for s in sinks.iter().filter(|s| acknowledged(&s.name)) {
         let spool = queue::Spool::new(&cfg.daemon.state_dir, cursors.clone(), moved.clone());
@@ -232,14 +241,8 @@ impl Outputs {
         // A sink gone, or no longer acknowledged (now UDP): no cursor
         // holds the journal for it.
         let cursors = self.notifier.cursors();
-        for s in &old {
-            let reads = cfg
-                .syslog
-                .iter()
-                .any(|n| n.name == s.name && n.transport == crate::config::Transport::Tcp);
-            if !reads {
-                cursors.leave(&s.name);
-            }
+        for s in old.iter().filter(|s| !acknowledged(cfg, &s.name)) {
+            cursors.leave(&s.name);
         }
         self.renderer = renderer;
         self.lang = cfg.daemon.language;

@@ -12,7 +12,7 @@
 
 use crate::catalog::render::Renderer;
 use crate::config::{AuthProto, Config, NotifyKind, SnmpSecurity, SnmpSink};
-use crate::model::event::{msg, Event, EventSpec};
+use crate::model::event::Event;
 use crate::notify::queue::{Deliver, Reporter, SinkHandle};
 use crate::notify::usm;
 use rasn::types::{Integer, ObjectIdentifier, OctetString};
@@ -718,7 +718,7 @@ impl SnmpDeliver {
 }
 
 impl Deliver for SnmpDeliver {
-    async fn send(&mut self, ev: &Event, report: &Reporter) -> std::io::Result<()> {
+    async fn send(&mut self, ev: &Event, _report: &Reporter) -> std::io::Result<()> {
         let text = self
             .renderer
             .output("trap", ev, self.cfg.language)
@@ -729,20 +729,12 @@ impl Deliver for SnmpDeliver {
             self.socket().await?.send(&bytes).await?;
             return Ok(());
         }
-        match self.inform(&vbs).await? {
-            Ok(()) => Ok(()),
-            Err(why) => {
-                // Bounded: the inform is given up and reported; the journal keeps the event.
-                report(
-                    EventSpec::new(msg::INFORM_UNACKNOWLEDGED)
-                        .field("sink", self.cfg.name.as_str())
-                        .field("event", ev.id.as_str())
-                        .field("seq", ev.seq)
-                        .field("error", why),
-                );
-                Ok(())
-            }
-        }
+        // Not acknowledged after `retries` (one round): a failure of the
+        // sink (PW3002 once per outage), retried with backoff until the
+        // manager acknowledges it; the sink's cursor waits meanwhile.
+        self.inform(&vbs)
+            .await?
+            .map_err(|why| std::io::Error::new(std::io::ErrorKind::TimedOut, why))
     }
 
     fn reset(&mut self) {

@@ -51,7 +51,8 @@ fn configured(cfg: &Config) -> Vec<(String, String, bool, Severity)> {
             crate::config::NotifyKind::Trap => "trap",
             crate::config::NotifyKind::Inform => "inform",
         };
-        (s.name.clone(), format!("snmp/{k}"), false, s.min_severity)
+        let acked = s.kind == crate::config::NotifyKind::Inform;
+        (s.name.clone(), format!("snmp/{k}"), acked, s.min_severity)
     });
     syslog.chain(snmp).collect()
 }

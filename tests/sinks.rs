@@ -516,6 +516,13 @@ fn sinks_shows_each_sinks_state_and_backlog_online_and_offline() {
     // follows them that could be counted on one side only).
     let o = env.cli(&["test-event", "--count", "6"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Every event not about the tcp sink itself is for it.
+    let for_tcp = |env: &Env| {
+        env.events()
+            .iter()
+            .filter(|e| e["fields"]["sink"] != "tcp")
+            .count() as u64
+    };
     let rows = |env: &Env| -> Vec<Value> {
         let o = env.cli(&["sinks", "--json"]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -524,12 +531,7 @@ fn sinks_shows_each_sinks_state_and_backlog_online_and_offline() {
     let online = rows(&env);
     let tcp = online.iter().find(|r| r["sink"] == "tcp").unwrap();
     let udp = online.iter().find(|r| r["sink"] == "udp").unwrap();
-    // Every event not about the tcp sink itself is waiting for it.
-    let waiting = env
-        .events()
-        .iter()
-        .filter(|e| e["fields"]["sink"] != "tcp")
-        .count() as u64;
+    let waiting = for_tcp(&env);
     assert_eq!(tcp["kind"], "syslog/tcp");
     assert_eq!(tcp["acknowledged"], true);
     assert_eq!(tcp["state"], "failing", "{tcp}");
@@ -561,11 +563,7 @@ fn sinks_shows_each_sinks_state_and_backlog_online_and_offline() {
     let offline = rows(&env);
     let tcp = offline.iter().find(|r| r["sink"] == "tcp").unwrap();
     let udp = offline.iter().find(|r| r["sink"] == "udp").unwrap();
-    let waiting = env
-        .events()
-        .iter()
-        .filter(|e| e["fields"]["sink"] != "tcp")
-        .count() as u64;
+    let waiting = for_tcp(&env);
     assert_eq!(tcp["state"], "daemon not running");
     assert_eq!(tcp["cursor"], 0, "{tcp}");
     assert_eq!(tcp["backlog"].as_u64(), Some(waiting), "{tcp}");

@@ -25,7 +25,7 @@ pub(super) fn lookup_user(name: &str) -> Result<RunAs, String> {
     }
 }
 
-pub(super) fn lookup_group(name: &str) -> Result<u32, String> {
+fn lookup_group(name: &str) -> Result<u32, String> {
     match name.parse::<u32>() {
         Ok(gid) => Ok(gid),
         Err(_) => match nix::unistd::Group::from_name(name) {
@@ -62,7 +62,7 @@ pub fn facility_code(name: &str) -> Option<u8> {
     })
 }
 
-pub(super) fn kernel_hostname() -> String {
+fn kernel_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()

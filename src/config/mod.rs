@@ -244,6 +244,12 @@ pub struct Legacy {
 }
 
 impl SyslogSink {
+    /// The receiver acknowledges what it got (TCP): the sink reads the
+    /// journal through a cursor. UDP and the local socket: best effort.
+    pub fn acknowledged(&self) -> bool {
+        self.transport == Transport::Tcp
+    }
+
     /// A sink that is never started, to show how a message is formatted
     /// (`render`, `demo`).
     pub fn for_rendering(format: SyslogFormat, transport: Transport, language: Lang) -> SyslogSink {
@@ -299,6 +305,14 @@ pub struct SnmpSink {
     pub queue: usize,
     pub language: Lang,
     pub hold_down: Duration,
+}
+
+impl SnmpSink {
+    /// Informs are acknowledged (the sink reads the journal through a
+    /// cursor); traps are best effort.
+    pub fn acknowledged(&self) -> bool {
+        self.kind == NotifyKind::Inform
+    }
 }
 
 /// Users and groups allowed on the control socket.

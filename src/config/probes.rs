@@ -3,7 +3,7 @@
 use super::*;
 
 /// "200-399" or "200".
-pub(super) fn parse_status_range(s: &str) -> Option<(u16, u16)> {
+fn parse_status_range(s: &str) -> Option<(u16, u16)> {
     let (a, b) = s.split_once('-').unwrap_or((s, s));
     let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
     (100..=599).contains(&a).then_some(())?;

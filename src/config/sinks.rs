@@ -86,7 +86,7 @@ pub(super) fn validate_sink(
 
 /// The `processsaver` profile's options: tags as RFC 3164 allows them
 /// (1 to 32 letters, digits, `.`, `_`, `-`), a known facility.
-pub(super) fn validate_legacy(
+fn validate_legacy(
     c: &mut Collector,
     src: &Source,
     i: usize,

@@ -12,7 +12,7 @@ pub(super) enum Seg {
     Index(usize),
 }
 
-pub(super) fn path_string(path: &[Seg]) -> String {
+fn path_string(path: &[Seg]) -> String {
     let mut s = String::new();
     for seg in path {
         match seg {
@@ -60,14 +60,14 @@ impl Source {
     }
 
     /// The span of the deepest element of `path` that exists.
-    pub(super) fn span_of(&self, path: &[Seg]) -> Option<std::ops::Range<usize>> {
+    fn span_of(&self, path: &[Seg]) -> Option<std::ops::Range<usize>> {
         #[derive(Clone, Copy)]
-        pub(super) enum Node<'a> {
+        enum Node<'a> {
             Table(&'a toml_edit::Table),
             Item(&'a toml_edit::Item),
             Value(&'a toml_edit::Value),
         }
-        pub(super) fn table_key<'a>(
+        fn table_key<'a>(
             t: &'a toml_edit::Table,
             k: &str,
             best: &mut Option<std::ops::Range<usize>>,
@@ -77,7 +77,7 @@ impl Source {
             }
             t.get(k).map(Node::Item)
         }
-        pub(super) fn inline_key<'a>(
+        fn inline_key<'a>(
             t: &'a toml_edit::InlineTable,
             k: &str,
             best: &mut Option<std::ops::Range<usize>>,
@@ -211,7 +211,7 @@ impl Collector {
 
     /// Deserialize each table of an array of tables (`[[base]]`), recording
     /// errors; returns the good ones with their index.
-    pub(super) fn de_each<T: for<'de> Deserialize<'de>>(
+    fn de_each<T: for<'de> Deserialize<'de>>(
         &mut self,
         src: &Source,
         base: &[Seg],

@@ -4,7 +4,7 @@ use super::*;
 
 /// Where the problems of one `[[target]]` go: every error and warning is
 /// located under `target[i]`.
-pub(super) struct AtTarget<'a> {
+struct AtTarget<'a> {
     pub(super) c: &'a mut Collector,
     pub(super) src: &'a Source,
     pub(super) i: usize,
@@ -17,7 +17,7 @@ impl AtTarget<'_> {
         v
     }
 
-    pub(super) fn err(&mut self, keys: &[&str], msg: impl Into<String>) {
+    fn err(&mut self, keys: &[&str], msg: impl Into<String>) {
         let p = self.path(keys);
         self.c.at(self.src, &p, msg);
     }
@@ -89,7 +89,7 @@ pub(super) fn validate_target(
     })
 }
 
-pub(super) fn validate_matcher(at: &mut AtTarget, m: &MatchRaw) -> Option<Matcher> {
+fn validate_matcher(at: &mut AtTarget, m: &MatchRaw) -> Option<Matcher> {
     if m.exe.is_none() && m.comm.is_none() && m.cmdline.is_none() && m.pidfile.is_none() {
         at.err(
             &["match"],
@@ -148,7 +148,7 @@ pub(super) fn validate_matcher(at: &mut AtTarget, m: &MatchRaw) -> Option<Matche
     })
 }
 
-pub(super) fn validate_count(at: &mut AtTarget, t: &TargetRaw) -> Option<(u32, Option<u32>)> {
+fn validate_count(at: &mut AtTarget, t: &TargetRaw) -> Option<(u32, Option<u32>)> {
     if t.children.as_ref().is_some_and(|ch| ch.min == 0) {
         at.err(
             &["children", "min"],
@@ -168,7 +168,7 @@ pub(super) fn validate_count(at: &mut AtTarget, t: &TargetRaw) -> Option<(u32, O
     Some((min, cnt.max))
 }
 
-pub(super) fn validate_restart(at: &mut AtTarget, r: &RestartRaw) -> Option<Restart> {
+fn validate_restart(at: &mut AtTarget, r: &RestartRaw) -> Option<Restart> {
     let (script, args) = match &r.script {
         None => (None, Vec::new()),
         Some(ScriptRaw::Path(p)) => (Some(p.clone()), Vec::new()),
@@ -209,7 +209,7 @@ pub(super) fn validate_restart(at: &mut AtTarget, r: &RestartRaw) -> Option<Rest
     })
 }
 
-pub(super) fn validate_retry(at: &mut AtTarget, r: &RetryRaw) -> Retry {
+fn validate_retry(at: &mut AtTarget, r: &RetryRaw) -> Retry {
     if r.max > 1000 {
         at.err(&["retry", "max"], "must be at most 1000");
     }
@@ -228,7 +228,7 @@ pub(super) fn validate_retry(at: &mut AtTarget, r: &RetryRaw) -> Retry {
     }
 }
 
-pub(super) fn validate_failover(at: &mut AtTarget, t: &TargetRaw) -> Option<Failover> {
+fn validate_failover(at: &mut AtTarget, t: &TargetRaw) -> Option<Failover> {
     let needs = matches!(t.on_retry_over, OnRetryOver::Failover | OnRetryOver::Exec);
     let Some(f) = &t.failover else {
         if needs {

@@ -238,31 +238,21 @@ pub(crate) async fn start(opts: Options) -> anyhow::Result<Handle> {
     Ok(Handle { task })
 }
 
-/// SIGTERM, SIGINT and SIGHUP, when the daemon handles them.
+/// SIGTERM, SIGINT and SIGHUP, handled from before the first event.
 struct Signals {
-    term: Option<tokio::signal::unix::Signal>,
-    int: Option<tokio::signal::unix::Signal>,
-    hup: Option<tokio::signal::unix::Signal>,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
     fn install() -> std::io::Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind};
-        let one = |k: SignalKind| signal(k).map(Some);
         Ok(Signals {
-            term: one(SignalKind::terminate())?,
-            int: one(SignalKind::interrupt())?,
-            hup: one(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
         })
-    }
-}
-
-async fn signal(s: &mut Option<tokio::signal::unix::Signal>) {
-    match s {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending().await,
     }
 }
 
@@ -323,9 +313,9 @@ impl Daemon {
             .min()
             .unwrap_or(far);
             tokio::select! {
-                _ = signal(&mut term) => { stop_reason = "SIGTERM"; break; }
-                _ = signal(&mut int) => { stop_reason = "SIGINT"; break; }
-                _ = signal(&mut hup) => {
+                _ = term.recv() => { stop_reason = "SIGTERM"; break; }
+                _ = int.recv() => { stop_reason = "SIGINT"; break; }
+                _ = hup.recv() => {
                     let (tx, _rx) = oneshot::channel();
                     self.start_reload("SIGHUP".into(), tx);
                 }

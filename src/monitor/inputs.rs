@@ -166,13 +166,7 @@ impl Monitor {
 
     /// Enough processes found: the target is up (found, recovered, or
     /// back by itself).
-    pub(super) fn adopt(
-        &mut self,
-        i: usize,
-        procs: Vec<ProcRef>,
-        now: Ms,
-        actions: &mut Vec<Action>,
-    ) {
+    fn adopt(&mut self, i: usize, procs: Vec<ProcRef>, now: Ms, actions: &mut Vec<Action>) {
         let t = &mut self.targets[i];
         let name = t.id.clone();
         let ev = match &t.phase {
@@ -298,7 +292,7 @@ impl Monitor {
         out.emit(t, ev);
     }
 
-    pub(super) fn on_exited(
+    fn on_exited(
         &mut self,
         i: usize,
         proc: ProcRef,
@@ -395,7 +389,7 @@ impl Monitor {
 
     /// A group below `count.min`: a failure (PW2005), restarted with
     /// reason `count`.
-    pub(super) fn below_min(
+    fn below_min(
         &mut self,
         i: usize,
         count: u32,
@@ -411,7 +405,7 @@ impl Monitor {
         self.fail(i, Reason::Count, pid, ev, now, actions);
     }
 
-    pub(super) fn on_probe(
+    fn on_probe(
         &mut self,
         i: usize,
         pid: u32,

@@ -90,7 +90,7 @@ impl Monitor {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn delay_restart(
+    fn delay_restart(
         &mut self,
         i: usize,
         reason: Reason,
@@ -144,7 +144,7 @@ impl Monitor {
         out.emit(t, ev);
     }
 
-    pub(super) fn retry_over(
+    fn retry_over(
         &mut self,
         i: usize,
         reason: Reason,

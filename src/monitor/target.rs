@@ -104,8 +104,8 @@ impl Target {
 /// Attempts as read from the state file: oldest first (the window drops
 /// from the front), and no more than any retry budget can use, whatever a
 /// hand-edited file holds.
-pub(super) fn loaded_attempts(saved: &[Ms]) -> VecDeque<Ms> {
-    pub(super) const KEEP: usize = 1024;
+fn loaded_attempts(saved: &[Ms]) -> VecDeque<Ms> {
+    const KEEP: usize = 1024;
     let mut v = saved.to_vec();
     v.sort_unstable();
     let from = v.len().saturating_sub(KEEP);

@@ -70,25 +70,20 @@ fn start_sinks(
 }
 
 /// The acknowledged sinks: syslog over TCP and SNMP informs.
-pub(crate) fn acknowledged(cfg: &Config, name: &str) -> bool {
-    let tcp = cfg
+fn acknowledged(cfg: &Config, name: &str) -> bool {
+    let syslog = cfg
         .syslog
         .iter()
-        .any(|s| s.name == name && s.transport == crate::config::Transport::Tcp);
-    let informs = cfg
-        .snmp
-        .iter()
-        .any(|s| s.name == name && s.kind == crate::config::NotifyKind::Inform);
-    tcp || informs
+        .any(|s| s.name == name && s.acknowledged());
+    syslog || cfg.snmp.iter().any(|s| s.name == name && s.acknowledged())
 }
 
 /// Acknowledged sinks read the journal through a cursor from `last` on
 /// (or from where they were): see `queue::Spool`. The others (UDP, the
 /// local socket, SNMP traps) are best effort.
 fn spool(cfg: &Config, notifier: &Notifier, sinks: &[queue::SinkHandle], last: u64) {
-    let acknowledged = |name: &str| acknowledged(cfg, name);
     let (cursors, moved) = (notifier.cursors(), notifier.cursor_moved());
-    for s in sinks.iter().filter(|s| acknowledged(&s.name)) {
+    for s in sinks.iter().filter(|s| acknowledged(cfg, &s.name)) {
         let spool = queue::Spool::new(&cfg.daemon.state_dir, cursors.clone(), moved.clone());
         s.spool(spool, last, last);
     }

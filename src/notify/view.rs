@@ -43,7 +43,7 @@ fn configured(cfg: &Config) -> Vec<(String, String, bool, Severity)> {
             Transport::Udp => "udp",
             Transport::Unix => "unix",
         };
-        let acked = s.transport == Transport::Tcp;
+        let acked = s.acknowledged();
         (s.name.clone(), format!("syslog/{t}"), acked, s.min_severity)
     });
     let snmp = cfg.snmp.iter().map(|s| {
@@ -51,8 +51,12 @@ fn configured(cfg: &Config) -> Vec<(String, String, bool, Severity)> {
             crate::config::NotifyKind::Trap => "trap",
             crate::config::NotifyKind::Inform => "inform",
         };
-        let acked = s.kind == crate::config::NotifyKind::Inform;
-        (s.name.clone(), format!("snmp/{k}"), acked, s.min_severity)
+        (
+            s.name.clone(),
+            format!("snmp/{k}"),
+            s.acknowledged(),
+            s.min_severity,
+        )
     });
     syslog.chain(snmp).collect()
 }

@@ -115,13 +115,16 @@ impl Cursors {
     /// Write the cursors that moved since they were last written (each
     /// replaced atomically). Called in groups by the store's sync thread.
     pub fn save(&self) -> std::io::Result<()> {
-        crate::sys::fs::ensure_subdir(&self.dir)?;
         let moved: Vec<(String, u64)> = self
             .lock()
             .iter()
             .filter(|(_, e)| e.done != e.saved)
             .map(|(n, e)| (n.clone(), e.done))
             .collect();
+        if !moved.is_empty() {
+            // Made at start-up, unless the disk was full then.
+            crate::sys::fs::ensure_subdir(&self.dir)?;
+        }
         for (reader, done) in moved {
             let file = self.dir.join(file_name(&reader));
             let tmp = self.dir.join(format!(".{}.tmp", file_name(&reader)));

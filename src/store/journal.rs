@@ -158,28 +158,44 @@ fn generation(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Events in the journal, oldest generation first, with `time_ms >= since`.
-pub fn read(dir: &Path, since_ms: u64) -> Vec<Event> {
+/// The journal's files, oldest generation first, the rotated ones only
+/// where `wanted` says so.
+fn files(dir: &Path, wanted: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
     let current = dir.join(FILE);
     let mut files: Vec<PathBuf> = (1..=MAX_KEEP)
         .rev()
         .map(|n| generation(&current, n))
-        .filter(|p| p.exists())
+        .filter(|p| p.exists() && wanted(p))
         .collect();
     files.push(current);
-    let mut out = Vec::new();
+    files
+}
+
+/// Each event of `files` in order to `f` (which returns whether to go on).
+fn scan(files: Vec<PathBuf>, mut f: impl FnMut(Event) -> bool) {
     for path in files {
-        let Ok(f) = crate::sys::fs::open_read(&path) else {
+        let Ok(file) = crate::sys::fs::open_read(&path) else {
             continue;
         };
-        for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
             if let Ok(ev) = serde_json::from_str::<Event>(&line) {
-                if ev.time_ms >= since_ms {
-                    out.push(ev);
+                if !f(ev) {
+                    return;
                 }
             }
         }
     }
+}
+
+/// Events in the journal, oldest generation first, with `time_ms >= since`.
+pub fn read(dir: &Path, since_ms: u64) -> Vec<Event> {
+    let mut out = Vec::new();
+    scan(files(dir, |_| true), |ev| {
+        if ev.time_ms >= since_ms {
+            out.push(ev);
+        }
+        true
+    });
     out
 }
 
@@ -198,29 +214,8 @@ pub fn read_after(dir: &Path, after: u64, max: usize) -> Vec<Event> {
 /// Each event with a sequence number above `after`, oldest first, to `f`
 /// (which returns whether to go on), without holding them all.
 pub fn scan_after(dir: &Path, after: u64, mut f: impl FnMut(Event) -> bool) {
-    let current = dir.join(FILE);
-    let mut files: Vec<PathBuf> = (1..=MAX_KEEP)
-        .rev()
-        .map(|n| generation(&current, n))
-        .filter(|p| p.exists())
-        .filter(|p| last_seq_of(p).is_some_and(|s| s > after))
-        .collect();
-    files.push(current);
-    for path in files {
-        let Ok(file) = crate::sys::fs::open_read(&path) else {
-            continue;
-        };
-        for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
-            match serde_json::from_str::<Event>(&line) {
-                Ok(ev) if ev.seq > after => {
-                    if !f(ev) {
-                        return;
-                    }
-                }
-                _ => continue,
-            }
-        }
-    }
+    let newer = |p: &Path| last_seq_of(p).is_some_and(|s| s > after);
+    scan(files(dir, newer), |ev| ev.seq <= after || f(ev));
 }
 
 /// The highest sequence number in the last lines of one journal file

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real receivers the integration tests start on loopback.
-PKGS=(rsyslog snmptrapd snmp smitools snmptt
+PKGS=(rsyslog rsyslog-relp rsyslog-gnutls rsyslog-openssl openssl snmptrapd snmp smitools snmptt
       corosync pacemaker pacemaker-cli-utils resource-agents libxml2-utils)
 
 missing=()

@@ -201,12 +201,12 @@ fn sinks(cfg: &Path, json: bool) -> anyhow::Result<u8> {
     }
     let opt = |v: Option<u64>| v.map_or("-".to_string(), |n| n.to_string());
     println!(
-        "{:<16} {:<12} {:<18} {:>8} {:>8} {:>10}  ERROR",
+        "{:<16} {:<15} {:<18} {:>8} {:>8} {:>10}  ERROR",
         "SINK", "KIND", "STATE", "CURSOR", "BACKLOG", "OLDEST(s)"
     );
     for r in &rows {
         println!(
-            "{:<16} {:<12} {:<18} {:>8} {:>8} {:>10}  {}",
+            "{:<16} {:<15} {:<18} {:>8} {:>8} {:>10}  {}",
             r.sink,
             r.kind,
             r.state,

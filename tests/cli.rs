@@ -121,7 +121,9 @@ fn render_catalog_filters_and_mib_use_the_configured_catalog_and_templates() {
     ]);
     let ini = std::fs::read_to_string(dir.join("esmpro/procward-en.ini")).unwrap();
     assert!(
-        ini.contains("Pattern=^PW2003 target .*: process [0-9]+ vanished \\(.*\\)$"),
+        ini.contains(
+            "Pattern=^PW2003 target .*: process [0-9]+ vanished \\(.*\\)( \\[seq=[0-9]+\\])?$"
+        ),
         "{ini}"
     );
     assert!(out(&["mib"]).contains("enterprises 99999"));

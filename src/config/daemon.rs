@@ -137,6 +137,22 @@ pub(super) fn validate_daemon(
             })
             .ok()
     });
+    let spool_max = match d.spool_max.as_deref().map(parse_size) {
+        None => SPOOL_MAX,
+        Some(Ok(n)) if n >= SPOOL_MIN => n,
+        Some(Ok(_)) => {
+            at(
+                c,
+                "spool-max",
+                "must be at least 16MiB (one journal generation)".to_string(),
+            );
+            SPOOL_MAX
+        }
+        Some(Err(e)) => {
+            at(c, "spool-max", e);
+            SPOOL_MAX
+        }
+    };
     if !(1..=JOURNAL_MAX_KEEP).contains(&d.journal_keep) {
         at(
             c,
@@ -182,6 +198,7 @@ pub(super) fn validate_daemon(
         denied_interval: d.control_denied_interval.0,
         state_dir: d.state_dir.clone(),
         journal_keep: d.journal_keep,
+        spool_max,
         metrics_listen,
         language: d.language,
         zombie_grace: d.zombie_grace.0,

@@ -11,6 +11,7 @@ mod sinks;
 mod source;
 mod split;
 mod target;
+pub mod tls;
 
 pub use pattern::{Index as PatternIndex, Pattern};
 
@@ -35,6 +36,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use target::*;
+use tls::DEFAULT_WINDOW;
 
 /// One problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,6 +234,22 @@ pub struct SyslogSink {
     /// The SD-ID of RFC 5424 structured data (`daemon.snmp-root`'s
     /// enterprise number).
     pub sd_id: String,
+    /// TLS (transport `tls`, or `relp` over TLS).
+    pub tls: Option<TlsFiles>,
+    /// RELP: frames sent and not yet acknowledged, at most.
+    pub window: usize,
+    /// RFC 3164: ` [seq=N]` at the end of each line.
+    pub seq_marker: bool,
+}
+
+/// A syslog sink's `tls` table, checked (trusted paths, a private key
+/// only root can read, PEM that parses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    /// The client certificate and its key, together or not at all.
+    pub client: Option<(PathBuf, PathBuf)>,
+    pub server_name: String,
 }
 
 /// The `processsaver` profile's settings, validated.
@@ -247,7 +265,10 @@ impl SyslogSink {
     /// The receiver acknowledges what it got (TCP): the sink reads the
     /// journal through a cursor. UDP and the local socket: best effort.
     pub fn acknowledged(&self) -> bool {
-        self.transport == Transport::Tcp
+        matches!(
+            self.transport,
+            Transport::Tcp | Transport::Tls | Transport::Relp
+        )
     }
 
     /// A sink that is never started, to show how a message is formatted
@@ -267,6 +288,9 @@ impl SyslogSink {
             write_timeout: Duration::from_secs(10),
             legacy: None,
             sd_id: crate::model::oid::sd_id(&crate::model::oid::DEFAULT_ROOT),
+            tls: None,
+            window: DEFAULT_WINDOW,
+            seq_marker: false,
         }
     }
 }
@@ -332,6 +356,8 @@ pub struct Daemon {
     pub denied_interval: Duration,
     pub state_dir: PathBuf,
     pub journal_keep: u32,
+    /// Bytes of rotated journal kept for acknowledged sinks behind.
+    pub spool_max: u64,
     /// Where `GET /metrics` is served (needs a restart to change).
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub language: Lang,
@@ -360,6 +386,38 @@ pub struct Config {
 pub const JOURNAL_KEEP: u32 = 3;
 /// The most generations `daemon.journal-keep` may ask for.
 pub const JOURNAL_MAX_KEEP: u32 = 100;
+/// `daemon.spool-max` by default.
+pub const SPOOL_MAX: u64 = 1 << 30;
+/// The least `daemon.spool-max`: one journal generation.
+pub const SPOOL_MIN: u64 = 16 << 20;
+
+/// A size with a unit: `"512MiB"`, `"2GiB"`, `"100MB"`, `"4096"` (bytes).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like \"512MiB\" or \"2GiB\""))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        u => {
+            return Err(format!(
+                "`{u}` is not a size unit (B, KiB, MiB, GiB, TiB, kB, MB, GB, TB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
 
 const DEFAULT_PATH: &str = "/etc/procward/procward.toml";
 

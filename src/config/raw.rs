@@ -53,6 +53,10 @@ pub struct DaemonRaw {
     /// Rotated generations of the event journal kept (16 MiB each).
     #[serde(default = "d_journal_keep")]
     pub journal_keep: u32,
+    /// Disk the journal may use for acknowledged sinks that fall behind
+    /// (a size: "1GiB", "512MiB"); past it their oldest events are given up.
+    #[serde(default)]
+    pub spool_max: Option<String>,
     #[serde(default)]
     pub language: Lang,
     #[serde(default)]
@@ -94,6 +98,11 @@ pub enum Transport {
     Unix,
     Udp,
     Tcp,
+    /// RFC 5425: syslog over TLS, octet counting.
+    Tls,
+    /// RELP (librelp, rsyslog's imrelp): acknowledged by the receiver;
+    /// over TLS with a `tls` table.
+    Relp,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -150,6 +159,34 @@ pub struct SyslogSinkRaw {
     /// Options of the `processsaver` profile.
     #[serde(default)]
     pub processsaver: Option<LegacyRaw>,
+    /// `tls = { ca = "PATH", cert = "PATH", key = "PATH", server-name = "NAME" }`.
+    #[serde(default)]
+    pub tls: Option<TlsRaw>,
+    /// RELP: frames sent and not yet acknowledged, at most (default 128).
+    #[serde(default)]
+    pub window: Option<usize>,
+    /// RFC 3164: end each line with ` seq=N` (the RFC 5424 lines carry it
+    /// in their structured data).
+    #[serde(default)]
+    pub seq_marker: bool,
+}
+
+/// The `tls` table of a syslog sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsRaw {
+    /// The CA certificates (PEM) that sign the receiver's certificate.
+    pub ca: std::path::PathBuf,
+    /// A client certificate (PEM, with its chain) and its key, for
+    /// receivers that want one.
+    #[serde(default)]
+    pub cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub key: Option<std::path::PathBuf>,
+    /// The name the receiver's certificate must carry (default: the host
+    /// of `address`).
+    #[serde(default)]
+    pub server_name: Option<String>,
 }
 
 /// What a syslog sink writes: procward's own lines, or, for the events

@@ -29,7 +29,7 @@ pub(super) fn validate_sink(
             c.at(
                 src,
                 &[k("sink"), k("syslog"), Seg::Index(i)],
-                "udp and tcp sinks need `address = \"host:port\"`",
+                "udp, tcp, tls and relp sinks need `address = \"host:port\"`",
             );
             ok = false;
             String::new()
@@ -67,7 +67,23 @@ pub(super) fn validate_sink(
     }
     let legacy = validate_legacy(c, src, i, s, facility);
     ok &= legacy.is_ok();
+    let tls = tls::validate(c, src, i, s.transport, &address, s.tls.as_ref());
+    let window = tls::window(c, src, i, s.transport, s.window);
+    if s.seq_marker && s.format != SyslogFormat::Rfc3164 {
+        c.at(
+            src,
+            &base("seq-marker"),
+            "is for format = \"rfc3164\" (RFC 5424 lines carry the seq in their structured data)",
+        );
+        ok = false;
+    }
+    let (Ok(tls), Ok(window)) = (tls, window) else {
+        return None;
+    };
     ok.then(|| SyslogSink {
+        tls,
+        window,
+        seq_marker: s.seq_marker,
         legacy: legacy.ok().flatten(),
         sd_id: String::new(), // set from daemon.snmp-root by `load`
         name: s.name.clone(),

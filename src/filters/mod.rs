@@ -74,6 +74,9 @@ pub struct File {
     pub content: String,
 }
 
+/// The optional end of an RFC 3164 line: its seq (`seq-marker`).
+const SEQ_MARKER_PATTERN: &str = r"( \[seq=[0-9]+\])?$";
+
 /// The part of a syslog message after `procward[PID]: `, as a regular
 /// expression (POSIX ERE, and the same in Rust's regex): the ID, then the
 /// text with each field a wildcard.
@@ -106,7 +109,8 @@ pub fn pattern(m: &Message, lang: Lang) -> Result<String, String> {
         ));
     }
     out.push_str(&ere_escape(rest));
-    out.push('$');
+    // RFC 3164 lines of a sink with `seq-marker = true` end in ` [seq=N]`.
+    out.push_str(SEQ_MARKER_PATTERN);
     Ok(out)
 }
 

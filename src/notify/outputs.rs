@@ -113,8 +113,14 @@ impl Outputs {
                 s.push(ev.clone());
             }
         });
-        let notifier = Notifier::start(dir, cfg.daemon.journal_keep, reporter.clone(), deliver)
-            .map_err(|e| format!("cannot open the journal in {}: {e}", dir.display()))?;
+        let notifier = Notifier::start(
+            dir,
+            cfg.daemon.journal_keep,
+            cfg.daemon.spool_max,
+            reporter.clone(),
+            deliver,
+        )
+        .map_err(|e| format!("cannot open the journal in {}: {e}", dir.display()))?;
         let (seq, seq_err, seq_refused) = journal::Seq::open(dir);
         let last = journal::last_seq(dir);
         spool(cfg, &notifier, &lock(&sinks), last);

@@ -39,6 +39,15 @@ pub trait Deliver: Send + 'static {
         let _ = hold;
         async { Ok(()) }
     }
+    /// Nothing new to send and something unacknowledged: a transport
+    /// whose connection broke sends it again now, not with the next event.
+    fn resend(&mut self) -> impl Future<Output = std::io::Result<()>> + Send + '_ {
+        async { Ok(()) }
+    }
+    /// The sink stops (daemon stop, reload): end the session in order.
+    fn close(&mut self) -> impl Future<Output = ()> + Send + '_ {
+        async {}
+    }
 }
 
 struct Queue {
@@ -46,7 +55,8 @@ struct Queue {
     cap: usize,
     /// The least severity the sink takes.
     min: Severity,
-    dropped: AtomicU64,
+    /// Events dropped and not said yet (PW3001).
+    dropped: Mutex<Dropped>,
     /// The sequence number of the event being sent (0: none): the front
     /// of the queue, which overflow must not drop (it may be delivered).
     in_flight: AtomicU64,
@@ -60,6 +70,37 @@ struct Queue {
     /// in the journal). Signed: deliveries may be counted before the
     /// start-up count of the journal is added.
     backlog: std::sync::atomic::AtomicI64,
+    /// The receiver has acknowledged everything sent (or the transport
+    /// cannot tell).
+    acked: AtomicBool,
+}
+
+/// Events given up and not said yet: how many, the seq range they lie in,
+/// and why (the `cause` of PW3001).
+#[derive(Debug, Default, Clone, Copy)]
+struct Dropped {
+    count: u64,
+    first: u64,
+    last: u64,
+    spool_max: bool,
+}
+
+impl Dropped {
+    fn add(&mut self, n: u64, first: u64, last: u64) {
+        self.first = if self.count == 0 {
+            first
+        } else {
+            self.first.min(first)
+        };
+        self.last = self.last.max(last);
+        self.count += n;
+    }
+}
+
+impl Queue {
+    fn lock_dropped(&self) -> std::sync::MutexGuard<'_, Dropped> {
+        self.dropped.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// What `procward sinks` shows of one sink, as the loop sees it.
@@ -143,13 +184,14 @@ impl SinkHandle {
             items: Mutex::new(VecDeque::new()),
             cap,
             min,
-            dropped: AtomicU64::new(0),
+            dropped: Mutex::new(Dropped::default()),
             in_flight: AtomicU64::new(0),
             notify: Notify::new(),
             stop: AtomicBool::new(false),
             spool: std::sync::OnceLock::new(),
             failing: Mutex::new(None),
             backlog: std::sync::atomic::AtomicI64::new(0),
+            acked: AtomicBool::new(true),
         });
         let task = tokio::spawn(deliver(name.to_string(), d, queue.clone(), hold, report));
         SinkHandle {
@@ -163,6 +205,11 @@ impl SinkHandle {
     /// Read the journal through `spool` from now on: from the sink's
     /// cursor (`start` for a sink never seen: from now).
     pub fn spool(&self, spool: Spool, start: u64, last: u64) {
+        let (name, min) = (self.name.clone(), self.min);
+        spool.cursors.want(
+            &self.name,
+            Arc::new(move |ev: &Event| wanted(&name, min, ev)),
+        );
         // A sink of the same name before a reload: where it got to.
         let from = match spool.cursors.position(&self.name) {
             Some(p) => p,
@@ -208,8 +255,9 @@ impl SinkHandle {
         while q.len() > self.queue.cap {
             // The oldest goes, unless it is on its way: then the next.
             let at = usize::from(q.front().is_some_and(|f| f.seq == busy) && q.len() > 1);
-            q.remove(at);
-            self.queue.dropped.fetch_add(1, Ordering::Relaxed);
+            if let Some(gone) = q.remove(at) {
+                self.queue.lock_dropped().add(1, gone.seq, gone.seq);
+            }
         }
         drop(q);
         self.queue.notify.notify_one();
@@ -270,22 +318,42 @@ impl SinkHandle {
     }
 }
 
+/// Stop the sinks (a reload replaced them): each ends its session in
+/// order (RELP `close`, TLS close_notify) and is aborted after a grace.
 pub fn abort_all(sinks: &[SinkHandle]) {
     for s in sinks {
         s.queue.stop.store(true, Ordering::Relaxed);
         s.queue.notify.notify_one();
-        s.task.abort();
+        let task = s.task.abort_handle();
+        tokio::spawn(async move {
+            tokio::time::sleep(CLOSE_GRACE).await;
+            task.abort();
+        });
     }
 }
 
-/// Wait (bounded) until every queue is empty.
+/// How long a stopping sink may take to end its session in order.
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
+
+/// Wait (bounded) until every queue is empty and every receiver has
+/// acknowledged what it was sent; then end the sessions in order.
 pub async fn flush_all(sinks: &std::sync::Mutex<Vec<SinkHandle>>, timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    let pending = || {
+    let each = |f: &dyn Fn(&SinkHandle) -> bool| {
         let sinks = sinks.lock().unwrap_or_else(|e| e.into_inner());
-        sinks.iter().any(|s| s.pending() > 0)
+        sinks.iter().any(f)
     };
-    while Instant::now() < deadline && pending() {
+    let pending = |s: &SinkHandle| s.pending() > 0 || !s.queue.acked.load(Ordering::Relaxed);
+    while Instant::now() < deadline && each(&pending) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    each(&|s| {
+        s.queue.stop.store(true, Ordering::Relaxed);
+        s.queue.notify.notify_one();
+        false
+    });
+    let close_by = Instant::now() + CLOSE_GRACE;
+    while Instant::now() < close_by && each(&|s| !s.task.is_finished()) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -412,110 +480,221 @@ fn say_recovered(name: &str, o: Outage, report: &Reporter) {
     );
 }
 
+/// The delivery loop of one sink and what it remembers between events.
+struct Loop<D: Deliver> {
+    name: String,
+    d: D,
+    queue: Arc<Queue>,
+    hold: Duration,
+    report: Reporter,
+    outage: Option<Outage>,
+    dropped_said: Option<Instant>,
+    backoff: Duration,
+    /// The highest seq this sink is done with once the receiver has
+    /// acknowledged what was sent (acknowledged sinks).
+    sent: u64,
+}
+
+/// What the loop does when its queue is empty.
+enum Idle {
+    /// Look at the queue again now.
+    Again,
+    /// Stop: the sink is being replaced or the daemon stops.
+    Stop,
+}
+
+impl<D: Deliver> Loop<D> {
+    /// Say how many events were dropped, if any.
+    fn say_dropped(&self) -> bool {
+        let d = std::mem::take(&mut *self.queue.lock_dropped());
+        if d.count > 0 {
+            let cause = if d.spool_max {
+                "spool-max reached"
+            } else {
+                "queue full while the receiver was unreachable"
+            };
+            (self.report)(
+                EventSpec::new(msg::SINK_DROPPED)
+                    .field("sink", self.name.as_str())
+                    .field("dropped", d.count)
+                    .field("from_seq", d.first)
+                    .field("to_seq", d.last)
+                    .field("cause", cause),
+            );
+        }
+        d.count > 0
+    }
+
+    /// The store removed journal events this sink had not delivered
+    /// (daemon.spool-max): off its queue too, and said at once (PW3001).
+    fn take_given_up(&mut self) {
+        let Some(sp) = self.queue.spool.get() else {
+            return;
+        };
+        let Some(g) = sp.cursors.take_given_up(&self.name) else {
+            return;
+        };
+        {
+            let mut q = self.queue.items.lock().expect("queue");
+            q.retain(|e| e.seq > g.last);
+            let mut spilled = sp.lock();
+            if spilled.after.is_some_and(|a| a < g.last) {
+                spilled.after = Some(g.last);
+            }
+        }
+        self.queue
+            .backlog
+            .fetch_sub(g.count as i64, Ordering::Relaxed);
+        self.sent = self.sent.max(g.last);
+        {
+            let mut d = self.queue.lock_dropped();
+            d.add(g.count, g.first, g.last);
+            d.spool_max = true;
+        }
+        self.say_dropped();
+    }
+
+    fn front(&self) -> Option<Arc<Event>> {
+        let q = self.queue.items.lock().expect("queue");
+        let f = q.front().cloned();
+        self.queue
+            .in_flight
+            .store(f.as_ref().map_or(0, |f| f.seq), Ordering::Relaxed);
+        f
+    }
+
+    /// Nothing in the queue: take more from the journal, move the cursor
+    /// over what the receiver acknowledged, send again what a broken
+    /// connection owes, or wait for the next event.
+    async fn idle(&mut self) -> Idle {
+        if self.queue.stop.load(Ordering::Relaxed) {
+            self.d.close().await;
+            return Idle::Stop;
+        }
+        let Some(sp) = self.queue.spool.get() else {
+            self.queue.notify.notified().await;
+            return Idle::Again;
+        };
+        let after = sp.lock().after;
+        if let Some(after) = after {
+            refill(&self.name, &self.queue, after).await;
+            return Idle::Again;
+        }
+        // Everything offered is sent (or not for this sink).
+        self.sent = self.sent.max(sp.lock().seen);
+        move_cursor(&self.name, &self.queue, self.sent, &mut self.d);
+        if self.d.unacknowledged().is_none() {
+            self.queue.acked.store(true, Ordering::Relaxed);
+            self.queue.notify.notified().await;
+            return Idle::Again;
+        }
+        self.queue.acked.store(false, Ordering::Relaxed);
+        if let Err(e) = self.d.resend().await {
+            return self.failed(e).await;
+        }
+        // Sent, not yet acknowledged: look again shortly.
+        let _ = tokio::time::timeout(ACK_POLL, self.queue.notify.notified()).await;
+        Idle::Again
+    }
+
+    fn delivered(&mut self, ev: &Event) {
+        self.sent = pop_delivered(&self.queue, ev, self.sent);
+        move_cursor(&self.name, &self.queue, self.sent, &mut self.d);
+        self.backoff = Duration::from_millis(100);
+        if let Some(o) = self.outage.take() {
+            say_recovered(&self.name, o, &self.report);
+            *self.queue.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        if self.say_dropped() {
+            self.dropped_said = None;
+        }
+    }
+
+    /// A send failed: PW3002 once per outage, then back off.
+    async fn failed(&mut self, e: std::io::Error) -> Idle {
+        self.d.reset();
+        match &mut self.outage {
+            Some(o) => o.failures += 1,
+            None => {
+                (self.report)(
+                    EventSpec::new(msg::SINK_FAILED)
+                        .field("sink", self.name.as_str())
+                        .field("error", e.to_string()),
+                );
+                self.outage = Some(Outage {
+                    since: Instant::now(),
+                    failures: 1,
+                });
+                *self.queue.failing.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((crate::model::event::now_ms(), e.to_string()));
+            }
+        }
+        // Drops while the receiver stays away are said at once
+        // and then at most every DROP_REPORT_EVERY, never lost.
+        let due = self
+            .dropped_said
+            .is_none_or(|t| t.elapsed() >= DROP_REPORT_EVERY);
+        if due && self.say_dropped() {
+            self.dropped_said = Some(Instant::now());
+        }
+        if self.queue.stop.load(Ordering::Relaxed) {
+            return Idle::Stop;
+        }
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+        Idle::Again
+    }
+
+    async fn run(mut self) {
+        loop {
+            if self.queue.stop.load(Ordering::Relaxed) {
+                self.d.close().await;
+                return;
+            }
+            self.take_given_up();
+            let Some(ev) = self.front() else {
+                match self.idle().await {
+                    Idle::Again => continue,
+                    Idle::Stop => return,
+                }
+            };
+            self.queue.acked.store(false, Ordering::Relaxed);
+            let mut r = self.d.send(&ev, &self.report).await;
+            // After a failure, a send that did not fail is not yet a
+            // recovery: only a confirmed delivery is (a UDP send to a port
+            // nobody listens on succeeds; the ICMP error comes after).
+            if r.is_ok() && self.outage.is_some() {
+                r = self.d.confirm(self.hold).await;
+            }
+            match r {
+                Ok(()) => self.delivered(&ev),
+                Err(e) => {
+                    if let Idle::Stop = self.failed(e).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
 async fn deliver(
     name: String,
-    mut d: impl Deliver,
+    d: impl Deliver,
     queue: Arc<Queue>,
     hold: Duration,
     report: Reporter,
 ) {
-    let mut outage: Option<Outage> = None;
-    let mut dropped_said: Option<Instant> = None;
-    let mut backoff = Duration::from_millis(100);
-    // The highest seq this sink is done with once the receiver has
-    // acknowledged what was sent (acknowledged sinks).
-    let mut sent = 0u64;
-    let say_dropped = |report: &Reporter| {
-        let dropped = queue.dropped.swap(0, Ordering::Relaxed);
-        if dropped > 0 {
-            report(
-                EventSpec::new(msg::SINK_DROPPED)
-                    .field("sink", name.as_str())
-                    .field("dropped", dropped),
-            );
-        }
-        dropped > 0
+    let l = Loop {
+        name,
+        d,
+        queue,
+        hold,
+        report,
+        outage: None,
+        dropped_said: None,
+        backoff: Duration::from_millis(100),
+        sent: 0,
     };
-    loop {
-        let front = {
-            let q = queue.items.lock().expect("queue");
-            let f = q.front().cloned();
-            queue
-                .in_flight
-                .store(f.as_ref().map_or(0, |f| f.seq), Ordering::Relaxed);
-            f
-        };
-        let Some(ev) = front else {
-            if queue.stop.load(Ordering::Relaxed) {
-                return;
-            }
-            if let Some(after) = queue.spool.get().and_then(|s| s.lock().after) {
-                refill(&name, &queue, after).await;
-                continue;
-            }
-            if let Some(sp) = queue.spool.get() {
-                // Everything offered is sent (or not for this sink).
-                sent = sent.max(sp.lock().seen);
-                move_cursor(&name, &queue, sent, &mut d);
-                if d.unacknowledged().is_some() {
-                    // Sent, not yet acknowledged: look again shortly.
-                    let _ = tokio::time::timeout(ACK_POLL, queue.notify.notified()).await;
-                    continue;
-                }
-            }
-            queue.notify.notified().await;
-            continue;
-        };
-        let mut r = d.send(&ev, &report).await;
-        // After a failure, a send that did not fail is not yet a
-        // recovery: only a confirmed delivery is (a UDP send to a port
-        // nobody listens on succeeds; the ICMP error comes after).
-        if r.is_ok() && outage.is_some() {
-            r = d.confirm(hold).await;
-        }
-        match r {
-            Ok(()) => {
-                sent = pop_delivered(&queue, &ev, sent);
-                move_cursor(&name, &queue, sent, &mut d);
-                backoff = Duration::from_millis(100);
-                if let Some(o) = outage.take() {
-                    say_recovered(&name, o, &report);
-                    *queue.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                }
-                if say_dropped(&report) {
-                    dropped_said = None;
-                }
-            }
-            Err(e) => {
-                d.reset();
-                match &mut outage {
-                    Some(o) => o.failures += 1,
-                    None => {
-                        report(
-                            EventSpec::new(msg::SINK_FAILED)
-                                .field("sink", name.as_str())
-                                .field("error", e.to_string()),
-                        );
-                        outage = Some(Outage {
-                            since: Instant::now(),
-                            failures: 1,
-                        });
-                        *queue.failing.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some((crate::model::event::now_ms(), e.to_string()));
-                    }
-                }
-                // Drops while the receiver stays away are said at once
-                // and then at most every DROP_REPORT_EVERY, never lost.
-                let due = dropped_said.is_none_or(|t| t.elapsed() >= DROP_REPORT_EVERY);
-                if due && say_dropped(&report) {
-                    dropped_said = Some(Instant::now());
-                }
-                if queue.stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
+    l.run().await;
 }

@@ -67,6 +67,29 @@ impl Deliver for SyslogDeliver {
     async fn confirm(&mut self, hold: Duration) -> std::io::Result<()> {
         self.conn.confirm(hold).await
     }
+    async fn resend(&mut self) -> std::io::Result<()> {
+        match &mut self.conn {
+            Conn::Tls(t) => t.resend(self.write_timeout).await,
+            Conn::Relp(r) => r.resend().await,
+            _ => Ok(()),
+        }
+    }
+    async fn close(&mut self) {
+        match &mut self.conn {
+            Conn::Tls(t) => t.close().await,
+            Conn::Relp(r) => r.close().await,
+            _ => {}
+        }
+    }
+}
+
+/// The sink's TLS client settings, from its files (read at start and at
+/// each reload; an error is said at each connection, as PW3002).
+fn tls(cfg: &SyslogSink) -> Result<super::link::Tls, String> {
+    match &cfg.tls {
+        Some(files) => super::link::Tls::new(files),
+        None => Err("transport = \"tls\" without a tls table".into()),
+    }
 }
 
 /// `what` did not finish within `limit`: the receiver does not read.
@@ -81,7 +104,7 @@ fn stalled(what: &str, limit: Duration) -> std::io::Error {
 }
 
 /// Run `f` for at most `limit`.
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     what: &str,
     limit: Duration,
     f: impl std::future::Future<Output = std::io::Result<T>>,
@@ -105,6 +128,8 @@ enum Conn {
         addr: String,
         sent: Sent,
     },
+    Tls(super::rfc5425::TlsConn),
+    Relp(super::relp::Relp),
 }
 
 /// Frames written on the current TCP connection that the peer's kernel
@@ -112,33 +137,41 @@ enum Conn {
 /// unacknowledged). When the connection dies they are sent again first, so
 /// a receiver restart loses nothing it had not yet received.
 #[derive(Default)]
-struct Sent {
+pub(super) struct Sent {
     /// (end offset on the connection, the event's seq, the frame).
     frames: VecDeque<(u64, u64, Vec<u8>)>,
-    written: u64,
+    pub(super) written: u64,
     /// Frames that must be re-sent on the next connection, with their seq.
-    resend: Vec<(u64, Vec<u8>)>,
+    pub(super) resend: Vec<(u64, Vec<u8>)>,
 }
 
 const SENT_LIMIT: usize = 4096;
 
-/// SO_SNDBUF of TCP sinks (the kernel doubles it).
-const TCP_SEND_BUFFER: u32 = 64 * 1024;
+use super::link::TCP_SEND_BUFFER;
 
 fn unacked_bytes(s: &tokio::net::TcpStream) -> Option<u64> {
     crate::sys::net::unacked_bytes(s)
 }
 
 impl Sent {
+    /// `frame` of event `seq` is written, ending at offset `end`.
+    pub(super) fn push(&mut self, end: u64, seq: u64, frame: Vec<u8>) {
+        self.written = end;
+        self.frames.push_back((end, seq, frame));
+        if self.frames.len() > SENT_LIMIT {
+            self.frames.pop_front();
+        }
+    }
+
     /// Forget frames the peer has acknowledged.
-    fn prune(&mut self, unacked: u64) {
+    pub(super) fn prune(&mut self, unacked: u64) {
         let acked = self.written.saturating_sub(unacked);
         while self.frames.front().is_some_and(|(end, _, _)| *end <= acked) {
             self.frames.pop_front();
         }
     }
     /// The connection is gone: what was not acknowledged goes again.
-    fn lost(&mut self, unacked: Option<u64>) {
+    pub(super) fn lost(&mut self, unacked: Option<u64>) {
         if let Some(u) = unacked {
             self.prune(u);
         }
@@ -149,7 +182,7 @@ impl Sent {
 
     /// The lowest seq written (or to be written again) that the peer has
     /// not acknowledged.
-    fn lowest_unacknowledged(&self) -> Option<u64> {
+    pub(super) fn lowest_unacknowledged(&self) -> Option<u64> {
         let resend = self.resend.iter().map(|(s, _)| *s);
         let frames = self.frames.iter().map(|(_, s, _)| *s);
         resend.chain(frames).min()
@@ -172,6 +205,13 @@ impl Conn {
                 addr: cfg.address.clone(),
                 sent: Sent::default(),
             },
+            Transport::Tls => Conn::Tls(super::rfc5425::TlsConn::new(&cfg.address, tls(cfg))),
+            Transport::Relp => Conn::Relp(super::relp::Relp::new(
+                &cfg.address,
+                cfg.tls.as_ref().map(|_| tls(cfg)),
+                cfg.window,
+                cfg.write_timeout,
+            )),
         }
     }
 
@@ -184,14 +224,19 @@ impl Conn {
                     sent.lost(None);
                 }
             }
+            Conn::Tls(t) => t.reset(),
+            Conn::Relp(r) => r.reset(),
         }
     }
 
     /// TCP: the lowest seq the peer has not acknowledged yet (`None`:
     /// everything written is, or the transport cannot tell).
     fn unacknowledged(&mut self) -> Option<u64> {
-        let Conn::Tcp { stream, sent, .. } = self else {
-            return None;
+        let (stream, sent) = match self {
+            Conn::Tcp { stream, sent, .. } => (stream, sent),
+            Conn::Tls(t) => return t.unacknowledged(),
+            Conn::Relp(r) => return r.unacknowledged(),
+            Conn::Unix { .. } | Conn::Udp { .. } => return None,
         };
         // A reset connection's send queue is gone: its count says nothing.
         if let Some(s) = stream
@@ -207,6 +252,8 @@ impl Conn {
 
     async fn send(&mut self, frame: &[u8], seq: u64, limit: Duration) -> std::io::Result<()> {
         match self {
+            Conn::Tls(t) => t.send(frame, seq, limit).await,
+            Conn::Relp(r) => r.send(seq, frame).await,
             Conn::Unix { sock, path } => {
                 if sock.is_none() {
                     *sock = Some(tokio::net::UnixDatagram::unbound()?);
@@ -302,11 +349,7 @@ impl Conn {
                         *stream = None;
                         return Err(e);
                     }
-                    sent.written += f.len() as u64;
-                    sent.frames.push_back((sent.written, *seq, f.clone()));
-                    if sent.frames.len() > SENT_LIMIT {
-                        sent.frames.pop_front();
-                    }
+                    sent.push(sent.written + f.len() as u64, *seq, f.clone());
                 }
                 Ok(())
             }
@@ -320,6 +363,8 @@ impl Conn {
     async fn confirm(&mut self, hold: Duration) -> std::io::Result<()> {
         match self {
             Conn::Unix { .. } => Ok(()),
+            Conn::Tls(t) => t.confirm(hold).await,
+            Conn::Relp(r) => r.confirm(hold).await,
             Conn::Udp { sock, .. } => {
                 tokio::time::sleep(hold).await;
                 let Some(s) = sock.as_ref() else {
@@ -492,9 +537,16 @@ pub fn format(cfg: &SyslogSink, renderer: &Renderer, ev: &Event, pid: u32) -> Ve
                 .output("rfc3164", ev, cfg.language)
                 .unwrap_or_else(|_| format!("{} {}", ev.id, ev.text));
             let head = head3164(network, cfg.facility, ev, "procward", pid);
-            let room = cfg.max_size.saturating_sub(head.len());
+            // ` [seq=N]` (seq-marker): kept whole when the text is cut.
+            let marker = if cfg.seq_marker {
+                format!(" [seq={}]", ev.seq)
+            } else {
+                String::new()
+            };
+            let room = cfg.max_size.saturating_sub(head.len() + marker.len());
             let mut out = head.into_bytes();
             out.extend_from_slice(truncate_utf8(&text, room).as_bytes());
+            out.extend_from_slice(marker.as_bytes());
             out
         }
         SyslogFormat::Rfc5424 => {
@@ -539,6 +591,9 @@ mod tests {
             write_timeout: Duration::from_secs(10),
             legacy: None,
             sd_id: "procward@32473".into(),
+            tls: None,
+            window: 128,
+            seq_marker: false,
         }
     }
 
@@ -587,6 +642,32 @@ mod tests {
         );
         assert!(line.contains(r#"output="a\"b\]c\\d""#), "{line}");
         assert!(line.contains(r#"target="httpd""#), "{line}");
+    }
+
+    #[test]
+    fn rfc3164_lines_end_in_their_seq_when_asked_and_still_match_the_filters() {
+        let r = renderer();
+        let mut ev = r.sample_event("PW2003", Lang::En);
+        ev.seq = 4711;
+        let mut s = sink(SyslogFormat::Rfc3164, Transport::Udp, 1024);
+        s.seq_marker = true;
+        let line = String::from_utf8(format(&s, &r, &ev, 812)).unwrap();
+        assert!(
+            line.ends_with("(killed by SIGSEGV, core dumped) [seq=4711]"),
+            "{line}"
+        );
+        let catalog = Catalog::embedded();
+        let m = catalog.get("PW2003").unwrap();
+        let pattern = regex::Regex::new(&crate::filters::pattern(m, Lang::En).unwrap()).unwrap();
+        let text = line.split("procward[812]: ").nth(1).unwrap();
+        assert!(pattern.is_match(text), "{pattern} ~ {text}");
+        s.max_size = 480;
+        let mut ev = r.sample_event("PW2012", Lang::En);
+        ev.seq = 4711;
+        ev.fields
+            .insert("output".into(), serde_json::Value::from("x".repeat(2000)));
+        let cut = String::from_utf8(format(&s, &r, &ev, 812)).unwrap();
+        assert!(cut.len() <= 480 && cut.ends_with(" [seq=4711]"), "{cut}");
     }
 
     #[test]

@@ -13,7 +13,8 @@ use std::path::Path;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SinkRow {
     pub sink: String,
-    /// `syslog/tcp`, `syslog/udp`, `syslog/unix`, `snmp/trap`, `snmp/inform`.
+    /// `syslog/tcp`, `syslog/udp`, `syslog/unix`, `syslog/tls`, `syslog/relp`,
+    /// `syslog/relp+tls`, `snmp/trap`, `snmp/inform`.
     pub kind: String,
     /// Reads the journal through a cursor (at least once), or best effort.
     pub acknowledged: bool,
@@ -38,10 +39,13 @@ pub struct SinkRow {
 /// Every configured sink: (name, kind, acknowledged, least severity).
 fn configured(cfg: &Config) -> Vec<(String, String, bool, Severity)> {
     let syslog = cfg.syslog.iter().map(|s| {
-        let t = match s.transport {
-            Transport::Tcp => "tcp",
-            Transport::Udp => "udp",
-            Transport::Unix => "unix",
+        let t = match (s.transport, &s.tls) {
+            (Transport::Tcp, _) => "tcp",
+            (Transport::Udp, _) => "udp",
+            (Transport::Unix, _) => "unix",
+            (Transport::Tls, _) => "tls",
+            (Transport::Relp, None) => "relp",
+            (Transport::Relp, Some(_)) => "relp+tls",
         };
         let acked = s.acknowledged();
         (s.name.clone(), format!("syslog/{t}"), acked, s.min_severity)

@@ -24,10 +24,32 @@ struct Entry {
 
 /// The cursors of every reader, shared by the readers (which move them)
 /// and the store (which saves them and rotates the journal by them).
-#[derive(Debug)]
 pub struct Cursors {
     dir: PathBuf,
     readers: Mutex<BTreeMap<String, Entry>>,
+    /// What each reader takes of the journal (to count what it lost).
+    wants: Mutex<BTreeMap<String, Wants>>,
+    /// Events removed from the journal before a reader had them
+    /// (daemon.spool-max), not yet taken by the reader.
+    given_up: Mutex<BTreeMap<String, GivenUp>>,
+}
+
+impl std::fmt::Debug for Cursors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cursors").field("dir", &self.dir).finish()
+    }
+}
+
+/// Which events a reader takes.
+pub type Wants = std::sync::Arc<dyn Fn(&crate::model::event::Event) -> bool + Send + Sync>;
+
+/// Events a reader never got: how many it would have taken, and the seq
+/// range they lie in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GivenUp {
+    pub count: u64,
+    pub first: u64,
+    pub last: u64,
 }
 
 /// A reader's name as a file name: what is not `[A-Za-z0-9._-]` becomes
@@ -68,6 +90,8 @@ impl Cursors {
         Cursors {
             dir,
             readers: Mutex::new(BTreeMap::new()),
+            wants: Mutex::new(BTreeMap::new()),
+            given_up: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -89,6 +113,69 @@ impl Cursors {
         done
     }
 
+    /// What `reader` takes of the journal.
+    pub fn want(&self, reader: &str, wants: Wants) {
+        let mut w = self.wants.lock().unwrap_or_else(|e| e.into_inner());
+        w.insert(reader.to_string(), wants);
+    }
+
+    /// The journal file `file` (a rotated generation) is about to be
+    /// removed: every reader not done with it gives up its events there
+    /// (counted with what the reader takes) and its cursor passes them.
+    pub fn give_up(&self, file: &Path) {
+        let behind: Vec<(String, u64)> = self
+            .lock()
+            .iter()
+            .map(|(n, e)| (n.clone(), e.done))
+            .collect();
+        if behind.is_empty() {
+            return;
+        }
+        let wants = self.wants.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut lost: BTreeMap<String, GivenUp> = BTreeMap::new();
+        let mut last = None;
+        super::journal::scan_file(file, |ev| {
+            last = Some(ev.seq);
+            for (reader, _) in behind.iter().filter(|(_, d)| ev.seq > *d) {
+                if wants.get(reader).is_none_or(|w| w(&ev)) {
+                    let g = lost.entry(reader.clone()).or_insert(GivenUp {
+                        count: 0,
+                        first: ev.seq,
+                        last: ev.seq,
+                    });
+                    g.count += 1;
+                    g.last = ev.seq;
+                }
+            }
+            true
+        });
+        let Some(last) = last else {
+            return;
+        };
+        for (reader, done) in &behind {
+            if *done < last {
+                self.done(reader, last);
+            }
+        }
+        let mut given = self.given_up.lock().unwrap_or_else(|e| e.into_inner());
+        for (reader, g) in lost {
+            let e = given.entry(reader).or_insert(GivenUp { count: 0, ..g });
+            e.first = if e.count == 0 {
+                g.first
+            } else {
+                e.first.min(g.first)
+            };
+            e.last = e.last.max(g.last);
+            e.count += g.count;
+        }
+    }
+
+    /// What the journal lost of `reader`'s events since it last asked.
+    pub fn take_given_up(&self, reader: &str) -> Option<GivenUp> {
+        let mut given = self.given_up.lock().unwrap_or_else(|e| e.into_inner());
+        given.remove(reader)
+    }
+
     /// `reader` is done with every event up to `seq` (never moves back).
     pub fn done(&self, reader: &str, seq: u64) {
         if let Some(e) = self.lock().get_mut(reader) {
@@ -104,6 +191,8 @@ impl Cursors {
     /// `reader` is gone for good (its sink removed): its cursor too.
     pub fn leave(&self, reader: &str) {
         self.lock().remove(reader);
+        let mut w = self.wants.lock().unwrap_or_else(|e| e.into_inner());
+        w.remove(reader);
         let _ = std::fs::remove_file(self.dir.join(file_name(reader)));
     }
 

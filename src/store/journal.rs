@@ -33,8 +33,9 @@ pub struct Journal {
     /// A failed write could not be cut back: cut it before the next one.
     torn: bool,
     /// The readers: rotation keeps the generations the slowest still
-    /// needs, beyond `keep` (up to [`MAX_KEEP`]).
+    /// needs, beyond `keep`, up to `spool_max` bytes of generations.
     readers: Option<std::sync::Arc<super::cursor::Cursors>>,
+    spool_max: u64,
 }
 
 fn open(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
@@ -79,12 +80,20 @@ impl Journal {
             limit: LIMIT,
             torn: false,
             readers: None,
+            spool_max: u64::from(MAX_KEEP) * LIMIT,
         })
     }
 
-    /// Rotation keeps what these readers have not done with yet.
-    pub fn with_readers(mut self, readers: std::sync::Arc<super::cursor::Cursors>) -> Journal {
+    /// Rotation keeps what these readers have not done with yet, up to
+    /// `spool_max` bytes of rotated generations; past it, the oldest
+    /// events are given up for the readers behind (each is told).
+    pub fn with_readers(
+        mut self,
+        readers: std::sync::Arc<super::cursor::Cursors>,
+        spool_max: u64,
+    ) -> Journal {
         self.readers = Some(readers);
+        self.spool_max = spool_max;
         self
     }
 
@@ -95,21 +104,45 @@ impl Journal {
         let Some(slowest) = self.readers.as_ref().and_then(|r| r.slowest()) else {
             return self.keep;
         };
+        let spool = u32::try_from(self.spool_max / self.limit.max(1)).unwrap_or(u32::MAX);
         let mut n = self.keep;
-        while n < MAX_KEEP && last_seq_of(&generation(&self.path, n)).is_some_and(|s| s > slowest) {
+        while n < spool.max(self.keep)
+            && last_seq_of(&generation(&self.path, n)).is_some_and(|s| s > slowest)
+        {
             n += 1;
         }
         n
+    }
+
+    /// Generations `keep` and older are about to be overwritten or
+    /// removed: what the readers behind had not done there is given up,
+    /// oldest first.
+    fn give_up_from(&self, keep: u32) {
+        let Some(r) = &self.readers else {
+            return;
+        };
+        let going: Vec<PathBuf> = (keep..)
+            .map(|n| generation(&self.path, n))
+            .take_while(|p| p.exists())
+            .collect();
+        for p in going.iter().rev() {
+            if r.slowest()
+                .is_some_and(|s| last_seq_of(p).is_some_and(|l| l > s))
+            {
+                r.give_up(p);
+            }
+        }
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
         // events.jsonl.N-1 -> .N, …, events.jsonl -> .1; what is past the
         // generations kept goes.
         let keep = self.generations();
+        self.give_up_from(keep);
         for n in (1..keep).rev() {
             let _ = std::fs::rename(generation(&self.path, n), generation(&self.path, n + 1));
         }
-        for n in keep + 1..=MAX_KEEP {
+        for n in keep + 1.. {
             match std::fs::remove_file(generation(&self.path, n)) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
                 _ => {}
@@ -162,13 +195,19 @@ fn generation(path: &Path, n: u32) -> PathBuf {
 /// where `wanted` says so.
 fn files(dir: &Path, wanted: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
     let current = dir.join(FILE);
-    let mut files: Vec<PathBuf> = (1..=MAX_KEEP)
-        .rev()
+    let mut files: Vec<PathBuf> = (1..)
         .map(|n| generation(&current, n))
-        .filter(|p| p.exists() && wanted(p))
+        .take_while(|p| p.exists())
+        .filter(|p| wanted(p))
         .collect();
+    files.reverse();
     files.push(current);
     files
+}
+
+/// Each event of one journal file, in order, to `f`.
+pub(super) fn scan_file(path: &Path, f: impl FnMut(Event) -> bool) {
+    scan(vec![path.to_path_buf()], f);
 }
 
 /// Each event of `files` in order to `f` (which returns whether to go on).
@@ -452,7 +491,7 @@ pub(crate) mod tests {
         readers.join("slow", 3);
         let mut j = Journal::open(d.path(), 2)
             .unwrap()
-            .with_readers(readers.clone());
+            .with_readers(readers.clone(), 1 << 30);
         j.limit = 700; // about two events per file
         for seq in 1..=20 {
             j.append(&test_event(seq)).unwrap();
@@ -490,6 +529,47 @@ pub(crate) mod tests {
         );
         let rest: Vec<u64> = read_after(d.path(), 30, 10).iter().map(|e| e.seq).collect();
         assert_eq!(rest, vec![31, 32, 33, 34]);
+    }
+
+    /// Past spool-max, a reader behind gives up the oldest events: its
+    /// cursor passes them, and it is told exactly how many of the events
+    /// it takes were lost, and their seq range; a reader that was done
+    /// with them loses nothing.
+    #[test]
+    fn past_spool_max_the_oldest_events_are_given_up_and_counted() {
+        let d = tempfile::tempdir().unwrap();
+        let readers = std::sync::Arc::new(crate::store::cursor::Cursors::open(d.path()));
+        readers.join("slow", 0);
+        readers.join("fast", 0);
+        // "slow" takes only even seqs.
+        readers.want(
+            "slow",
+            std::sync::Arc::new(|e: &Event| e.seq.is_multiple_of(2)),
+        );
+        let mut j = Journal::open(d.path(), 1)
+            .unwrap()
+            .with_readers(readers.clone(), 4 * 700);
+        j.limit = 700; // about two events per file
+        for seq in 1..=40 {
+            j.append(&test_event(seq)).unwrap();
+            readers.done("fast", seq);
+        }
+        let g = readers.take_given_up("slow").expect("slow lost events");
+        let kept_from = read_after(d.path(), 0, usize::MAX)[0].seq;
+        let lost_even = (1..kept_from).filter(|s| s.is_multiple_of(2)).count() as u64;
+        assert_eq!(g.count, lost_even, "{g:?}, journal starts at {kept_from}");
+        let last_even = (1..kept_from)
+            .filter(|s| s.is_multiple_of(2))
+            .max()
+            .unwrap();
+        assert_eq!((g.first, g.last), (2, last_even), "{g:?}");
+        assert!(readers.position("slow") >= Some(kept_from - 1));
+        assert!(readers.take_given_up("slow").is_none(), "said once");
+        assert!(readers.take_given_up("fast").is_none(), "fast lost nothing");
+        let files = (1..)
+            .take_while(|n| generation(j.path(), *n).exists())
+            .count();
+        assert!(files <= 4, "no more than spool-max: {files} generations");
     }
 
     #[test]

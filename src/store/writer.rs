@@ -302,12 +302,13 @@ impl Notifier {
     pub fn start(
         state_dir: &Path,
         journal_keep: u32,
+        spool_max: u64,
         report: Reporter,
         deliver: Deliver,
     ) -> std::io::Result<Notifier> {
         let cursors = Arc::new(super::cursor::Cursors::open(state_dir));
-        let journal =
-            journal::Journal::open(state_dir, journal_keep)?.with_readers(cursors.clone());
+        let journal = journal::Journal::open(state_dir, journal_keep)?
+            .with_readers(cursors.clone(), spool_max);
         let (io, io_rx) = queue::<IoMsg>(65_536);
         let (durable, durable_rx) = queue::<SyncMsg>(usize::MAX);
         let (rec, rec_rx) = queue::<RecMsg>(65_536);
@@ -472,7 +473,7 @@ mod tests {
             log.lock().unwrap().push((ev.seq, there));
         });
         let report: Reporter = Arc::new(|_| {});
-        let n = Notifier::start(dir.path(), 3, report, deliver).unwrap();
+        let n = Notifier::start(dir.path(), 3, 1 << 30, report, deliver).unwrap();
         let mut follower = n.bus.subscribe();
         for seq in 1..=300 {
             n.publish(Arc::new(test_event(seq)), None);

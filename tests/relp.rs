@@ -549,3 +549,108 @@ fn relp_loses_nothing_over_receiver_kills_and_procward_kills() {
     );
     drop(d);
 }
+
+/// The rsyslog receiver of filter-defs/README.md ("Receiving over
+/// RELP"), as written there (ports and paths changed): it drops the
+/// duplicates a resend brings and writes the gaps it sees.
+#[test]
+fn the_documented_relp_receiver_drops_duplicates_and_flags_gaps() {
+    if !require("rsyslogd") {
+        return;
+    }
+    let env = Env::new();
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("filter-defs/README.md"),
+    )
+    .unwrap();
+    let section = readme.split("## Receiving over RELP").nth(1).unwrap();
+    let conf = section
+        .split("```")
+        .nth(1)
+        .unwrap()
+        .trim_start_matches('\n');
+    let work = env.path("gaprx");
+    std::fs::create_dir_all(&work).unwrap();
+    let port = free_tcp_port();
+    let conf = format!("global(workDirectory=\"{}\")\n{conf}", work.display())
+        .replace("/var/log/procward", &work.display().to_string())
+        .replace(
+            "port=\"2514\"",
+            &format!("address=\"127.0.0.1\" port=\"{port}\""),
+        );
+    std::fs::write(work.join("rsyslog.conf"), conf).unwrap();
+    let mut rsyslogd = Command::new("rsyslogd")
+        .args(["-n", "-i"])
+        .arg(work.join("pid"))
+        .arg("-f")
+        .arg(work.join("rsyslog.conf"))
+        .stderr(std::fs::File::create(work.join("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "rsyslogd did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let config = format!(
+        "{}{}[[sink.syslog]]\nname = \"other\"\ntransport = \"udp\"\naddress = \"127.0.0.1:9\"\n",
+        env.daemon_section(""),
+        sink("relp", "relp", &format!("127.0.0.1:{port}"), "")
+    );
+    env.write_config(&config);
+    let mut d = env.start();
+    let first = test_events(&env, 20);
+    let lines = |f: &str| file_lines(&work.join(f));
+    let seq_of = |l: &String| -> u64 {
+        l.split(" seq=")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let wait_for = |want: u64| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !lines("relp.log").iter().any(|l| seq_of(l) == want) {
+            assert!(Instant::now() < deadline, "{want} never written");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(first);
+    // Duplicates: procward stopped, its cursor put back 10 events, so
+    // they are sent again.
+    d.stop();
+    std::fs::write(
+        env.state().join("cursors/relp"),
+        format!("{}\n", first - 10),
+    )
+    .unwrap();
+    let mut d = env.start();
+    // A gap: three test events for the other sink only.
+    let o = env.cli(&["test-event", "--count", "3", "--sink", "other"]);
+    assert!(o.status.success());
+    let last = test_events(&env, 1);
+    wait_for(last);
+    let seqs: Vec<u64> = lines("relp.log").iter().map(seq_of).collect();
+    let unique: BTreeSet<u64> = seqs.iter().copied().collect();
+    assert_eq!(seqs.len(), unique.len(), "duplicates dropped: {seqs:?}");
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+    let other: Vec<u64> = env
+        .events()
+        .iter()
+        .filter(|e| e["id"] == "PW1015" && e["fields"]["sinks"] == "sink other")
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
+    let (from, to) = (other[0], other[2]);
+    let gaps = lines("gaps.log");
+    assert!(
+        gaps.iter()
+            .any(|g| g.contains(&format!("seq {from} to {to} never arrived"))),
+        "the gap of the other sink's events: {gaps:?}"
+    );
+    d.stop();
+    kill(rsyslogd.id(), libc::SIGTERM);
+    let _ = rsyslogd.wait();
+}

@@ -579,3 +579,33 @@ fn sinks_shows_each_sinks_state_and_backlog_online_and_offline() {
         "{text}"
     );
 }
+
+/// A SIGTERM ends procward promptly even while an acknowledged sink's
+/// receiver is away (its events wait in the journal, from its cursor):
+/// the sink's retries must not keep the daemon from exiting.
+#[test]
+fn procward_exits_on_sigterm_while_an_acknowledged_sink_is_failing() {
+    let env = Env::new();
+    let port = free_tcp_port(); // nothing listens
+    env.write_config(&config(&env, &tcp_sink(port, "")));
+    let mut d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW3002" && e["fields"]["sink"] == "tcp");
+    // Let the sink's backoff grow past a few seconds.
+    std::thread::sleep(Duration::from_secs(4));
+    let pid = d.procward_pid();
+    kill(pid, libc::SIGTERM);
+    let t0 = Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+        && t0.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = t0.elapsed();
+    d.stop();
+    assert!(
+        took < Duration::from_secs(8),
+        "procward took {took:?} to exit (or never did)"
+    );
+    assert!(env.ids().iter().any(|i| i == "PW1002"));
+}

@@ -356,6 +356,10 @@ pub async fn flush_all(sinks: &std::sync::Mutex<Vec<SinkHandle>>, timeout: Durat
     while Instant::now() < close_by && each(&|s| !s.task.is_finished()) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    each(&|s| {
+        s.task.abort();
+        false
+    });
 }
 
 /// Is `ev` for the sink `name` (at least `min`; not its own PW3xxx; a
@@ -640,7 +644,12 @@ impl<D: Deliver> Loop<D> {
         if self.queue.stop.load(Ordering::Relaxed) {
             return Idle::Stop;
         }
-        tokio::time::sleep(self.backoff).await;
+        // Woken early by a stop (not by new events: they wait in the
+        // queue or the journal until the backoff is over).
+        let until = tokio::time::Instant::now() + self.backoff;
+        while tokio::time::Instant::now() < until && !self.queue.stop.load(Ordering::Relaxed) {
+            let _ = tokio::time::timeout_at(until, self.queue.notify.notified()).await;
+        }
         self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
         Idle::Again
     }

@@ -111,6 +111,10 @@ pub struct Notifier {
     cursors: Arc<super::cursor::Cursors>,
     io: Queue<IoMsg>,
     durable: Queue<SyncMsg>,
+    /// The sender readers' cursor moves go through: they hold it weakly,
+    /// so a reader still running never keeps the sync thread (and the
+    /// daemon's exit) waiting.
+    moved: Arc<Queue<SyncMsg>>,
     rec: Queue<RecMsg>,
     state: StateSlot,
     pub bus: broadcast::Sender<Arc<Event>>,
@@ -348,6 +352,7 @@ impl Notifier {
         Ok(Notifier {
             cursors,
             io,
+            moved: Arc::new(durable.clone()),
             durable,
             rec,
             state,
@@ -366,9 +371,11 @@ impl Notifier {
     /// What a reader calls when its cursor moved: the cursors are saved
     /// within SYNC_WITHIN.
     pub fn cursor_moved(&self) -> Arc<dyn Fn() + Send + Sync> {
-        let q = self.durable.clone();
+        let q = Arc::downgrade(&self.moved);
         Arc::new(move || {
-            let _ = q.try_send(SyncMsg::CursorMoved);
+            if let Some(q) = q.upgrade() {
+                let _ = q.try_send(SyncMsg::CursorMoved);
+            }
         })
     }
 
@@ -445,6 +452,8 @@ impl Drop for Notifier {
         drop(std::mem::replace(&mut self.io, dummy));
         let (dummy, _) = queue(1);
         drop(std::mem::replace(&mut self.durable, dummy));
+        let (dummy, _) = queue(1);
+        drop(std::mem::replace(&mut self.moved, Arc::new(dummy)));
         let (dummy, _) = queue(1);
         drop(std::mem::replace(&mut self.rec, dummy));
         for t in self.threads.drain(..).rev() {

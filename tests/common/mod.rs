@@ -332,9 +332,28 @@ impl Daemon {
     }
 
     /// SIGTERM, and wait for the exit (bounded).
+    /// SIGTERM (through the reaper), SIGKILL after 10 s. procward must
+    /// have ended by then: one still running is killed by pid (nothing is
+    /// left behind) and the test fails, unless it is failing already.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            stop_child(&mut c, Duration::from_secs(10));
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let reaper = c.id();
+        let procward: Option<u32> =
+            std::fs::read_to_string(format!("/proc/{reaper}/task/{reaper}/children"))
+                .ok()
+                .and_then(|t| t.split_whitespace().next()?.parse().ok());
+        let ended = stop_child(&mut c, Duration::from_secs(10));
+        let alive = |p: u32| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .is_ok_and(|s| s.contains("procward") && !s.contains(") Z "))
+        };
+        if let Some(p) = procward.filter(|p| alive(*p)) {
+            kill(p, libc::SIGKILL);
+            if !std::thread::panicking() {
+                panic!("procward {p} was still running 10 s after SIGTERM (ended: {ended})");
+            }
         }
     }
 }

@@ -10,6 +10,8 @@
 // code (clippy.toml).
 #![allow(clippy::too_many_lines)]
 
+mod delivery;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
@@ -139,6 +141,8 @@ struct Args {
     discovery_only: bool,
     /// Switch the kernel's DAMON monitors off during the run.
     damon_off: bool,
+    /// Events of the delivery run (RELP, beside omrelp).
+    delivery_events: usize,
 }
 
 fn parse_args() -> Args {
@@ -151,6 +155,7 @@ fn parse_args() -> Args {
         only: None,
         discovery_only: false,
         damon_off: false,
+        delivery_events: 100_000,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -167,6 +172,7 @@ fn parse_args() -> Args {
             "--samples" => a.samples = v.parse().expect("--samples N"),
             "--out" => a.out = PathBuf::from(v),
             "--procward" => a.procward = PathBuf::from(v),
+            "--delivery-events" => a.delivery_events = v.parse().expect("--delivery-events N"),
             "--only" => a.only = Some(v.split(',').map(str::to_string).collect()),
             "--discovery-only" => {
                 a.discovery_only = true;
@@ -1065,7 +1071,15 @@ fn main() {
         print!("{md}");
         return;
     }
-    for &n in &a.ns {
+    let run_delivery = a
+        .only
+        .as_ref()
+        .is_none_or(|o| o.iter().any(|x| x == "delivery"));
+    for &n in a.ns.iter().filter(|_| {
+        a.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|x| x != "delivery"))
+    }) {
         eprintln!("== N = {n}");
         let dir = base.join(format!("n{n}"));
         let mut targets = Targets::start(&dir, n);
@@ -1158,6 +1172,10 @@ fn main() {
         if let Some(r) = readers {
             md.push_str(&r);
         }
+    }
+    if run_delivery {
+        eprintln!("== delivery");
+        md.push_str(&delivery::table(&a.procward, &base, a.delivery_events));
     }
     if a.only.is_none() {
         eprintln!("== discovery");

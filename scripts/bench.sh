@@ -5,7 +5,9 @@
 # missing), and anything else goes to the harness (--n 100,1000,10000
 # --steady SECONDS --samples N --out FILE, --only procward,procward-regex,...
 # to run some rows only while working on them, --damon-off to switch the
-# kernel's DAMON monitors off during the run and on again after it).
+# kernel's DAMON monitors off during the run and on again after it;
+# --only delivery runs the RELP delivery rows alone, --delivery-events N
+# sets their size, 100,000 by default).
 # BENCH_SAMPLES=DIR prints every latency sample and keeps procward's
 # stderr in DIR/procward.log.
 set -euo pipefail

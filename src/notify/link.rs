@@ -143,7 +143,12 @@ pub(super) struct Link {
     wire: Arc<AtomicU64>,
     pub(super) ended: Arc<Ended>,
     reader: tokio::task::JoinHandle<()>,
+    /// Bytes given to `buffer`, not yet written.
+    pending: Vec<u8>,
 }
+
+/// `buffer` writes once this much waits.
+const BUFFER_FLUSH: usize = 64 * 1024;
 
 impl Drop for Link {
     fn drop(&mut self) {
@@ -218,19 +223,40 @@ impl Link {
             wire,
             ended,
             reader,
+            pending: Vec::new(),
         })
     }
 
-    /// Write `buf` whole, within `limit`.
+    /// Write what `buffer` holds, then `buf`, whole, within `limit`.
     pub(super) async fn write(&mut self, buf: &[u8], limit: Duration) -> io::Result<()> {
         if let Some(e) = self.ended.error() {
             return Err(e);
         }
+        let pending = std::mem::take(&mut self.pending);
         super::syslog::bounded("write", limit, async {
+            self.w.write_all(&pending).await?;
             self.w.write_all(buf).await?;
             self.w.flush().await
         })
         .await
+    }
+
+    /// Write `buf` later, with what follows it (one write for many
+    /// frames): at `flush`, at the next `write`, or once 64 KiB wait.
+    pub(super) async fn buffer(&mut self, buf: &[u8], limit: Duration) -> io::Result<()> {
+        self.pending.extend_from_slice(buf);
+        if self.pending.len() >= BUFFER_FLUSH {
+            return self.flush(limit).await;
+        }
+        Ok(())
+    }
+
+    /// Write what `buffer` holds.
+    pub(super) async fn flush(&mut self, limit: Duration) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.write(&[], limit).await
     }
 
     /// Bytes written to the socket so far.
@@ -263,7 +289,7 @@ impl Link {
 /// The reader: everything the receiver sends goes to `on_data`; the end of
 /// the stream, an error, or data `on_data` refuses ends the link.
 async fn read(mut r: tokio::io::ReadHalf<Box<dyn Io>>, ended: Arc<Ended>, mut on_data: OnData) {
-    let mut buf = vec![0u8; 4096];
+    let mut buf = vec![0u8; 16 * 1024];
     loop {
         match r.read(&mut buf).await {
             Ok(0) => {

@@ -44,6 +44,10 @@ pub trait Deliver: Send + 'static {
     fn resend(&mut self) -> impl Future<Output = std::io::Result<()>> + Send + '_ {
         async { Ok(()) }
     }
+    /// The queue is empty: write what the transport buffered.
+    fn flush(&mut self) -> impl Future<Output = std::io::Result<()>> + Send + '_ {
+        async { Ok(()) }
+    }
     /// The sink stops (daemon stop, reload): end the session in order.
     fn close(&mut self) -> impl Future<Output = ()> + Send + '_ {
         async {}
@@ -97,7 +101,17 @@ impl Dropped {
     }
 }
 
+/// An acknowledged sink keeps at most this many events in memory (its
+/// `queue` if smaller): the rest wait in the journal, read as needed, so
+/// a receiver away for hours costs disk, not memory.
+const READ_AHEAD: usize = 1000;
+
 impl Queue {
+    /// What an acknowledged sink holds in memory at most.
+    fn read_ahead(&self) -> usize {
+        self.cap.min(READ_AHEAD)
+    }
+
     fn lock_dropped(&self) -> std::sync::MutexGuard<'_, Dropped> {
         self.dropped.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -282,7 +296,7 @@ impl SinkHandle {
             }
             return;
         }
-        if q.len() >= self.queue.cap {
+        if q.len() >= self.queue.read_ahead() {
             spilled.after = q.back().map(|b| b.seq);
             return;
         }
@@ -410,7 +424,7 @@ async fn refill(name: &str, queue: &Arc<Queue>, after: u64) {
     let Some(sp) = queue.spool.get() else {
         return;
     };
-    let (dir, cap) = (sp.dir.clone(), queue.cap);
+    let (dir, cap) = (sp.dir.clone(), queue.read_ahead());
     let read =
         tokio::task::spawn_blocking(move || crate::store::journal::read_after(&dir, after, cap))
             .await
@@ -444,8 +458,7 @@ fn move_cursor(name: &str, queue: &Queue, sent: u64, d: &mut impl Deliver) {
         Some(u) => sent.min(u.saturating_sub(1)),
         None => sent,
     };
-    if sp.cursors.position(name).is_some_and(|p| p < done) {
-        sp.cursors.done(name, done);
+    if sp.cursors.position(name).is_some_and(|p| p < done) && sp.cursors.done(name, done) {
         (sp.moved)();
     }
 }
@@ -574,6 +587,9 @@ impl<D: Deliver> Loop<D> {
         if self.queue.stop.load(Ordering::Relaxed) {
             self.d.close().await;
             return Idle::Stop;
+        }
+        if let Err(e) = self.d.flush().await {
+            return self.failed(e).await;
         }
         let Some(sp) = self.queue.spool.get() else {
             self.queue.notify.notified().await;

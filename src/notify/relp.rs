@@ -187,6 +187,9 @@ impl Session {
         what: &str,
         mut done: impl FnMut(&mut Session) -> bool,
     ) -> io::Result<()> {
+        // What waits in the buffer must go before its answer can come.
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.link.flush(left.max(Duration::from_millis(1))).await?;
         loop {
             self.absorb();
             if done(self) {
@@ -336,17 +339,22 @@ impl Relp {
             .await;
         let txnr = s.next;
         let r = match r {
-            Ok(()) => s.link.write(&frame(txnr, "syslog", &msg), limit).await,
+            Ok(()) => s.link.buffer(&frame(txnr, "syslog", &msg), limit).await,
             Err(e) => Err(e),
         };
-        // Sent, or maybe sent: owed either way until acknowledged.
-        s.next += 1;
-        s.inflight.push_back((txnr, seq, msg));
-        if let Err(e) = r {
-            self.reset();
-            return Err(e);
+        match r {
+            Ok(()) => {
+                s.next += 1;
+                s.inflight.push_back((txnr, seq, msg));
+                Ok(())
+            }
+            Err(e) => {
+                // This frame is the caller's to retry; the others are
+                // owed (sent again on the next session).
+                self.reset();
+                Err(e)
+            }
         }
-        Ok(())
     }
 
     /// Send the syslog message `msg` of event `seq`.
@@ -392,6 +400,19 @@ impl Relp {
         });
         let owed = self.resend.iter().map(|(seq, _)| *seq).min();
         s.flatten().into_iter().chain(owed).min()
+    }
+
+    /// Write the frames buffered on the session.
+    pub(super) async fn flush(&mut self) -> io::Result<()> {
+        let limit = self.limit;
+        let Some(s) = self.session.as_mut() else {
+            return Ok(());
+        };
+        if let Err(e) = s.link.flush(limit).await {
+            self.reset();
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Nothing new to send: a broken session's frames go again now.

@@ -74,6 +74,12 @@ impl Deliver for SyslogDeliver {
             _ => Ok(()),
         }
     }
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.conn {
+            Conn::Relp(r) => r.flush().await,
+            _ => Ok(()),
+        }
+    }
     async fn close(&mut self) {
         match &mut self.conn {
             Conn::Tls(t) => t.close().await,

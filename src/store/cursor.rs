@@ -20,6 +20,8 @@ struct Entry {
     done: u64,
     /// What the file says.
     saved: u64,
+    /// The sync thread was told of a move since the last save began.
+    told: bool,
 }
 
 /// The cursors of every reader, shared by the readers (which move them)
@@ -106,6 +108,7 @@ impl Cursors {
         let saved = read_cursor(&self.dir.join(file_name(reader)));
         let done = saved.unwrap_or(start);
         let entry = Entry {
+            told: false,
             done,
             saved: saved.unwrap_or(u64::MAX), // not saved yet: save it
         };
@@ -177,10 +180,17 @@ impl Cursors {
     }
 
     /// `reader` is done with every event up to `seq` (never moves back).
-    pub fn done(&self, reader: &str, seq: u64) {
-        if let Some(e) = self.lock().get_mut(reader) {
-            e.done = e.done.max(seq);
-        }
+    /// Returns whether the sync thread must be told (the first move since
+    /// a save began; later ones are saved with it).
+    pub fn done(&self, reader: &str, seq: u64) -> bool {
+        let mut readers = self.lock();
+        let Some(e) = readers.get_mut(reader) else {
+            return false;
+        };
+        e.done = e.done.max(seq);
+        let tell = !e.told && e.done != e.saved;
+        e.told |= tell;
+        tell
     }
 
     /// Where `reader` is.
@@ -206,9 +216,13 @@ impl Cursors {
     pub fn save(&self) -> std::io::Result<()> {
         let moved: Vec<(String, u64)> = self
             .lock()
-            .iter()
+            .iter_mut()
             .filter(|(_, e)| e.done != e.saved)
-            .map(|(n, e)| (n.clone(), e.done))
+            .map(|(n, e)| {
+                // A move from now on is told again.
+                e.told = false;
+                (n.clone(), e.done)
+            })
             .collect();
         if !moved.is_empty() {
             // Made at start-up, unless the disk was full then.

@@ -165,21 +165,44 @@ impl Journal {
     }
 
     pub fn append(&mut self, ev: &Event) -> std::io::Result<()> {
+        self.append_all(std::iter::once(ev))
+    }
+
+    /// Append events in as few writes as the rotation allows (one write
+    /// for a group that fits the current file).
+    pub fn append_all<'a>(
+        &mut self,
+        evs: impl IntoIterator<Item = &'a Event>,
+    ) -> std::io::Result<()> {
         if self.torn {
             self.file.set_len(self.size)?;
             self.torn = false;
         }
-        let mut line = serde_json::to_vec(ev)?;
-        line.push(b'\n');
-        if self.size + line.len() as u64 > self.limit {
-            self.rotate()?;
+        let mut buf = Vec::new();
+        for ev in evs {
+            let at = buf.len();
+            serde_json::to_writer(&mut buf, ev)?;
+            buf.push(b'\n');
+            if self.size + buf.len() as u64 > self.limit && self.size + at as u64 > 0 {
+                // What came before this line goes in the current file.
+                self.write(&buf[..at])?;
+                buf.drain(..at);
+                self.rotate()?;
+            }
         }
-        if let Err(e) = (&*self.file).write_all(&line) {
+        self.write(&buf)
+    }
+
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = (&*self.file).write_all(buf) {
             // Never leave half a line for the next one to run into.
             self.torn = self.file.set_len(self.size).is_err();
             return Err(e);
         }
-        self.size += line.len() as u64;
+        self.size += buf.len() as u64;
         Ok(())
     }
 }
@@ -211,12 +234,29 @@ pub(super) fn scan_file(path: &Path, f: impl FnMut(Event) -> bool) {
 }
 
 /// Each event of `files` in order to `f` (which returns whether to go on).
-fn scan(files: Vec<PathBuf>, mut f: impl FnMut(Event) -> bool) {
+fn scan(files: Vec<PathBuf>, f: impl FnMut(Event) -> bool) {
+    scan_from(files, 0, f);
+}
+
+/// The seq of a journal line, read from its start (`{"seq":N,`) without
+/// parsing the rest; `None` when the line does not start so.
+fn line_seq(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix("{\"seq\":")?;
+    let end = rest.find(|c: char| !c.is_ascii_digit())?;
+    rest[..end].parse().ok()
+}
+
+/// `scan`, passing over the lines whose seq is at most `after` without
+/// parsing them (a reader far into a large file).
+fn scan_from(files: Vec<PathBuf>, after: u64, mut f: impl FnMut(Event) -> bool) {
     for path in files {
         let Ok(file) = crate::sys::fs::open_read(&path) else {
             continue;
         };
         for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+            if line_seq(&line).is_some_and(|s| s <= after) {
+                continue;
+            }
             if let Ok(ev) = serde_json::from_str::<Event>(&line) {
                 if !f(ev) {
                     return;
@@ -254,7 +294,7 @@ pub fn read_after(dir: &Path, after: u64, max: usize) -> Vec<Event> {
 /// (which returns whether to go on), without holding them all.
 pub fn scan_after(dir: &Path, after: u64, mut f: impl FnMut(Event) -> bool) {
     let newer = |p: &Path| last_seq_of(p).is_some_and(|s| s > after);
-    scan(files(dir, newer), |ev| ev.seq <= after || f(ev));
+    scan_from(files(dir, newer), after, |ev| ev.seq <= after || f(ev));
 }
 
 /// The highest sequence number in the last lines of one journal file
@@ -436,6 +476,18 @@ fn write_reservation(dir: &Path, upto: u64) -> Result<(), String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_lines_seq_is_read_from_its_start_as_serde_writes_it() {
+        let line = serde_json::to_string(&test_event(4711)).unwrap();
+        assert_eq!(line_seq(&line), Some(4711));
+        assert_eq!(line_seq("{\"time\":1}"), None);
+        assert_eq!(
+            line_seq("{\"seq\":12"),
+            None,
+            "cut: parsed in full, not guessed"
+        );
+    }
 
     #[test]
     fn a_partial_last_line_is_removed_at_open() {

@@ -39,8 +39,8 @@ enum IoMsg {
 }
 
 enum SyncMsg {
-    /// An event was appended to this journal file.
-    Wrote(Arc<File>),
+    /// Events (how many) were appended to this journal file.
+    Wrote(Arc<File>, u32),
     /// The state slot holds a newer snapshot.
     State,
     /// Sync the journal now and answer.
@@ -131,26 +131,44 @@ struct Io {
     durable: Queue<SyncMsg>,
 }
 
+/// Events journaled in one write, at most (what waits when the journal
+/// thread wakes: one write and one wake-up of the sync thread for all).
+const IO_BATCH: usize = 256;
+
 impl Io {
     fn run(mut self, rx: QueueRx<IoMsg>) {
-        for m in rx {
-            match m {
-                IoMsg::Event(ev, console) => self.event(ev, console),
-                IoMsg::Sync(done) => {
-                    let _ = done.send(());
+        let mut events: Vec<(Arc<Event>, Option<String>)> = Vec::with_capacity(IO_BATCH);
+        while let Ok(first) = rx.recv() {
+            let mut next = Some(first);
+            while let Some(m) = next.take() {
+                match m {
+                    IoMsg::Event(ev, console) => events.push((ev, console)),
+                    // In order: the events before it are journaled first.
+                    IoMsg::Sync(done) => {
+                        self.events(&mut events);
+                        let _ = done.send(());
+                    }
+                    IoMsg::Journaled(done) => {
+                        self.events(&mut events);
+                        let _ = done.send(());
+                    }
                 }
-                IoMsg::Journaled(done) => {
-                    let _ = done.send(());
+                if events.len() < IO_BATCH {
+                    next = rx.try_recv().ok();
                 }
             }
+            self.events(&mut events);
         }
     }
 
-    /// Journal first; then the console, the followers and the sinks. A
-    /// journal that cannot be written (PW1012) does not keep the event
-    /// from the manager.
-    fn event(&mut self, ev: Arc<Event>, console: Option<String>) {
-        let said = match self.journal.append(&ev) {
+    /// Journal the events first (one write); then the console, the
+    /// followers and the sinks. A journal that cannot be written (PW1012)
+    /// does not keep an event from the manager.
+    fn events(&mut self, events: &mut Vec<(Arc<Event>, Option<String>)>) {
+        if events.is_empty() {
+            return;
+        }
+        let said = match self.journal.append_all(events.iter().map(|(e, _)| &**e)) {
             Err(e) => {
                 eprintln!("procward: cannot write the event journal: {e}");
                 let path = self.journal.path();
@@ -159,21 +177,30 @@ impl Io {
                     .failed("event journal", path, &e.to_string())
             }
             Ok(()) => {
+                let n = u32::try_from(events.len()).unwrap_or(u32::MAX);
                 let _ = self
                     .durable
-                    .send(SyncMsg::Wrote(self.journal.file().clone()));
+                    .send(SyncMsg::Wrote(self.journal.file().clone(), n));
                 self.outages.lock().ok("event journal", self.journal.path())
             }
         };
         if let Some(spec) = said {
             (self.report)(spec);
         }
-        if let Some(line) = console {
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        // The console's lines in one write.
+        let mut lines = String::new();
+        for line in events.iter().filter_map(|(_, c)| c.as_deref()) {
+            lines.push_str(line);
+            lines.push('\n');
         }
-        let _ = self.bus.send(ev.clone());
-        (self.deliver)(&ev);
+        if !lines.is_empty() {
+            use std::io::Write;
+            let _ = std::io::stderr().lock().write_all(lines.as_bytes());
+        }
+        for (ev, _) in events.drain(..) {
+            let _ = self.bus.send(ev.clone());
+            (self.deliver)(&ev);
+        }
     }
 }
 
@@ -211,7 +238,7 @@ impl Durable {
                 }
             };
             match m {
-                Ok(SyncMsg::Wrote(f)) => self.wrote(f),
+                Ok(SyncMsg::Wrote(f, n)) => self.wrote(f, n),
                 Ok(SyncMsg::State) => self.save_state(),
                 Ok(SyncMsg::CursorMoved) => {
                     self.moved.get_or_insert_with(Instant::now);
@@ -227,15 +254,15 @@ impl Durable {
         self.sync();
     }
 
-    fn wrote(&mut self, f: Arc<File>) {
+    fn wrote(&mut self, f: Arc<File>, k: u32) {
         match &mut self.dirty {
             // The journal rotated: the old file's last events first.
             Some((old, _, _)) if !Arc::ptr_eq(old, &f) => {
                 self.sync();
-                self.dirty = Some((f, 1, Instant::now()));
+                self.dirty = Some((f, k, Instant::now()));
             }
-            Some((_, n, _)) => *n += 1,
-            None => self.dirty = Some((f, 1, Instant::now())),
+            Some((_, n, _)) => *n += k,
+            None => self.dirty = Some((f, k, Instant::now())),
         }
         if self
             .dirty
@@ -526,14 +553,14 @@ mod tests {
         let mut d = durable(dir.path());
         let a = Arc::new(File::create(dir.path().join("a")).unwrap());
         for _ in 1..SYNC_EVERY {
-            d.wrote(a.clone());
+            d.wrote(a.clone(), 1);
         }
         assert_eq!(d.dirty.as_ref().map(|x| x.1), Some(SYNC_EVERY - 1));
-        d.wrote(a.clone());
+        d.wrote(a.clone(), 1);
         assert!(d.dirty.is_none(), "synced at SYNC_EVERY");
-        d.wrote(a.clone());
+        d.wrote(a.clone(), 1);
         let b = Arc::new(File::create(dir.path().join("b")).unwrap());
-        d.wrote(b.clone());
+        d.wrote(b.clone(), 1);
         let (f, n, _) = d.dirty.as_ref().unwrap();
         assert!(Arc::ptr_eq(f, &b) && *n == 1, "a synced, b waits");
     }
@@ -546,7 +573,7 @@ mod tests {
         let d = durable(dir.path());
         let t = std::thread::spawn(move || d.run(rx));
         let f = Arc::new(File::create(dir.path().join("a")).unwrap());
-        tx.send(SyncMsg::Wrote(f.clone())).ok().unwrap();
+        tx.send(SyncMsg::Wrote(f.clone(), 1)).ok().unwrap();
         // The thread holds the file until it has synced it.
         let deadline = Instant::now() + SYNC_WITHIN * 40;
         while Arc::strong_count(&f) > 1 && Instant::now() < deadline {

@@ -146,6 +146,8 @@ pub struct Spool {
     pub moved: Arc<dyn Fn() + Send + Sync>,
     /// Guarded by the queue's lock: see `Spilled`.
     spilled: Mutex<Spilled>,
+    /// Where the last read from the journal stopped.
+    place: Mutex<Option<crate::store::journal::Place>>,
 }
 
 /// What of the journal is not in the queue.
@@ -169,6 +171,7 @@ impl Spool {
             cursors,
             moved,
             spilled: Mutex::new(Spilled::default()),
+            place: Mutex::new(None),
         }
     }
 
@@ -425,10 +428,14 @@ async fn refill(name: &str, queue: &Arc<Queue>, after: u64) {
         return;
     };
     let (dir, cap) = (sp.dir.clone(), queue.read_ahead());
-    let read =
-        tokio::task::spawn_blocking(move || crate::store::journal::read_after(&dir, after, cap))
-            .await
-            .unwrap_or_default();
+    let mut place = *sp.place.lock().unwrap_or_else(|e| e.into_inner());
+    let (read, place) = tokio::task::spawn_blocking(move || {
+        let read = crate::store::journal::read_after_at(&dir, after, cap, &mut place);
+        (read, place)
+    })
+    .await
+    .unwrap_or_default();
+    *sp.place.lock().unwrap_or_else(|e| e.into_inner()) = place;
     let last_read = read.last().map_or(after, |e| e.seq);
     let min = queue.min;
     let mut q = queue.items.lock().expect("queue");

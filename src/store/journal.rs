@@ -290,6 +290,76 @@ pub fn read_after(dir: &Path, after: u64, max: usize) -> Vec<Event> {
     out
 }
 
+/// Where a reader stopped in the journal being written: its inode, the
+/// byte offset after the last line read, and that line's seq. The next
+/// read goes on from there instead of reading the file from its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    ino: u64,
+    offset: u64,
+    seq: u64,
+}
+
+/// `read_after`, going on from `place` when it is where `after` ended
+/// (same file, not rotated since); `place` is updated for the next read.
+pub fn read_after_at(dir: &Path, after: u64, max: usize, place: &mut Option<Place>) -> Vec<Event> {
+    if let Some(p) = place.filter(|p| p.seq == after) {
+        if let Some(out) = read_on(dir, p, max, place) {
+            return out;
+        }
+    }
+    let out = read_after(dir, after, max);
+    *place = out.last().and_then(|l| locate(dir, l.seq));
+    out
+}
+
+/// Read up to `max` events of the current file from `p`; `None` when the
+/// file is not the one `p` is in any more (rotated).
+fn read_on(dir: &Path, p: Place, max: usize, place: &mut Option<Place>) -> Option<Vec<Event>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut f = crate::sys::fs::open_read(&dir.join(FILE)).ok()?;
+    let md = f.metadata().ok()?;
+    if md.ino() != p.ino || md.len() < p.offset {
+        return None;
+    }
+    f.seek(SeekFrom::Start(p.offset)).ok()?;
+    let mut r = std::io::BufReader::new(f);
+    let (mut out, mut at, mut line) = (Vec::new(), p, String::new());
+    while out.len() < max {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(n) if n > 0 && line.ends_with('\n') => at.offset += n as u64,
+            _ => break, // the end, or a line being written
+        }
+        if let Ok(ev) = serde_json::from_str::<Event>(line.trim_end()) {
+            at.seq = ev.seq;
+            out.push(ev);
+        }
+    }
+    *place = Some(at);
+    Some(out)
+}
+
+/// The place just after the line of `seq` in the current file.
+fn locate(dir: &Path, seq: u64) -> Option<Place> {
+    use std::os::unix::fs::MetadataExt;
+    let f = crate::sys::fs::open_read(&dir.join(FILE)).ok()?;
+    let ino = f.metadata().ok()?.ino();
+    let mut r = std::io::BufReader::new(f);
+    let (mut offset, mut line) = (0u64, String::new());
+    loop {
+        line.clear();
+        let n = r.read_line(&mut line).ok()?;
+        if n == 0 || !line.ends_with('\n') {
+            return None;
+        }
+        offset += n as u64;
+        if line_seq(&line) == Some(seq) {
+            return Some(Place { ino, offset, seq });
+        }
+    }
+}
+
 /// Each event with a sequence number above `after`, oldest first, to `f`
 /// (which returns whether to go on), without holding them all.
 pub fn scan_after(dir: &Path, after: u64, mut f: impl FnMut(Event) -> bool) {
@@ -476,6 +546,42 @@ fn write_reservation(dir: &Path, upto: u64) -> Result<(), String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// A reader going on from its place reads what `read_after` reads,
+    /// across a rotation too.
+    #[test]
+    fn reading_on_from_a_place_gives_what_a_full_scan_gives() {
+        let d = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(d.path(), 3).unwrap();
+        j.limit = 2000;
+        let mut place = None;
+        let (mut after, mut got) = (0, Vec::new());
+        for seq in 1..=40 {
+            j.append(&test_event(seq)).unwrap();
+            if seq % 7 == 0 {
+                let read = read_after_at(d.path(), after, 3, &mut place);
+                assert_eq!(
+                    read.iter().map(|e| e.seq).collect::<Vec<_>>(),
+                    read_after(d.path(), after, 3)
+                        .iter()
+                        .map(|e| e.seq)
+                        .collect::<Vec<_>>(),
+                    "after {after}"
+                );
+                after = read.last().map_or(after, |e| e.seq);
+                got.extend(read.iter().map(|e| e.seq));
+            }
+        }
+        loop {
+            let read = read_after_at(d.path(), after, 3, &mut place);
+            if read.is_empty() {
+                break;
+            }
+            after = read.last().unwrap().seq;
+            got.extend(read.iter().map(|e| e.seq));
+        }
+        assert_eq!(got, (1..=40).collect::<Vec<_>>());
+    }
 
     #[test]
     fn a_lines_seq_is_read_from_its_start_as_serde_writes_it() {

@@ -6,7 +6,7 @@
 //! directory, even when procward is killed before the journal is written.
 
 use crate::model::event::Event;
-use std::io::{BufRead, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 pub const FILE: &str = "events.jsonl";
@@ -19,6 +19,8 @@ const SEQ_BLOCK: u64 = 1000;
 /// sequence number is looked for (an event is a few KiB at most).
 const TAIL: u64 = 1 << 20;
 
+pub(super) use super::read::scan_file;
+pub use super::read::{read, read_after, read_after_at, scan_after, Place};
 pub use crate::config::{JOURNAL_KEEP as KEEP, JOURNAL_MAX_KEEP as MAX_KEEP};
 
 pub struct Journal {
@@ -208,168 +210,15 @@ impl Journal {
 }
 
 /// `events.jsonl.N`.
-fn generation(path: &Path, n: u32) -> PathBuf {
+pub(super) fn generation(path: &Path, n: u32) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push(format!(".{n}"));
     PathBuf::from(p)
 }
 
-/// The journal's files, oldest generation first, the rotated ones only
-/// where `wanted` says so.
-fn files(dir: &Path, wanted: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
-    let current = dir.join(FILE);
-    let mut files: Vec<PathBuf> = (1..)
-        .map(|n| generation(&current, n))
-        .take_while(|p| p.exists())
-        .filter(|p| wanted(p))
-        .collect();
-    files.reverse();
-    files.push(current);
-    files
-}
-
-/// Each event of one journal file, in order, to `f`.
-pub(super) fn scan_file(path: &Path, f: impl FnMut(Event) -> bool) {
-    scan(vec![path.to_path_buf()], f);
-}
-
-/// Each event of `files` in order to `f` (which returns whether to go on).
-fn scan(files: Vec<PathBuf>, f: impl FnMut(Event) -> bool) {
-    scan_from(files, 0, f);
-}
-
-/// The seq of a journal line, read from its start (`{"seq":N,`) without
-/// parsing the rest; `None` when the line does not start so.
-fn line_seq(line: &str) -> Option<u64> {
-    let rest = line.strip_prefix("{\"seq\":")?;
-    let end = rest.find(|c: char| !c.is_ascii_digit())?;
-    rest[..end].parse().ok()
-}
-
-/// `scan`, passing over the lines whose seq is at most `after` without
-/// parsing them (a reader far into a large file).
-fn scan_from(files: Vec<PathBuf>, after: u64, mut f: impl FnMut(Event) -> bool) {
-    for path in files {
-        let Ok(file) = crate::sys::fs::open_read(&path) else {
-            continue;
-        };
-        for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
-            if line_seq(&line).is_some_and(|s| s <= after) {
-                continue;
-            }
-            if let Ok(ev) = serde_json::from_str::<Event>(&line) {
-                if !f(ev) {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Events in the journal, oldest generation first, with `time_ms >= since`.
-pub fn read(dir: &Path, since_ms: u64) -> Vec<Event> {
-    let mut out = Vec::new();
-    scan(files(dir, |_| true), |ev| {
-        if ev.time_ms >= since_ms {
-            out.push(ev);
-        }
-        true
-    });
-    out
-}
-
-/// Events with a sequence number above `after`, oldest first, at most
-/// `max`: what a reader whose cursor is `after` has still to do.
-/// Generations wholly at or below `after` are not read.
-pub fn read_after(dir: &Path, after: u64, max: usize) -> Vec<Event> {
-    let mut out = Vec::new();
-    scan_after(dir, after, |ev| {
-        out.push(ev);
-        out.len() < max
-    });
-    out
-}
-
-/// Where a reader stopped in the journal being written: its inode, the
-/// byte offset after the last line read, and that line's seq. The next
-/// read goes on from there instead of reading the file from its start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Place {
-    ino: u64,
-    offset: u64,
-    seq: u64,
-}
-
-/// `read_after`, going on from `place` when it is where `after` ended
-/// (same file, not rotated since); `place` is updated for the next read.
-pub fn read_after_at(dir: &Path, after: u64, max: usize, place: &mut Option<Place>) -> Vec<Event> {
-    if let Some(p) = place.filter(|p| p.seq == after) {
-        if let Some(out) = read_on(dir, p, max, place) {
-            return out;
-        }
-    }
-    let out = read_after(dir, after, max);
-    *place = out.last().and_then(|l| locate(dir, l.seq));
-    out
-}
-
-/// Read up to `max` events of the current file from `p`; `None` when the
-/// file is not the one `p` is in any more (rotated).
-fn read_on(dir: &Path, p: Place, max: usize, place: &mut Option<Place>) -> Option<Vec<Event>> {
-    use std::os::unix::fs::MetadataExt;
-    let mut f = crate::sys::fs::open_read(&dir.join(FILE)).ok()?;
-    let md = f.metadata().ok()?;
-    if md.ino() != p.ino || md.len() < p.offset {
-        return None;
-    }
-    f.seek(SeekFrom::Start(p.offset)).ok()?;
-    let mut r = std::io::BufReader::new(f);
-    let (mut out, mut at, mut line) = (Vec::new(), p, String::new());
-    while out.len() < max {
-        line.clear();
-        match r.read_line(&mut line) {
-            Ok(n) if n > 0 && line.ends_with('\n') => at.offset += n as u64,
-            _ => break, // the end, or a line being written
-        }
-        if let Ok(ev) = serde_json::from_str::<Event>(line.trim_end()) {
-            at.seq = ev.seq;
-            out.push(ev);
-        }
-    }
-    *place = Some(at);
-    Some(out)
-}
-
-/// The place just after the line of `seq` in the current file.
-fn locate(dir: &Path, seq: u64) -> Option<Place> {
-    use std::os::unix::fs::MetadataExt;
-    let f = crate::sys::fs::open_read(&dir.join(FILE)).ok()?;
-    let ino = f.metadata().ok()?.ino();
-    let mut r = std::io::BufReader::new(f);
-    let (mut offset, mut line) = (0u64, String::new());
-    loop {
-        line.clear();
-        let n = r.read_line(&mut line).ok()?;
-        if n == 0 || !line.ends_with('\n') {
-            return None;
-        }
-        offset += n as u64;
-        if line_seq(&line) == Some(seq) {
-            return Some(Place { ino, offset, seq });
-        }
-    }
-}
-
-/// Each event with a sequence number above `after`, oldest first, to `f`
-/// (which returns whether to go on), without holding them all.
-pub fn scan_after(dir: &Path, after: u64, mut f: impl FnMut(Event) -> bool) {
-    let newer = |p: &Path| last_seq_of(p).is_some_and(|s| s > after);
-    scan_from(files(dir, newer), after, |ev| ev.seq <= after || f(ev));
-}
-
 /// The highest sequence number in the last lines of one journal file
 /// (`None`: no event there). Reads at most its last MiB.
-fn last_seq_of(path: &Path) -> Option<u64> {
+pub(super) fn last_seq_of(path: &Path) -> Option<u64> {
     let mut f = crate::sys::fs::open_read(path).ok()?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
     let from = size.saturating_sub(TAIL);
@@ -546,6 +395,7 @@ fn write_reservation(dir: &Path, upto: u64) -> Result<(), String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::store::read::line_seq;
 
     /// A reader going on from its place reads what `read_after` reads,
     /// across a rotation too.

@@ -6,6 +6,7 @@
 pub mod cursor;
 pub mod journal;
 mod queue;
+mod read;
 mod records;
 pub mod state;
 pub mod writer;

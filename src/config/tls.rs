@@ -193,7 +193,35 @@ pub(super) fn window(
 
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    use super::{host_of, private_key};
+    use crate::config::parse_size;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A private key others can read is refused with the fix; one only
+    /// root reads is parsed (and a file that is no key says so).
+    #[test]
+    fn a_private_key_is_a_secret() {
+        let d = tempfile::tempdir().unwrap();
+        let key = d.path().join("client.key");
+        std::fs::write(&key, "not a key\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = private_key(&key).unwrap_err();
+        assert!(e.contains("mode 644") && e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = private_key(&key).unwrap_err();
+        assert!(e.contains("no PEM private key"), "{e}");
+    }
+
+    #[test]
+    fn sizes_are_read_with_their_units() {
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("100MB"), Ok(100_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+        assert!(parse_size("99999999999TiB").is_err());
+    }
 
     #[test]
     fn the_server_name_defaults_to_the_host_of_the_address() {

@@ -685,7 +685,9 @@ fn an_absent_receiver_costs_disk_not_memory_and_gets_everything_later() {
     env.wait_event(T, |e| e["id"] == "PW3002");
     let pid = d.procward_pid();
     // Idle, after a first round of work (buffers and caches grown).
-    test_events(&env, 20_000);
+    for _ in 0..10 {
+        test_events(&env, 2_000);
+    }
     std::thread::sleep(Duration::from_millis(500));
     let idle = rss_kib(pid);
     let peak = std::sync::atomic::AtomicU64::new(idle);
@@ -698,9 +700,11 @@ fn an_absent_receiver_costs_disk_not_memory_and_gets_everything_later() {
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
+        // In chunks of 2,000: what is measured is the outage, not the
+        // burst of one `test-event` call waiting for the journal thread.
         let mut produced = 0;
         while produced < events {
-            let n = (events - produced).min(10_000);
+            let n = (events - produced).min(2_000);
             last = test_events(&env, n as u32);
             produced += n;
         }
@@ -719,7 +723,7 @@ fn an_absent_receiver_costs_disk_not_memory_and_gets_everything_later() {
         missing.len()
     );
     assert!(
-        peak <= idle + 6 * 1024,
+        peak <= idle + 8 * 1024,
         "RSS grew from {idle} KiB to {peak} KiB while the receiver was away"
     );
 }

@@ -270,11 +270,17 @@ fn test_events(env: &Env, n: u32) -> u64 {
     let o = env.cli(&["test-event", "--count", &n.to_string()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
+    last_seq_said(&out).unwrap_or_else(|| panic!("no seq range in {out}"))
+}
+
+/// The last seq of `test-event`'s "journaled, seq A-B".
+fn last_seq_said(out: &str) -> Option<u64> {
     out.split("seq ")
-        .nth(1)
-        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no seq range in {out}"))
+        .nth(1)?
+        .split(|c: char| !c.is_ascii_digit())
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 #[test]
@@ -422,13 +428,7 @@ fn jitter(max_ms: u64) -> Duration {
 fn try_test_events(env: &Env, n: u64) -> Option<u64> {
     let o = env.cli(&["test-event", "--count", &n.to_string()]);
     o.status.success().then_some(())?;
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
-    out.split("seq ")
-        .nth(1)?
-        .split(|c: char| !c.is_ascii_digit())
-        .nth(1)?
-        .parse()
-        .ok()
+    last_seq_said(&String::from_utf8_lossy(&o.stdout))
 }
 
 /// Events produced while the RELP receiver is killed again and again

@@ -35,16 +35,13 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
         return Err(format!("{} must be an absolute path", path.display()));
     }
     crate::sys::trust::config_file(path)?;
-    use std::io::Read;
+    // Followed through links (a CA in /etc/ssl/certs often is one): the
+    // trust walk above checked every component.
     let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut buf = Vec::new();
-    f.take(PEM_MAX + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if buf.len() as u64 > PEM_MAX {
-        return Err(format!("{} is larger than {PEM_MAX} bytes", path.display()));
-    }
-    Ok(buf)
+    crate::sys::fs::read_all_bounded(f, path, PEM_MAX).map_err(|e| match e.kind() {
+        std::io::ErrorKind::FileTooLarge => e.to_string(), // names the file
+        _ => format!("{}: {e}", path.display()),
+    })
 }
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {

@@ -83,22 +83,8 @@ struct Queue {
 /// and why (the `cause` of PW3001).
 #[derive(Debug, Default, Clone, Copy)]
 struct Dropped {
-    count: u64,
-    first: u64,
-    last: u64,
+    range: crate::store::cursor::GivenUp,
     spool_max: bool,
-}
-
-impl Dropped {
-    fn add(&mut self, n: u64, first: u64, last: u64) {
-        self.first = if self.count == 0 {
-            first
-        } else {
-            self.first.min(first)
-        };
-        self.last = self.last.max(last);
-        self.count += n;
-    }
 }
 
 /// An acknowledged sink keeps at most this many events in memory (its
@@ -273,7 +259,7 @@ impl SinkHandle {
             // The oldest goes, unless it is on its way: then the next.
             let at = usize::from(q.front().is_some_and(|f| f.seq == busy) && q.len() > 1);
             if let Some(gone) = q.remove(at) {
-                self.queue.lock_dropped().add(1, gone.seq, gone.seq);
+                self.queue.lock_dropped().range.add(1, gone.seq, gone.seq);
             }
         }
         drop(q);
@@ -330,6 +316,13 @@ impl SinkHandle {
         }
     }
 
+    /// Stop after the event being sent: the loop ends its session in
+    /// order and returns.
+    fn stop(&self) {
+        self.queue.stop.store(true, Ordering::Relaxed);
+        self.queue.notify.notify_one();
+    }
+
     pub fn pending(&self) -> usize {
         self.queue.items.lock().expect("queue").len()
     }
@@ -339,8 +332,7 @@ impl SinkHandle {
 /// order (RELP `close`, TLS close_notify) and is aborted after a grace.
 pub fn abort_all(sinks: &[SinkHandle]) {
     for s in sinks {
-        s.queue.stop.store(true, Ordering::Relaxed);
-        s.queue.notify.notify_one();
+        s.stop();
         let task = s.task.abort_handle();
         tokio::spawn(async move {
             tokio::time::sleep(CLOSE_GRACE).await;
@@ -355,28 +347,18 @@ const CLOSE_GRACE: Duration = Duration::from_secs(3);
 /// Wait (bounded) until every queue is empty and every receiver has
 /// acknowledged what it was sent; then end the sessions in order.
 pub async fn flush_all(sinks: &std::sync::Mutex<Vec<SinkHandle>>, timeout: Duration) {
+    let lock = || sinks.lock().unwrap_or_else(|e| e.into_inner());
     let deadline = Instant::now() + timeout;
-    let each = |f: &dyn Fn(&SinkHandle) -> bool| {
-        let sinks = sinks.lock().unwrap_or_else(|e| e.into_inner());
-        sinks.iter().any(f)
-    };
     let pending = |s: &SinkHandle| s.pending() > 0 || !s.queue.acked.load(Ordering::Relaxed);
-    while Instant::now() < deadline && each(&pending) {
+    while Instant::now() < deadline && lock().iter().any(pending) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    each(&|s| {
-        s.queue.stop.store(true, Ordering::Relaxed);
-        s.queue.notify.notify_one();
-        false
-    });
+    lock().iter().for_each(SinkHandle::stop);
     let close_by = Instant::now() + CLOSE_GRACE;
-    while Instant::now() < close_by && each(&|s| !s.task.is_finished()) {
+    while Instant::now() < close_by && lock().iter().any(|s| !s.task.is_finished()) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    each(&|s| {
-        s.task.abort();
-        false
-    });
+    lock().iter().for_each(|s| s.task.abort());
 }
 
 /// Is `ev` for the sink `name` (at least `min`; not its own PW3xxx; a
@@ -531,7 +513,8 @@ impl<D: Deliver> Loop<D> {
     /// Say how many events were dropped, if any.
     fn say_dropped(&self) -> bool {
         let d = std::mem::take(&mut *self.queue.lock_dropped());
-        if d.count > 0 {
+        let r = d.range;
+        if r.count > 0 {
             let cause = if d.spool_max {
                 "spool-max reached"
             } else {
@@ -540,13 +523,13 @@ impl<D: Deliver> Loop<D> {
             (self.report)(
                 EventSpec::new(msg::SINK_DROPPED)
                     .field("sink", self.name.as_str())
-                    .field("dropped", d.count)
-                    .field("from_seq", d.first)
-                    .field("to_seq", d.last)
+                    .field("dropped", r.count)
+                    .field("from_seq", r.first)
+                    .field("to_seq", r.last)
                     .field("cause", cause),
             );
         }
-        d.count > 0
+        r.count > 0
     }
 
     /// The store removed journal events this sink had not delivered
@@ -572,7 +555,7 @@ impl<D: Deliver> Loop<D> {
         self.sent = self.sent.max(g.last);
         {
             let mut d = self.queue.lock_dropped();
-            d.add(g.count, g.first, g.last);
+            d.range.add(g.count, g.first, g.last);
             d.spool_max = true;
         }
         self.say_dropped();

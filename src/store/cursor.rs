@@ -47,11 +47,24 @@ pub type Wants = std::sync::Arc<dyn Fn(&crate::model::event::Event) -> bool + Se
 
 /// Events a reader never got: how many it would have taken, and the seq
 /// range they lie in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct GivenUp {
     pub count: u64,
     pub first: u64,
     pub last: u64,
+}
+
+impl GivenUp {
+    /// `n` more events, between `first` and `last`.
+    pub fn add(&mut self, n: u64, first: u64, last: u64) {
+        self.first = if self.count == 0 {
+            first
+        } else {
+            self.first.min(first)
+        };
+        self.last = self.last.max(last);
+        self.count += n;
+    }
 }
 
 /// A reader's name as a file name: what is not `[A-Za-z0-9._-]` becomes
@@ -141,13 +154,9 @@ impl Cursors {
             last = Some(ev.seq);
             for (reader, _) in behind.iter().filter(|(_, d)| ev.seq > *d) {
                 if wants.get(reader).is_none_or(|w| w(&ev)) {
-                    let g = lost.entry(reader.clone()).or_insert(GivenUp {
-                        count: 0,
-                        first: ev.seq,
-                        last: ev.seq,
-                    });
-                    g.count += 1;
-                    g.last = ev.seq;
+                    lost.entry(reader.clone())
+                        .or_default()
+                        .add(1, ev.seq, ev.seq);
                 }
             }
             true
@@ -162,14 +171,10 @@ impl Cursors {
         }
         let mut given = self.given_up.lock().unwrap_or_else(|e| e.into_inner());
         for (reader, g) in lost {
-            let e = given.entry(reader).or_insert(GivenUp { count: 0, ..g });
-            e.first = if e.count == 0 {
-                g.first
-            } else {
-                e.first.min(g.first)
-            };
-            e.last = e.last.max(g.last);
-            e.count += g.count;
+            given
+                .entry(reader)
+                .or_default()
+                .add(g.count, g.first, g.last);
         }
     }
 

@@ -106,15 +106,19 @@ pub fn open_read(path: &Path) -> std::io::Result<std::fs::File> {
 /// Read a whole state file of at most `max` bytes (a larger one is an
 /// error, not an allocation).
 pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    read_all_bounded(open_read(path)?, path, max)
+}
+
+/// The whole of the open file `f` (read from `path`), at most `max` bytes.
+pub fn read_all_bounded(f: std::fs::File, path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let f = open_read(path)?;
     let mut buf = Vec::new();
     f.take(max + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > max {
-        return Err(std::io::Error::other(format!(
-            "{} is larger than {max} bytes",
-            path.display()
-        )));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("{} is larger than {max} bytes", path.display()),
+        ));
     }
     Ok(buf)
 }

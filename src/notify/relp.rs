@@ -14,7 +14,7 @@
 //! before that.
 
 use super::link::{Link, OnData, Tls};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -174,9 +174,24 @@ impl Session {
 
     /// Forget what the receiver acknowledged.
     fn absorb(&mut self) {
-        let ok: BTreeSet<u64> = self.lock().ok.drain(..).collect();
-        if !ok.is_empty() {
-            self.inflight.retain(|(t, _, _)| !ok.contains(t));
+        let mut ok = std::mem::take(&mut self.lock().ok);
+        if ok.is_empty() {
+            return;
+        }
+        ok.sort_unstable();
+        // Answers come in order as a rule: the oldest frames go from the
+        // front; any others are looked for in the whole window.
+        let mut rest = Vec::new();
+        for t in ok {
+            if self.inflight.front().is_some_and(|f| f.0 == t) {
+                self.inflight.pop_front();
+            } else {
+                rest.push(t);
+            }
+        }
+        if !rest.is_empty() {
+            self.inflight
+                .retain(|(t, _, _)| rest.binary_search(t).is_err());
         }
     }
 
@@ -187,6 +202,10 @@ impl Session {
         what: &str,
         mut done: impl FnMut(&mut Session) -> bool,
     ) -> io::Result<()> {
+        self.absorb();
+        if done(self) {
+            return Ok(());
+        }
         // What waits in the buffer must go before its answer can come.
         let left = deadline.saturating_duration_since(Instant::now());
         self.link.flush(left.max(Duration::from_millis(1))).await?;

@@ -143,6 +143,8 @@ struct Args {
     damon_off: bool,
     /// Events of the delivery run (RELP, beside omrelp).
     delivery_events: usize,
+    /// The .deb built from the same binary (its size is reported).
+    deb: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -156,6 +158,7 @@ fn parse_args() -> Args {
         discovery_only: false,
         damon_off: false,
         delivery_events: 100_000,
+        deb: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -172,6 +175,7 @@ fn parse_args() -> Args {
             "--samples" => a.samples = v.parse().expect("--samples N"),
             "--out" => a.out = PathBuf::from(v),
             "--procward" => a.procward = PathBuf::from(v),
+            "--deb" => a.deb = Some(PathBuf::from(v)),
             "--delivery-events" => a.delivery_events = v.parse().expect("--delivery-events N"),
             "--only" => a.only = Some(v.split(',').map(str::to_string).collect()),
             "--discovery-only" => {
@@ -260,9 +264,9 @@ fn rss_split(pid: u32) -> Option<String> {
     ))
 }
 
-/// The binary's size on disk, and stripped of its debug information (what
-/// the .deb installs).
-fn binary_sizes(bin: &Path) -> String {
+/// The binary's size on disk, stripped of its debug information (what
+/// the .deb installs), and the .deb's size.
+fn binary_sizes(bin: &Path, deb: Option<&Path>) -> String {
     let mib = |p: &Path| {
         std::fs::metadata(p)
             .map(|m| m.len() as f64 / 1048576.0)
@@ -277,8 +281,16 @@ fn binary_sizes(bin: &Path) -> String {
         .is_ok_and(|s| s.success());
     let s = ok.then(|| mib(&stripped)).flatten();
     let _ = std::fs::remove_file(&stripped);
+    let deb = match deb.map(|d| (d, mib(d))) {
+        Some((d, Some(m))) => format!(
+            ", package {} {m:.1} MiB",
+            d.file_name().unwrap_or_default().to_string_lossy()
+        ),
+        Some((d, None)) => format!(", package {}: not found", d.display()),
+        None => ", package: not built (scripts/bench.sh builds it)".to_string(),
+    };
     format!(
-        "procward binary: {} MiB, stripped {} MiB.",
+        "procward binary: {} MiB, stripped {} MiB{deb}.",
         fmt_opt(mib(bin), 1),
         fmt_opt(s, 1)
     )
@@ -1026,7 +1038,7 @@ fn main() {
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(md, "Machine: {}.\n", machine());
-    let _ = writeln!(md, "{}\n", binary_sizes(&a.procward));
+    let _ = writeln!(md, "{}\n", binary_sizes(&a.procward, a.deb.as_deref()));
     let _damon = a.damon_off.then(|| {
         let p = DamonPaused::pause();
         let _ = writeln!(

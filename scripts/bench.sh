@@ -7,7 +7,8 @@
 # to run some rows only while working on them, --damon-off to switch the
 # kernel's DAMON monitors off during the run and on again after it;
 # --only delivery runs the RELP delivery rows alone, --delivery-events N
-# sets their size, 100,000 by default).
+# sets their size, 100,000 by default). The .deb is built first
+# (scripts/package.sh) for its size.
 # BENCH_SAMPLES=DIR prints every latency sample and keeps procward's
 # stderr in DIR/procward.log.
 set -euo pipefail
@@ -28,4 +29,11 @@ done
 command -v monit >/dev/null || echo "scripts/bench.sh: monit is not installed: its rows are skipped (use --install-monit)" >&2
 
 cargo build --release --bin procward --example bench
-exec target/release/examples/bench --procward target/release/procward "${args[@]}"
+# The package of the same build, for its size (scripts/package.sh).
+deb=()
+if scripts/package.sh >/dev/null; then
+  deb=(--deb "$(ls -t target/debian/procward_*.deb | head -1)")
+else
+  echo "scripts/bench.sh: the package could not be built: its size is not reported" >&2
+fi
+exec target/release/examples/bench --procward target/release/procward "${deb[@]}" "${args[@]}"

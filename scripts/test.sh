@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 
 # Real receivers the integration tests start on loopback.
 PKGS=(rsyslog rsyslog-relp rsyslog-gnutls rsyslog-openssl openssl snmptrapd snmp smitools snmptt
-      corosync pacemaker pacemaker-cli-utils resource-agents libxml2-utils)
+      corosync pacemaker pacemaker-cli-utils resource-agents libxml2-utils
+      prometheus
+      postgresql zabbix-server-pgsql zabbix-frontend-php php-cli php-pgsql zabbix-agent)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -18,7 +20,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
+  # The tests start their own daemons on loopback: no package starts its
+  # service (prometheus, postgresql, zabbix, apache...) while installed.
+  policy=/usr/sbin/policy-rc.d
+  ours=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    ours=1
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  if [ -n "$ours" ]; then
+    $SUDO rm -f "$policy"
+    trap - EXIT
+  fi
 fi
 
 if ! command -v cargo >/dev/null; then

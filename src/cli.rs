@@ -70,6 +70,8 @@ pub(crate) enum Manager {
     Rsyslog,
     Snmptt,
     Mib,
+    Prometheus,
+    Zabbix,
     All,
 }
 
@@ -82,6 +84,8 @@ impl Manager {
             Manager::Rsyslog => vec!["rsyslog"],
             Manager::Snmptt => vec!["snmptt"],
             Manager::Mib => vec!["mib"],
+            Manager::Prometheus => vec!["prometheus"],
+            Manager::Zabbix => vec!["zabbix"],
             Manager::All => crate::filters::MANAGERS.iter().map(|m| m.0).collect(),
         }
     }

@@ -34,6 +34,22 @@ const EMBEDDED: &[(&str, &str)] = &[
         "filters/snmptt",
         include_str!("../../templates/filters/snmptt.hbs"),
     ),
+    (
+        "filters/prometheus",
+        include_str!("../../templates/filters/prometheus.hbs"),
+    ),
+    (
+        "filters/alertmanager",
+        include_str!("../../templates/filters/alertmanager.hbs"),
+    ),
+    (
+        "filters/zabbix",
+        include_str!("../../templates/filters/zabbix.hbs"),
+    ),
+    (
+        "filters/zabbix-trap-receiver",
+        include_str!("../../templates/filters/zabbix-trap-receiver.hbs"),
+    ),
 ];
 
 /// The output templates every build has.

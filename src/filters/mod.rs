@@ -3,6 +3,8 @@
 //! from what procward says. Output is deterministic (no timestamps).
 
 pub mod mib;
+mod prometheus;
+mod zabbix;
 
 use crate::catalog::render::Renderer;
 use crate::catalog::Message;
@@ -37,6 +39,16 @@ pub const MANAGERS: &[(&str, &str, &str)] = &[
         "mib",
         "the SMIv2 module PROCWARD-MIB",
         "usr/share/snmp/mibs",
+    ),
+    (
+        "prometheus",
+        "Prometheus alerting rules over the metrics endpoint (en, ja) and Alertmanager inhibition rules",
+        "etc/prometheus/procward",
+    ),
+    (
+        "zabbix",
+        "Zabbix 6.0 templates (en, ja): log file and SNMP trap routes, one trigger per alerting message",
+        "etc/zabbix/procward",
     ),
 ];
 
@@ -332,6 +344,8 @@ pub fn generate(
             name: "PROCWARD-MIB".into(),
             content: mib::generate(r, root)?,
         }]),
+        "prometheus" => prometheus::generate(r),
+        "zabbix" => zabbix::generate(r, root),
         other => Err(format!(
             "unknown manager `{other}`; one of: {}",
             MANAGERS.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")

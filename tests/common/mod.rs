@@ -390,6 +390,19 @@ impl Proc {
         }
     }
 
+    /// A child the caller spawned (in a process group of its own, for
+    /// the drop to kill).
+    pub fn adopt(mut child: std::process::Child) -> Proc {
+        let pid = child.id();
+        let reaper = std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        Proc {
+            pid,
+            reaper: Some(reaper),
+        }
+    }
+
     /// `sleep 1000.TOKEN`, matched by the test targets.
     pub fn sleeper(tok: &str) -> Proc {
         Proc::spawn(&["sleep", &format!("1000.{tok}")])

@@ -96,7 +96,7 @@ fn logs(dir: &Path) -> String {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "log") {
+            } else if p.extension().is_some_and(|x| x == "log" || x == "out") {
                 let text = std::fs::read_to_string(&p).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
                 let tail = lines[lines.len().saturating_sub(15)..].join("\n");
@@ -288,7 +288,8 @@ impl Zabbix {
                  PidFile={d}/zabbix_server.pid\nLogType=file\nLogFile={d}/zabbix_server.log\nSocketDir={s}\nAllowRoot=1\n\
                  CacheUpdateFrequency=1\nHousekeepingFrequency=0\nStartPollers=1\nStartPollersUnreachable=1\nStartTrappers=2\n\
                  StartPingers=0\nStartDiscoverers=0\nStartHTTPPollers=0\nStartTimers=1\nStartEscalators=1\nStartAlerters=1\n\
-                 StartPreprocessors=1\nStartDBSyncers=1\nStartLLDProcessors=1\nStartReportWriters=0\nTimeout=4\n",
+                 StartPreprocessors=1\nStartDBSyncers=1\nStartLLDProcessors=1\nStartReportWriters=0\nTimeout=4\n\
+                 StartSNMPTrapper=1\nSNMPTrapperFile={d}/snmptraps.log\n",
                 pgdir = pg.dir.path().display(),
                 pgport = pg.port,
                 d = dir.display(),
@@ -510,8 +511,53 @@ fn zabbix_opens_and_closes_problems_from_the_generated_template() {
                 ]
             }),
         );
-        hosts.push(r["hostids"][0].as_str().unwrap().to_string());
+        hosts.push((lang, r["hostids"][0].as_str().unwrap().to_string()));
     }
+    // The trap route: a host with an SNMP interface at the traps' source.
+    let traps_tid = ours
+        .iter()
+        .find(|t| t["host"] == "procward-traps-en")
+        .unwrap()["templateid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = z.call(
+        "host.create",
+        json!({
+            "host": "pwtraps-en",
+            "groups": [{"groupid": groupid}],
+            "templates": [{"templateid": traps_tid}],
+            "interfaces": [{"type": 2, "main": 1, "useip": 1, "ip": "127.0.0.1", "dns": "", "port": "161",
+                            "details": {"version": 2, "bulk": 1, "community": "public"}}],
+        }),
+    );
+    hosts.push((
+        "en, SNMP traps",
+        r["hostids"][0].as_str().unwrap().to_string(),
+    ));
+    // snmptrapd with the generated receiver, writing Zabbix's trapper file.
+    let trap_port = free_udp_port();
+    std::fs::write(dir.join("snmptraps.log"), "").unwrap();
+    std::fs::write(
+        dir.join("snmptrapd.conf"),
+        format!(
+            "authCommunity log,execute,net s3cret-community\nperl do \"{}\";\n",
+            defs.join("zabbix/procward_trap_receiver.pl").display()
+        ),
+    )
+    .unwrap();
+    let _trapd = Svc::start(
+        "snmptrapd",
+        Command::new("snmptrapd")
+            .args(["-f", "-Lf"])
+            .arg(dir.join("snmptrapd.out"))
+            .args(["-C", "-c"])
+            .arg(dir.join("snmptrapd.conf"))
+            .arg(format!("udp:127.0.0.1:{trap_port}"))
+            .env("SNMP_PERSISTENT_DIR", dir.join("snmp-persist"))
+            .env("PROCWARD_ZABBIX_TRAP_FILE", dir.join("snmptraps.log")),
+        libc::SIGTERM,
+    );
 
     // rsyslogd with the generated rules, one per language (its own log
     // directory), as an operator installs them.
@@ -562,7 +608,8 @@ fn zabbix_opens_and_closes_problems_from_the_generated_template() {
         "{}{}{}{}{}",
         env.daemon_section(""),
         format_args!("[[sink.syslog]]\nname = \"en\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{udp_en}\"\nformat = \"rfc3164\"\nlanguage = \"en\"\nmin-severity = \"debug\"\n"),
-        format_args!("[[sink.syslog]]\nname = \"ja\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{udp_ja}\"\nformat = \"rfc5424\"\nlanguage = \"ja\"\nmin-severity = \"debug\"\n"),
+        format_args!("[[sink.syslog]]\nname = \"ja\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{udp_ja}\"\nformat = \"rfc5424\"\nlanguage = \"ja\"\nmin-severity = \"debug\"\n\
+                      [[sink.snmp]]\nname = \"nms\"\naddress = \"127.0.0.1:{trap_port}\"\nversion = \"2c\"\ncommunity = \"s3cret-community\"\nmin-severity = \"debug\"\nlanguage = \"en\"\n"),
         env.target_section("web", &tok_web, ""),
         env.failing_target("db", &tok_db, "no database today"),
     ));
@@ -586,10 +633,11 @@ fn zabbix_opens_and_closes_problems_from_the_generated_template() {
     DIAG.with(|d| *d.borrow_mut() = dir.display().to_string());
     let items = z.call(
         "item.get",
-        json!({"hostids": hosts, "output": ["key_", "state", "error", "lastvalue", "lastclock"]}),
+        json!({"hostids": hosts.iter().map(|h| h.1.clone()).collect::<Vec<_>>(),
+               "output": ["key_", "state", "error", "lastvalue", "lastclock"]}),
     );
     eprintln!("items: {items}");
-    for (lang, hostid) in ["en", "ja"].iter().zip(&hosts) {
+    for (lang, hostid) in &hosts {
         // The disappearance: opened (High, tag target=web), then resolved.
         let mut web = Vec::new();
         wait_until(

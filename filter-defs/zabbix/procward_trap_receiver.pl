@@ -35,8 +35,9 @@ sub procward_trap {
     my ($id, $hex);
     foreach my $vb (@$varbinds) {
         my $oid = join('.', $vb->[0]->to_array());
-        $id = procward_value($vb->[1]) if $oid eq $objects . '1';
-        $hex = procward_value($vb->[1]) if $oid eq $objects . '9';
+        # The objects are scalars: their instance ends in .0.
+        $id = procward_value($vb->[1]) if $oid =~ /^\Q$objects\E1(\.0)?$/;
+        $hex = procward_value($vb->[1]) if $oid =~ /^\Q$objects\E9(\.0)?$/;
     }
     return NETSNMPTRAPD_HANDLER_OK unless defined $id && $id =~ /^PW[0-9]{4}$/;
     my $text = defined $hex ? pack('H*', $hex =~ s/[^0-9A-Fa-f]//gr) : '';

@@ -151,6 +151,28 @@ struct TcpReceiver {
 const RESET: u8 = 0;
 const READ: u8 = 1;
 const STALL: u8 = 2;
+/// Reset the connections held without reading (RST, with what procward
+/// wrote still unacknowledged in its send queue), then read new ones.
+const RESET_HELD: u8 = 3;
+
+/// SO_LINGER 0: closing `c` sends RST.
+fn rst(c: TcpStream) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt with a linger struct.
+    unsafe {
+        libc::setsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as u32,
+        );
+    }
+    drop(c);
+}
 
 fn set_int(fd: i32, level: i32, opt: i32, v: i32) {
     // SAFETY: setsockopt with an int of the right size.
@@ -197,26 +219,13 @@ impl TcpReceiver {
                         readers.push(reader(c, d.clone(), s.clone()));
                     }
                 }
+                if m.load(Ordering::Relaxed) == RESET_HELD {
+                    held.drain(..).for_each(rst);
+                    m.store(READ, Ordering::Relaxed);
+                }
                 match listener.accept() {
                     Ok((c, _)) => match m.load(Ordering::Relaxed) {
-                        RESET => {
-                            // SO_LINGER 0: close sends RST.
-                            let l = libc::linger {
-                                l_onoff: 1,
-                                l_linger: 0,
-                            };
-                            // SAFETY: setsockopt with a linger struct.
-                            unsafe {
-                                libc::setsockopt(
-                                    c.as_raw_fd(),
-                                    libc::SOL_SOCKET,
-                                    libc::SO_LINGER,
-                                    &l as *const libc::linger as *const libc::c_void,
-                                    std::mem::size_of::<libc::linger>() as u32,
-                                );
-                            }
-                            drop(c);
-                        }
+                        RESET => rst(c),
                         READ => readers.push(reader(c, d.clone(), s.clone())),
                         _ => held.push(c),
                     },
@@ -370,6 +379,43 @@ fn a_tcp_receiver_that_never_reads_is_reported_as_stalled_and_loses_nothing() {
     // (Order is checked where one connection carries everything: here the
     // stalled connection's bytes and their resend on the next one are read
     // by two readers.)
+}
+
+/// A connection reset while frames wait unacknowledged in procward's send
+/// queue, and nothing new to send: they go again at once on a new
+/// connection, not with the next event (which may be hours away).
+#[test]
+fn a_reset_connection_s_unacknowledged_frames_go_again_without_a_new_event() {
+    let env = Env::new();
+    let rx = TcpReceiver::start(STALL);
+    env.write_config(&config(&env, &tcp_sink(rx.port, "")));
+    let _d = env.start();
+    env.wait_event(T, |e| e["id"] == "PW1001");
+    // More than the receiver's window (it does not read), less than
+    // procward's send buffer: the last frames wait unacknowledged.
+    make_events(&env, 100);
+    std::thread::sleep(Duration::from_secs(1));
+    let last = last_seq(&env);
+    rx.set(RESET_HELD);
+    // No event after this one: only a resend can bring it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seqs(&rx.text()).contains(&last) {
+        assert!(
+            Instant::now() < deadline,
+            "event {last} not sent again after the reset: {:?}",
+            seqs(&rx.text())
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Nothing for the sink came meanwhile (its own PW3002/PW3003 are never
+    // sent to it).
+    let later: Vec<Value> = env
+        .events()
+        .into_iter()
+        .filter(|e| e["seq"].as_u64() > Some(last))
+        .filter(|e| e["fields"]["sink"] != "tcp")
+        .collect();
+    assert!(later.is_empty(), "an event came meanwhile: {later:?}");
 }
 
 /// Sequence numbers in the order received.

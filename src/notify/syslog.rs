@@ -71,7 +71,14 @@ impl Deliver for SyslogDeliver {
         match &mut self.conn {
             Conn::Tls(t) => t.resend(self.write_timeout).await,
             Conn::Relp(r) => r.resend().await,
-            _ => Ok(()),
+            Conn::Tcp { stream, addr, sent } => {
+                tcp_check(stream, sent)?;
+                if sent.resend.is_empty() {
+                    return Ok(());
+                }
+                tcp_write(stream, addr, sent, None, self.write_timeout).await
+            }
+            Conn::Unix { .. } | Conn::Udp { .. } => Ok(()),
         }
     }
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -288,76 +295,12 @@ impl Conn {
                 bounded("write", limit, s.send(frame)).await.map(|_| ())
             }
             Conn::Tcp { stream, addr, sent } => {
-                // A receiver that went away has sent FIN (or RST): notice it
-                // before writing, so the message goes to the next connection
-                // together with whatever the old one left unacknowledged.
-                if let Some(s) = stream.as_ref() {
-                    match peer_state(s) {
-                        Peer::Open => {
-                            if let Some(u) = unacked_bytes(s) {
-                                sent.prune(u);
-                            }
-                        }
-                        Peer::Closed => {
-                            // Graceful close: the send queue is intact;
-                            // connect again without calling it a failure.
-                            let u = unacked_bytes(s);
-                            sent.lost(u);
-                            *stream = None;
-                        }
-                        Peer::Reset(e) => {
-                            // The receiver threw the connection away with
-                            // what it had not read: a failure.
-                            sent.lost(None);
-                            *stream = None;
-                            return Err(e);
-                        }
-                    }
-                }
-                if stream.is_none() {
-                    let s = bounded("connect", Duration::from_secs(5), async {
-                        let to = tokio::net::lookup_host(addr.as_str())
-                            .await?
-                            .next()
-                            .ok_or_else(|| std::io::Error::other("no address"))?;
-                        let sock = if to.is_ipv6() {
-                            tokio::net::TcpSocket::new_v6()?
-                        } else {
-                            tokio::net::TcpSocket::new_v4()?
-                        };
-                        // A bounded send buffer: a receiver that stops
-                        // reading stalls the write (and is reported) after
-                        // this much, not after megabytes of autotuning.
-                        sock.set_send_buffer_size(TCP_SEND_BUFFER)?;
-                        sock.connect(to).await
-                    })
-                    .await
-                    .map_err(|e| std::io::Error::new(e.kind(), format!("{addr}: {e}")))?;
-                    s.set_nodelay(true)?;
-                    *stream = Some(s);
-                    sent.written = 0;
-                }
-                let s = stream.as_mut().expect("set");
-                let mut frames = std::mem::take(&mut sent.resend);
+                tcp_check(stream, sent)?;
                 let mut buf = Vec::with_capacity(frame.len() + 8);
                 buf.extend_from_slice(frame.len().to_string().as_bytes());
                 buf.push(b' ');
                 buf.extend_from_slice(frame);
-                frames.push((seq, buf));
-                for (i, (seq, f)) in frames.iter().enumerate() {
-                    if let Err(e) = bounded("write", limit, s.write_all(f)).await {
-                        // Not written (or not known to be): keep for the next try,
-                        // except the current frame, which the caller retries.
-                        // A frame cut by the timeout spoils the connection: drop it.
-                        sent.lost(None);
-                        sent.resend
-                            .extend(frames[i..frames.len() - 1].iter().cloned());
-                        *stream = None;
-                        return Err(e);
-                    }
-                    sent.push(sent.written + f.len() as u64, *seq, f.clone());
-                }
-                Ok(())
+                tcp_write(stream, addr, sent, Some((seq, buf)), limit).await
             }
         }
     }
@@ -422,6 +365,93 @@ impl Conn {
             }
         }
     }
+}
+
+/// TCP: what the receiver did to the connection since the last look. A
+/// receiver that went away has sent FIN (or RST): noticed before writing,
+/// so what the old connection left unacknowledged goes to the next one. A
+/// graceful close is not a failure (connect again); a reset is.
+fn tcp_check(stream: &mut Option<tokio::net::TcpStream>, sent: &mut Sent) -> std::io::Result<()> {
+    let Some(s) = stream.as_ref() else {
+        return Ok(());
+    };
+    match peer_state(s) {
+        Peer::Open => {
+            if let Some(u) = unacked_bytes(s) {
+                sent.prune(u);
+            }
+        }
+        Peer::Closed => {
+            // The send queue is intact: its count says what was not read.
+            let u = unacked_bytes(s);
+            sent.lost(u);
+            *stream = None;
+        }
+        Peer::Reset(e) => {
+            // The receiver threw the connection away with what it had not
+            // read: a failure.
+            sent.lost(None);
+            *stream = None;
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+async fn tcp_connect(addr: &str) -> std::io::Result<tokio::net::TcpStream> {
+    let s = bounded("connect", Duration::from_secs(5), async {
+        let to = tokio::net::lookup_host(addr)
+            .await?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let sock = if to.is_ipv6() {
+            tokio::net::TcpSocket::new_v6()?
+        } else {
+            tokio::net::TcpSocket::new_v4()?
+        };
+        // A bounded send buffer: a receiver that stops reading stalls the
+        // write (and is reported) after this much, not after megabytes of
+        // autotuning.
+        sock.set_send_buffer_size(TCP_SEND_BUFFER)?;
+        sock.connect(to).await
+    })
+    .await
+    .map_err(|e| std::io::Error::new(e.kind(), format!("{addr}: {e}")))?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// TCP: connect if needed, write what the last connection owes, then
+/// `frame` (octet-counted, with its event's seq) if any.
+async fn tcp_write(
+    stream: &mut Option<tokio::net::TcpStream>,
+    addr: &str,
+    sent: &mut Sent,
+    frame: Option<(u64, Vec<u8>)>,
+    limit: Duration,
+) -> std::io::Result<()> {
+    if stream.is_none() {
+        *stream = Some(tcp_connect(addr).await?);
+        sent.written = 0;
+    }
+    let s = stream.as_mut().expect("set");
+    let mut frames = std::mem::take(&mut sent.resend);
+    // The caller retries its own frame after a failure; the others are owed.
+    let owed = frames.len();
+    frames.extend(frame);
+    for (i, (seq, f)) in frames.iter().enumerate() {
+        if let Err(e) = bounded("write", limit, s.write_all(f)).await {
+            // Not written (or not known to be): kept for the next try. A
+            // frame cut by the timeout spoils the connection: drop it.
+            sent.lost(None);
+            sent.resend
+                .extend(frames[i.min(owed)..owed].iter().cloned());
+            *stream = None;
+            return Err(e);
+        }
+        sent.push(sent.written + f.len() as u64, *seq, f.clone());
+    }
+    Ok(())
 }
 
 enum Peer {

@@ -487,17 +487,17 @@ fn zabbix_opens_and_closes_problems_from_the_generated_template() {
         .as_str()
         .unwrap()
         .to_string();
+    let template_id = |host: &str| {
+        ours.iter().find(|t| t["host"] == host).unwrap()["templateid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     let log_dir = dir.join("log");
     std::fs::create_dir_all(&log_dir).unwrap();
     let mut hosts = Vec::new();
     for lang in ["en", "ja"] {
-        let tid = ours
-            .iter()
-            .find(|t| t["host"] == format!("procward-{lang}"))
-            .unwrap()["templateid"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let tid = template_id(&format!("procward-{lang}"));
         let r = z.call(
             "host.create",
             json!({
@@ -514,13 +514,7 @@ fn zabbix_opens_and_closes_problems_from_the_generated_template() {
         hosts.push((lang, r["hostids"][0].as_str().unwrap().to_string()));
     }
     // The trap route: a host with an SNMP interface at the traps' source.
-    let traps_tid = ours
-        .iter()
-        .find(|t| t["host"] == "procward-traps-en")
-        .unwrap()["templateid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let traps_tid = template_id("procward-traps-en");
     let r = z.call(
         "host.create",
         json!({

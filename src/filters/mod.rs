@@ -200,6 +200,12 @@ pub fn reported(m: &Message, catalog: &crate::catalog::Catalog) -> bool {
         || !catalog.cleared_by(&m.id).is_empty()
 }
 
+/// A string as a YAML double-quoted scalar (JSON's escapes are YAML's):
+/// the Zabbix and Prometheus files.
+fn yaml_quoted(s: &str) -> String {
+    Value::from(s).to_string()
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

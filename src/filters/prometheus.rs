@@ -4,7 +4,7 @@
 //! otherwise), its description and its operator action (the runbook), in
 //! the file's language, and its ID as the `message_id` label.
 
-use super::{one_line, File};
+use super::{one_line, yaml_quoted as quoted, File};
 use crate::catalog::render::Renderer;
 use crate::model::Lang;
 use serde_json::{json, Value};
@@ -124,11 +124,6 @@ const ALERTS: &[Alert] = &[
         ],
     },
 ];
-
-/// A string as a YAML double-quoted scalar (JSON's escapes are YAML's).
-fn quoted(s: &str) -> String {
-    Value::from(s).to_string()
-}
 
 fn alert_data(a: &Alert, r: &Renderer, lang: Lang) -> Result<Value, String> {
     let m = r

@@ -10,7 +10,7 @@
 //! is closed by hand. UUIDs are derived from names: stable across
 //! generations, distinct per language.
 
-use super::{one_line, readable, File};
+use super::{one_line, readable, yaml_quoted as q, File};
 use crate::catalog::render::Renderer;
 use crate::catalog::{Catalog, Message};
 use crate::model::event::Severity;
@@ -40,11 +40,6 @@ fn priority(s: Severity) -> &'static str {
         3 => "HIGH",
         _ => "WARNING",
     }
-}
-
-/// A string as a YAML double-quoted scalar.
-fn q(s: &str) -> String {
-    Value::from(s).to_string()
 }
 
 /// Text of a regular expression that matches `s` literally, without

@@ -379,15 +379,7 @@ impl Proc {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0);
-        let mut child = cmd.spawn().unwrap();
-        let pid = child.id();
-        let reaper = std::thread::spawn(move || {
-            let _ = child.wait();
-        });
-        Proc {
-            pid,
-            reaper: Some(reaper),
-        }
+        Proc::adopt(cmd.spawn().unwrap())
     }
 
     /// A child the caller spawned (in a process group of its own, for

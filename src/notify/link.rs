@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 /// SO_SNDBUF of TCP sinks (the kernel doubles it).
-pub(super) const TCP_SEND_BUFFER: u32 = 64 * 1024;
+const TCP_SEND_BUFFER: u32 = 64 * 1024;
 
 /// How long connecting (TCP and the TLS handshake) may take.
 const CONNECT_LIMIT: Duration = Duration::from_secs(5);
@@ -156,7 +156,9 @@ impl Drop for Link {
     }
 }
 
-async fn tcp(addr: &str) -> io::Result<TcpStream> {
+/// A TCP connection to `addr` with the bounded send buffer (plain `tcp`
+/// sinks use it too).
+pub(super) async fn tcp(addr: &str) -> io::Result<TcpStream> {
     let to = tokio::net::lookup_host(addr)
         .await?
         .next()

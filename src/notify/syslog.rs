@@ -160,8 +160,6 @@ pub(super) struct Sent {
 
 const SENT_LIMIT: usize = 4096;
 
-use super::link::TCP_SEND_BUFFER;
-
 fn unacked_bytes(s: &tokio::net::TcpStream) -> Option<u64> {
     crate::sys::net::unacked_bytes(s)
 }
@@ -399,26 +397,9 @@ fn tcp_check(stream: &mut Option<tokio::net::TcpStream>, sent: &mut Sent) -> std
 }
 
 async fn tcp_connect(addr: &str) -> std::io::Result<tokio::net::TcpStream> {
-    let s = bounded("connect", Duration::from_secs(5), async {
-        let to = tokio::net::lookup_host(addr)
-            .await?
-            .next()
-            .ok_or_else(|| std::io::Error::other("no address"))?;
-        let sock = if to.is_ipv6() {
-            tokio::net::TcpSocket::new_v6()?
-        } else {
-            tokio::net::TcpSocket::new_v4()?
-        };
-        // A bounded send buffer: a receiver that stops reading stalls the
-        // write (and is reported) after this much, not after megabytes of
-        // autotuning.
-        sock.set_send_buffer_size(TCP_SEND_BUFFER)?;
-        sock.connect(to).await
-    })
-    .await
-    .map_err(|e| std::io::Error::new(e.kind(), format!("{addr}: {e}")))?;
-    s.set_nodelay(true)?;
-    Ok(s)
+    bounded("connect", Duration::from_secs(5), super::link::tcp(addr))
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{addr}: {e}")))
 }
 
 /// TCP: connect if needed, write what the last connection owes, then

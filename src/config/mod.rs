@@ -2,6 +2,7 @@
 //! validation that collects every error at once, each located at
 //! file:line:col with the key it concerns.
 
+mod checks;
 mod daemon;
 pub mod duration;
 mod pattern;
@@ -22,6 +23,7 @@ pub use raw::{
 };
 
 use crate::model::Lang;
+pub use checks::{Check, CheckAction, Hold, Resource, Scope, Test};
 pub use daemon::facility_code;
 use daemon::*;
 pub use probes::parse_http_url;
@@ -200,6 +202,10 @@ pub struct TargetSpec {
     /// Boxed: most targets have none, and a target is kept per process
     /// watched (10,000 targets: 1.4 MB less).
     pub stall: Option<Box<Stall>>,
+    /// `[[target.check]]`, in the order written.
+    pub checks: Vec<Check>,
+    /// Targets that must be up before this one is started or restarted.
+    pub depends_on: Vec<String>,
     /// Exit statuses that are a normal end, not a failure (PW2019).
     pub success_exit: Vec<i32>,
     /// The match section as written, to tell on reload whether it changed.

@@ -45,7 +45,12 @@ pub(super) fn validate_stall(
     if st.stop_timeout.is_zero() {
         at(c, &["stop-timeout"], "must be greater than zero".into());
     }
-    let probe = validate_probe(c, &at, &st.probe);
+    let in_probe = |c: &mut Collector, keys: &[&str], msg: String| {
+        let mut v = vec!["probe"];
+        v.extend(keys);
+        at(c, &v, msg)
+    };
+    let probe = validate_probe(c, &in_probe, &st.probe);
     (c.errors.len() == n0).then_some(Stall {
         probe,
         interval: st.interval.0,
@@ -56,15 +61,16 @@ pub(super) fn validate_stall(
     })
 }
 
-/// The `stall.probe` table, its errors located through `at`.
-fn validate_probe(
+/// A probe (`stall.probe`, or a probe kind of `[[target.check]]`), its
+/// errors located through `at`.
+pub(super) fn validate_probe(
     c: &mut Collector,
     at: &dyn Fn(&mut Collector, &[&str], String),
     probe: &ProbeRaw,
 ) -> Probe {
     let nonzero = |c: &mut Collector, key: &str, d: Dur| {
         if d.is_zero() {
-            at(c, &["probe", key], "must be greater than zero".into());
+            at(c, &[key], "must be greater than zero".into());
         }
     };
     match probe {
@@ -73,11 +79,11 @@ fn validate_probe(
             if command.is_empty() || !Path::new(&command[0]).is_absolute() {
                 at(
                     c,
-                    &["probe", "command"],
+                    &["command"],
                     "must start with an absolute path to a program".into(),
                 );
             } else if let Err(msg) = c.executable(Path::new(&command[0])) {
-                at(c, &["probe", "command"], msg);
+                at(c, &["command"], msg);
             }
             Probe::Exec {
                 argv: command.clone(),
@@ -87,11 +93,7 @@ fn validate_probe(
         ProbeRaw::Tcp { address, timeout } => {
             nonzero(c, "timeout", *timeout);
             if !address.contains(':') {
-                at(
-                    c,
-                    &["probe", "address"],
-                    format!("`{address}` is not host:port"),
-                );
+                at(c, &["address"], format!("`{address}` is not host:port"));
             }
             Probe::Tcp {
                 address: address.clone(),
@@ -108,7 +110,7 @@ fn validate_probe(
             let status = parse_status_range(expect_status).unwrap_or_else(|| {
                 at(
                     c,
-                    &["probe", "expect-status"],
+                    &["expect-status"],
                     format!("`{expect_status}` is not a status or range like \"200-399\""),
                 );
                 (200, 399)
@@ -116,7 +118,7 @@ fn validate_probe(
             let (host, port, path) = parse_http_url(url).unwrap_or_else(|| {
                 at(
                     c,
-                    &["probe", "url"],
+                    &["url"],
                     format!("`{url}` is not an http:// URL (https is not supported by this probe)"),
                 );
                 (String::new(), 0, String::new())
@@ -133,7 +135,7 @@ fn validate_probe(
         ProbeRaw::Heartbeat { path, max_age } => {
             nonzero(c, "max-age", *max_age);
             if !path.is_absolute() {
-                at(c, &["probe", "path"], "must be an absolute path".into());
+                at(c, &["path"], "must be an absolute path".into());
             }
             Probe::Heartbeat {
                 path: path.clone(),

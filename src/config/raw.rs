@@ -464,6 +464,12 @@ pub struct TargetRaw {
     pub on_retry_over: OnRetryOver,
     pub failover: Option<FailoverRaw>,
     pub stall: Option<StallRaw>,
+    /// `[[target.check]]`: health checks (config/checks.rs).
+    #[serde(default)]
+    pub check: Vec<super::checks::CheckRaw>,
+    /// Targets that must be up before this one is started or restarted.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
     /// Exit statuses that are a normal end (like systemd's SuccessExitStatus).
     #[serde(default)]
     pub success_exit: Vec<i64>,

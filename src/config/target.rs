@@ -61,6 +61,8 @@ pub(super) fn validate_target(
         .as_ref()
         .and_then(|st| validate_stall(at.c, src, &base, st))
         .map(Box::new);
+    let base = at.path(&["check"]);
+    let checks = checks::validate_checks(at.c, src, &base, &t.check);
     let mut success_exit = Vec::new();
     for &code in &t.success_exit {
         match i32::try_from(code) {
@@ -84,6 +86,8 @@ pub(super) fn validate_target(
         on_retry_over: t.on_retry_over,
         failover,
         stall,
+        checks,
+        depends_on: t.depends_on.clone(),
         success_exit,
         match_raw: t.matcher.clone(),
     })

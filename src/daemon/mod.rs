@@ -5,6 +5,7 @@
 //! serves the socket. All decisions are the core's; `apply` is the one
 //! bridge from the core to the edges.
 
+mod checks;
 mod discovery;
 mod persist;
 mod probes;
@@ -87,6 +88,8 @@ enum Msg {
     EventsLost,
     /// `test-event`: the next batch of test messages to emit.
     TestBatch(Box<requests::TestRun>),
+    /// Resource checks read off the loop.
+    Measured(Vec<checks::Measured>),
 }
 
 struct ScanResult {
@@ -109,6 +112,8 @@ struct Daemon {
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<Msg>,
     schedule: Schedule,
+    /// When each `[[target.check]]` runs.
+    checks: checks::Checks,
     persist: persist::Persist,
     spawner: Arc<crate::action::spawner::Spawner>,
     watches: watch::Watches,
@@ -201,6 +206,7 @@ pub(crate) async fn start(opts: Options) -> anyhow::Result<Handle> {
         shared: shared.clone(),
         tx: tx.clone(),
         schedule: Schedule::new(),
+        checks: checks::Checks::default(),
         persist: persist::Persist::new(records, Instant::now()),
         spawner,
         watches: watch::Watches::new(),
@@ -230,6 +236,7 @@ pub(crate) async fn start(opts: Options) -> anyhow::Result<Handle> {
     // they were: a running restart script is waited for, not run again.
     let acts = d.monitor.startup(now_ms());
     d.apply(acts);
+    d.checks.plan(d.cfg.targets.iter());
     let to_daemon: server::ToDaemon = Arc::new(move |m| tx.send(Msg::Client(m)).is_ok());
     tokio::spawn(server::serve_forever(listener, shared, to_daemon));
     // Ready before the loop runs, so that no WATCHDOG=1 precedes READY=1.
@@ -361,7 +368,12 @@ impl Daemon {
                 .probe_targets()
                 .filter_map(|(spec, _)| Some((spec.name.as_str(), spec.stall.as_ref()?.interval))),
         );
-        self.schedule.next_wake(interval)
+        let checks = self.checks.next_wake();
+        self.schedule
+            .next_wake(interval)
+            .into_iter()
+            .chain(checks)
+            .min()
     }
 
     fn next_denial_report(&self) -> Option<Instant> {
@@ -378,6 +390,7 @@ impl Daemon {
             self.start_scan();
         }
         self.start_probes(now);
+        self.start_checks(now);
         for (uid, user, n) in self.denials.due(self.cfg.daemon.denied_interval) {
             self.emit_denied(uid, user, n);
         }
@@ -436,6 +449,9 @@ impl Daemon {
                 if let Input::Probe { target, .. } = &i {
                     self.schedule.probe_done(target);
                 }
+                if let Input::Check { target, check, .. } = &i {
+                    self.check_done(target, *check);
+                }
                 if let Input::Exited { target, proc, .. } = &i {
                     self.watches.ended(target, *proc);
                 }
@@ -453,6 +469,7 @@ impl Daemon {
                 self.feed(i);
             }
             Msg::TestBatch(run) => self.on_test_batch(run),
+            Msg::Measured(readings) => self.measured(readings),
             Msg::Scrape => {
                 if let Some(m) = self.metrics.as_ref().filter(|m| m.wanted()) {
                     m.publish(self.monitor.status(now_ms()), self.sink_gauges());
@@ -547,6 +564,9 @@ impl Daemon {
                 } => action::stop_process(proc, group, timeout),
                 Action::KillScript { proc, timeout, .. } => {
                     action::stop_script_group(proc, timeout)
+                }
+                Action::RunCheckCommand { target, check, pid } => {
+                    self.run_check_command(target, check, pid)
                 }
                 Action::ScanSoon => self.schedule.scan_soon(),
                 Action::Persist => self.persist.soon(),

@@ -247,6 +247,7 @@ impl Daemon {
         let n = cfg.targets.len();
         self.cfg = cfg;
         self.apply(acts);
+        self.checks.plan(self.cfg.targets.iter());
         self.out.emit(
             EventSpec::new(msg::CONFIG_RELOADED)
                 .field("targets", n)

@@ -11,17 +11,20 @@ pub enum Reason {
     Stalled,
     Count,
     Children,
+    /// A `[[target.check]]` with `action = "restart"` failed.
+    Check,
     /// Started by an operator (`procward start`): not counted.
     Manual,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 7] = [
         Reason::Disappeared,
         Reason::Zombie,
         Reason::Stalled,
         Reason::Count,
         Reason::Children,
+        Reason::Check,
         Reason::Manual,
     ];
 
@@ -32,6 +35,7 @@ impl Reason {
             Reason::Stalled => "stalled",
             Reason::Count => "count",
             Reason::Children => "children",
+            Reason::Check => "check",
             Reason::Manual => "manual",
         }
     }

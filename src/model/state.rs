@@ -12,6 +12,8 @@ pub enum State {
     Up,
     /// Up, but its stall probe fails (`stall.action = "notify"`).
     Stalled,
+    /// Up, but a notify-only `[[target.check]]` fails.
+    Degraded,
     Down,
     Backoff,
     Restarting,
@@ -25,10 +27,11 @@ pub enum State {
 
 impl State {
     /// Every state, in the order of the enum.
-    pub const ALL: [State; 12] = [
+    pub const ALL: [State; 13] = [
         State::Waiting,
         State::Up,
         State::Stalled,
+        State::Degraded,
         State::Down,
         State::Backoff,
         State::Restarting,
@@ -45,6 +48,7 @@ impl State {
             State::Waiting => "waiting",
             State::Up => "up",
             State::Stalled => "stalled",
+            State::Degraded => "degraded",
             State::Down => "down",
             State::Backoff => "backoff",
             State::Restarting => "restarting",
@@ -63,6 +67,7 @@ impl State {
             self,
             State::Up
                 | State::Stalled
+                | State::Degraded
                 | State::Restarting
                 | State::Settling
                 | State::Backoff

@@ -20,6 +20,12 @@ impl Monitor {
             Input::Probe {
                 pid, ok, detail, ..
             } => self.on_probe(i, pid, ok, detail, now, &mut actions),
+            Input::Check {
+                check,
+                pid,
+                reading,
+                ..
+            } => self.on_check(i, check, pid, reading, now, &mut actions),
             Input::ScriptStarted { attempt, proc, .. } => {
                 let t = &mut self.targets[i];
                 let mut out = Out {

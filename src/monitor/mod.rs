@@ -5,6 +5,7 @@
 //! It never reads /proc, spawns or sleeps, so every rule is unit-tested with
 //! a fake clock.
 
+mod checks;
 mod inputs;
 mod recovery;
 mod target;
@@ -12,6 +13,8 @@ mod target;
 use crate::config::{OnRetryOver, TargetSpec};
 use crate::model::event::{msg, EventSpec};
 use crate::model::{ExitKind, ExitStatus, Halted, Ms, ProcRef, Reason, State, TargetId};
+use checks::CheckState;
+pub(crate) use checks::{CheckStatus, Reading};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -87,6 +90,13 @@ pub(crate) enum Input {
         ok: bool,
         detail: String,
     },
+    /// A reading of check `check` (its index) of the main process `pid`.
+    Check {
+        target: TargetId,
+        check: usize,
+        pid: u32,
+        reading: Reading,
+    },
 }
 
 impl Input {
@@ -100,7 +110,8 @@ impl Input {
             | Input::ScriptDone { target, .. }
             | Input::CommandDone { target, .. }
             | Input::Timer { target, .. }
-            | Input::Probe { target, .. } => target,
+            | Input::Probe { target, .. }
+            | Input::Check { target, .. } => target,
         }
     }
 }
@@ -169,6 +180,13 @@ pub(crate) enum Action {
         target: TargetId,
         proc: ProcRef,
         timeout: std::time::Duration,
+    },
+    /// Run the command of check `check` (its index; `action = "exec"`),
+    /// which failed on the main process `pid`.
+    RunCheckCommand {
+        target: TargetId,
+        check: usize,
+        pid: u32,
     },
     /// Scan /proc soon instead of at the next interval.
     ScanSoon,
@@ -243,6 +261,8 @@ pub(crate) struct Up {
     /// Stalled under `stall.action = "notify"`: said once, cleared on a pass.
     stalled: bool,
     last_probe: Option<(bool, String)>,
+    /// `[[target.check]]` states, by index (empty until the first reading).
+    checks: Vec<CheckState>,
 }
 
 impl Phase {
@@ -256,6 +276,7 @@ impl Phase {
         match self {
             Phase::Waiting { .. } => State::Waiting,
             Phase::Up(u) if u.stalled => State::Stalled,
+            Phase::Up(u) if u.checks.iter().any(|c| c.failed) => State::Degraded,
             Phase::Up(_) => State::Up,
             Phase::Down => State::Down,
             Phase::Backoff { .. } => State::Backoff,
@@ -353,6 +374,9 @@ pub(crate) struct TargetStatus {
     /// How the last main process ended: null when never seen or unknown.
     #[serde(default)]
     pub last_exit: Option<ExitStatus>,
+    /// `[[target.check]]`: each one's state, last value and last change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckStatus>,
 }
 
 /// A restart put off: by `delay`, after the script of attempt `after`
@@ -553,6 +577,7 @@ impl Monitor {
                     _ => 0,
                 },
                 last_exit: t.last_exit,
+                checks: checks::statuses(t),
             })
             .collect()
     }
@@ -605,6 +630,12 @@ impl Monitor {
                 Some(mut t) => {
                     let changed =
                         t.spec.match_raw != spec.match_raw || t.spec.is_group() != spec.is_group();
+                    if t.spec.checks != spec.checks {
+                        // Check states are by index: they start again.
+                        if let Some(u) = t.up() {
+                            u.checks.clear();
+                        }
+                    }
                     t.spec = spec;
                     if changed && matches!(t.phase, Phase::Up(_)) {
                         actions.push(Action::UntrackAll {

@@ -253,7 +253,7 @@ impl Monitor {
         // How the process this restart replaces ended (not known for a
         // count or children failure, nor for an operator's start).
         let exit = match reason {
-            Reason::Disappeared | Reason::Zombie | Reason::Stalled => t.last_exit,
+            Reason::Disappeared | Reason::Zombie | Reason::Stalled | Reason::Check => t.last_exit,
             _ => None,
         };
         out.push(Action::RunScript {

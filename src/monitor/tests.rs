@@ -38,6 +38,8 @@ pub(crate) fn spec(name: &str) -> TargetSpec {
         on_retry_over: OnRetryOver::Unmonitor,
         failover: None,
         stall: None,
+        checks: Vec::new(),
+        depends_on: Vec::new(),
         match_raw: Default::default(),
     }
 }
@@ -1099,4 +1101,225 @@ fn a_success_exit_status_is_not_a_failure() {
         ids(&a),
         vec![msg::PROCESS_DISAPPEARED, msg::RESTART_STARTED]
     );
+}
+
+fn with_check(
+    what: crate::config::Resource,
+    above: f64,
+    hold: crate::config::Hold,
+    action: crate::config::CheckAction,
+) -> TargetSpec {
+    let mut s = spec("a");
+    s.checks.push(crate::config::Check {
+        name: "leak".into(),
+        test: crate::config::Test::Resource {
+            what,
+            scope: crate::config::Scope::Tree,
+            above: Some(above),
+            below: None,
+        },
+        interval: Duration::from_secs(10),
+        hold,
+        action,
+        stop_timeout: Duration::from_secs(5),
+        signal_group: false,
+    });
+    s
+}
+
+fn reading(m: &mut Monitor, pid: u32, v: Option<f64>, now: Ms) -> Vec<Action> {
+    m.handle(
+        Input::Check {
+            target: "a".into(),
+            check: 0,
+            pid,
+            reading: Reading::Value(v),
+        },
+        now,
+    )
+}
+
+fn event<'a>(a: &'a [Action], id: &str) -> &'a EventSpec {
+    a.iter()
+        .find_map(|x| match x {
+            Action::Emit(e) if e.id == id => Some(e),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no {id} in {a:?}"))
+}
+
+#[test]
+fn a_notify_check_degrades_the_target_until_it_passes_again() {
+    use crate::config::{CheckAction, Hold, Resource};
+    let gib = (1u64 << 30) as f64;
+    let mut m = mon(with_check(
+        Resource::Memory,
+        2.0 * gib,
+        Hold::Count(3),
+        CheckAction::Notify,
+    ));
+    found(&mut m, &[100], T0);
+    assert_eq!(m.status(T0)[0].checks[0].state, "pending");
+    assert!(reading(&mut m, 100, Some(gib), T0).is_empty());
+    assert_eq!(m.status(T0)[0].checks[0].state, "ok");
+    assert!(reading(&mut m, 100, Some(3.0 * gib), T0 + 10 * S).is_empty());
+    assert!(reading(&mut m, 100, Some(3.0 * gib), T0 + 20 * S).is_empty());
+    assert_eq!(m.status(T0)[0].checks[0].state, "failing");
+    assert_eq!(m.status(T0)[0].state, State::Up, "not for long enough yet");
+    let a = reading(&mut m, 100, Some(2.5 * gib), T0 + 30 * S);
+    assert_eq!(ids(&a), vec![msg::CHECK_FAILED]);
+    let e = event(&a, msg::CHECK_FAILED);
+    assert_eq!(e.fields["value"], "2.5GiB");
+    assert_eq!(e.fields["limit"], "at most 2.0GiB");
+    assert_eq!(e.fields["held"], "3 checks in a row");
+    assert_eq!(e.fields["action"], "notify");
+    assert_eq!(e.fields["check"], "leak");
+    let st = &m.status(T0 + 30 * S)[0];
+    assert_eq!(st.state, State::Degraded);
+    assert_eq!(
+        st.state.ocf(),
+        crate::model::state::ocf::SUCCESS,
+        "degraded runs"
+    );
+    assert_eq!(st.checks[0].state, "failed");
+    assert_eq!(st.checks[0].value.as_deref(), Some("2.5GiB"));
+    assert!(
+        reading(&mut m, 100, Some(3.0 * gib), T0 + 40 * S).is_empty(),
+        "said once"
+    );
+    assert!(
+        reading(&mut m, 100, None, T0 + 45 * S).is_empty(),
+        "no reading: no judgement"
+    );
+    let a = reading(&mut m, 100, Some(gib), T0 + 50 * S);
+    assert_eq!(ids(&a), vec![msg::CHECK_PASSES]);
+    assert_eq!(event(&a, msg::CHECK_PASSES).fields["duration"], "40s");
+    assert_eq!(m.status(T0)[0].state, State::Up);
+    // A reading of another process (an old one) is ignored.
+    assert!(reading(&mut m, 99, Some(9.0 * gib), T0 + 60 * S).is_empty());
+}
+
+#[test]
+fn a_check_held_for_a_duration_fails_once_that_long() {
+    use crate::config::{CheckAction, Hold, Resource};
+    let mut m = mon(with_check(
+        Resource::Cpu,
+        80.0,
+        Hold::For(Duration::from_secs(60)),
+        CheckAction::Notify,
+    ));
+    found(&mut m, &[100], T0);
+    for k in 0..6 {
+        assert!(
+            reading(&mut m, 100, Some(99.0), T0 + k * 10 * S).is_empty(),
+            "{k}"
+        );
+    }
+    let a = reading(&mut m, 100, Some(99.0), T0 + 60 * S);
+    assert_eq!(event(&a, msg::CHECK_FAILED).fields["held"], "1m");
+    assert_eq!(event(&a, msg::CHECK_FAILED).fields["value"], "99.0%");
+}
+
+#[test]
+fn a_restart_check_stops_then_restarts_through_the_retry_window() {
+    use crate::config::{CheckAction, Hold, Resource};
+    let mut m = mon(with_check(
+        Resource::Threads,
+        100.0,
+        Hold::Count(1),
+        CheckAction::Restart,
+    ));
+    found(&mut m, &[100], T0);
+    let a = reading(&mut m, 100, Some(150.0), T0);
+    assert_eq!(ids(&a), vec![msg::CHECK_FAILED]);
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Stop { proc, .. } if proc.pid == 100)));
+    assert_eq!(
+        phase(&m),
+        Phase::Stopping {
+            reason: Reason::Check
+        }
+    );
+    let a = killed(&mut m, 100, T0 + S);
+    assert_eq!(ids(&a), vec![msg::RESTART_STARTED]);
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::RunScript {
+            reason: Reason::Check,
+            attempt: 1,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_stop_check_stops_the_target_and_an_exec_check_runs_its_command() {
+    use crate::config::{CheckAction, Hold, Resource};
+    let mut m = mon(with_check(
+        Resource::Fds,
+        10.0,
+        Hold::Count(1),
+        CheckAction::Stop,
+    ));
+    found(&mut m, &[100], T0);
+    let a = reading(&mut m, 100, Some(11.0), T0);
+    assert_eq!(ids(&a), vec![msg::CHECK_FAILED, msg::TARGET_STOPPED]);
+    assert_eq!(event(&a, msg::TARGET_STOPPED).fields["by"], "check leak");
+    let argv = vec!["/bin/true".to_string()];
+    let mut m = mon(with_check(
+        Resource::Fds,
+        10.0,
+        Hold::Count(1),
+        CheckAction::Exec(argv),
+    ));
+    found(&mut m, &[100], T0);
+    let a = reading(&mut m, 100, Some(11.0), T0);
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::RunCheckCommand {
+            check: 0,
+            pid: 100,
+            ..
+        }
+    )));
+    assert_eq!(m.status(T0)[0].state, State::Degraded);
+}
+
+#[test]
+fn a_failed_probe_check_says_why() {
+    let mut s = spec("a");
+    s.checks.push(crate::config::Check {
+        name: "port".into(),
+        test: crate::config::Test::Probe(crate::config::Probe::Tcp {
+            address: "127.0.0.1:1".into(),
+            timeout: Duration::from_secs(1),
+        }),
+        interval: Duration::from_secs(10),
+        hold: crate::config::Hold::Count(2),
+        action: crate::config::CheckAction::Notify,
+        stop_timeout: Duration::from_secs(5),
+        signal_group: false,
+    });
+    let mut m = mon(s);
+    found(&mut m, &[100], T0);
+    let probe = |m: &mut Monitor, r: Result<(), String>, now| {
+        m.handle(
+            Input::Check {
+                target: "a".into(),
+                check: 0,
+                pid: 100,
+                reading: Reading::Probe(r),
+            },
+            now,
+        )
+    };
+    assert!(probe(&mut m, Err("refused".into()), T0).is_empty());
+    let a = probe(&mut m, Err("refused".into()), T0 + 10 * S);
+    let e = event(&a, msg::CHECK_FAILED);
+    assert_eq!(e.fields["value"], "refused");
+    assert_eq!(e.fields["limit"], "a pass");
+    assert_eq!(e.fields["kind"], "tcp");
+    let a = probe(&mut m, Ok(()), T0 + 20 * S);
+    assert_eq!(event(&a, msg::CHECK_PASSES).fields["value"], "passed");
 }

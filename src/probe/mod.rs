@@ -3,5 +3,6 @@
 
 pub mod exit;
 pub mod procfs;
+pub mod resource;
 pub mod stall;
 pub mod watch;

@@ -1,0 +1,233 @@
+//! `[[target.check]]` in the core: each reading judged against its limit
+//! and its `for`, a failure said once (PW2042) and acted on, a pass after
+//! it said (PW2043). A failed notify or exec check leaves the target up
+//! but `degraded`.
+
+use super::*;
+use crate::config::{CheckAction, Hold, Test};
+
+/// One check's reading, measured off the loop.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Reading {
+    /// A probe passed, or why it failed.
+    Probe(Result<(), String>),
+    /// A resource's value; `None` when there is none to judge yet (the
+    /// first CPU sample) or the process is gone.
+    Value(Option<f64>),
+}
+
+// Readings are never NaN (the core's inputs compare as equal in tests).
+impl Eq for Reading {}
+
+/// A check's state while its target is up.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct CheckState {
+    /// Failing readings in a row.
+    failures: u32,
+    /// When the current run of failures began.
+    failing_since: Option<Ms>,
+    /// Failed for its `for`: PW2042 said, PW2043 due on a pass.
+    pub(super) failed: bool,
+    /// The last reading as shown.
+    last: Option<String>,
+    /// When it last changed between passing and failed.
+    changed: Option<Ms>,
+}
+
+/// A row of a target's checks in `status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct CheckStatus {
+    pub name: String,
+    pub kind: String,
+    /// pending (no reading yet), ok, failing (not for long enough yet),
+    /// failed.
+    pub state: String,
+    pub value: Option<String>,
+    pub limit: String,
+    pub since: Option<String>,
+}
+
+impl CheckState {
+    fn status(&self, c: &crate::config::Check) -> CheckStatus {
+        let state = match (self.failed, self.failures, &self.last) {
+            (true, _, _) => "failed",
+            (false, 0, None) => "pending",
+            (false, 0, Some(_)) => "ok",
+            (false, _, _) => "failing",
+        };
+        CheckStatus {
+            name: c.name.clone(),
+            kind: c.kind().into(),
+            state: state.into(),
+            value: self.last.clone(),
+            limit: c.limit(),
+            since: self.changed.map(crate::model::event::rfc3339_ms),
+        }
+    }
+}
+
+/// The checks of target `t` as `status` shows them (pending when the
+/// target is not up).
+pub(super) fn statuses(t: &Target) -> Vec<CheckStatus> {
+    let states = match &t.phase {
+        Phase::Up(u) => u.checks.as_slice(),
+        _ => &[],
+    };
+    t.spec
+        .checks
+        .iter()
+        .enumerate()
+        .map(|(j, c)| states.get(j).cloned().unwrap_or_default().status(c))
+        .collect()
+}
+
+/// What was measured, as events show it, and whether it fails.
+fn judge(c: &crate::config::Check, reading: Reading) -> Option<(bool, String, String)> {
+    match (reading, &c.test) {
+        (Reading::Probe(Ok(())), _) => Some((false, "passed".into(), String::new())),
+        (Reading::Probe(Err(e)), _) => Some((true, e, "a pass".into())),
+        (Reading::Value(None), _) => None,
+        (
+            Reading::Value(Some(v)),
+            Test::Resource {
+                what, above, below, ..
+            },
+        ) => {
+            // The limit the value broke (or, passing, the first there is).
+            let limit = match (above, below) {
+                (_, Some(b)) if v < *b => format!("at least {}", what.show(*b)),
+                (Some(a), _) => format!("at most {}", what.show(*a)),
+                (None, Some(b)) => format!("at least {}", what.show(*b)),
+                (None, None) => String::new(),
+            };
+            Some((c.breaks(v), what.show(v), limit))
+        }
+        (Reading::Value(Some(_)), Test::Probe(_)) => None,
+    }
+}
+
+impl Monitor {
+    /// The main process `pid` of target `i` was checked by check `j`.
+    pub(super) fn on_check(
+        &mut self,
+        i: usize,
+        j: usize,
+        pid: u32,
+        reading: Reading,
+        now: Ms,
+        actions: &mut Vec<Action>,
+    ) {
+        let t = &mut self.targets[i];
+        let spec = t.spec.clone();
+        let Some(check) = spec.checks.get(j) else {
+            return; // a check removed by a reload
+        };
+        if t.main().map(|m| m.pid) != Some(pid) || !matches!(t.phase, Phase::Up(_)) {
+            return; // a result for a process we no longer watch
+        }
+        let Some((fail, shown, limit)) = judge(check, reading) else {
+            return;
+        };
+        let up = t.up().expect("up");
+        if up.checks.len() < spec.checks.len() {
+            up.checks.resize(spec.checks.len(), CheckState::default());
+        }
+        let cs = &mut up.checks[j];
+        cs.last = Some(shown.clone());
+        let mut out = Out { actions, now };
+        if !fail {
+            let since = cs.failing_since.take();
+            cs.failures = 0;
+            if std::mem::take(&mut cs.failed) {
+                cs.changed = Some(now);
+                let failed_for = now.saturating_sub(since.unwrap_or(now));
+                let ev = EventSpec::new(msg::CHECK_PASSES)
+                    .target(&spec.name)
+                    .pid(pid)
+                    .field("check", check.name.as_str())
+                    .field("kind", check.kind())
+                    .field("value", shown)
+                    .field(
+                        "duration",
+                        humantime::format_duration(std::time::Duration::from_secs(
+                            failed_for / 1000,
+                        ))
+                        .to_string(),
+                    );
+                out.emit(t, ev);
+            }
+            return;
+        }
+        cs.failures = cs.failures.saturating_add(1);
+        let since = *cs.failing_since.get_or_insert(now);
+        let held = match check.hold {
+            Hold::Count(n) => cs.failures >= n,
+            Hold::For(d) => now.saturating_sub(since) >= d.as_millis() as u64,
+        };
+        if cs.failed || !held {
+            return;
+        }
+        cs.failed = true;
+        cs.changed = Some(now);
+        let ev = EventSpec::new(msg::CHECK_FAILED)
+            .target(&spec.name)
+            .pid(pid)
+            .field("check", check.name.as_str())
+            .field("kind", check.kind())
+            .field("value", shown)
+            .field("limit", limit)
+            .field("held", check.hold.show())
+            .field("action", check.action.as_str());
+        out.emit(t, ev);
+        self.act_on_check(i, j, now, actions);
+    }
+
+    /// Do what failed check `j` of target `i` asks.
+    fn act_on_check(&mut self, i: usize, j: usize, now: Ms, actions: &mut Vec<Action>) {
+        let t = &mut self.targets[i];
+        let spec = t.spec.clone();
+        let check = &spec.checks[j];
+        let main = t.main().expect("up");
+        let mut out = Out { actions, now };
+        match &check.action {
+            CheckAction::Notify => {}
+            CheckAction::Exec(_) => out.push(Action::RunCheckCommand {
+                target: t.id.clone(),
+                check: j,
+                pid: main.pid,
+            }),
+            CheckAction::Stop => {
+                let by = format!("check {}", check.name);
+                t.stop(&mut out, &by, check.stop_timeout);
+                out.push(Action::Persist);
+            }
+            CheckAction::Restart => {
+                t.enter(Phase::Stopping {
+                    reason: Reason::Check,
+                });
+                t.up_since = None;
+                out.push(Action::Stop {
+                    target: t.id.clone(),
+                    proc: main,
+                    group: check.signal_group,
+                    timeout: check.stop_timeout,
+                });
+                let give_up = now + check.stop_timeout.as_millis() as u64 + 5000;
+                out.push(Action::Arm {
+                    target: t.id.clone(),
+                    token: t.token,
+                    at: give_up,
+                });
+            }
+        }
+    }
+
+    /// Target `name`'s main process, if it is up.
+    pub(crate) fn up_main(&self, name: &str) -> Option<(&Arc<TargetSpec>, ProcRef)> {
+        let t = self.target(name)?;
+        match (&t.phase, t.main()) {
+            (Phase::Up(_), Some(m)) => Some((&t.spec, m)),
+            _ => None,
+        }
+    }
+}

@@ -687,6 +687,27 @@ fn print_status(rows: &[TargetStatus], utc: bool) {
             probe,
             last
         );
+        print_checks(r, utc);
+    }
+}
+
+/// A line per `[[target.check]]` under its target's row.
+fn print_checks(r: &TargetStatus, utc: bool) {
+    for c in &r.checks {
+        let since = c
+            .since
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| format!(" since {}", show_time(t.timestamp_millis() as u64, utc)))
+            .unwrap_or_default();
+        println!(
+            "  check {:<12} {:<9} {:<8} {} (limit: {}){since}",
+            c.name,
+            c.kind,
+            c.state,
+            c.value.as_deref().unwrap_or("-"),
+            c.limit,
+        );
     }
 }
 

@@ -34,6 +34,13 @@ pub(crate) struct StateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CheckLabel {
+    pub target: String,
+    pub check: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ExitLabel {
     pub target: String,
     pub reason: String,
@@ -85,6 +92,8 @@ pub(crate) struct Exposition {
     state: Family<StateLabel, Gauge>,
     window: Family<TargetLabel, Gauge>,
     probe_failures: Family<TargetLabel, Gauge>,
+    check_failed: Family<CheckLabel, Gauge>,
+    check_value: Family<CheckLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     sinks: SinkFamilies,
     snapshot: Arc<Snapshot>,
     /// Asks the event loop for a snapshot (it calls `Metrics::publish`).
@@ -201,6 +210,8 @@ impl Metrics {
             state: Family::default(),
             window: Family::default(),
             probe_failures: Family::default(),
+            check_failed: Family::default(),
+            check_value: Family::default(),
             sinks: SinkFamilies::default(),
             snapshot,
             ask,
@@ -225,6 +236,16 @@ impl Metrics {
             "probe_failures",
             "Consecutive stall probe failures",
             e.probe_failures.clone(),
+        );
+        registry.register(
+            "check_failed",
+            "1 while the check has failed for its `for` (PW2042 said, PW2043 not yet)",
+            e.check_failed.clone(),
+        );
+        registry.register(
+            "check_value",
+            "The check's last reading: bytes, % of one core, a count or seconds (resource checks only)",
+            e.check_value.clone(),
         );
         m.register(&mut registry);
         e.sinks.register(&mut registry);
@@ -345,13 +366,16 @@ impl Exposition {
         self.state.clear();
         self.window.clear();
         self.probe_failures.clear();
+        self.check_failed.clear();
+        self.check_value.clear();
         for t in status {
+            self.render_checks(t);
             let l = TargetLabel {
                 target: t.target.clone(),
             };
             self.up
                 .get_or_create(&l)
-                .set(i64::from(t.state == State::Up));
+                .set(i64::from(matches!(t.state, State::Up | State::Degraded)));
             self.window
                 .get_or_create(&l)
                 .set(t.restarts_in_window as i64);
@@ -370,6 +394,22 @@ impl Exposition {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    fn render_checks(&self, t: &TargetStatus) {
+        for c in &t.checks {
+            let l = CheckLabel {
+                target: t.target.clone(),
+                check: c.name.clone(),
+                kind: c.kind.clone(),
+            };
+            self.check_failed
+                .get_or_create(&l)
+                .set(i64::from(c.state == "failed"));
+            if let Some(v) = c.measured {
+                self.check_value.get_or_create(&l).set(v);
+            }
+        }
     }
 }
 

@@ -100,8 +100,22 @@ const CASES: &[Case] = &[
         severity: "error",
         labels: &[("target", "api"), ("state", "stalled")],
         summary: [
-            "target api on h1:9184: its process runs but its check fails",
-            "h1:9184 の監視対象 api: プロセスは動いていますが、チェックに失敗しています",
+            "target api on h1:9184: its process runs but its stall probe fails",
+            "h1:9184 の監視対象 api: プロセスは動いていますが、無応答の確認 (stall) に失敗しています",
+        ],
+    },
+    Case {
+        alert: "ProcwardCheckFailed",
+        series: r#"procward_check_failed{target="web",check="leak",kind="memory"}"#,
+        values: "0 1 1 1 0 0",
+        firing_at: "2m",
+        resolved_at: "5m",
+        message: "PW2042",
+        severity: "warning",
+        labels: &[("target", "web"), ("check", "leak"), ("kind", "memory")],
+        summary: [
+            "target web on h1:9184: check leak (memory) has failed",
+            "h1:9184 の監視対象 web: チェック leak (memory) が失敗しています",
         ],
     },
     Case {

@@ -75,8 +75,19 @@ const ALERTS: &[Alert] = &[
         message: "PW2040",
         severity: None,
         summary: [
-            "target {{ $labels.target }} on {{ $labels.instance }}: its process runs but its check fails",
-            "{{ $labels.instance }} の監視対象 {{ $labels.target }}: プロセスは動いていますが、チェックに失敗しています",
+            "target {{ $labels.target }} on {{ $labels.instance }}: its process runs but its stall probe fails",
+            "{{ $labels.instance }} の監視対象 {{ $labels.target }}: プロセスは動いていますが、無応答の確認 (stall) に失敗しています",
+        ],
+    },
+    Alert {
+        name: "ProcwardCheckFailed",
+        expr: "procward_check_failed == 1",
+        hold: "0s",
+        message: "PW2042",
+        severity: None,
+        summary: [
+            "target {{ $labels.target }} on {{ $labels.instance }}: check {{ $labels.check }} ({{ $labels.kind }}) has failed",
+            "{{ $labels.instance }} の監視対象 {{ $labels.target }}: チェック {{ $labels.check }} ({{ $labels.kind }}) が失敗しています",
         ],
     },
     Alert {

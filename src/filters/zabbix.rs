@@ -64,6 +64,9 @@ fn literal(s: &str) -> String {
 /// the message and of every message that clears it (all name it after
 /// the same words).
 fn correlation(m: &Message, clearers: &[&Message], lang: Lang) -> Option<(&'static str, String)> {
+    if let Some(c) = check_correlation(m, clearers, lang) {
+        return Some(c);
+    }
     ["target", "sink"].into_iter().find_map(|f| {
         let placeholder = format!("{{{{{f}}}}}");
         let prefix = |m: &Message| {
@@ -80,6 +83,36 @@ fn correlation(m: &Message, clearers: &[&Message], lang: Lang) -> Option<(&'stat
     })
 }
 
+/// A check's problems are told apart by target and check: the tag
+/// `check` is "TARGET CHECK", when the message and its clearers all name
+/// them in the same words.
+fn check_correlation(
+    m: &Message,
+    clearers: &[&Message],
+    lang: Lang,
+) -> Option<(&'static str, String)> {
+    let shape = |m: &Message| -> Option<(String, String)> {
+        let t = m.text(lang);
+        let a = t.find("{{target}}")?;
+        let rest = &t[a + "{{target}}".len()..];
+        let b = rest.find("{{check}} ")?;
+        let (pre, mid) = (&t[..a], &rest[..b]);
+        (!pre.contains("{{") && !mid.contains("{{")).then(|| (pre.to_string(), mid.to_string()))
+    };
+    let s = shape(m)?;
+    if clearers.iter().any(|c| shape(c).as_ref() != Some(&s)) {
+        return None;
+    }
+    Some((
+        "check",
+        format!(
+            "PW[0-9]{{4}} {}(.+?){}([^ ]+) ",
+            literal(&s.0),
+            literal(&s.1)
+        ),
+    ))
+}
+
 fn trigger(tpl: &str, key: &str, m: &Message, catalog: &Catalog, lang: Lang) -> Value {
     let find = |ids: &str| format!("find(/{tpl}/{key},,\"regexp\",\"{LINE}{ids} \")=1");
     let clearers = catalog.cleared_by(&m.id);
@@ -88,7 +121,8 @@ fn trigger(tpl: &str, key: &str, m: &Message, catalog: &Catalog, lang: Lang) -> 
     let corr = correlation(m, &clearers, lang).filter(|_| !clearers.is_empty());
     let mut tags = vec![json!({"tag": q("procward"), "value": q(&m.id)})];
     if let Some((field, pattern)) = &corr {
-        let value = format!("{{{{ITEM.VALUE}}.regsub(\"{pattern}\", \"\\1\")}}");
+        let groups = if *field == "check" { "\\1 \\2" } else { "\\1" };
+        let value = format!("{{{{ITEM.VALUE}}.regsub(\"{pattern}\", \"{groups}\")}}");
         tags.push(json!({"tag": q(field), "value": q(&value)}));
     }
     let action = match lang {

@@ -30,12 +30,14 @@ pub(crate) struct CheckState {
     pub(super) failed: bool,
     /// The last reading as shown.
     last: Option<String>,
+    /// The last resource reading (as f64 bits: the state compares as Eq).
+    last_value: Option<u64>,
     /// When it last changed between passing and failed.
     changed: Option<Ms>,
 }
 
 /// A row of a target's checks in `status`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub(crate) struct CheckStatus {
     pub name: String,
     pub kind: String,
@@ -43,6 +45,9 @@ pub(crate) struct CheckStatus {
     /// failed.
     pub state: String,
     pub value: Option<String>,
+    /// The last resource reading in its unit (bytes, %, count, seconds).
+    #[serde(default)]
+    pub measured: Option<f64>,
     pub limit: String,
     pub since: Option<String>,
 }
@@ -60,6 +65,7 @@ impl CheckState {
             kind: c.kind().into(),
             state: state.into(),
             value: self.last.clone(),
+            measured: self.last_value.map(f64::from_bits),
             limit: c.limit(),
             since: self.changed.map(crate::model::event::rfc3339_ms),
         }
@@ -125,6 +131,10 @@ impl Monitor {
         if t.main().map(|m| m.pid) != Some(pid) || !matches!(t.phase, Phase::Up(_)) {
             return; // a result for a process we no longer watch
         }
+        let raw = match reading {
+            Reading::Value(v) => v.map(f64::to_bits),
+            Reading::Probe(_) => None,
+        };
         let Some((fail, shown, limit)) = judge(check, reading) else {
             return;
         };
@@ -134,28 +144,31 @@ impl Monitor {
         }
         let cs = &mut up.checks[j];
         cs.last = Some(shown.clone());
+        cs.last_value = raw;
         let mut out = Out { actions, now };
         if !fail {
-            let since = cs.failing_since.take();
             cs.failures = 0;
+            cs.failing_since = None;
             if std::mem::take(&mut cs.failed) {
                 cs.changed = Some(now);
-                let failed_for = now.saturating_sub(since.unwrap_or(now));
-                let ev = EventSpec::new(msg::CHECK_PASSES)
-                    .target(&spec.name)
-                    .pid(pid)
-                    .field("check", check.name.as_str())
-                    .field("kind", check.kind())
-                    .field("value", shown)
-                    .field(
-                        "duration",
-                        humantime::format_duration(std::time::Duration::from_secs(
-                            failed_for / 1000,
-                        ))
-                        .to_string(),
-                    );
-                out.emit(t, ev);
             }
+            // Said for this process or one before it (restarted, stopped).
+            let Some(k) = t.owed.iter().position(|o| o.0 == j) else {
+                return;
+            };
+            let (_, since) = t.owed.swap_remove(k);
+            let failed_for = std::time::Duration::from_secs(now.saturating_sub(since) / 1000);
+            let ev = EventSpec::new(msg::CHECK_PASSES)
+                .target(&spec.name)
+                .pid(pid)
+                .field("check", check.name.as_str())
+                .field("kind", check.kind())
+                .field("value", shown)
+                .field(
+                    "duration",
+                    humantime::format_duration(failed_for).to_string(),
+                );
+            out.emit(t, ev);
             return;
         }
         cs.failures = cs.failures.saturating_add(1);
@@ -169,6 +182,9 @@ impl Monitor {
         }
         cs.failed = true;
         cs.changed = Some(now);
+        if !t.owed.iter().any(|o| o.0 == j) {
+            t.owed.push((j, since));
+        }
         let ev = EventSpec::new(msg::CHECK_FAILED)
             .target(&spec.name)
             .pid(pid)

@@ -635,6 +635,7 @@ impl Monitor {
                         if let Some(u) = t.up() {
                             u.checks.clear();
                         }
+                        t.owed.clear();
                     }
                     t.spec = spec;
                     if changed && matches!(t.phase, Phase::Up(_)) {

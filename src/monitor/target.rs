@@ -24,6 +24,9 @@ pub(crate) struct Target {
     pub(super) up_proc: Option<ProcRef>,
     /// How the last main process ended, when that could be learned.
     pub(super) last_exit: Option<ExitStatus>,
+    /// Checks (index, when they failed) whose PW2042 awaits its PW2043,
+    /// across restarts and stops of the target: the next pass says it.
+    pub(super) owed: Vec<(usize, Ms)>,
 }
 
 impl Target {
@@ -73,6 +76,7 @@ impl Target {
             last_event: None,
             down_reported: p.down_reported,
             up_proc: p.up.map(|u| u.0),
+            owed: Vec::new(),
             last_exit: p.last_exit,
         }
     }

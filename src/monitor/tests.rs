@@ -1251,6 +1251,17 @@ fn a_restart_check_stops_then_restarts_through_the_retry_window() {
             ..
         }
     )));
+    script(&mut m, 1, 0, T0 + 2 * S);
+    found(&mut m, &[200], T0 + 3 * S);
+    assert_eq!(m.status(T0)[0].checks[0].state, "pending");
+    // The new process passes: the failure said before is closed.
+    let a = reading(&mut m, 200, Some(20.0), T0 + 10 * S);
+    assert_eq!(ids(&a), vec![msg::CHECK_PASSES]);
+    assert_eq!(event(&a, msg::CHECK_PASSES).fields["duration"], "10s");
+    assert!(
+        reading(&mut m, 200, Some(20.0), T0 + 20 * S).is_empty(),
+        "once"
+    );
 }
 
 #[test]

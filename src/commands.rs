@@ -691,8 +691,12 @@ fn print_status(rows: &[TargetStatus], utc: bool) {
     }
 }
 
-/// A line per `[[target.check]]` under its target's row.
+/// A line per `[[target.check]]` under its target's row, and what it
+/// waits for.
 fn print_checks(r: &TargetStatus, utc: bool) {
+    if let Some(dep) = &r.waits_for {
+        println!("  waits for {dep} (depends-on)");
+    }
     for c in &r.checks {
         let since = c
             .since

@@ -326,7 +326,7 @@ fn status_exit_codes_events_without_the_daemon_and_broken_pipes() {
     assert_eq!(said(&["resume", "db"]), "resumed db\n");
     assert_eq!(said(&["reset", "db"]), "reset db\n");
     assert!(said(&["check"]).ends_with(
-        ": OK (2 targets, 0 syslog sinks, 0 SNMP sinks, 1 file, 51 catalog messages)\n"
+        ": OK (2 targets, 0 syslog sinks, 0 SNMP sinks, 1 file, 52 catalog messages)\n"
     ));
     // Usage: pause needs a target or --all, not both.
     assert_eq!(env.cli(&["pause"]).status.code(), Some(2));

@@ -4,6 +4,7 @@
 
 mod checks;
 mod daemon;
+mod deps;
 pub mod duration;
 mod pattern;
 mod probes;
@@ -507,6 +508,7 @@ pub fn load_reusing(
             targets.push(spec.clone());
         }
     }
+    deps::validate_deps(&mut c, &sources, &parsed.targets);
 
     c.errors
         .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));

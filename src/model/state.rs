@@ -14,6 +14,8 @@ pub enum State {
     Stalled,
     /// Up, but a notify-only `[[target.check]]` fails.
     Degraded,
+    /// A restart or start waits for a target it depends on.
+    Blocked,
     Down,
     Backoff,
     Restarting,
@@ -27,11 +29,12 @@ pub enum State {
 
 impl State {
     /// Every state, in the order of the enum.
-    pub const ALL: [State; 13] = [
+    pub const ALL: [State; 14] = [
         State::Waiting,
         State::Up,
         State::Stalled,
         State::Degraded,
+        State::Blocked,
         State::Down,
         State::Backoff,
         State::Restarting,
@@ -49,6 +52,7 @@ impl State {
             State::Up => "up",
             State::Stalled => "stalled",
             State::Degraded => "degraded",
+            State::Blocked => "blocked",
             State::Down => "down",
             State::Backoff => "backoff",
             State::Restarting => "restarting",

@@ -9,29 +9,34 @@ impl Monitor {
         let Some(&i) = self.index.get(name.as_str()) else {
             return actions; // a target removed by a reload
         };
+        let before = self.targets[i].phase.state();
+        self.dispatch(i, input, now, &mut actions);
+        if !self.with_deps.is_empty() && self.targets[i].phase.state() != before {
+            self.propagate(now, &mut actions);
+        }
+        actions
+    }
+
+    fn dispatch(&mut self, i: usize, input: Input, now: Ms, actions: &mut Vec<Action>) {
+        let name = input.target().clone();
         match input {
-            Input::Found { procs, .. } => self.on_found(i, procs, now, &mut actions),
+            Input::Found { procs, .. } => self.on_found(i, procs, now, actions),
             Input::Exited {
                 proc, kind, status, ..
-            } => self.on_exited(i, proc, kind, status, now, &mut actions),
-            Input::Children { pid, count, .. } => {
-                self.on_children(i, pid, count, now, &mut actions)
-            }
+            } => self.on_exited(i, proc, kind, status, now, actions),
+            Input::Children { pid, count, .. } => self.on_children(i, pid, count, now, actions),
             Input::Probe {
                 pid, ok, detail, ..
-            } => self.on_probe(i, pid, ok, detail, now, &mut actions),
+            } => self.on_probe(i, pid, ok, detail, now, actions),
             Input::Check {
                 check,
                 pid,
                 reading,
                 ..
-            } => self.on_check(i, check, pid, reading, now, &mut actions),
+            } => self.on_check(i, check, pid, reading, now, actions),
             Input::ScriptStarted { attempt, proc, .. } => {
                 let t = &mut self.targets[i];
-                let mut out = Out {
-                    actions: &mut actions,
-                    now,
-                };
+                let mut out = Out { actions, now };
                 if let Phase::Restarting {
                     attempt: a, script, ..
                 } = &mut t.phase
@@ -46,13 +51,10 @@ impl Monitor {
             }
             Input::ScriptDone {
                 attempt, outcome, ..
-            } => self.on_script_done(i, attempt, outcome, now, &mut actions),
+            } => self.on_script_done(i, attempt, outcome, now, actions),
             Input::CommandDone { outcome, .. } => {
                 let t = &mut self.targets[i];
-                let mut out = Out {
-                    actions: &mut actions,
-                    now,
-                };
+                let mut out = Out { actions, now };
                 let ev = match outcome {
                     ScriptOutcome::Exited { code: 0, .. } => {
                         EventSpec::new(msg::RETRY_OVER_COMMAND_DONE).target(&name)
@@ -64,9 +66,8 @@ impl Monitor {
                 };
                 out.emit(t, ev);
             }
-            Input::Timer { token, .. } => self.on_timer(i, token, now, &mut actions),
+            Input::Timer { token, .. } => self.on_timer(i, token, now, actions),
         }
-        actions
     }
 
     /// The main process's children counted (`children.min`).
@@ -143,6 +144,7 @@ impl Monitor {
             Phase::Waiting { .. }
             | Phase::Down
             | Phase::Backoff { .. }
+            | Phase::Blocked { .. }
             | Phase::Settling { .. }
                 if enough =>
             {

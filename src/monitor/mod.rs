@@ -6,6 +6,7 @@
 //! a fake clock.
 
 mod checks;
+mod deps;
 mod inputs;
 mod recovery;
 mod target;
@@ -236,6 +237,13 @@ pub(crate) enum Phase {
     RetryOver,
     Failed,
     Paused,
+    /// A restart (or start: `reason` manual) waits for `on`, a target it
+    /// depends on, to run.
+    Blocked {
+        reason: Reason,
+        pid: Option<u32>,
+        on: TargetId,
+    },
     /// Stopped by an operator (`procward stop`).
     Stopped,
     /// Being stopped by an operator: the restart script of `attempt`, while
@@ -288,6 +296,7 @@ impl Phase {
             Phase::Paused => State::Paused,
             Phase::Stopped => State::Stopped,
             Phase::Halting { .. } => State::Stopping,
+            Phase::Blocked { .. } => State::Blocked,
         }
     }
 
@@ -374,6 +383,10 @@ pub(crate) struct TargetStatus {
     /// How the last main process ended: null when never seen or unknown.
     #[serde(default)]
     pub last_exit: Option<ExitStatus>,
+    /// The dependency a blocked target waits for, or the one it was
+    /// stopped for (to be started again once it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waits_for: Option<String>,
     /// `[[target.check]]`: each one's state, last value and last change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckStatus>,
@@ -391,6 +404,8 @@ pub(crate) struct Monitor {
     targets: Vec<Target>,
     index: HashMap<String, usize>,
     rng: u64,
+    /// The targets with `depends-on` (deps.rs).
+    with_deps: Vec<usize>,
 }
 
 /// Actions collected while handling one input.
@@ -421,6 +436,7 @@ impl Monitor {
             targets: Vec::with_capacity(n),
             index: HashMap::with_capacity(n),
             rng: seed | 1,
+            with_deps: Vec::new(),
         };
         for spec in specs {
             let spec: Arc<TargetSpec> = spec.into();
@@ -428,6 +444,7 @@ impl Monitor {
             m.index.insert(spec.name.clone(), m.targets.len());
             m.targets.push(Target::new(spec, &p));
         }
+        m.index_deps();
         m
     }
 
@@ -578,6 +595,10 @@ impl Monitor {
                 },
                 last_exit: t.last_exit,
                 checks: checks::statuses(t),
+                waits_for: match &t.phase {
+                    Phase::Blocked { on, .. } => Some(on.to_string()),
+                    _ => t.held_for.as_ref().map(|h| h.to_string()),
+                },
             })
             .collect()
     }
@@ -658,6 +679,7 @@ impl Monitor {
                 target: name.into(),
             });
         }
+        self.index_deps();
         actions.push(Action::ScanSoon);
         actions.push(Action::Persist);
         actions
@@ -676,6 +698,11 @@ impl Monitor {
             .get(name)
             .ok_or_else(|| format!("no target named `{name}`"))?;
         let mut actions = Vec::new();
+        let before = self.targets[i].phase.state();
+        if matches!(cmd, Command::Stop { .. }) && before != State::Stopped {
+            // What depends on it stops first, the deepest first.
+            self.stop_dependents(i, now, &mut actions);
+        }
         let mut out = Out {
             actions: &mut actions,
             now,
@@ -690,6 +717,9 @@ impl Monitor {
         };
         if changed {
             out.push(Action::Persist);
+        }
+        if self.targets[i].phase.state() != before {
+            self.propagate(now, &mut actions);
         }
         Ok(actions)
     }

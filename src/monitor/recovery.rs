@@ -215,6 +215,9 @@ impl Monitor {
         now: Ms,
         actions: &mut Vec<Action>,
     ) {
+        if self.wait_for_deps(i, reason, pid, now, actions) {
+            return;
+        }
         let t = &mut self.targets[i];
         let name = t.id.clone();
         let attempt = if reason == Reason::Manual {

@@ -27,6 +27,9 @@ pub(crate) struct Target {
     /// Checks (index, when they failed) whose PW2042 awaits its PW2043,
     /// across restarts and stops of the target: the next pass says it.
     pub(super) owed: Vec<(usize, Ms)>,
+    /// Stopped because this dependency went down for good: started again
+    /// once it runs.
+    pub(super) held_for: Option<TargetId>,
 }
 
 impl Target {
@@ -77,6 +80,7 @@ impl Target {
             down_reported: p.down_reported,
             up_proc: p.up.map(|u| u.0),
             owed: Vec::new(),
+            held_for: None,
             last_exit: p.last_exit,
         }
     }

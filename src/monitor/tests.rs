@@ -1334,3 +1334,179 @@ fn a_failed_probe_check_says_why() {
     let a = probe(&mut m, Ok(()), T0 + 20 * S);
     assert_eq!(event(&a, msg::CHECK_PASSES).fields["value"], "passed");
 }
+
+fn chain() -> Monitor {
+    let db = spec("db");
+    let mut web = spec("web");
+    web.depends_on = vec!["db".into()];
+    let mut app = spec("app");
+    app.depends_on = vec!["web".into()];
+    Monitor::new(vec![db, web, app], &BTreeMap::new(), 42)
+}
+
+fn found_t(m: &mut Monitor, t: &str, pids: &[u32], now: Ms) -> Vec<Action> {
+    m.handle(
+        Input::Found {
+            target: t.into(),
+            procs: pids.iter().map(|&x| p(x)).collect(),
+        },
+        now,
+    )
+}
+
+fn killed_t(m: &mut Monitor, t: &str, pid: u32, now: Ms) -> Vec<Action> {
+    m.handle(
+        Input::Exited {
+            target: t.into(),
+            proc: p(pid),
+            kind: ExitKind::Disappeared,
+            status: None,
+        },
+        now,
+    )
+}
+
+fn script_t(m: &mut Monitor, t: &str, attempt: u32, now: Ms) -> Vec<Action> {
+    m.handle(
+        Input::ScriptDone {
+            target: t.into(),
+            attempt,
+            outcome: ScriptOutcome::Exited {
+                code: 0,
+                output: String::new(),
+            },
+        },
+        now,
+    )
+}
+
+fn state_of(m: &Monitor, t: &str) -> State {
+    m.status(T0)
+        .into_iter()
+        .find(|s| s.target == t)
+        .unwrap()
+        .state
+}
+
+fn runs_script(a: &[Action], t: &str) -> bool {
+    a.iter()
+        .any(|x| matches!(x, Action::RunScript { target, .. } if &**target == t))
+}
+
+#[test]
+fn a_restart_waits_while_a_dependency_does_not_run() {
+    let mut m = chain();
+    for (t, pid) in [("db", 100), ("web", 200), ("app", 300)] {
+        found_t(&mut m, t, &[pid], T0);
+    }
+    assert!(runs_script(&killed_t(&mut m, "db", 100, T0 + S), "db"));
+    let a = killed_t(&mut m, "web", 200, T0 + S);
+    assert!(!runs_script(&a, "web"), "db is being restarted");
+    assert_eq!(
+        ids(&a),
+        vec![msg::PROCESS_DISAPPEARED, msg::DEPENDENCY_WAIT]
+    );
+    let e = event(&a, msg::DEPENDENCY_WAIT);
+    assert_eq!(e.fields["dependency"], "db");
+    assert_eq!(e.fields["state"], "restarting");
+    assert_eq!(state_of(&m, "web"), State::Blocked);
+    let st = m
+        .status(T0)
+        .into_iter()
+        .find(|s| s.target == "web")
+        .unwrap();
+    assert_eq!(st.waits_for.as_deref(), Some("db"));
+    assert_eq!(st.restarts_in_window, 0, "a wait is not an attempt");
+    script_t(&mut m, "db", 1, T0 + 2 * S);
+    let a = found_t(&mut m, "db", &[101], T0 + 2 * S);
+    assert_eq!(ids(&a)[0], msg::TARGET_RECOVERED);
+    assert!(
+        runs_script(&a, "web"),
+        "db runs: web's restart goes on: {a:?}"
+    );
+    assert_eq!(state_of(&m, "web"), State::Restarting);
+}
+
+#[test]
+fn a_dependency_down_for_good_stops_its_dependents_and_starts_them_after_it() {
+    let mut m = chain();
+    for (t, pid) in [("db", 100), ("web", 200), ("app", 300)] {
+        found_t(&mut m, t, &[pid], T0);
+    }
+    // db gives up (RETRY-OVER after its retries).
+    let mut now = T0;
+    let mut pid = 100;
+    let mut all = Vec::new();
+    for attempt in 1..=4 {
+        now += 10 * S;
+        all = killed_t(&mut m, "db", pid, now);
+        if attempt == 4 {
+            break;
+        }
+        script_t(&mut m, "db", attempt, now);
+        pid += 1;
+        found_t(&mut m, "db", &[pid], now);
+    }
+    assert_eq!(state_of(&m, "db"), State::RetryOver);
+    let stops: Vec<&str> = all
+        .iter()
+        .filter_map(|x| match x {
+            Action::Emit(e) if e.id == msg::TARGET_STOPPED => e.target.as_deref(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stops, vec!["app", "web"], "the deepest first: {all:?}");
+    assert_eq!(
+        event(&all, msg::TARGET_STOPPED).fields["by"],
+        "dependency db"
+    );
+    found_t(&mut m, "web", &[], now);
+    found_t(&mut m, "app", &[], now);
+    assert_eq!(state_of(&m, "web"), State::Stopped);
+    assert_eq!(state_of(&m, "app"), State::Stopped);
+    // An operator starts db: web follows once db runs, then app.
+    m.command("db", Command::Start, "root", now).unwrap();
+    found_t(&mut m, "db", &[150], now + S);
+    assert_eq!(state_of(&m, "web"), State::Waiting, "web started");
+    assert_eq!(state_of(&m, "app"), State::Stopped, "app waits for web");
+    let a = found_t(&mut m, "web", &[250], now + 2 * S);
+    assert_eq!(event(&a, msg::TARGET_STARTED).fields["by"], "dependency db");
+    found_t(&mut m, "app", &[350], now + 3 * S);
+    assert_eq!(state_of(&m, "app"), State::Up);
+}
+
+#[test]
+fn an_operator_stop_stops_the_dependents_first() {
+    let mut m = chain();
+    for (t, pid) in [("db", 100), ("web", 200), ("app", 300)] {
+        found_t(&mut m, t, &[pid], T0);
+    }
+    let a = m
+        .command(
+            "db",
+            Command::Stop {
+                timeout: Duration::from_secs(2),
+            },
+            "root",
+            T0,
+        )
+        .unwrap();
+    let stops: Vec<(&str, &str)> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::Emit(e) if e.id == msg::TARGET_STOPPED => Some((
+                e.target.as_deref().unwrap(),
+                e.fields["by"].as_str().unwrap(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        stops,
+        vec![
+            ("app", "dependency db"),
+            ("web", "dependency db"),
+            ("db", "root")
+        ]
+    );
+}

@@ -1,6 +1,8 @@
 //! The `procward` command line: one function per subcommand, errors mapped
 //! to exit codes. `src/main.rs` only calls [`main`].
 
+mod table;
+
 use crate::catalog::render::Renderer;
 use crate::catalog::Catalog;
 use crate::cli::{CatalogCmd, Cli, Cmd, FiltersCmd, RenderFormat};
@@ -323,7 +325,7 @@ fn status(
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print_status(&rows, utc);
+        table::print_status(&rows, utc);
     }
     let all_up = rows.iter().all(|r| r.state == State::Up);
     Ok(if all_up { 0 } else { EXIT_NOT_UP })
@@ -347,7 +349,7 @@ fn watch(cfg: &Path, target: Option<String>, utc: bool, every: Duration) -> anyh
             "procward status, every {} ({now})",
             humantime::format_duration(every)
         );
-        print_status(&rows, utc);
+        table::print_status(&rows, utc);
         println!();
         std::thread::sleep(every);
     }
@@ -628,93 +630,6 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// The PIDS column: every pid while they fit, else the count and the first
-/// ones ("12: 4101,4102,…").
-fn pids_column(pids: &[u32], width: usize) -> String {
-    let all: Vec<String> = pids.iter().map(u32::to_string).collect();
-    let joined = all.join(",");
-    if pids.is_empty() {
-        return "-".into();
-    }
-    if joined.len() <= width {
-        return joined;
-    }
-    let mut out = format!("{}: ", pids.len());
-    for p in &all {
-        if out.len() + p.len() + 2 > width {
-            break;
-        }
-        out.push_str(p);
-        out.push(',');
-    }
-    out.push('…');
-    out
-}
-
-fn print_status(rows: &[TargetStatus], utc: bool) {
-    println!(
-        "{:<16} {:<11} {:<18} {:>9} {:>9}  {:<12} LAST EVENT",
-        "TARGET", "STATE", "PIDS", "UPTIME", "RESTARTS", "PROBE"
-    );
-    for r in rows {
-        let up = r
-            .uptime_s
-            .map(|s| humantime::format_duration(Duration::from_secs(s)).to_string());
-        let last = match (&r.last_event, &r.last_event_time) {
-            (Some(id), Some(t)) => {
-                let ms = chrono::DateTime::parse_from_rfc3339(t)
-                    .map(|t| t.timestamp_millis() as u64)
-                    .ok();
-                format!(
-                    "{id} {}",
-                    ms.map(|ms| show_time(ms, utc)).unwrap_or(t.clone())
-                )
-            }
-            _ => "-".into(),
-        };
-        let probe = match (&r.probe, r.probe_failures) {
-            (None, _) => "-".to_string(),
-            (Some(p), 0) if p == "ok" => "ok".to_string(),
-            (Some(_), n) => format!("failing ({n})"),
-        };
-        println!(
-            "{:<16} {:<11} {:<18} {:>9} {:>9}  {:<12} {}",
-            r.target,
-            r.state,
-            pids_column(&r.pids, 18),
-            up.as_deref().unwrap_or("-"),
-            format!("{}/{}", r.restarts_in_window, r.retry_max),
-            probe,
-            last
-        );
-        print_checks(r, utc);
-    }
-}
-
-/// A line per `[[target.check]]` under its target's row, and what it
-/// waits for.
-fn print_checks(r: &TargetStatus, utc: bool) {
-    if let Some(dep) = &r.waits_for {
-        println!("  waits for {dep} (depends-on)");
-    }
-    for c in &r.checks {
-        let since = c
-            .since
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| format!(" since {}", show_time(t.timestamp_millis() as u64, utc)))
-            .unwrap_or_default();
-        println!(
-            "  check {:<12} {:<9} {:<8} {} (limit: {}){since}",
-            c.name,
-            c.kind,
-            c.state,
-            c.value.as_deref().unwrap_or("-"),
-            c.limit,
-        );
-    }
-}
-
 fn filters(cmd: FiltersCmd, cfg_path: &Path) -> anyhow::Result<u8> {
     use crate::filters::{self, MANAGERS};
     match cmd {
@@ -807,6 +722,7 @@ mod tests {
 
     #[test]
     fn plurals_and_the_pids_column() {
+        use table::pids_column;
         assert_eq!(plural(1, "target", "targets"), "1 target");
         assert_eq!(plural(0, "target", "targets"), "0 targets");
         assert_eq!(pids_column(&[], 18), "-");

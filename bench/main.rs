@@ -133,6 +133,7 @@ struct Args {
     out: PathBuf,
     procward: PathBuf,
     /// Only these rows (procward, procward-regex, procward-loaded,
+    /// procward-checks (at N = 1,000),
     /// monit-pidfile, monit-matching, ps-loop); no /proc reader or
     /// discovery table then. For working on one row; BENCHMARKS.md is
     /// written from a run without it.
@@ -502,7 +503,13 @@ enum Variant {
     /// Pidfiles, with one busy loop per core running during the latency
     /// samples (no steady-state CPU figure: the loops would be in it).
     Loaded,
+    /// Pidfiles, and two resource checks per target (memory and CPU of
+    /// the tree, every 10 s): the steady-state CPU of the checks.
+    Checks,
 }
+
+/// The two checks of each target in the `Checks` variant.
+const CHECKS: &str = "[[target.check]]\nname = \"leak\"\nkind = \"memory\"\nscope = \"tree\"\nabove = \"1GiB\"\ninterval = \"10s\"\nfor = 3\naction = \"restart\"\n[[target.check]]\nname = \"busy\"\nkind = \"cpu\"\nscope = \"tree\"\nabove = 90\ninterval = \"10s\"\nfor = \"1m\"\n";
 
 fn bench_procward(
     a: &Args,
@@ -539,6 +546,9 @@ fn bench_procward(
             "[[target]]\nname = \"t{i}\"\n{matcher}\nrestart.script = \"{}\"\nrestart.settle = \"5s\"\nretry.max = 1000\nretry.window = \"1h\"\nretry.backoff = {{ initial = \"0s\", max = \"1s\" }}",
             script.display()
         );
+        if variant == Variant::Checks {
+            cfg.push_str(CHECKS);
+        }
     }
     let cfg_path = dir.join("procward.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
@@ -593,6 +603,11 @@ fn bench_procward(
         "   procward after start-up: VmHWM {:?} KiB",
         vm_hwm_kib(pid)
     );
+    if variant == Variant::Checks {
+        // Steady state: after the first round of checks, which opens the
+        // files the later ones read again (probe/resource.rs).
+        std::thread::sleep(Duration::from_secs(11));
+    }
     let cpu = if variant == Variant::Loaded {
         None
     } else {
@@ -608,6 +623,9 @@ fn bench_procward(
             Variant::Pidfile => "procward".into(),
             Variant::Regex => "procward (cmdline regex)".into(),
             Variant::Loaded => format!("procward, {cores} busy loops"),
+            Variant::Checks => {
+                "procward, 2 resource checks per target (memory and cpu of the tree, 10 s)".into()
+            }
         },
         cpu_pct: cpu,
         note: format!(
@@ -1073,6 +1091,9 @@ fn main() {
          line. Ratios are against procward in the same run. *procward (cmdline regex)* finds each target by \
          `match.cmdline = '^(/bin/)?sleep +100000\\\\.I$'` (a regex, not a plain literal) instead of a pidfile; the \
          *busy loops* row repeats the pidfile latency samples with one `while :; do :; done` per core running. The \
+         *resource checks* row (N = 1,000) gives each target two `[[target.check]]`, memory and CPU of its tree every \
+         10 s; its CPU is taken after the first round of checks, which opens the /proc files the later rounds read \
+         again. The \
          note gives procward's start-up (its spawn to the last target's PW2001) and the time of a `procward reload` \
          of the same configuration.\n",
         a.steady, a.samples
@@ -1130,6 +1151,17 @@ fn main() {
                 Variant::Loaded,
             ));
             eprintln!("   procward (loaded) done");
+        }
+        if n == 1000 && want("procward-checks") {
+            rows.push(bench_procward(
+                &a,
+                n,
+                &dir,
+                &mut targets,
+                false,
+                Variant::Checks,
+            ));
+            eprintln!("   procward (checks) done");
         }
         if want("monit-pidfile") {
             rows.push(bench_monit(&a, n, &dir, &mut targets, false, n <= 1000));

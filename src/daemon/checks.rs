@@ -9,10 +9,23 @@ use crate::config::{Check, CheckAction, TargetSpec, Test};
 use crate::model::{ProcRef, TargetId};
 use crate::monitor::{Input, Reading};
 use crate::probe::resource::{self, CpuSample};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// The resource checks of one target due together: (target, its main
+/// process, [(check, what, scope, its last CPU sample)]).
+type Batch = (
+    TargetId,
+    ProcRef,
+    Vec<(
+        usize,
+        crate::config::Resource,
+        crate::config::Scope,
+        Option<CpuSample>,
+    )>,
+);
 
 /// A resource reading done off the loop, with its next CPU sample.
 pub(super) struct Measured {
@@ -23,16 +36,25 @@ pub(super) struct Measured {
     sample: Option<CpuSample>,
 }
 
+/// The checks of one interval: all due at the same instants.
+struct Bucket {
+    every: Duration,
+    next: Instant,
+    checks: Vec<(TargetId, usize)>,
+}
+
 #[derive(Default)]
 pub(super) struct Checks {
-    /// (when, target, check) of each check's next run.
-    due: BTreeSet<(Instant, TargetId, usize)>,
+    /// The checks by interval.
+    buckets: Vec<Bucket>,
     /// Checks being run now (a slow probe is not started twice).
     running: HashSet<(TargetId, usize)>,
     /// The last CPU sample of each `cpu` check.
     cpu: HashMap<(TargetId, usize), CpuSample>,
     /// The instant the alignment counts from.
     epoch: Option<Instant>,
+    /// The /proc files of the main processes checked, kept open.
+    files: Arc<std::sync::Mutex<resource::Files>>,
 }
 
 impl Checks {
@@ -40,42 +62,40 @@ impl Checks {
     pub(super) fn plan<'a>(&mut self, targets: impl Iterator<Item = &'a Arc<TargetSpec>>) {
         let now = Instant::now();
         let epoch = *self.epoch.get_or_insert(now);
-        self.due.clear();
-        let mut keep = HashSet::new();
-        for spec in targets {
+        let mut by: BTreeMap<Duration, Vec<(TargetId, usize)>> = BTreeMap::new();
+        for spec in targets.filter(|s| !s.checks.is_empty()) {
+            let id: TargetId = spec.name.as_str().into();
             for (j, c) in spec.checks.iter().enumerate() {
-                let id: TargetId = spec.name.as_str().into();
-                self.due
-                    .insert((next_at(epoch, now, c.interval), id.clone(), j));
-                keep.insert((id, j));
+                by.entry(c.interval).or_default().push((id.clone(), j));
             }
         }
+        let keep: HashSet<&(TargetId, usize)> = by.values().flatten().collect();
         self.cpu.retain(|k, _| keep.contains(k));
+        self.buckets = by
+            .into_iter()
+            .map(|(every, checks)| Bucket {
+                every,
+                next: next_at(epoch, now, every),
+                checks,
+            })
+            .collect();
     }
 
     pub(super) fn next_wake(&self) -> Option<Instant> {
-        self.due.first().map(|d| d.0)
+        self.buckets.iter().map(|b| b.next).min()
     }
 
-    /// The checks due at `now`, each rescheduled at its next instant.
-    fn take_due(
-        &mut self,
-        now: Instant,
-        interval: impl Fn(&str, usize) -> Option<Duration>,
-    ) -> Vec<(TargetId, usize)> {
+    /// The checks due at `now` (not still running), their buckets moved
+    /// to their next instant.
+    fn take_due(&mut self, now: Instant) -> Vec<(TargetId, usize)> {
         let epoch = self.epoch.unwrap_or(now);
         let mut out = Vec::new();
-        while let Some(first) = self.due.first().filter(|d| d.0 <= now).cloned() {
-            self.due.remove(&first);
-            let (_, target, j) = first;
-            // Gone from the configuration: dropped from the schedule.
-            let Some(every) = interval(&target, j) else {
-                continue;
-            };
-            self.due
-                .insert((next_at(epoch, now, every), target.clone(), j));
-            if self.running.insert((target.clone(), j)) {
-                out.push((target, j));
+        for b in self.buckets.iter_mut().filter(|b| b.next <= now) {
+            b.next = next_at(epoch, now, b.every);
+            for c in &b.checks {
+                if self.running.insert(c.clone()) {
+                    out.push(c.clone());
+                }
             }
         }
         out
@@ -91,46 +111,62 @@ fn next_at(epoch: Instant, now: Instant, every: Duration) -> Instant {
 }
 
 impl Daemon {
-    /// Run the checks due now.
+    /// Run the checks due now: probes each in a task, the resource checks
+    /// in one blocking task, those of one target read together.
     pub(super) fn start_checks(&mut self, now: Instant) {
-        let monitor = &self.monitor;
-        let due = self.checks.take_due(now, |t, j| {
-            Some(monitor.target(t)?.spec.checks.get(j)?.interval)
-        });
-        let mut batch = Vec::new();
+        let due = self.checks.take_due(now);
+        // (target, main process, [(check, what, scope, last CPU sample)])
+        let mut batch: Vec<Batch> = Vec::new();
         for (target, j) in due {
             let Some((spec, main)) = self.monitor.up_main(&target) else {
                 self.checks.running.remove(&(target, j));
                 continue; // not up: nothing to check now
             };
             let spec = spec.clone();
-            let check = &spec.checks[j];
-            match &check.test {
-                Test::Probe(_) => self.run_probe_check(target, j, spec.clone(), main),
-                Test::Resource { what, scope, .. } => {
-                    let prev = self.checks.cpu.get(&(target.clone(), j)).cloned();
-                    batch.push((target, j, main, *what, *scope, prev));
-                }
+            let Some(check) = spec.checks.get(j) else {
+                self.checks.running.remove(&(target, j));
+                continue;
+            };
+            let Test::Resource { what, scope, .. } = check.test else {
+                self.run_probe_check(target, j, spec.clone(), main);
+                continue;
+            };
+            let prev = self.checks.cpu.get(&(target.clone(), j)).cloned();
+            match batch.last_mut() {
+                Some(b) if b.0 == target => b.2.push((j, what, scope, prev)),
+                _ => batch.push((target, main, vec![(j, what, scope, prev)])),
             }
         }
         if batch.is_empty() {
             return;
         }
         let tx = self.tx.clone();
+        let files = self.checks.files.clone();
         tokio::task::spawn_blocking(move || {
-            let readings = batch
-                .into_iter()
-                .map(|(target, check, main, what, scope, prev)| {
-                    let (value, sample) = resource::measure(main, what, scope, prev.as_ref());
-                    Measured {
-                        target,
-                        check,
+            let mut files = files.lock().unwrap_or_else(|e| e.into_inner());
+            files.sweep();
+            let boot = resource::boot_ticks();
+            let mut readings = Vec::new();
+            for (target, main, checks) in batch {
+                let wants: Vec<resource::Want> = checks
+                    .iter()
+                    .map(|(_, what, scope, prev)| resource::Want {
+                        what: *what,
+                        scope: *scope,
+                        prev: prev.as_ref(),
+                    })
+                    .collect();
+                let got = resource::measure(main, &wants, boot, &mut files);
+                for ((j, ..), (value, sample)) in checks.iter().zip(got) {
+                    readings.push(Measured {
+                        target: target.clone(),
+                        check: *j,
                         pid: main.pid,
                         value,
                         sample,
-                    }
-                })
-                .collect();
+                    });
+                }
+            }
             let _ = tx.send(Msg::Measured(readings));
         });
     }
@@ -210,7 +246,7 @@ impl Daemon {
             &spec,
             check,
             argv,
-            check.interval.max(Duration::from_secs(60)),
+            spec.restart.timeout,
             pid,
             &self.cfg.daemon.state_dir,
             "action",

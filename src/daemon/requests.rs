@@ -240,7 +240,7 @@ impl Daemon {
                 eprintln!("procward: {e:#}");
             }
         }
-        let acts = self.monitor.reconfigure(cfg.targets.clone());
+        let acts = self.monitor.reconfigure(cfg.targets.clone(), now_ms());
         self.discovery.lookups.clear();
         self.persist.touched_all();
         self.out.reload(&cfg, renderer);

@@ -28,12 +28,36 @@ pub(crate) struct CheckState {
     failing_since: Option<Ms>,
     /// Failed for its `for`: PW2042 said, PW2043 due on a pass.
     pub(super) failed: bool,
-    /// The last reading as shown.
-    last: Option<String>,
-    /// The last resource reading (as f64 bits: the state compares as Eq).
-    last_value: Option<u64>,
+    /// The last reading.
+    last: Option<Last>,
     /// When it last changed between passing and failed.
     changed: Option<Ms>,
+}
+
+/// A check's last reading: a resource's value (as f64 bits: the state
+/// compares as Eq), shown only when asked (events, status); a probe's
+/// result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Last {
+    Value(u64),
+    Probe(Result<(), String>),
+}
+
+impl Last {
+    fn shown(&self, c: &crate::config::Check) -> String {
+        match (self, &c.test) {
+            (Last::Value(v), Test::Resource { what, .. }) => what.show(f64::from_bits(*v)),
+            (Last::Probe(Err(e)), _) => e.clone(),
+            _ => "passed".into(),
+        }
+    }
+
+    fn value(&self) -> Option<f64> {
+        match self {
+            Last::Value(v) => Some(f64::from_bits(*v)),
+            Last::Probe(_) => None,
+        }
+    }
 }
 
 /// A row of a target's checks in `status`.
@@ -64,8 +88,8 @@ impl CheckState {
             name: c.name.clone(),
             kind: c.kind().into(),
             state: state.into(),
-            value: self.last.clone(),
-            measured: self.last_value.map(f64::from_bits),
+            value: self.last.as_ref().map(|l| l.shown(c)),
+            measured: self.last.as_ref().and_then(Last::value),
             limit: c.limit(),
             since: self.changed.map(crate::model::event::rfc3339_ms),
         }
@@ -87,28 +111,33 @@ pub(super) fn statuses(t: &Target) -> Vec<CheckStatus> {
         .collect()
 }
 
-/// What was measured, as events show it, and whether it fails.
-fn judge(c: &crate::config::Check, reading: Reading) -> Option<(bool, String, String)> {
-    match (reading, &c.test) {
-        (Reading::Probe(Ok(())), _) => Some((false, "passed".into(), String::new())),
-        (Reading::Probe(Err(e)), _) => Some((true, e, "a pass".into())),
-        (Reading::Value(None), _) => None,
-        (
-            Reading::Value(Some(v)),
-            Test::Resource {
-                what, above, below, ..
-            },
-        ) => {
-            // The limit the value broke (or, passing, the first there is).
-            let limit = match (above, below) {
-                (_, Some(b)) if v < *b => format!("at least {}", what.show(*b)),
-                (Some(a), _) => format!("at most {}", what.show(*a)),
-                (None, Some(b)) => format!("at least {}", what.show(*b)),
-                (None, None) => String::new(),
-            };
-            Some((c.breaks(v), what.show(v), limit))
+/// The reading as kept, and whether it fails; `None`: nothing to judge.
+fn judge(c: &crate::config::Check, reading: Reading) -> Option<(bool, Last)> {
+    match reading {
+        Reading::Probe(r) => Some((r.is_err(), Last::Probe(r))),
+        Reading::Value(Some(v)) if matches!(c.test, Test::Resource { .. }) => {
+            Some((c.breaks(v), Last::Value(v.to_bits())))
         }
-        (Reading::Value(Some(_)), Test::Probe(_)) => None,
+        Reading::Value(_) => None,
+    }
+}
+
+/// The limit a failing reading broke, as events show it.
+fn broken_limit(c: &crate::config::Check, last: &Last) -> String {
+    let (
+        Test::Resource {
+            what, above, below, ..
+        },
+        Some(v),
+    ) = (&c.test, last.value())
+    else {
+        return "a pass".into();
+    };
+    match (above, below) {
+        (_, Some(b)) if v < *b => format!("at least {}", what.show(*b)),
+        (Some(a), _) => format!("at most {}", what.show(*a)),
+        (None, Some(b)) => format!("at least {}", what.show(*b)),
+        (None, None) => String::new(),
     }
 }
 
@@ -131,11 +160,7 @@ impl Monitor {
         if t.main().map(|m| m.pid) != Some(pid) || !matches!(t.phase, Phase::Up(_)) {
             return; // a result for a process we no longer watch
         }
-        let raw = match reading {
-            Reading::Value(v) => v.map(f64::to_bits),
-            Reading::Probe(_) => None,
-        };
-        let Some((fail, shown, limit)) = judge(check, reading) else {
+        let Some((fail, last)) = judge(check, reading) else {
             return;
         };
         let up = t.up().expect("up");
@@ -143,8 +168,7 @@ impl Monitor {
             up.checks.resize(spec.checks.len(), CheckState::default());
         }
         let cs = &mut up.checks[j];
-        cs.last = Some(shown.clone());
-        cs.last_value = raw;
+        cs.last = Some(last.clone());
         let mut out = Out { actions, now };
         if !fail {
             cs.failures = 0;
@@ -163,7 +187,7 @@ impl Monitor {
                 .pid(pid)
                 .field("check", check.name.as_str())
                 .field("kind", check.kind())
-                .field("value", shown)
+                .field("value", last.shown(check))
                 .field(
                     "duration",
                     humantime::format_duration(failed_for).to_string(),
@@ -190,8 +214,8 @@ impl Monitor {
             .pid(pid)
             .field("check", check.name.as_str())
             .field("kind", check.kind())
-            .field("value", shown)
-            .field("limit", limit)
+            .field("value", last.shown(check))
+            .field("limit", broken_limit(check, &last))
             .field("held", check.hold.show())
             .field("action", check.action.as_str());
         out.emit(t, ev);

@@ -8,9 +8,13 @@
 
 use super::*;
 
-/// A dependency that counts as running.
+/// A dependency that counts as running (a paused one is not watched:
+/// nothing says it does not run).
 fn runs(st: State) -> bool {
-    matches!(st, State::Up | State::Degraded | State::Stalled)
+    matches!(
+        st,
+        State::Up | State::Degraded | State::Stalled | State::Paused
+    )
 }
 
 /// A dependency down until an operator (or its recovery from RETRY-OVER)
@@ -25,6 +29,18 @@ impl Monitor {
         self.with_deps = (0..self.targets.len())
             .filter(|&i| !self.targets[i].spec.depends_on.is_empty())
             .collect();
+    }
+
+    /// After a reload: a blocked target whose dependencies changed may go
+    /// on (its `depends-on` removed, or naming a target that runs).
+    pub(super) fn unblock_after_reload(&mut self, now: Ms, actions: &mut Vec<Action>) {
+        for i in 0..self.targets.len() {
+            if let Phase::Blocked { reason, pid, .. } = self.targets[i].phase.clone() {
+                if self.blocked_by(i).is_none() {
+                    self.start_restart(i, reason, pid, now, actions);
+                }
+            }
+        }
     }
 
     /// The first dependency of target `i` that does not run, with its state.

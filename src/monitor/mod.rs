@@ -637,6 +637,7 @@ impl Monitor {
     pub(crate) fn reconfigure<S: Into<Arc<TargetSpec>>>(
         &mut self,
         specs: impl IntoIterator<Item = S>,
+        now: Ms,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
         let mut old: HashMap<String, Target> = self
@@ -680,6 +681,7 @@ impl Monitor {
             });
         }
         self.index_deps();
+        self.unblock_after_reload(now, &mut actions);
         actions.push(Action::ScanSoon);
         actions.push(Action::Persist);
         actions

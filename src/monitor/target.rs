@@ -250,6 +250,7 @@ impl Target {
     /// window starts empty; the script runs if the next scan finds nothing.
     pub(super) fn start(&mut self, out: &mut Out, by: &str) -> Result<bool, String> {
         let name = self.id.clone();
+        self.held_for = None;
         if matches!(
             self.phase,
             Phase::Up(_)
@@ -291,6 +292,7 @@ impl Target {
     /// target is `stopped` only once nothing of it runs.
     pub(super) fn stop(&mut self, out: &mut Out, by: &str, timeout: std::time::Duration) -> bool {
         let name = self.id.clone();
+        self.held_for = None;
         if matches!(self.phase, Phase::Stopped | Phase::Halting { .. }) {
             return false;
         }

@@ -631,12 +631,12 @@ fn reload_keeps_state_of_unchanged_targets() {
     let mut m = mon(spec("a"));
     found(&mut m, &[100], T0);
     crash_and_recover(&mut m, 100, T0);
-    let a = m.reconfigure(vec![spec("a"), spec("b")]);
+    let a = m.reconfigure(vec![spec("a"), spec("b")], T0);
     assert!(!a.iter().any(|x| matches!(x, Action::UntrackAll { .. })));
     assert_eq!(state(&m), State::Up);
     assert_eq!(m.status(T0 + S)[0].restarts_in_window, 1);
     assert_eq!(m.target("b").unwrap().phase.state(), State::Waiting);
-    let a = m.reconfigure(vec![spec("b")]);
+    let a = m.reconfigure(vec![spec("b")], T0);
     assert!(a.contains(&Action::UntrackAll { target: "a".into() }));
     assert!(m.target("a").is_none());
 }
@@ -1508,5 +1508,54 @@ fn an_operator_stop_stops_the_dependents_first() {
             ("web", "dependency db"),
             ("db", "root")
         ]
+    );
+}
+
+#[test]
+fn a_reload_that_drops_the_dependency_lets_a_blocked_restart_go_on() {
+    let mut m = chain();
+    for (t, pid) in [("db", 100), ("web", 200), ("app", 300)] {
+        found_t(&mut m, t, &[pid], T0);
+    }
+    killed_t(&mut m, "db", 100, T0 + S);
+    killed_t(&mut m, "web", 200, T0 + S);
+    assert_eq!(state_of(&m, "web"), State::Blocked);
+    let a = m.reconfigure(vec![spec("db"), spec("web"), spec("app")], T0 + 2 * S);
+    assert!(runs_script(&a, "web"), "{a:?}");
+    // An operator's stop of a target stopped for its dependency makes it
+    // the operator's: it is not started with the dependency.
+    let mut m = chain();
+    for (t, pid) in [("db", 100), ("web", 200), ("app", 300)] {
+        found_t(&mut m, t, &[pid], T0);
+    }
+    m.command(
+        "db",
+        Command::Stop {
+            timeout: Duration::from_secs(2),
+        },
+        "root",
+        T0,
+    )
+    .unwrap();
+    for t in ["app", "web", "db"] {
+        found_t(&mut m, t, &[], T0 + S);
+    }
+    m.command(
+        "app",
+        Command::Stop {
+            timeout: Duration::from_secs(2),
+        },
+        "root",
+        T0 + S,
+    )
+    .unwrap();
+    m.command("db", Command::Start, "root", T0 + 2 * S).unwrap();
+    found_t(&mut m, "db", &[150], T0 + 3 * S);
+    found_t(&mut m, "web", &[250], T0 + 4 * S);
+    assert_eq!(state_of(&m, "web"), State::Up);
+    assert_eq!(
+        state_of(&m, "app"),
+        State::Stopped,
+        "stopped by the operator"
     );
 }

@@ -8,7 +8,7 @@
 //! allocates less. `procfs` stays a dev-dependency of the bench only.
 
 use crate::model::ProcRef;
-use std::io::{self, Read};
+use std::io;
 
 pub const PF_KTHREAD: u64 = 0x0020_0000;
 
@@ -83,13 +83,51 @@ pub fn parse_stat(buf: &[u8]) -> Option<Stat> {
 /// Read /proc/PID/stat with one read into `buf` (reused). `Ok(None)` when
 /// the process is gone.
 pub fn read_stat(pid: u32, buf: &mut Vec<u8>) -> io::Result<Option<Stat>> {
-    buf.clear();
     let path = format!("/proc/{pid}/stat");
-    match std::fs::File::open(&path).and_then(|mut f| f.read_to_end(buf)) {
-        Ok(_) => Ok(parse_stat(buf)),
+    match read_small(&path, buf) {
+        Ok(()) => Ok(parse_stat(buf)),
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH)) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Read a small /proc file into `buf` (reused) in three system calls:
+/// open, one read (more only when the buffer fills: a /proc file read
+/// short has no more), close. `read_to_end` takes one more read to see
+/// the end, `read_to_string` a `statx` too.
+pub fn read_small(path: &str, buf: &mut Vec<u8>) -> io::Result<()> {
+    let fd = open_proc(path)?;
+    reread(&fd, buf)
+}
+
+/// Open a /proc file to read it, now and again later with [`reread`].
+pub fn open_proc(path: &str) -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    Ok(rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Read an open /proc file from its start into `buf` (reused): what it
+/// says now (a /proc file is made again at each read from offset 0).
+pub fn reread(fd: &std::os::fd::OwnedFd, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    buf.resize(buf.capacity().max(1024), 0);
+    let mut len = 0;
+    loop {
+        let n = rustix::io::pread(fd, &mut buf[len..], len as u64)?;
+        len += n;
+        if n == 0 || len < buf.len() {
+            break;
+        }
+        // Full: there may be more. Bounded by what the kernel gives.
+        let more = buf.len() * 2;
+        buf.resize(more, 0);
+    }
+    buf.truncate(len);
+    Ok(())
 }
 
 /// The state of a pinned process now: None when it is gone (or the pid

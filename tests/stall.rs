@@ -213,7 +213,7 @@ fn a_hanging_exec_probe_is_killed_with_its_children() {
     write_exec(
         &probe,
         &format!(
-            "#!/bin/sh\nsleep 100 &\necho $! >> {p}\necho $$ >> {p}\nwait\n",
+            "#!/bin/sh\ncat /proc/$PPID/comm >> {p}.parent\nsleep 100 &\necho $! >> {p}\necho $$ >> {p}\nwait\n",
             p = pids.display()
         ),
     );
@@ -240,6 +240,12 @@ fn a_hanging_exec_probe_is_killed_with_its_children() {
     println!(
         "hanging exec probe detected {} ms after monitoring began (bound: (200ms + 300ms) x 2 = 1000 ms)",
         event_time(&st) - event_time(&found)
+    );
+    // Started by the spawner, not forked from the daemon.
+    let parents = std::fs::read_to_string(env.path("probe.pids.parent")).unwrap();
+    assert!(
+        parents.lines().all(|l| l == "procward-spawn"),
+        "{parents}"
     );
     // Every probe shell and its background sleep are gone (or zombies
     // awaiting their reaper), none left running.

@@ -212,13 +212,16 @@ impl Daemon {
             let check = &spec.checks[j];
             let result = match &check.test {
                 Test::Probe(crate::config::Probe::Exec { argv, timeout }) => {
-                    let run =
-                        check_run(&spec, check, argv, *timeout, main.pid, &state_dir, "probe");
-                    let ran = crate::action::run(run, Some(&spawner), |_| {}).await;
-                    match ran.outcome {
-                        crate::monitor::ScriptOutcome::Exited { code: 0, .. } => Ok(()),
-                        other => Err(probe_failure(&argv[0], &other)),
-                    }
+                    let run = check_run(
+                        &spec,
+                        Some(check),
+                        argv,
+                        *timeout,
+                        main.pid,
+                        &state_dir,
+                        "probe",
+                    );
+                    exec_probe(run, &spawner).await
                 }
                 Test::Probe(p) => crate::probe::stall::run(p, main).await,
                 Test::Resource { .. } => return,
@@ -244,7 +247,7 @@ impl Daemon {
         let check = &spec.checks[j];
         let run = check_run(
             &spec,
-            check,
+            Some(check),
             argv,
             spec.restart.timeout,
             pid,
@@ -262,36 +265,61 @@ impl Daemon {
     }
 }
 
-/// A check's command as a run: a clean environment that names the
-/// target, its process and the check; the target's restart.user; the
-/// output in `script-logs/TARGET.check-NAME.log`.
-fn check_run(
+/// A check's command (or a stall probe's, `check` None) as a run: a clean
+/// environment that names the target, its process and the check; the
+/// target's restart.user; the output in `script-logs/TARGET.check-NAME.log`
+/// (`TARGET.stall.log`).
+pub(super) fn check_run(
     spec: &TargetSpec,
-    check: &Check,
+    check: Option<&Check>,
     argv: &[String],
     timeout: Duration,
     pid: u32,
     state_dir: &std::path::Path,
     what: &str,
 ) -> crate::action::Run {
+    let mut env = vec![
+        ("PROCWARD_TARGET".into(), spec.name.clone()),
+        ("PROCWARD_PID".into(), pid.to_string()),
+    ];
+    let (log, label) = match check {
+        Some(c) => {
+            env.push(("PROCWARD_CHECK".into(), c.name.clone()));
+            env.push(("PROCWARD_CHECK_KIND".into(), c.kind().into()));
+            (
+                format!("{}.check-{}.log", spec.name, c.name),
+                format!("check {}", c.name),
+            )
+        }
+        None => (format!("{}.stall.log", spec.name), "stall".into()),
+    };
     crate::action::Run {
         argv: argv.to_vec(),
-        env: vec![
-            ("PROCWARD_TARGET".into(), spec.name.clone()),
-            ("PROCWARD_PID".into(), pid.to_string()),
-            ("PROCWARD_CHECK".into(), check.name.clone()),
-            ("PROCWARD_CHECK_KIND".into(), check.kind().into()),
-        ],
+        env,
         user: spec.restart.user.clone(),
         timeout,
-        log: state_dir
-            .join("script-logs")
-            .join(format!("{}.check-{}.log", spec.name, check.name)),
+        log: state_dir.join("script-logs").join(log),
         header: format!(
-            "{} check {} {what}",
+            "{} {label} {what}",
             crate::model::event::rfc3339_ms(crate::model::event::now_ms()),
-            check.name
         ),
+    }
+}
+
+/// Run an exec probe through the spawner: `Ok` when it exits 0, else why
+/// not.
+pub(super) async fn exec_probe(
+    run: crate::action::Run,
+    spawner: &crate::action::spawner::Spawner,
+) -> Result<(), String> {
+    let program = run.argv[0].clone();
+    let timeout = humantime::format_duration(run.timeout);
+    match crate::action::run(run, Some(spawner), |_| {}).await.outcome {
+        crate::monitor::ScriptOutcome::Exited { code: 0, .. } => Ok(()),
+        crate::monitor::ScriptOutcome::TimedOut { .. } => {
+            Err(format!("{program}: no answer within {timeout}"))
+        }
+        other => Err(probe_failure(&program, &other)),
     }
 }
 

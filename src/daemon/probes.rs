@@ -13,22 +13,43 @@ use tokio::time::Instant;
 
 impl Daemon {
     pub(super) fn start_probes(&mut self, now: Instant) {
-        let due: Vec<(String, crate::config::Stall, ProcRef)> = self
+        let due: Vec<(Arc<config::TargetSpec>, ProcRef)> = self
             .monitor
             .probe_targets()
             .filter(|(spec, _)| self.schedule.probe_due(&spec.name, now))
-            .filter_map(|(spec, p)| {
-                spec.stall
-                    .as_deref()
-                    .cloned()
-                    .map(|s| (spec.name.clone(), s, p))
-            })
+            .map(|(spec, p)| (spec.clone(), p))
             .collect();
-        for (name, stall, p) in due {
+        for (spec, p) in due {
+            let Some(stall) = spec.stall.as_deref() else {
+                continue;
+            };
+            let name = spec.name.clone();
             self.schedule.probe_started(&name, now + stall.interval);
             let tx = self.tx.clone();
+            // An exec probe runs through the spawner, as the target's
+            // user, like a check's (daemon/checks.rs).
+            let exec = match &stall.probe {
+                config::Probe::Exec { argv, timeout } => Some(super::checks::check_run(
+                    &spec,
+                    None,
+                    argv,
+                    *timeout,
+                    p.pid,
+                    &self.cfg.daemon.state_dir,
+                    "probe",
+                )),
+                _ => None,
+            };
+            let spawner = self.spawner.clone();
             tokio::spawn(async move {
-                let (ok, detail) = match crate::probe::stall::run(&stall.probe, p).await {
+                let result = match exec {
+                    Some(run) => super::checks::exec_probe(run, &spawner).await,
+                    None => match spec.stall.as_deref() {
+                        Some(stall) => crate::probe::stall::run(&stall.probe, p).await,
+                        None => Ok(()),
+                    },
+                };
+                let (ok, detail) = match result {
                     Ok(()) => (true, String::new()),
                     Err(e) => (false, e),
                 };

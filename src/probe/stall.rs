@@ -1,12 +1,12 @@
 //! Stall probes: is a live process still doing its job? Each runs off the
-//! event loop's critical path with its own timeout; a probe command runs in
-//! its own process group, which is killed when the probe ends, so a hung
-//! probe or one that leaves children never blocks or leaks.
+//! event loop's critical path with its own timeout. A probe command (exec)
+//! is run by the daemon through the spawner (daemon/checks.rs), in its own
+//! process group killed at its timeout, so a hung probe or one that leaves
+//! children never blocks or leaks.
 
 use crate::config::Probe;
 use crate::model::ProcRef;
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,10 +15,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// (for the `state` probe).
 static STUCK_SINCE: Mutex<Option<HashMap<ProcRef, Instant>>> = Mutex::new(None);
 
-/// Run one probe of process `p`. `Ok` when it passes, else why not.
+/// Run one probe of process `p`. `Ok` when it passes, else why not. An
+/// exec probe is the daemon's to run, through the spawner as the target's
+/// user (daemon/checks.rs): not here.
 pub async fn run(probe: &Probe, p: ProcRef) -> Result<(), String> {
     match probe {
-        Probe::Exec { argv, timeout } => exec(argv, *timeout, p).await,
+        Probe::Exec { argv, .. } => Err(format!(
+            "{}: an exec probe runs through the spawner",
+            argv[0]
+        )),
         Probe::Tcp { address, timeout } => {
             match tokio::time::timeout(*timeout, tokio::net::TcpStream::connect(address.as_str()))
                 .await
@@ -120,59 +125,6 @@ async fn state(p: ProcRef, max_duration: Duration) -> Result<(), String> {
         map.remove(&p);
     }
     Ok(())
-}
-
-async fn exec(argv: &[String], timeout: Duration, p: ProcRef) -> Result<(), String> {
-    let mut cmd = tokio::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .env("PROCWARD_PID", p.pid.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| format!("{}: {e}", argv[0]))?;
-    let pgid = child.id().unwrap_or(0) as i32;
-    let mut err = child.stderr.take();
-    let result = tokio::time::timeout(timeout, child.wait()).await;
-    // Whatever it left behind goes with its group.
-    if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-    }
-    match result {
-        Err(_) => {
-            let _ = child.wait().await;
-            Err(format!(
-                "{}: no answer within {}",
-                argv[0],
-                humantime::format_duration(timeout)
-            ))
-        }
-        Ok(Err(e)) => Err(format!("{}: {e}", argv[0])),
-        Ok(Ok(status)) if status.success() => Ok(()),
-        Ok(Ok(status)) => {
-            let mut text = String::new();
-            if let Some(e) = err.as_mut() {
-                let mut buf = vec![0u8; 300];
-                if let Ok(Ok(n)) =
-                    tokio::time::timeout(Duration::from_millis(50), e.read(&mut buf)).await
-                {
-                    text = String::from_utf8_lossy(&buf[..n])
-                        .trim()
-                        .replace('\n', " | ");
-                }
-            }
-            let how = match status.code() {
-                Some(c) => format!("exit code {c}"),
-                None => "killed by a signal".into(),
-            };
-            if text.is_empty() {
-                Err(format!("{}: {how}", argv[0]))
-            } else {
-                Err(format!("{}: {how}: {text}", argv[0]))
-            }
-        }
-    }
 }
 
 async fn http_get(host: &str, port: u16, path: &str) -> std::io::Result<(u16, String)> {

@@ -227,4 +227,29 @@ mod tests {
         assert!(!re.is_match("axb (c)? {d}|e$ 監視対象 "));
         assert!(!p.contains('\\'));
     }
+
+    #[test]
+    fn a_check_s_problems_are_told_apart_by_target_and_check() {
+        use crate::catalog::render::Renderer;
+        use crate::catalog::Catalog;
+        let r = Renderer::new(std::sync::Arc::new(Catalog::embedded()), None, "h").unwrap();
+        for (lang, line) in [
+            (
+                Lang::En,
+                "procward[1]: PW2042 target web: check leak (memory) failed for 3 checks in a row: 2.1GiB, expected at most 2.0GiB (action: restart)",
+            ),
+            (
+                Lang::Ja,
+                "procward[1]: PW2043 監視対象 web: チェック leak (メモリ使用量 (RSS)) が再び正常になりました: 1.0GiB (異常が続いた時間: 2分)",
+            ),
+        ] {
+            let m = r.catalog.get("PW2042").unwrap();
+            let clearers = r.catalog.cleared_by("PW2042");
+            let (tag, pattern) = correlation(m, &clearers, lang).unwrap();
+            assert_eq!(tag, "check");
+            let re = regex::Regex::new(&pattern).unwrap();
+            let c = re.captures(line).unwrap_or_else(|| panic!("{pattern} on {line}"));
+            assert_eq!((&c[1], &c[2]), ("web", "leak"));
+        }
+    }
 }

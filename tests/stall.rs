@@ -243,10 +243,7 @@ fn a_hanging_exec_probe_is_killed_with_its_children() {
     );
     // Started by the spawner, not forked from the daemon.
     let parents = std::fs::read_to_string(env.path("probe.pids.parent")).unwrap();
-    assert!(
-        parents.lines().all(|l| l == "procward-spawn"),
-        "{parents}"
-    );
+    assert!(parents.lines().all(|l| l == "procward-spawn"), "{parents}");
     // Every probe shell and its background sleep are gone (or zombies
     // awaiting their reaper), none left running.
     std::thread::sleep(Duration::from_millis(300));

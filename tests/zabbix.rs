@@ -596,6 +596,18 @@ fn zabbix_opens_and_closes_problems_from_the_generated_template() {
     // procward: a target that comes back and one that goes RETRY-OVER,
     // reported in both languages.
     let (tok_web, tok_db) = (token(), token());
+    // Two checks of web on heartbeat files not there yet: two problems,
+    // each closed only by its own check's pass.
+    let beat = |c: &str| env.path(&format!("beat-{c}"));
+    let checks = ["hb-a", "hb-b"]
+        .iter()
+        .map(|c| {
+            format!(
+                "[[target.check]]\nname = \"{c}\"\nkind = \"heartbeat\"\npath = \"{}\"\nmax-age = \"1h\"\ninterval = \"300ms\"\n\n",
+                beat(c).display()
+            )
+        })
+        .collect::<String>();
     let _web = Proc::sleeper(&tok_web);
     let db = Proc::sleeper(&tok_db);
     env.write_config(&format!(
@@ -604,7 +616,7 @@ fn zabbix_opens_and_closes_problems_from_the_generated_template() {
         format_args!("[[sink.syslog]]\nname = \"en\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{udp_en}\"\nformat = \"rfc3164\"\nlanguage = \"en\"\nmin-severity = \"debug\"\n"),
         format_args!("[[sink.syslog]]\nname = \"ja\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{udp_ja}\"\nformat = \"rfc5424\"\nlanguage = \"ja\"\nmin-severity = \"debug\"\n\
                       [[sink.snmp]]\nname = \"nms\"\naddress = \"127.0.0.1:{trap_port}\"\nversion = \"2c\"\ncommunity = \"s3cret-community\"\nmin-severity = \"debug\"\nlanguage = \"en\"\n"),
-        env.target_section("web", &tok_web, ""),
+        env.target_section("web", &tok_web, &checks),
         env.failing_target("db", &tok_db, "no database today"),
     ));
     let _d = env.start();
@@ -623,6 +635,9 @@ fn zabbix_opens_and_closes_problems_from_the_generated_template() {
     env.wait_event(T, |e| e["id"] == "PW2015" && e["target"] == "web");
     db.signal(libc::SIGKILL);
     env.wait_event(T, |e| e["id"] == "PW2020" && e["target"] == "db");
+    env.wait_event(T, |e| e["id"] == "PW2042" && e["fields"]["check"] == "hb-b");
+    std::fs::write(beat("hb-a"), "").unwrap();
+    env.wait_event(T, |e| e["id"] == "PW2043" && e["fields"]["check"] == "hb-a");
 
     DIAG.with(|d| *d.borrow_mut() = dir.display().to_string());
     let items = z.call(
@@ -675,6 +690,43 @@ fn zabbix_opens_and_closes_problems_from_the_generated_template() {
             p["name"].as_str().unwrap(),
             p["severity"],
             when(&p["clock"])
+        );
+        // web's checks: hb-a's problem closed by its pass, hb-b's open.
+        let mut checks = Vec::new();
+        wait_until(
+            &format!("{lang}: PW2042 of hb-a resolved, of hb-b open"),
+            Duration::from_secs(60),
+            || {
+                checks = problems(&z, hostid, "PW2042");
+                let of = |c: &str| -> Vec<&Value> {
+                    checks
+                        .iter()
+                        .filter(|p| tag(p, "check") == Some(c))
+                        .collect()
+                };
+                let (a, b) = (of("web hb-a"), of("web hb-b"));
+                !a.is_empty() && a.iter().all(|p| p["r_eventid"] != "0") && !b.is_empty()
+            },
+        );
+        for p in &checks {
+            assert_eq!(p["severity"], "2", "{lang}: Warning: {p}");
+            if tag(p, "check") == Some("web hb-b") {
+                assert_eq!(
+                    p["r_eventid"], "0",
+                    "{lang}: hb-b closed by hb-a's pass: {p}"
+                );
+            }
+        }
+        eprintln!(
+            "{lang}: check problems {:?}",
+            checks
+                .iter()
+                .map(|p| (
+                    p["name"].as_str().unwrap_or(""),
+                    tag(p, "check"),
+                    &p["r_eventid"]
+                ))
+                .collect::<Vec<_>>()
         );
         // The web recovery closed web's problem only.
         let db_down = problems(&z, hostid, "PW2003");

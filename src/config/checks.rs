@@ -169,6 +169,7 @@ impl Hold {
     /// As events show it: "3" checks in a row, or a duration.
     pub fn show(self) -> String {
         match self {
+            Hold::Count(1) => "1 check".into(),
             Hold::Count(n) => format!("{n} checks in a row"),
             Hold::For(d) => humantime::format_duration(d).to_string(),
         }
@@ -577,6 +578,7 @@ mod tests {
         assert_eq!(Resource::Uptime.show(90.0), "1m 30s");
         assert_eq!(Resource::Fds.show(12.0), "12");
         assert_eq!(Hold::Count(3).show(), "3 checks in a row");
+        assert_eq!(Hold::Count(1).show(), "1 check");
         assert_eq!(Hold::For(Duration::from_secs(60)).show(), "1m");
     }
 

@@ -206,8 +206,15 @@ impl Monitor {
         }
         cs.failed = true;
         cs.changed = Some(now);
-        if !t.owed.iter().any(|o| o.0 == j) {
+        let open = t.owed.iter().any(|o| o.0 == j);
+        if !open {
             t.owed.push((j, since));
+        }
+        // Still failing on the process that replaced the one it failed on
+        // (restarted for another cause): its PW2042 is still open. Said
+        // again only with an action taken again.
+        if open && check.action == CheckAction::Notify {
+            return;
         }
         let ev = EventSpec::new(msg::CHECK_FAILED)
             .target(&spec.name)

@@ -1197,6 +1197,21 @@ fn a_notify_check_degrades_the_target_until_it_passes_again() {
     assert_eq!(m.status(T0)[0].state, State::Up);
     // A reading of another process (an old one) is ignored.
     assert!(reading(&mut m, 99, Some(9.0 * gib), T0 + 60 * S).is_empty());
+    // Failed again, then the process is replaced (killed, restarted) and
+    // its successor fails too: the failure still open is not said again.
+    for k in 0..3 {
+        reading(&mut m, 100, Some(3.0 * gib), T0 + (70 + k) * S);
+    }
+    killed(&mut m, 100, T0 + 80 * S);
+    script(&mut m, 1, 0, T0 + 81 * S);
+    found(&mut m, &[200], T0 + 82 * S);
+    for k in 0..3 {
+        let a = reading(&mut m, 200, Some(3.0 * gib), T0 + (90 + k) * S);
+        assert!(!ids(&a).contains(&msg::CHECK_FAILED), "{a:?}");
+    }
+    assert_eq!(m.status(T0)[0].state, State::Degraded);
+    let a = reading(&mut m, 200, Some(gib), T0 + 100 * S);
+    assert_eq!(ids(&a), vec![msg::CHECK_PASSES]);
 }
 
 #[test]

@@ -23,12 +23,7 @@ pub(super) fn validate_deps(
             msg,
         )
     };
-    let deps = |j: usize| -> &[String] {
-        targets[j]
-            .3
-            .as_deref()
-            .map_or(&[], |s| s.depends_on.as_slice())
-    };
+    let deps = |j: usize| -> &[String] { targets[j].3.as_deref().map_or(&[], |s| s.depends_on()) };
     for (j, t) in targets.iter().enumerate() {
         for d in deps(j) {
             if *d == t.2 {

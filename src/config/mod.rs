@@ -203,17 +203,34 @@ pub struct TargetSpec {
     /// Boxed: most targets have none, and a target is kept per process
     /// watched (10,000 targets: 1.4 MB less).
     pub stall: Option<Box<Stall>>,
-    /// `[[target.check]]`, in the order written.
-    pub checks: Vec<Check>,
-    /// Targets that must be up before this one is started or restarted.
-    pub depends_on: Vec<String>,
+    /// `[[target.check]]` and `depends-on`: boxed, as most targets have
+    /// neither (a target without them is no larger than before them).
+    pub health: Option<Box<Health>>,
     /// Exit statuses that are a normal end, not a failure (PW2019).
     pub success_exit: Vec<i32>,
     /// The match section as written, to tell on reload whether it changed.
     pub match_raw: MatchRaw,
 }
 
+/// A target's health checks and dependencies.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Health {
+    /// `[[target.check]]`, in the order written.
+    pub checks: Vec<Check>,
+    /// Targets that must run before this one is started or restarted.
+    pub depends_on: Vec<String>,
+}
+
 impl TargetSpec {
+    pub fn checks(&self) -> &[Check] {
+        self.health.as_deref().map_or(&[], |h| &h.checks)
+    }
+    pub fn depends_on(&self) -> &[String] {
+        self.health.as_deref().map_or(&[], |h| &h.depends_on)
+    }
+    pub fn health_mut(&mut self) -> &mut Health {
+        self.health.get_or_insert_with(Default::default)
+    }
     pub fn is_group(&self) -> bool {
         self.count.is_some()
     }

@@ -86,8 +86,12 @@ pub(super) fn validate_target(
         on_retry_over: t.on_retry_over,
         failover,
         stall,
-        checks,
-        depends_on: t.depends_on.clone(),
+        health: (!checks.is_empty() || !t.depends_on.is_empty()).then(|| {
+            Box::new(Health {
+                checks,
+                depends_on: t.depends_on.clone(),
+            })
+        }),
         success_exit,
         match_raw: t.matcher.clone(),
     })

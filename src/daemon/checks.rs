@@ -63,9 +63,9 @@ impl Checks {
         let now = Instant::now();
         let epoch = *self.epoch.get_or_insert(now);
         let mut by: BTreeMap<Duration, Vec<(TargetId, usize)>> = BTreeMap::new();
-        for spec in targets.filter(|s| !s.checks.is_empty()) {
+        for spec in targets.filter(|s| !s.checks().is_empty()) {
             let id: TargetId = spec.name.as_str().into();
-            for (j, c) in spec.checks.iter().enumerate() {
+            for (j, c) in spec.checks().iter().enumerate() {
                 by.entry(c.interval).or_default().push((id.clone(), j));
             }
         }
@@ -123,7 +123,7 @@ impl Daemon {
                 continue; // not up: nothing to check now
             };
             let spec = spec.clone();
-            let Some(check) = spec.checks.get(j) else {
+            let Some(check) = spec.checks().get(j) else {
                 self.checks.running.remove(&(target, j));
                 continue;
             };
@@ -209,7 +209,7 @@ impl Daemon {
         let spawner = self.spawner.clone();
         let state_dir = self.cfg.daemon.state_dir.clone();
         tokio::spawn(async move {
-            let check = &spec.checks[j];
+            let check = &spec.checks()[j];
             let result = match &check.test {
                 Test::Probe(crate::config::Probe::Exec { argv, timeout }) => {
                     let run = check_run(
@@ -241,10 +241,10 @@ impl Daemon {
         let Some(spec) = self.monitor.target(&target).map(|t| t.spec.clone()) else {
             return;
         };
-        let Some(CheckAction::Exec(argv)) = spec.checks.get(j).map(|c| &c.action) else {
+        let Some(CheckAction::Exec(argv)) = spec.checks().get(j).map(|c| &c.action) else {
             return;
         };
-        let check = &spec.checks[j];
+        let check = &spec.checks()[j];
         let run = check_run(
             &spec,
             Some(check),

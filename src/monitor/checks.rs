@@ -99,12 +99,12 @@ impl CheckState {
 /// The checks of target `t` as `status` shows them (pending when the
 /// target is not up).
 pub(super) fn statuses(t: &Target) -> Vec<CheckStatus> {
-    let states = match &t.phase {
-        Phase::Up(u) => u.checks.as_slice(),
+    let states = match (&t.phase, &t.extra) {
+        (Phase::Up(_), Some(x)) if x.checks_of == t.main() => x.checks.as_slice(),
         _ => &[],
     };
     t.spec
-        .checks
+        .checks()
         .iter()
         .enumerate()
         .map(|(j, c)| states.get(j).cloned().unwrap_or_default().status(c))
@@ -154,7 +154,7 @@ impl Monitor {
     ) {
         let t = &mut self.targets[i];
         let spec = t.spec.clone();
-        let Some(check) = spec.checks.get(j) else {
+        let Some(check) = spec.checks().get(j) else {
             return; // a check removed by a reload
         };
         if t.main().map(|m| m.pid) != Some(pid) || !matches!(t.phase, Phase::Up(_)) {
@@ -163,58 +163,98 @@ impl Monitor {
         let Some((fail, last)) = judge(check, reading) else {
             return;
         };
-        let up = t.up().expect("up");
-        if up.checks.len() < spec.checks.len() {
-            up.checks.resize(spec.checks.len(), CheckState::default());
+        let n = spec.checks().len();
+        let main = t.main().expect("up");
+        let x = t.extra();
+        if x.checks_of != Some(main) || x.checks.len() != n {
+            // A new process: its checks start again.
+            x.checks = vec![CheckState::default(); n];
+            x.checks_of = Some(main);
         }
-        let cs = &mut up.checks[j];
+        let cs = &mut x.checks[j];
         cs.last = Some(last.clone());
-        let mut out = Out { actions, now };
-        if !fail {
+        let was_failed = cs.failed;
+        let outcome = if fail {
+            cs.failures = cs.failures.saturating_add(1);
+            let since = *cs.failing_since.get_or_insert(now);
+            let held = match check.hold {
+                Hold::Count(n) => cs.failures >= n,
+                Hold::For(d) => now.saturating_sub(since) >= d.as_millis() as u64,
+            };
+            if held && !cs.failed {
+                cs.failed = true;
+                cs.changed = Some(now);
+            }
+            (held && !was_failed).then_some(since)
+        } else {
             cs.failures = 0;
             cs.failing_since = None;
             if std::mem::take(&mut cs.failed) {
                 cs.changed = Some(now);
             }
-            // Said for this process or one before it (restarted, stopped).
-            let Some(k) = t.owed.iter().position(|o| o.0 == j) else {
-                return;
-            };
-            let (_, since) = t.owed.swap_remove(k);
-            let failed_for = std::time::Duration::from_secs(now.saturating_sub(since) / 1000);
-            let ev = EventSpec::new(msg::CHECK_PASSES)
-                .target(&spec.name)
-                .pid(pid)
-                .field("check", check.name.as_str())
-                .field("kind", check.kind())
-                .field("value", last.shown(check))
-                .field(
-                    "duration",
-                    humantime::format_duration(failed_for).to_string(),
-                );
-            out.emit(t, ev);
-            return;
-        }
-        cs.failures = cs.failures.saturating_add(1);
-        let since = *cs.failing_since.get_or_insert(now);
-        let held = match check.hold {
-            Hold::Count(n) => cs.failures >= n,
-            Hold::For(d) => now.saturating_sub(since) >= d.as_millis() as u64,
+            None
         };
-        if cs.failed || !held {
-            return;
+        let degraded = x.checks.iter().any(|c| c.failed);
+        if let Some(up) = t.up() {
+            up.degraded = degraded;
         }
-        cs.failed = true;
-        cs.changed = Some(now);
-        let open = t.owed.iter().any(|o| o.0 == j);
+        let mut out = Out { actions, now };
+        match (fail, outcome) {
+            (false, _) => Self::check_passed(t, &mut out, j, pid, &last),
+            (true, Some(since)) => {
+                if Self::check_failed(t, &mut out, j, pid, since, &last) {
+                    self.act_on_check(i, j, now, actions);
+                }
+            }
+            (true, None) => {}
+        }
+    }
+
+    /// A pass of check `j`: PW2043 when a failure was said for this
+    /// process or one before it (restarted, stopped).
+    fn check_passed(t: &mut Target, out: &mut Out, j: usize, pid: u32, last: &Last) {
+        let Some(k) = t.owed().iter().position(|o| o.0 == j) else {
+            return;
+        };
+        let (_, since) = t.extra().owed.swap_remove(k);
+        let spec = t.spec.clone();
+        let check = &spec.checks()[j];
+        let failed_for = std::time::Duration::from_secs(out.now.saturating_sub(since) / 1000);
+        let ev = EventSpec::new(msg::CHECK_PASSES)
+            .target(&spec.name)
+            .pid(pid)
+            .field("check", check.name.as_str())
+            .field("kind", check.kind())
+            .field("value", last.shown(check))
+            .field(
+                "duration",
+                humantime::format_duration(failed_for).to_string(),
+            );
+        out.emit(t, ev);
+    }
+
+    /// Check `j` failed for its `for` (since `since`): PW2042, unless it is
+    /// still open from the process before and there is nothing to do
+    /// again. `true`: its action is to be taken.
+    fn check_failed(
+        t: &mut Target,
+        out: &mut Out,
+        j: usize,
+        pid: u32,
+        since: Ms,
+        last: &Last,
+    ) -> bool {
+        let spec = t.spec.clone();
+        let check = &spec.checks()[j];
+        let open = t.owed().iter().any(|o| o.0 == j);
         if !open {
-            t.owed.push((j, since));
+            t.extra().owed.push((j, since));
         }
         // Still failing on the process that replaced the one it failed on
         // (restarted for another cause): its PW2042 is still open. Said
         // again only with an action taken again.
         if open && check.action == CheckAction::Notify {
-            return;
+            return false;
         }
         let ev = EventSpec::new(msg::CHECK_FAILED)
             .target(&spec.name)
@@ -222,18 +262,18 @@ impl Monitor {
             .field("check", check.name.as_str())
             .field("kind", check.kind())
             .field("value", last.shown(check))
-            .field("limit", broken_limit(check, &last))
+            .field("limit", broken_limit(check, last))
             .field("held", check.hold.show())
             .field("action", check.action.as_str());
         out.emit(t, ev);
-        self.act_on_check(i, j, now, actions);
+        true
     }
 
     /// Do what failed check `j` of target `i` asks.
     fn act_on_check(&mut self, i: usize, j: usize, now: Ms, actions: &mut Vec<Action>) {
         let t = &mut self.targets[i];
         let spec = t.spec.clone();
-        let check = &spec.checks[j];
+        let check = &spec.checks()[j];
         let main = t.main().expect("up");
         let mut out = Out { actions, now };
         match &check.action {

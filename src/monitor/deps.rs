@@ -27,7 +27,7 @@ impl Monitor {
     /// Index the targets that depend on others (at start and reload).
     pub(super) fn index_deps(&mut self) {
         self.with_deps = (0..self.targets.len())
-            .filter(|&i| !self.targets[i].spec.depends_on.is_empty())
+            .filter(|&i| !self.targets[i].spec.depends_on().is_empty())
             .collect();
     }
 
@@ -45,7 +45,7 @@ impl Monitor {
 
     /// The first dependency of target `i` that does not run, with its state.
     pub(super) fn blocked_by(&self, i: usize) -> Option<(TargetId, State)> {
-        self.targets[i].spec.depends_on.iter().find_map(|d| {
+        self.targets[i].spec.depends_on().iter().find_map(|d| {
             let t = &self.targets[*self.index.get(d.as_str())?];
             let st = t.phase.state();
             (!runs(st)).then(|| (t.id.clone(), st))
@@ -93,7 +93,7 @@ impl Monitor {
         while let Some((n, d)) = frontier.pop() {
             let name = self.targets[n].spec.name.as_str();
             for &i in &self.with_deps {
-                let on = self.targets[i].spec.depends_on.iter().any(|x| x == name);
+                let on = self.targets[i].spec.depends_on().iter().any(|x| x == name);
                 if on && depth.get(&i).is_none_or(|&old| old < d + 1) && d < self.targets.len() {
                     depth.insert(i, d + 1);
                     frontier.push((i, d + 1));
@@ -119,7 +119,7 @@ impl Monitor {
             }
             let mut out = Out { actions, now };
             if t.stop(&mut out, &by, STOP_TIMEOUT) {
-                t.held_for = Some(id.clone());
+                t.extra().held_for = Some(id.clone());
                 out.push(Action::Persist);
                 changed = true;
             }
@@ -143,7 +143,7 @@ impl Monitor {
         let gone: Vec<usize> = self
             .with_deps
             .iter()
-            .flat_map(|&i| self.targets[i].spec.depends_on.iter())
+            .flat_map(|&i| self.targets[i].spec.depends_on().iter())
             .filter_map(|d| self.index.get(d.as_str()).copied())
             .filter(|&j| down_for_good(self.targets[j].phase.state()))
             .collect();
@@ -165,8 +165,9 @@ impl Monitor {
                     self.start_restart(i, reason, pid, now, actions);
                     changed = true;
                 }
-                Phase::Stopped if t.held_for.is_some() => {
-                    let by = format!("dependency {}", t.held_for.take().expect("held"));
+                Phase::Stopped if t.held_for().is_some() => {
+                    let held = t.extra().held_for.take().expect("held");
+                    let by = format!("dependency {held}");
                     let mut out = Out { actions, now };
                     changed |= t.start(&mut out, &by).unwrap_or(false);
                     out.push(Action::Persist);

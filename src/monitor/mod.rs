@@ -269,8 +269,9 @@ pub(crate) struct Up {
     /// Stalled under `stall.action = "notify"`: said once, cleared on a pass.
     stalled: bool,
     last_probe: Option<(bool, String)>,
-    /// `[[target.check]]` states, by index (empty until the first reading).
-    checks: Vec<CheckState>,
+    /// A `[[target.check]]` of this process failed (notify or exec: the
+    /// target is degraded; the states are in the target's `Extra`).
+    degraded: bool,
 }
 
 impl Phase {
@@ -284,7 +285,7 @@ impl Phase {
         match self {
             Phase::Waiting { .. } => State::Waiting,
             Phase::Up(u) if u.stalled => State::Stalled,
-            Phase::Up(u) if u.checks.iter().any(|c| c.failed) => State::Degraded,
+            Phase::Up(u) if u.degraded => State::Degraded,
             Phase::Up(_) => State::Up,
             Phase::Down => State::Down,
             Phase::Backoff { .. } => State::Backoff,
@@ -597,7 +598,7 @@ impl Monitor {
                 checks: checks::statuses(t),
                 waits_for: match &t.phase {
                     Phase::Blocked { on, .. } => Some(on.to_string()),
-                    _ => t.held_for.as_ref().map(|h| h.to_string()),
+                    _ => t.held_for().map(|h| h.to_string()),
                 },
             })
             .collect()
@@ -652,12 +653,15 @@ impl Monitor {
                 Some(mut t) => {
                     let changed =
                         t.spec.match_raw != spec.match_raw || t.spec.is_group() != spec.is_group();
-                    if t.spec.checks != spec.checks {
+                    if t.spec.checks() != spec.checks() {
                         // Check states are by index: they start again.
                         if let Some(u) = t.up() {
-                            u.checks.clear();
+                            u.degraded = false;
                         }
-                        t.owed.clear();
+                        if let Some(x) = &mut t.extra {
+                            x.owed.clear();
+                            x.checks.clear();
+                        }
                     }
                     t.spec = spec;
                     if changed && matches!(t.phase, Phase::Up(_)) {

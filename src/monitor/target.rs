@@ -24,12 +24,23 @@ pub(crate) struct Target {
     pub(super) up_proc: Option<ProcRef>,
     /// How the last main process ended, when that could be learned.
     pub(super) last_exit: Option<ExitStatus>,
+    /// What only targets with checks or dependencies keep (boxed: most
+    /// have neither).
+    pub(super) extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Extra {
     /// Checks (index, when they failed) whose PW2042 awaits its PW2043,
     /// across restarts and stops of the target: the next pass says it.
     pub(super) owed: Vec<(usize, Ms)>,
     /// Stopped because this dependency went down for good: started again
     /// once it runs.
     pub(super) held_for: Option<TargetId>,
+    /// `[[target.check]]` states of the main process `checks_of`, by
+    /// index (they start again with a new process).
+    pub(super) checks: Vec<CheckState>,
+    pub(super) checks_of: Option<ProcRef>,
 }
 
 impl Target {
@@ -79,10 +90,21 @@ impl Target {
             last_event: None,
             down_reported: p.down_reported,
             up_proc: p.up.map(|u| u.0),
-            owed: Vec::new(),
-            held_for: None,
+            extra: None,
             last_exit: p.last_exit,
         }
+    }
+
+    pub(super) fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    pub(super) fn owed(&self) -> &[(usize, Ms)] {
+        self.extra.as_deref().map_or(&[], |x| &x.owed)
+    }
+
+    pub(super) fn held_for(&self) -> Option<&TargetId> {
+        self.extra.as_deref().and_then(|x| x.held_for.as_ref())
     }
 
     pub(super) fn main(&self) -> Option<ProcRef> {
@@ -250,7 +272,9 @@ impl Target {
     /// window starts empty; the script runs if the next scan finds nothing.
     pub(super) fn start(&mut self, out: &mut Out, by: &str) -> Result<bool, String> {
         let name = self.id.clone();
-        self.held_for = None;
+        if let Some(x) = &mut self.extra {
+            x.held_for = None;
+        }
         if matches!(
             self.phase,
             Phase::Up(_)
@@ -292,7 +316,9 @@ impl Target {
     /// target is `stopped` only once nothing of it runs.
     pub(super) fn stop(&mut self, out: &mut Out, by: &str, timeout: std::time::Duration) -> bool {
         let name = self.id.clone();
-        self.held_for = None;
+        if let Some(x) = &mut self.extra {
+            x.held_for = None;
+        }
         if matches!(self.phase, Phase::Stopped | Phase::Halting { .. }) {
             return false;
         }

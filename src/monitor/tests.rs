@@ -38,8 +38,7 @@ pub(crate) fn spec(name: &str) -> TargetSpec {
         on_retry_over: OnRetryOver::Unmonitor,
         failover: None,
         stall: None,
-        checks: Vec::new(),
-        depends_on: Vec::new(),
+        health: None,
         match_raw: Default::default(),
     }
 }
@@ -1110,7 +1109,7 @@ fn with_check(
     action: crate::config::CheckAction,
 ) -> TargetSpec {
     let mut s = spec("a");
-    s.checks.push(crate::config::Check {
+    s.health_mut().checks.push(crate::config::Check {
         name: "leak".into(),
         test: crate::config::Test::Resource {
             what,
@@ -1315,7 +1314,7 @@ fn a_stop_check_stops_the_target_and_an_exec_check_runs_its_command() {
 #[test]
 fn a_failed_probe_check_says_why() {
     let mut s = spec("a");
-    s.checks.push(crate::config::Check {
+    s.health_mut().checks.push(crate::config::Check {
         name: "port".into(),
         test: crate::config::Test::Probe(crate::config::Probe::Tcp {
             address: "127.0.0.1:1".into(),
@@ -1353,9 +1352,9 @@ fn a_failed_probe_check_says_why() {
 fn chain() -> Monitor {
     let db = spec("db");
     let mut web = spec("web");
-    web.depends_on = vec!["db".into()];
+    web.health_mut().depends_on = vec!["db".into()];
     let mut app = spec("app");
-    app.depends_on = vec!["web".into()];
+    app.health_mut().depends_on = vec!["web".into()];
     Monitor::new(vec![db, web, app], &BTreeMap::new(), 42)
 }
 

@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The resource checks of one target due together: (target, its main
-/// process, [(check, what, scope, its last CPU sample)]).
+/// The resource checks of one target due together: (target, its
+/// processes (the main one first), [(check, what, scope, its last CPU
+/// sample)]).
 type Batch = (
     TargetId,
-    ProcRef,
+    Vec<ProcRef>,
     Vec<(
         usize,
         crate::config::Resource,
@@ -115,14 +116,14 @@ impl Daemon {
     /// in one blocking task, those of one target read together.
     pub(super) fn start_checks(&mut self, now: Instant) {
         let due = self.checks.take_due(now);
-        // (target, main process, [(check, what, scope, last CPU sample)])
+        // (target, its processes, [(check, what, scope, last CPU sample)])
         let mut batch: Vec<Batch> = Vec::new();
         for (target, j) in due {
-            let Some((spec, main)) = self.monitor.up_main(&target) else {
+            let Some((spec, procs)) = self.monitor.up_procs(&target) else {
                 self.checks.running.remove(&(target, j));
                 continue; // not up: nothing to check now
             };
-            let spec = spec.clone();
+            let (spec, main) = (spec.clone(), procs[0]);
             let Some(check) = spec.checks().get(j) else {
                 self.checks.running.remove(&(target, j));
                 continue;
@@ -134,7 +135,13 @@ impl Daemon {
             let prev = self.checks.cpu.get(&(target.clone(), j)).cloned();
             match batch.last_mut() {
                 Some(b) if b.0 == target => b.2.push((j, what, scope, prev)),
-                _ => batch.push((target, main, vec![(j, what, scope, prev)])),
+                _ => {
+                    let procs = self
+                        .monitor
+                        .up_procs(&target)
+                        .map_or(vec![main], |p| p.1.to_vec());
+                    batch.push((target, procs, vec![(j, what, scope, prev)]));
+                }
             }
         }
         if batch.is_empty() {
@@ -147,7 +154,7 @@ impl Daemon {
             files.sweep();
             let boot = resource::boot_ticks();
             let mut readings = Vec::new();
-            for (target, main, checks) in batch {
+            for (target, procs, checks) in batch {
                 let wants: Vec<resource::Want> = checks
                     .iter()
                     .map(|(_, what, scope, prev)| resource::Want {
@@ -156,12 +163,12 @@ impl Daemon {
                         prev: prev.as_ref(),
                     })
                     .collect();
-                let got = resource::measure(main, &wants, boot, &mut files);
+                let got = resource::measure(&procs, &wants, boot, &mut files);
                 for ((j, ..), (value, sample)) in checks.iter().zip(got) {
                     readings.push(Measured {
                         target: target.clone(),
                         check: *j,
-                        pid: main.pid,
+                        pid: procs[0].pid,
                         value,
                         sample,
                     });

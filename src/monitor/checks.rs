@@ -309,11 +309,11 @@ impl Monitor {
         }
     }
 
-    /// Target `name`'s main process, if it is up.
-    pub(crate) fn up_main(&self, name: &str) -> Option<(&Arc<TargetSpec>, ProcRef)> {
+    /// Target `name`'s processes (its main process first), if it is up.
+    pub(crate) fn up_procs(&self, name: &str) -> Option<(&Arc<TargetSpec>, &[ProcRef])> {
         let t = self.target(name)?;
-        match (&t.phase, t.main()) {
-            (Phase::Up(_), Some(m)) => Some((&t.spec, m)),
+        match (&t.phase, t.procs.is_empty()) {
+            (Phase::Up(_), false) => Some((&t.spec, &t.procs)),
             _ => None,
         }
     }

@@ -185,26 +185,39 @@ fn children(pid: u32, threads: u64, out: &mut Vec<u32>) {
     }
 }
 
-/// The figures of `main` and, for a tree, of its descendants (breadth
-/// first, bounded). Empty when `main` is gone.
-fn tree(main: ProcRef, whole: bool, files: &mut Files, buf: &mut Vec<u8>) -> Vec<Figures> {
-    let Some(first) = files.main(main, buf) else {
-        return Vec::new();
+/// The figures of the target's processes `procs` (its main process
+/// first; a group target's members after it) and, for a tree, of their
+/// descendants (breadth first, each once, bounded). Empty when the main
+/// process is gone; with the number of tracked processes found.
+fn tree(
+    procs: &[ProcRef],
+    whole: bool,
+    files: &mut Files,
+    buf: &mut Vec<u8>,
+) -> (Vec<Figures>, usize) {
+    let Some(first) = procs.first().and_then(|&m| files.main(m, buf)) else {
+        return (Vec::new(), 0);
     };
     let mut all = vec![first];
+    if whole {
+        all.extend(procs[1..].iter().filter_map(|&p| files.main(p, buf)));
+    }
+    let tracked = all.len();
+    let mut seen: std::collections::HashSet<u32> = all.iter().map(|f| f.proc.pid).collect();
     let mut i = 0;
     while whole && i < all.len() && all.len() < TREE_MAX {
         let mut next = Vec::new();
-        if i == 0 {
-            files.children(&all[0], &mut next, buf);
+        if i < tracked {
+            files.children(&all[i], &mut next, buf);
         } else {
             children(all[i].proc.pid, all[i].threads, &mut next);
         }
+        next.retain(|p| seen.insert(*p));
         all.extend(next.into_iter().filter_map(|p| figures(p, buf)));
         i += 1;
     }
     all.truncate(TREE_MAX);
-    all
+    (all, tracked)
 }
 
 fn fd_count(pid: u32) -> u64 {
@@ -226,21 +239,24 @@ pub struct Want<'a> {
     pub prev: Option<&'a CpuSample>,
 }
 
-/// Read the checks `wants` of `main` (one target's, due together), at
-/// `boot` ticks since boot. Each gets its value (`None` when `main` is
-/// gone, or for CPU at the first sample) and, for CPU, its new sample.
+/// Read the checks `wants` of a target whose processes are `procs` (its
+/// main process first; the checks due together), at `boot` ticks since
+/// boot. Each gets its value (`None` when the main process is gone, or
+/// for CPU at the first sample) and, for CPU, its new sample. A tree is
+/// every tracked process with its descendants.
 pub fn measure(
-    main: ProcRef,
+    procs: &[ProcRef],
     wants: &[Want],
     boot: u64,
     files: &mut Files,
 ) -> Vec<(Option<f64>, Option<CpuSample>)> {
     let mut buf = Vec::with_capacity(1024);
     let whole = wants.iter().any(|w| w.scope == Scope::Tree);
-    let all = tree(main, whole, files, &mut buf);
+    let (all, tracked) = tree(procs, whole, files, &mut buf);
     if all.is_empty() {
         return wants.iter().map(|_| (None, None)).collect();
     }
+    let main = procs[0];
     let page = rustix::param::page_size() as u64;
     wants
         .iter()
@@ -255,7 +271,7 @@ pub fn measure(
                 Resource::Threads => sum(&|f| f.threads),
                 Resource::Fds => sum(&|f| fd_count(f.proc.pid)),
                 Resource::Children => match w.scope {
-                    Scope::Tree => (all.len() - 1) as f64,
+                    Scope::Tree => (all.len() - tracked) as f64,
                     Scope::Process => {
                         let mut c = Vec::new();
                         children(main.pid, all[0].threads, &mut c);
@@ -328,7 +344,7 @@ mod tests {
             scope: Scope::Process,
             prev,
         };
-        measure(p, &[w], boot_ticks(), &mut Files::new()).remove(0)
+        measure(&[p], &[w], boot_ticks(), &mut Files::new()).remove(0)
     }
 
     #[test]
@@ -370,7 +386,7 @@ mod tests {
         let mut n = 0.0;
         let mut files = Files::new();
         for _ in 0..100 {
-            n = measure(p, &[want(Scope::Tree)], boot_ticks(), &mut files)[0]
+            n = measure(&[p], &[want(Scope::Tree)], boot_ticks(), &mut files)[0]
                 .0
                 .unwrap();
             if n >= 2.0 {
@@ -381,7 +397,7 @@ mod tests {
         assert_eq!(n, 2.0);
         assert_eq!(files.kept.len(), 1, "its files kept open");
         let both = measure(
-            p,
+            &[p],
             &[want(Scope::Process), want(Scope::Tree)],
             boot_ticks(),
             &mut files,
@@ -413,7 +429,53 @@ mod tests {
             prev: None,
         };
         let mut files = Files::new();
-        assert_eq!(measure(gone, &[w], boot_ticks(), &mut files)[0].0, None);
+        assert_eq!(measure(&[gone], &[w], boot_ticks(), &mut files)[0].0, None);
         assert!(files.kept.is_empty(), "nothing kept of a process gone");
+    }
+
+    #[test]
+    fn a_group_target_s_tree_is_every_member_with_its_descendants() {
+        let mut kids: Vec<_> = (0..2)
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("30")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut buf = Vec::new();
+        let procs: Vec<ProcRef> = kids
+            .iter()
+            .map(|k| {
+                crate::sys::proc::read_stat(k.id(), &mut buf)
+                    .unwrap()
+                    .unwrap()
+                    .proc_ref()
+            })
+            .collect();
+        let want = |scope| Want {
+            what: Resource::Threads,
+            scope,
+            prev: None,
+        };
+        let mut files = Files::new();
+        let got = measure(
+            &procs,
+            &[want(Scope::Process), want(Scope::Tree)],
+            boot_ticks(),
+            &mut files,
+        );
+        assert_eq!((got[0].0, got[1].0), (Some(1.0), Some(2.0)));
+        let kids_tree = Want {
+            what: Resource::Children,
+            scope: Scope::Tree,
+            prev: None,
+        };
+        let got = measure(&procs, &[kids_tree], boot_ticks(), &mut files);
+        assert_eq!(got[0].0, Some(0.0), "members are not children");
+        for k in &mut kids {
+            let _ = k.kill();
+            let _ = k.wait();
+        }
     }
 }

@@ -114,7 +114,16 @@ impl Monitor {
         for i in self.dependents(j) {
             let t = &mut self.targets[i];
             let st = t.phase.state();
-            if down_for_good(st) || matches!(t.phase, Phase::Halting { .. } | Phase::Paused) {
+            // Not running, or an operator's start that waits (blocked)
+            // for the dependency: nothing to stop.
+            let waits = matches!(
+                t.phase,
+                Phase::Halting { .. }
+                    | Phase::Paused
+                    | Phase::Blocked { .. }
+                    | Phase::Waiting { manual: true, .. }
+            );
+            if down_for_good(st) || waits {
                 continue;
             }
             let mut out = Out { actions, now };

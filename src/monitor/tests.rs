@@ -1572,4 +1572,22 @@ fn a_reload_that_drops_the_dependency_lets_a_blocked_restart_go_on() {
         State::Stopped,
         "stopped by the operator"
     );
+    // An operator's start of a dependent while its dependency is stopped
+    // waits for it (blocked), and goes on once it runs.
+    let stop = Command::Stop {
+        timeout: Duration::from_secs(2),
+    };
+    m.command("web", stop, "root", T0 + 5 * S).unwrap();
+    found_t(&mut m, "web", &[], T0 + 6 * S);
+    m.command("app", Command::Start, "root", T0 + 7 * S)
+        .unwrap();
+    let a = found_t(&mut m, "app", &[], T0 + 7 * S);
+    assert_eq!(ids(&a), vec![msg::DEPENDENCY_WAIT]);
+    assert_eq!(state_of(&m, "app"), State::Blocked);
+    m.command("web", Command::Start, "root", T0 + 8 * S)
+        .unwrap();
+    found_t(&mut m, "web", &[], T0 + 8 * S);
+    script_t(&mut m, "web", 0, T0 + 9 * S);
+    let a = found_t(&mut m, "web", &[260], T0 + 9 * S);
+    assert!(runs_script(&a, "app"), "{a:?}");
 }

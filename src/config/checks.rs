@@ -243,6 +243,9 @@ impl Check {
     }
 }
 
+/// The most `[[target.check]]` one target may have.
+const MAX_CHECKS: usize = 64;
+
 /// Which keys of a check belong to which kinds.
 const PROBE_KEYS: [(&str, &[&str]); 5] = [
     ("exec", &["command", "timeout"]),
@@ -282,7 +285,12 @@ pub(super) fn validate_checks(
 ) -> Vec<Check> {
     let mut out = Vec::new();
     let mut names = std::collections::HashSet::new();
-    for (j, r) in checks.iter().enumerate() {
+    if checks.len() > MAX_CHECKS {
+        let mut p = base.to_vec();
+        p.push(Seg::Index(MAX_CHECKS));
+        c.at(src, &p, format!("a target has at most {MAX_CHECKS} checks"));
+    }
+    for (j, r) in checks.iter().enumerate().take(MAX_CHECKS + 1) {
         let mut p = base.to_vec();
         p.push(Seg::Index(j));
         let at = |c: &mut Collector, keys: &[&str], msg: String| {

@@ -288,24 +288,13 @@ impl Monitor {
                 t.stop(&mut out, &by, check.stop_timeout);
                 out.push(Action::Persist);
             }
-            CheckAction::Restart => {
-                t.enter(Phase::Stopping {
-                    reason: Reason::Check,
-                });
-                t.up_since = None;
-                out.push(Action::Stop {
-                    target: t.id.clone(),
-                    proc: main,
-                    group: check.signal_group,
-                    timeout: check.stop_timeout,
-                });
-                let give_up = now + check.stop_timeout.as_millis() as u64 + 5000;
-                out.push(Action::Arm {
-                    target: t.id.clone(),
-                    token: t.token,
-                    at: give_up,
-                });
-            }
+            CheckAction::Restart => t.stop_for_restart(
+                &mut out,
+                Reason::Check,
+                main,
+                check.signal_group,
+                check.stop_timeout,
+            ),
         }
     }
 

@@ -464,21 +464,12 @@ impl Monitor {
         if notify {
             return;
         }
-        t.enter(Phase::Stopping {
-            reason: Reason::Stalled,
-        });
-        t.up_since = None;
-        out.push(Action::Stop {
-            target: name.clone(),
-            proc: main,
-            group: stall.signal_group,
-            timeout: stall.stop_timeout,
-        });
-        let give_up = now + stall.stop_timeout.as_millis() as u64 + 5000;
-        out.push(Action::Arm {
-            target: name,
-            token: t.token,
-            at: give_up,
-        });
+        t.stop_for_restart(
+            &mut out,
+            Reason::Stalled,
+            main,
+            stall.signal_group,
+            stall.stop_timeout,
+        );
     }
 }

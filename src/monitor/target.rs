@@ -107,6 +107,32 @@ impl Target {
         self.extra.as_deref().and_then(|x| x.held_for.as_ref())
     }
 
+    /// Stop the main process `main` (SIGTERM, to its group if `group`;
+    /// SIGKILL after `timeout`) to restart it with `reason` once it is
+    /// gone (a stall or a check); given up on at a timer if it never goes.
+    pub(super) fn stop_for_restart(
+        &mut self,
+        out: &mut Out,
+        reason: Reason,
+        main: ProcRef,
+        group: bool,
+        timeout: std::time::Duration,
+    ) {
+        self.enter(Phase::Stopping { reason });
+        self.up_since = None;
+        out.push(Action::Stop {
+            target: self.id.clone(),
+            proc: main,
+            group,
+            timeout,
+        });
+        out.push(Action::Arm {
+            target: self.id.clone(),
+            token: self.token,
+            at: out.now + timeout.as_millis() as u64 + 5000,
+        });
+    }
+
     pub(super) fn main(&self) -> Option<ProcRef> {
         self.procs.first().copied()
     }

@@ -149,13 +149,16 @@ impl Monitor {
     fn propagate_once(&mut self, now: Ms, actions: &mut Vec<Action>) -> bool {
         let mut changed = false;
         // A dependency down for good: its dependents stop.
-        let gone: Vec<usize> = self
+        let mut gone: Vec<usize> = self
             .with_deps
             .iter()
             .flat_map(|&i| self.targets[i].spec.depends_on().iter())
             .filter_map(|d| self.index.get(d.as_str()).copied())
             .filter(|&j| down_for_good(self.targets[j].phase.state()))
             .collect();
+        // Named by several dependents: its dependents are stopped once.
+        gone.sort_unstable();
+        gone.dedup();
         for j in gone {
             changed |= self.stop_dependents(j, now, actions);
         }

@@ -135,13 +135,7 @@ impl Daemon {
             let prev = self.checks.cpu.get(&(target.clone(), j)).cloned();
             match batch.last_mut() {
                 Some(b) if b.0 == target => b.2.push((j, what, scope, prev)),
-                _ => {
-                    let procs = self
-                        .monitor
-                        .up_procs(&target)
-                        .map_or(vec![main], |p| p.1.to_vec());
-                    batch.push((target, procs, vec![(j, what, scope, prev)]));
-                }
+                _ => batch.push((target, procs.to_vec(), vec![(j, what, scope, prev)])),
             }
         }
         if batch.is_empty() {
@@ -212,34 +206,50 @@ impl Daemon {
         spec: Arc<TargetSpec>,
         main: ProcRef,
     ) {
+        let Test::Probe(probe) = &spec.checks()[j].test else {
+            return;
+        };
+        let probe = self.probe_task(&spec, Some(j), probe, main);
         let tx = self.tx.clone();
-        let spawner = self.spawner.clone();
-        let state_dir = self.cfg.daemon.state_dir.clone();
         tokio::spawn(async move {
-            let check = &spec.checks()[j];
-            let result = match &check.test {
-                Test::Probe(crate::config::Probe::Exec { argv, timeout }) => {
-                    let run = check_run(
-                        &spec,
-                        Some(check),
-                        argv,
-                        *timeout,
-                        main.pid,
-                        &state_dir,
-                        "probe",
-                    );
-                    exec_probe(run, &spawner).await
-                }
-                Test::Probe(p) => crate::probe::stall::run(p, main).await,
-                Test::Resource { .. } => return,
-            };
             let _ = tx.send(Msg::Input(Input::Check {
                 target,
                 check: j,
                 pid: main.pid,
-                reading: Reading::Probe(result),
+                reading: Reading::Probe(probe.await),
             }));
         });
+    }
+
+    /// One probe of `p` (a stall probe, or check `check`'s) as a future to
+    /// spawn: an exec probe through the spawner as the target's user, the
+    /// others here (probe/stall.rs).
+    pub(super) fn probe_task(
+        &self,
+        spec: &TargetSpec,
+        check: Option<usize>,
+        probe: &crate::config::Probe,
+        p: ProcRef,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
+        let exec = match probe {
+            crate::config::Probe::Exec { argv, timeout } => Some(check_run(
+                spec,
+                check.map(|j| &spec.checks()[j]),
+                argv,
+                *timeout,
+                p.pid,
+                &self.cfg.daemon.state_dir,
+                "probe",
+            )),
+            _ => None,
+        };
+        let (probe, spawner) = (probe.clone(), self.spawner.clone());
+        async move {
+            match exec {
+                Some(run) => exec_probe(run, &spawner).await,
+                None => crate::probe::stall::run(&probe, p).await,
+            }
+        }
     }
 
     /// `action = "exec"` of a failed check: its command, through the
@@ -276,7 +286,7 @@ impl Daemon {
 /// environment that names the target, its process and the check; the
 /// target's restart.user; the output in `script-logs/TARGET.check-NAME.log`
 /// (`TARGET.stall.log`).
-pub(super) fn check_run(
+fn check_run(
     spec: &TargetSpec,
     check: Option<&Check>,
     argv: &[String],
@@ -315,7 +325,7 @@ pub(super) fn check_run(
 
 /// Run an exec probe through the spawner: `Ok` when it exits 0, else why
 /// not.
-pub(super) async fn exec_probe(
+async fn exec_probe(
     run: crate::action::Run,
     spawner: &crate::action::spawner::Spawner,
 ) -> Result<(), String> {

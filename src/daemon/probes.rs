@@ -25,30 +25,10 @@ impl Daemon {
             };
             let name = spec.name.clone();
             self.schedule.probe_started(&name, now + stall.interval);
+            let probe = self.probe_task(&spec, None, &stall.probe, p);
             let tx = self.tx.clone();
-            // An exec probe runs through the spawner, as the target's
-            // user, like a check's (daemon/checks.rs).
-            let exec = match &stall.probe {
-                config::Probe::Exec { argv, timeout } => Some(super::checks::check_run(
-                    &spec,
-                    None,
-                    argv,
-                    *timeout,
-                    p.pid,
-                    &self.cfg.daemon.state_dir,
-                    "probe",
-                )),
-                _ => None,
-            };
-            let spawner = self.spawner.clone();
             tokio::spawn(async move {
-                let result = match exec {
-                    Some(run) => super::checks::exec_probe(run, &spawner).await,
-                    None => match spec.stall.as_deref() {
-                        Some(stall) => crate::probe::stall::run(&stall.probe, p).await,
-                        None => Ok(()),
-                    },
-                };
+                let result = probe.await;
                 let (ok, detail) = match result {
                     Ok(()) => (true, String::new()),
                     Err(e) => (false, e),

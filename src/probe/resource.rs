@@ -105,11 +105,7 @@ impl Files {
         }
         match &k.children {
             Some(fd) if crate::sys::proc::reread(fd, buf).is_ok() => {
-                let text = String::from_utf8_lossy(buf);
-                out.extend(
-                    text.split_ascii_whitespace()
-                        .filter_map(|p| p.parse::<u32>().ok()),
-                );
+                crate::sys::proc::add_pids(buf, out)
             }
             _ => children(main.proc.pid, main.threads, out),
         }
@@ -158,31 +154,9 @@ fn parse_figures(buf: &[u8]) -> Option<Figures> {
 }
 
 /// Direct children of `pid` (a single-threaded process: its one
-/// `children` file; else every thread's).
+/// `children` file; else every thread's). None when it is gone.
 fn children(pid: u32, threads: u64, out: &mut Vec<u32>) {
-    let mut buf = Vec::with_capacity(256);
-    let mut add = |path: String| {
-        if crate::sys::proc::read_small(&path, &mut buf).is_ok() {
-            let text = String::from_utf8_lossy(&buf);
-            out.extend(
-                text.split_ascii_whitespace()
-                    .filter_map(|p| p.parse::<u32>().ok()),
-            );
-        }
-    };
-    if threads <= 1 {
-        add(format!("/proc/{pid}/task/{pid}/children"));
-        return;
-    }
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return;
-    };
-    for task in tasks.flatten() {
-        add(format!(
-            "/proc/{pid}/task/{}/children",
-            task.file_name().to_string_lossy()
-        ));
-    }
+    let _ = crate::sys::proc::children(pid, threads <= 1, out);
 }
 
 /// The figures of the target's processes `procs` (its main process

@@ -141,16 +141,45 @@ pub fn read_pinned(p: ProcRef, buf: &mut Vec<u8>) -> Option<Stat> {
 
 /// Direct children of `pid`, from /proc/PID/task/*/children (no scan).
 pub fn children_count(pid: u32) -> io::Result<u32> {
-    let mut n = 0;
+    let mut v = Vec::new();
+    children(pid, false, &mut v)?;
+    Ok(v.len() as u32)
+}
+
+/// The pids of `pid`'s direct children, added to `out`: from its one
+/// thread's `children` file when it is `single_threaded`, else from every
+/// thread's (a child belongs to the thread that forked it). A thread gone
+/// meanwhile is skipped.
+pub fn children(pid: u32, single_threaded: bool, out: &mut Vec<u32>) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(256);
+    let mut add = |path: String| match read_small(&path, &mut buf) {
+        Ok(()) => {
+            add_pids(&buf, out);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    if single_threaded {
+        return add(format!("/proc/{pid}/task/{pid}/children"));
+    }
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         let task = task?;
-        match std::fs::read_to_string(task.path().join("children")) {
-            Ok(s) => n += s.split_ascii_whitespace().count() as u32,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        add(format!(
+            "/proc/{pid}/task/{}/children",
+            task.file_name().to_string_lossy()
+        ))?;
     }
-    Ok(n)
+    Ok(())
+}
+
+/// The pids a `children` file lists, added to `out`.
+pub fn add_pids(text: &[u8], out: &mut Vec<u32>) {
+    out.extend(
+        String::from_utf8_lossy(text)
+            .split_ascii_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok()),
+    );
 }
 
 pub fn clk_tck() -> u64 {

@@ -9,9 +9,10 @@ impl Monitor {
         let Some(&i) = self.index.get(name.as_str()) else {
             return actions; // a target removed by a reload
         };
-        let before = self.targets[i].phase.state();
+        // Dependencies are looked at only when some target has them.
+        let before = (!self.with_deps.is_empty()).then(|| self.targets[i].phase.state());
         self.dispatch(i, input, now, &mut actions);
-        if !self.with_deps.is_empty() && self.targets[i].phase.state() != before {
+        if before.is_some_and(|b| self.targets[i].phase.state() != b) {
             self.propagate(now, &mut actions);
         }
         actions

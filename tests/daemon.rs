@@ -910,3 +910,22 @@ fn a_hung_spawner_is_replaced_and_the_restart_retried() {
     }
     assert!(!std::path::Path::new(&format!("/proc/{spawner}")).exists());
 }
+
+/// Footprint (issue 32): the daemon maps no library it calls for nothing.
+/// libm was mapped for one function (`pow`, from tokio's scheduler), and
+/// the group list of each `control-allow` user (which the check of a
+/// client never needs) asked every NSS module, loading libnss_systemd and
+/// libcap. Each of them kept its pages resident.
+#[test]
+fn the_daemon_maps_no_library_it_does_not_need() {
+    let env = Env::new();
+    env.write_config(&env.daemon_section("control-allow = [\"root\", \"0\"]"));
+    let d = env.start();
+    // A client's request: its user is looked up by uid.
+    let _ = env.status();
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", d.procward_pid())).unwrap();
+    assert!(maps.contains("libc.so"), "maps read: {maps}");
+    for lib in ["libm.so", "libnss_systemd", "libcap.so"] {
+        assert!(!maps.contains(lib), "{lib} is mapped:\n{maps}");
+    }
+}

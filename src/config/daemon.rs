@@ -2,27 +2,38 @@
 
 use super::*;
 
-pub(super) fn lookup_user(name: &str) -> Result<RunAs, String> {
+/// The passwd entry of a name or a numeric uid.
+fn find_user(name: &str) -> Result<nix::unistd::User, String> {
     let user = match name.parse::<u32>() {
         Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),
         Err(_) => nix::unistd::User::from_name(name),
     };
     match user {
-        Ok(Some(u)) => {
-            let cname = std::ffi::CString::new(u.name.clone()).map_err(|e| e.to_string())?;
-            let groups = nix::unistd::getgrouplist(&cname, u.gid)
-                .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
-                .unwrap_or_else(|_| vec![u.gid.as_raw()]);
-            Ok(RunAs {
-                name: u.name,
-                uid: u.uid.as_raw(),
-                gid: u.gid.as_raw(),
-                groups,
-            })
-        }
+        Ok(Some(u)) => Ok(u),
         Ok(None) => Err(format!("no such user `{name}`")),
         Err(e) => Err(format!("cannot look up user `{name}`: {e}")),
     }
+}
+
+pub(super) fn lookup_user(name: &str) -> Result<RunAs, String> {
+    let u = find_user(name)?;
+    let cname = std::ffi::CString::new(u.name.clone()).map_err(|e| e.to_string())?;
+    let groups = nix::unistd::getgrouplist(&cname, u.gid)
+        .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+        .unwrap_or_else(|_| vec![u.gid.as_raw()]);
+    Ok(RunAs {
+        name: u.name,
+        uid: u.uid.as_raw(),
+        gid: u.gid.as_raw(),
+        groups,
+    })
+}
+
+/// A user's uid only (`control-allow`): no group list, which would ask
+/// every NSS module (`getgrouplist`), loading libnss_systemd and libcap
+/// into the daemon for a name that `files` already answered.
+fn lookup_uid(name: &str) -> Result<u32, String> {
+    find_user(name).map(|u| u.uid.as_raw())
 }
 
 fn lookup_group(name: &str) -> Result<u32, String> {
@@ -81,8 +92,8 @@ fn validate_allow(c: &mut Collector, src: &Source, entries: &[String]) -> Allow 
                 Err(e) => c.at(src, &loc, e),
             }
         } else {
-            match lookup_user(entry) {
-                Ok(u) => allow.uids.push(u.uid),
+            match lookup_uid(entry) {
+                Ok(uid) => allow.uids.push(uid),
                 Err(e) => c.at(src, &loc, e),
             }
         }

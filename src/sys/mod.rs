@@ -6,6 +6,7 @@
 
 pub mod connector;
 pub mod fs;
+pub mod math;
 pub mod net;
 pub mod pidfd;
 pub mod proc;

@@ -3,7 +3,7 @@
 
 mod table;
 
-use crate::catalog::render::Renderer;
+use crate::catalog::render::{Renderer, Templates};
 use crate::catalog::Catalog;
 use crate::cli::{CatalogCmd, Cli, Cmd, FiltersCmd, RenderFormat};
 use crate::config::{self, SyslogFormat, SyslogSink, Transport};
@@ -252,7 +252,7 @@ fn run(cfg: &Path, quiet: bool) -> anyhow::Result<u8> {
 }
 
 fn check(cfg: &Path) -> anyhow::Result<u8> {
-    match daemon::load_all(cfg) {
+    match daemon::load_all(cfg, Templates::Events) {
         Ok((c, r)) => {
             for w in &c.warnings {
                 eprintln!("warning: {w}");
@@ -520,7 +520,8 @@ fn renderer(cfg: &Path) -> anyhow::Result<(Arc<Renderer>, Vec<u32>)> {
             .map_err(|e| anyhow::anyhow!(e.join("\n")))?;
         return Ok((Arc::new(r), crate::model::oid::DEFAULT_ROOT.to_vec()));
     }
-    let (c, r) = daemon::load_all(cfg).map_err(|e| anyhow::anyhow!(e.join("\n")))?;
+    let (c, r) =
+        daemon::load_all(cfg, Templates::All).map_err(|e| anyhow::anyhow!(e.join("\n")))?;
     Ok((r, c.daemon.snmp_root))
 }
 

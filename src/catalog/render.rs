@@ -55,6 +55,18 @@ const EMBEDDED: &[(&str, &str)] = &[
 /// The output templates every build has.
 const OUTPUT_TEMPLATES: &[&str] = &["rfc3164", "rfc5424", "console", "trap"];
 
+/// Which of the embedded templates a renderer compiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Templates {
+    /// Every one: the MIB and the filter definitions too (the commands
+    /// that generate them).
+    All,
+    /// The output templates only: what the daemon renders events with.
+    /// The MIB and filter templates, compiled, were ~40 % of the daemon's
+    /// renderer (BENCHMARKS.md, "Where the memory goes").
+    Events,
+}
+
 pub struct Renderer {
     hb: Handlebars<'static>,
     pub catalog: Arc<Catalog>,
@@ -84,12 +96,24 @@ impl Renderer {
         templates_dir: Option<&Path>,
         host: &str,
     ) -> Result<Renderer, Vec<String>> {
+        Self::with(Templates::All, catalog, templates_dir, host)
+    }
+
+    /// `new`, compiling only the embedded templates of `which` (a
+    /// template of `templates_dir` is compiled whatever its name).
+    pub fn with(
+        which: Templates,
+        catalog: Arc<Catalog>,
+        templates_dir: Option<&Path>,
+        host: &str,
+    ) -> Result<Renderer, Vec<String>> {
         let mut hb = Handlebars::new();
         hb.set_strict_mode(true);
         hb.register_escape_fn(handlebars::no_escape);
         let mut errors = Vec::new();
         let mut overridden = Vec::new();
-        for (name, text) in EMBEDDED {
+        let wanted = |name: &&str| which == Templates::All || OUTPUT_TEMPLATES.contains(name);
+        for (name, text) in EMBEDDED.iter().filter(|(n, _)| wanted(n)) {
             if let Err(e) = hb.register_template_string(name, *text) {
                 errors.push(format!("templates/{name}.hbs: {e}"));
             }

@@ -15,7 +15,7 @@ mod scripts;
 mod system;
 
 use crate::action;
-use crate::catalog::render::Renderer;
+use crate::catalog::render::{Renderer, Templates};
 use crate::catalog::Catalog;
 use crate::config::{self, Config};
 use crate::control::server::{self, Denials, FromClient, Shared};
@@ -43,16 +43,41 @@ const OFFLINE_WAIT: Duration = Duration::from_secs(300);
 pub(crate) type Loaded = Result<(Config, Arc<Renderer>), Vec<String>>;
 
 /// Validate everything a daemon needs: configuration, catalog, templates.
-pub(crate) fn load_all(path: &Path) -> Loaded {
-    load_all_reusing(path, &[])
+pub(crate) fn load_all(path: &Path, which: Templates) -> Loaded {
+    load_all_reusing(path, &[], Reuse::No(which))
 }
 
-/// `load_all` for a reload: unchanged targets keep the running specs.
-pub(crate) fn load_all_reusing(path: &Path, running: &[Arc<config::TargetSpec>]) -> Loaded {
+/// What a load may take from the running daemon.
+pub(crate) enum Reuse<'a> {
+    /// Nothing: compile these templates.
+    No(Templates),
+    /// Its renderer, if nothing it is made of can have changed.
+    Renderer(&'a Arc<Renderer>),
+}
+
+/// `load_all` for a reload: unchanged targets keep the running specs, and
+/// the running renderer is kept when nothing it is made of can have
+/// changed (the embedded catalog and templates, the same host name): the
+/// reload then neither parses the catalog nor compiles the templates again,
+/// and the two renderers are never in memory together.
+pub(crate) fn load_all_reusing(
+    path: &Path,
+    running: &[Arc<config::TargetSpec>],
+    reuse: Reuse,
+) -> Loaded {
     let cfg = config::load_reusing(path, running)
         .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let embedded = cfg.daemon.catalog_dir.is_none() && cfg.daemon.templates_dir.is_none();
+    let which = match reuse {
+        Reuse::Renderer(r) if embedded && r.host == cfg.daemon.hostname => {
+            return Ok((cfg, r.clone()));
+        }
+        Reuse::Renderer(_) => Templates::Events,
+        Reuse::No(which) => which,
+    };
     let catalog = Catalog::load(cfg.daemon.catalog_dir.as_deref())?;
-    let renderer = Renderer::new(
+    let renderer = Renderer::with(
+        which,
         Arc::new(catalog),
         cfg.daemon.templates_dir.as_deref(),
         &cfg.daemon.hostname,
@@ -151,7 +176,7 @@ fn start_metrics(
 pub(crate) async fn start(opts: Options) -> anyhow::Result<Handle> {
     system::raise_nofile_limit();
     let path = opts.config.clone();
-    let (cfg, renderer) = tokio::task::spawn_blocking(move || load_all(&path))
+    let (cfg, renderer) = tokio::task::spawn_blocking(move || load_all(&path, Templates::Events))
         .await?
         .map_err(|errs| anyhow::anyhow!("invalid configuration:\n{}", errs.join("\n")))?;
     // Signals are handled before anything is said (PW1001, READY=1): a
@@ -574,3 +599,6 @@ impl Daemon {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,7 @@
 //! Control requests and reloads: operator commands go to the core, a
 //! reload is validated off the loop and applied whole or not at all.
 
-use super::{load_all_reusing, Daemon, Loaded, Msg};
+use super::{load_all_reusing, Daemon, Loaded, Msg, Reuse};
 use crate::config::Config;
 use crate::control::server;
 use crate::control::{Request, Response};
@@ -184,11 +184,14 @@ impl Daemon {
     pub(super) fn start_reload(&mut self, by: String, reply: oneshot::Sender<Response>) {
         let path = self.cfg.path.clone();
         let running = self.cfg.targets.clone();
+        let renderer = self.out.renderer().clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let r = tokio::task::spawn_blocking(move || load_all_reusing(&path, &running))
-                .await
-                .unwrap_or_else(|e| Err(vec![e.to_string()]));
+            let r = tokio::task::spawn_blocking(move || {
+                load_all_reusing(&path, &running, Reuse::Renderer(&renderer))
+            })
+            .await
+            .unwrap_or_else(|e| Err(vec![e.to_string()]));
             let _ = tx.send(Msg::Reloaded(Box::new(r), by, reply));
         });
     }

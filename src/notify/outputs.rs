@@ -190,6 +190,11 @@ impl Outputs {
     }
 
     /// The sequence number of the last event emitted.
+    /// The renderer events are made with.
+    pub fn renderer(&self) -> &Arc<Renderer> {
+        &self.renderer
+    }
+
     pub fn last_emitted(&self) -> u64 {
         self.last_emitted
     }

@@ -297,6 +297,41 @@ fn binary_sizes(bin: &Path, deb: Option<&Path>) -> String {
     )
 }
 
+/// How much of link/symbol-order.txt (the functions the daemon runs, put
+/// first by the linker: build.rs) the binary still has, and the span they
+/// take: a low count means the list is stale (scripts/symbol-order.sh).
+fn symbol_order(bin: &Path) -> String {
+    let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("link/symbol-order.txt");
+    let Ok(text) = std::fs::read_to_string(&list) else {
+        return "Symbol order: no link/symbol-order.txt.".into();
+    };
+    let wanted: std::collections::HashSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    let Ok(out) = Command::new("nm").arg("-S").arg(bin).output() else {
+        return "Symbol order: nm did not run.".into();
+    };
+    let nm = String::from_utf8_lossy(&out.stdout);
+    let (mut found, mut lo, mut hi) = (0usize, u64::MAX, 0u64);
+    for l in nm.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() == 4 && wanted.contains(f[3]) {
+            let (a, n) = (u64::from_str_radix(f[0], 16), u64::from_str_radix(f[1], 16));
+            if let (Ok(a), Ok(n)) = (a, n) {
+                found += 1;
+                lo = lo.min(a);
+                hi = hi.max(a + n);
+            }
+        }
+    }
+    let span = hi.saturating_sub(lo) as f64 / 1048576.0;
+    format!(
+        "Symbol order (link/symbol-order.txt): {found} of its {} functions in the binary, together in {span:.1} MiB of text.",
+        wanted.len()
+    )
+}
+
 fn which(p: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -1056,7 +1091,12 @@ fn main() {
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(md, "Machine: {}.\n", machine());
-    let _ = writeln!(md, "{}\n", binary_sizes(&a.procward, a.deb.as_deref()));
+    let _ = writeln!(
+        md,
+        "{} {}\n",
+        binary_sizes(&a.procward, a.deb.as_deref()),
+        symbol_order(&a.procward)
+    );
     let _damon = a.damon_off.then(|| {
         let p = DamonPaused::pause();
         let _ = writeln!(

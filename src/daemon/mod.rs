@@ -48,11 +48,29 @@ pub(crate) fn load_all(path: &Path, which: Templates) -> Loaded {
 }
 
 /// What a load may take from the running daemon.
-pub(crate) enum Reuse<'a> {
+pub(crate) enum Reuse {
     /// Nothing: compile these templates.
     No(Templates),
-    /// Its renderer, if nothing it is made of can have changed.
-    Renderer(&'a Arc<Renderer>),
+    /// Its renderer, made of the embedded catalog and templates, if the
+    /// new configuration names no others either (and the same host).
+    Renderer(Arc<Renderer>),
+}
+
+impl Reuse {
+    /// What a reload may take from the running configuration and renderer:
+    /// the renderer only if it was made of the embedded catalog and
+    /// templates (one read from a directory is never kept).
+    pub(crate) fn running(cfg: &Config, renderer: &Arc<Renderer>) -> Reuse {
+        match embedded(cfg) {
+            true => Reuse::Renderer(renderer.clone()),
+            false => Reuse::No(Templates::Events),
+        }
+    }
+}
+
+/// Neither `catalog-dir` nor `templates-dir`: the embedded ones.
+fn embedded(cfg: &Config) -> bool {
+    cfg.daemon.catalog_dir.is_none() && cfg.daemon.templates_dir.is_none()
 }
 
 /// `load_all` for a reload: unchanged targets keep the running specs, and
@@ -67,10 +85,9 @@ pub(crate) fn load_all_reusing(
 ) -> Loaded {
     let cfg = config::load_reusing(path, running)
         .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    let embedded = cfg.daemon.catalog_dir.is_none() && cfg.daemon.templates_dir.is_none();
     let which = match reuse {
-        Reuse::Renderer(r) if embedded && r.host == cfg.daemon.hostname => {
-            return Ok((cfg, r.clone()));
+        Reuse::Renderer(r) if embedded(&cfg) && r.host == cfg.daemon.hostname => {
+            return Ok((cfg, r));
         }
         Reuse::Renderer(_) => Templates::Events,
         Reuse::No(which) => which,

@@ -184,14 +184,12 @@ impl Daemon {
     pub(super) fn start_reload(&mut self, by: String, reply: oneshot::Sender<Response>) {
         let path = self.cfg.path.clone();
         let running = self.cfg.targets.clone();
-        let renderer = self.out.renderer().clone();
+        let reuse = Reuse::running(&self.cfg, self.out.renderer());
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let r = tokio::task::spawn_blocking(move || {
-                load_all_reusing(&path, &running, Reuse::Renderer(&renderer))
-            })
-            .await
-            .unwrap_or_else(|e| Err(vec![e.to_string()]));
+            let r = tokio::task::spawn_blocking(move || load_all_reusing(&path, &running, reuse))
+                .await
+                .unwrap_or_else(|e| Err(vec![e.to_string()]));
             let _ = tx.send(Msg::Reloaded(Box::new(r), by, reply));
         });
     }

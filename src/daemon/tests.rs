@@ -27,14 +27,14 @@ fn a_reload_keeps_the_renderer_unless_what_it_is_made_of_may_have_changed() {
     let dir = tempfile::tempdir().unwrap();
     let path = config(dir.path(), "hostname = \"h1\"\n");
     let (_, first) = load_all(&path, Templates::Events).unwrap();
-    let (_, same) = load_all_reusing(&path, &[], Reuse::Renderer(&first)).unwrap();
+    let (_, same) = load_all_reusing(&path, &[], Reuse::Renderer(first.clone())).unwrap();
     assert!(
         Arc::ptr_eq(&first, &same),
         "embedded catalog and templates: kept"
     );
     // Another host name: a new renderer that has it.
     let path = config(dir.path(), "hostname = \"h2\"\n");
-    let (_, other) = load_all_reusing(&path, &[], Reuse::Renderer(&first)).unwrap();
+    let (_, other) = load_all_reusing(&path, &[], Reuse::Renderer(first.clone())).unwrap();
     assert!(!Arc::ptr_eq(&first, &other));
     assert_eq!(other.host, "h2");
     // A templates directory: its files may have changed since; read again.
@@ -47,12 +47,24 @@ fn a_reload_keeps_the_renderer_unless_what_it_is_made_of_may_have_changed() {
         tdir.display()
     );
     let path = config(dir.path(), &extra);
-    let (_, t1) = load_all_reusing(&path, &[], Reuse::Renderer(&other)).unwrap();
+    let (_, t1) = load_all_reusing(&path, &[], Reuse::Renderer(other.clone())).unwrap();
     write(&tdir, "console.hbs", "two {{id}}", 0o644);
-    let (_, t2) = load_all_reusing(&path, &[], Reuse::Renderer(&t1)).unwrap();
+    let (_, t2) = load_all_reusing(&path, &[], Reuse::Renderer(t1.clone())).unwrap();
     let ev = t2.sample_event("PW2003", Lang::En);
     assert_eq!(t1.output("console", &ev, Lang::En).unwrap(), "one PW2003");
     assert_eq!(t2.output("console", &ev, Lang::En).unwrap(), "two PW2003");
+    // Back to the embedded templates: the renderer of the directory is
+    // not the one to keep.
+    let (with_dir, _) = load_all(&path, Templates::Events).unwrap();
+    let path = config(dir.path(), "hostname = \"h2\"\n");
+    let reuse = Reuse::running(&with_dir, &t2);
+    let (_, back) = load_all_reusing(&path, &[], reuse).unwrap();
+    assert!(!Arc::ptr_eq(&t2, &back));
+    assert_eq!(
+        back.output("console", &ev, Lang::En),
+        other.output("console", &ev, Lang::En)
+    );
+    assert_ne!(back.output("console", &ev, Lang::En).unwrap(), "two PW2003");
 }
 
 /// The daemon's renderer has the output templates only; the commands that

@@ -154,7 +154,8 @@ fn parse_figures(buf: &[u8]) -> Option<Figures> {
 }
 
 /// Direct children of `pid` (a single-threaded process: its one
-/// `children` file; else every thread's). None when it is gone.
+/// `children` file; else every thread's). A process gone meanwhile adds
+/// none: it is read again at the next round.
 fn children(pid: u32, threads: u64, out: &mut Vec<u32>) {
     let _ = crate::sys::proc::children(pid, threads <= 1, out);
 }
